@@ -1,0 +1,312 @@
+"""Configuration: frozen dataclasses, YAML presets and ``key=value`` overrides.
+
+A :class:`PerSAMConfig` has one section per stage of the pipeline:
+
+- ``prior``: how the target embedding is pooled from the reference mask and how point prompts are
+  taken from the location-confidence map;
+- ``decode``: target-guided attention, target-semantic prompting and cascaded post-refinement;
+- ``track``: what the video tracker adds (box prompts from the previous frame, momentum update of
+  the target embedding, occlusion handling).
+
+The presets live as YAML files in ``configs/`` (shipped in the package as ``persam_video/presets``)
+and are loaded by name (``default``, ``paper_image``, ``paper_video``, ``fast``) or by path.
+The dataclass defaults are the ``default`` preset; ``configs/default.yaml`` spells them out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+PRESET_NAMES = ("default", "paper_image", "paper_video", "fast")
+
+
+class ConfigError(ValueError):
+    """A configuration file, preset name or override is invalid."""
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """Target embedding and location prior (positive/negative point prompts)."""
+
+    #: Pooling of the reference features over the target's cells: ``mean`` (persam.py) or
+    #: ``mean_max`` = (mean + max) / 2 per channel (the official video code).
+    pool: Literal["mean", "mean_max"] = "mean"
+    #: Which feature cells belong to the target. ``paper``: the official rule, the mask rendered
+    #: at intensity ``ref_mask_value``, resized and padded like the image, normalized like the
+    #: image's red channel, bilinearly sampled at each cell, cell kept when positive. ``area``: a
+    #: cell is kept when the mask covers at least ``ref_area_threshold`` of it (the best-covered
+    #: cells when none does, so tiny objects still get an embedding).
+    ref_cells: Literal["paper", "area"] = "area"
+    #: Mask intensity under the ``paper`` rule: 128 in persam.py (the PerSeg PNGs), 215 in the
+    #: official video code.
+    ref_mask_value: float = 128.0
+    #: Covered share of a cell needed under the ``area`` rule.
+    ref_area_threshold: float = 0.5
+    #: Number of positive points (highest similarity).
+    num_positive: int = 1
+    #: Number of negative points (lowest similarity).
+    num_negative: int = 1
+
+    def __post_init__(self) -> None:
+        _check_range("prior.ref_mask_value", self.ref_mask_value, 0.0, 255.0, low_open=True)
+        _check_range("prior.ref_area_threshold", self.ref_area_threshold, 0.0, 1.0, low_open=True)
+        _check_range("prior.num_positive", self.num_positive, 1, None)
+        _check_range("prior.num_negative", self.num_negative, 0, None)
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Target-guided attention, target-semantic prompting and cascaded post-refinement."""
+
+    #: Bias the token-to-image cross-attention with the similarity map (target-guided attention).
+    guided_attention: bool = True
+    #: How the attention bias is computed. ``paper``: the full-image similarity map standardized and
+    #: resized to the feature grid (as persam.py, which ignores SAM's padding on non-square images).
+    #: ``grid``: the cell similarities standardized over the cells that hold image content, so the
+    #: bias stays aligned with the features on any aspect ratio; padding cells get the lowest bias.
+    guidance_map: Literal["paper", "grid"] = "grid"
+    #: Add the target embedding to the decoder tokens (target-semantic prompting).
+    semantic_prompt: bool = True
+    #: The first decoding step asks SAM for its three multimask outputs instead of one.
+    first_multimask: bool = False
+    #: Which output of the first step is kept: the ``first`` output, the ``largest`` mask, or the
+    #: best ``score``.
+    first_pick: Literal["first", "largest", "score"] = "first"
+    #: Cascaded post-refinement steps: 0 none, 1 mask prompt, 2 mask prompt then box prompt.
+    refine_steps: int = 2
+    #: Also apply guidance and semantic prompting in the refinement steps (persam.py does not).
+    guide_refinement: bool = False
+
+    def __post_init__(self) -> None:
+        _check_range("decode.refine_steps", self.refine_steps, 0, 2)
+        if self.first_pick != "first" and not self.first_multimask:
+            raise ConfigError(
+                f"decode.first_pick={self.first_pick!r} needs decode.first_multimask=true"
+            )
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """What the video tracker adds on top of the per-frame PerSAM pass."""
+
+    #: Prompt with the object's box in the previous frame (expanded by ``box_margin`` pixels).
+    box_prompt: bool = True
+    #: Margin in pixels of the original frame added on every side of the previous box.
+    box_margin: float = 10.0
+    #: Add the centre of the (expanded) previous box as an extra positive point.
+    box_center_point: bool = False
+    #: Update the target embedding frame by frame with the momentum rule.
+    update: bool = True
+    #: e_t = momentum * e_{t-1} + (1 - momentum) * embed(frame_t, mask_t).
+    momentum: float = 0.9
+    #: Share of the first-frame embedding mixed back in after each update, so the target cannot
+    #: drift away from what the user marked: e_t = anchor * e_0 + (1 - anchor) * e_t.
+    anchor: float = 0.2
+    #: Update only when the predicted score is at least this.
+    update_min_score: float = 0.5
+    #: Update only when the mask area changed by at most this factor since the last update.
+    update_max_area_change: float = 2.0
+    #: Declare an object absent (empty mask, no update, no box prompt next frame) when it is not
+    #: confidently found.
+    occlusion: bool = True
+    #: Absent when the peak cosine similarity to the target falls below this.
+    absent_min_similarity: float = 0.5
+    #: Absent when the predicted score falls below this.
+    absent_min_score: float = 0.3
+
+    def __post_init__(self) -> None:
+        _check_range("track.box_margin", self.box_margin, 0.0, None)
+        _check_range("track.momentum", self.momentum, 0.0, 1.0)
+        _check_range("track.anchor", self.anchor, 0.0, 1.0)
+        _check_range("track.update_max_area_change", self.update_max_area_change, 1.0, None)
+        _check_range("track.absent_min_similarity", self.absent_min_similarity, -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class PerSAMConfig:
+    """All settings of PerSAM and of the video tracker. Defaults are the ``default`` preset."""
+
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+
+    # ----------------------------------------------------------------- presets
+    @classmethod
+    def default(cls) -> PerSAMConfig:
+        """Our recommended settings (``configs/default.yaml``)."""
+        return load_config("default")
+
+    @classmethod
+    def paper_image(cls) -> PerSAMConfig:
+        """The official ``persam.py`` of Personalize-SAM (``configs/paper_image.yaml``)."""
+        return load_config("paper_image")
+
+    @classmethod
+    def paper_video(cls) -> PerSAMConfig:
+        """The official ``persam_video.py`` of Personalize-SAM (``configs/paper_video.yaml``)."""
+        return load_config("paper_video")
+
+    @classmethod
+    def fast(cls) -> PerSAMConfig:
+        """Fewer decoder passes for speed (``configs/fast.yaml``)."""
+        return load_config("fast")
+
+    # ----------------------------------------------------------------- (de)serialization
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain-dict form, as written in the YAML files."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PerSAMConfig:
+        """Build a config from a (possibly partial) nested dict; unknown keys are an error."""
+        return _build(cls, data, prefix="")
+
+    def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> PerSAMConfig:
+        """Apply ``section.field=value`` strings (values parsed as YAML scalars)."""
+        data = self.to_dict()
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise ConfigError(f"override {item!r} is not of the form section.field=value")
+            section, _, name = key.partition(".")
+            if section not in data or name not in data[section]:
+                raise ConfigError(
+                    f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}"
+                )
+            try:
+                data[section][name] = yaml.safe_load(raw) if raw.strip() else raw
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"cannot parse the value of {key!r}: {raw!r}") from exc
+        return PerSAMConfig.from_dict(data)
+
+
+def valid_keys() -> list[str]:
+    """All ``section.field`` keys of :class:`PerSAMConfig`."""
+    return [
+        f"{section.name}.{f.name}"
+        for section in fields(PerSAMConfig)
+        for f in fields(_field_type(PerSAMConfig, section.name))
+    ]
+
+
+def load_config(name_or_path: str | Path) -> PerSAMConfig:
+    """Load a preset by name (``default``, ``paper_image``, ``paper_video``, ``fast``) or a file.
+
+    A file may be partial: missing fields keep the dataclass defaults.
+    """
+    text = str(name_or_path)
+    if text in PRESET_NAMES:
+        source = resources.files("persam_video") / "presets" / f"{text}.yaml"
+        label = f"preset {text!r}"
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ConfigError(
+                f"config {text!r} is neither a preset ({', '.join(PRESET_NAMES)}) nor a YAML file"
+            )
+        source, label = path, str(path)
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {label}: {exc}".splitlines()[0]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {label} must be a mapping of sections")
+    return PerSAMConfig.from_dict(data)
+
+
+def save_config(config: PerSAMConfig, path: str | Path) -> None:
+    """Write ``config`` as YAML (all fields)."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+# --------------------------------------------------------------------- internals
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        key = prefix + unknown[0]
+        close = difflib.get_close_matches(key, valid_keys(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"unknown config key {key!r}{hint}; valid keys: {', '.join(valid_keys())}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        kind = _field_type(cls, name)
+        if is_dataclass(kind):
+            kwargs[name] = _build(kind, value, prefix=f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(prefix + name, kind, value)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - all fields have defaults
+        raise ConfigError(str(exc)) from exc
+
+
+def _coerce(key: str, kind: Any, value: Any) -> Any:
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        choices = typing.get_args(kind)
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{key}: unsupported field type")  # pragma: no cover
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false; got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer; got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number; got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string; got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported field type {kind!r}")  # pragma: no cover
+
+
+def _check_range(
+    key: str, value: float, low: float | None, high: float | None, *, low_open: bool = False
+) -> None:
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and value > high
+    if below or above:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{key} must be in {bracket}{lo}, {hi}]; got {value!r}")
+
+
+__all__ = [
+    "PRESET_NAMES",
+    "ConfigError",
+    "DecodeConfig",
+    "PerSAMConfig",
+    "PriorConfig",
+    "TrackConfig",
+    "load_config",
+    "save_config",
+    "valid_keys",
+]

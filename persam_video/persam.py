@@ -1,0 +1,161 @@
+"""The PerSAM API: personalize SAM with one reference image and mask, then segment other images.
+
+>>> from persam_video import load_sam, PerSAM, PerSAMConfig
+>>> persam = PerSAM(load_sam("vit_b"), PerSAMConfig.paper_image())
+>>> target = persam.personalize(ref_rgb, ref_mask)   # (H, W, 3) uint8 RGB, (H, W) bool
+>>> res = persam.segment(img_rgb, target)            # res.mask: (H, W) bool
+
+The math lives in :mod:`persam_video.core`; this module validates inputs and converts results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+from torch import Tensor
+
+from persam_video import core
+from persam_video.config import PerSAMConfig
+from persam_video.core import ExtraPrompt, FrameFeatures, Prediction
+
+_BINARY_LEVELS = ({0, 1}, {0, 255})
+
+
+@dataclass
+class Target:
+    """A personalized target: what PerSAM looks for."""
+
+    #: (C,) float target embedding: pooled SAM features of the reference mask (not normalized).
+    embedding: Tensor
+
+
+@dataclass
+class SegmentResult:
+    """PerSAM's result on one image."""
+
+    #: (H, W) bool mask.
+    mask: np.ndarray
+    #: SAM's predicted IoU of the mask.
+    score: float
+    #: (N, 2) float (x, y) point prompts in image pixels.
+    points: np.ndarray
+    #: (N,) int labels of the points: 1 positive, 0 negative.
+    labels: np.ndarray
+    #: (H, W) float32 location confidence (cosine similarity to the target).
+    similarity: np.ndarray
+    #: (1, 4h, 4w) float32 final low-resolution mask logits.
+    logits: np.ndarray
+
+    @classmethod
+    def from_prediction(cls, pred: Prediction) -> SegmentResult:
+        return cls(
+            mask=pred.mask.cpu().numpy(),
+            score=pred.score,
+            points=pred.points.cpu().numpy(),
+            labels=pred.labels.cpu().numpy(),
+            similarity=pred.similarity.float().cpu().numpy(),
+            logits=pred.low_res_logits.float().cpu().numpy(),
+        )
+
+
+class PerSAM:
+    """A SAM model personalized by PerSAM. The model is used as is and never modified."""
+
+    def __init__(self, sam: Sam, config: PerSAMConfig | None = None) -> None:
+        if not isinstance(sam, Sam):
+            raise ValueError(f"sam must be a segment_anything Sam model, got {type(sam).__name__}")
+        self.sam = sam
+        self.config = config if config is not None else PerSAMConfig()
+
+    @property
+    def device(self) -> torch.device:
+        return self.sam.device
+
+    @torch.inference_mode()
+    def encode(self, image: np.ndarray) -> FrameFeatures:
+        """SAM image features of an (H, W, 3) uint8 RGB image."""
+        return core.encode_image(self.sam, check_image(image))
+
+    @torch.inference_mode()
+    def embed(self, feats: FrameFeatures, mask: np.ndarray) -> Tensor:
+        """(C,) target embedding of the object in ``mask`` (H, W) on already-encoded features."""
+        binary = check_mask(mask, feats.original_size)
+        if not binary.any():
+            raise ValueError("the mask is empty: mark the object with nonzero pixels")
+        cells = core.reference_cells(self.sam, feats, binary, self.config.prior)
+        return core.pool_embedding(feats, cells, self.config.prior.pool)
+
+    def personalize(self, ref_image: np.ndarray, ref_mask: np.ndarray) -> Target:
+        """Learn the target from a reference image (H, W, 3) uint8 RGB and its mask (H, W).
+
+        The mask may be bool, or numeric with values {0, 1} or {0, 255}.
+        """
+        feats = self.encode(ref_image)
+        return Target(embedding=self.embed(feats, ref_mask))
+
+    def segment(self, image: np.ndarray, target: Target) -> SegmentResult:
+        """Segment ``target`` in an (H, W, 3) uint8 RGB image."""
+        if not isinstance(target, Target):
+            raise ValueError(f"target must be a Target, got {type(target).__name__}")
+        (pred,) = self.segment_features(self.encode(image), [target])
+        return SegmentResult.from_prediction(pred)
+
+    @torch.inference_mode()
+    def segment_features(
+        self,
+        feats: FrameFeatures,
+        targets: list[Target],
+        extra: list[ExtraPrompt] | None = None,
+    ) -> list[Prediction]:
+        """Segment several targets on encoded features at once (used by the video tracker)."""
+        embeddings = torch.stack([t.embedding for t in targets]).to(feats.embedding)
+        expected = feats.embedding.shape[1]
+        if embeddings.shape[1] != expected:
+            raise ValueError(
+                f"target embeddings have {embeddings.shape[1]} channels, this model {expected}: "
+                "the target was made with another model"
+            )
+        return core.segment_objects(self.sam, feats, embeddings, self.config, extra)
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """Validate an (H, W, 3) uint8 RGB image; return it C-contiguous."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array (H, W, 3) uint8, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must have shape (H, W, 3) (RGB), got {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 (0-255), got {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def check_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Validate a binary (H, W) mask of image size ``size``; return it as bool.
+
+    Accepts bool, or numeric values {0, 1} or {0, 255}; an (H, W, 1) array is squeezed.
+    """
+    if not isinstance(mask, np.ndarray):
+        raise ValueError(f"mask must be a numpy array (H, W), got {type(mask).__name__}")
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise ValueError(f"mask must have shape (H, W), got {mask.shape}")
+    if tuple(mask.shape) != tuple(size):
+        raise ValueError(f"mask has size {mask.shape} but the image has size {tuple(size)}")
+    if mask.dtype == bool:
+        return mask
+    if not (np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)):
+        raise ValueError(f"mask must be bool or numeric, got {mask.dtype}")
+    levels = set(np.unique(mask).tolist())
+    if not any(levels <= allowed for allowed in _BINARY_LEVELS):
+        shown = sorted(levels)[:6]
+        raise ValueError(
+            f"mask must be binary (bool, 0/1 or 0/255), got values {shown}"
+            f"{'...' if len(levels) > len(shown) else ''}; for a label map pass (labels == id)"
+        )
+    return mask > 0

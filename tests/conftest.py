@@ -1,0 +1,32 @@
+"""Shared fixtures: small random-weight SAM models built from segment-anything's classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from persam_video.models import build_sam, tiny_sam_spec
+
+#: Material shared by this workplace (PerSeg examples); absent in a clone elsewhere.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_sam():
+    """A 128-px SAM with random weights (grid 8x8), for mechanics tests."""
+    return build_sam(tiny_sam_spec(), seed=0)
+
+
+@pytest.fixture(scope="session")
+def small_sam():
+    """A 256-px SAM with random weights (grid 16x16) and wider layers."""
+    return build_sam(
+        tiny_sam_spec(image_size=256, encoder_dim=48, encoder_depth=2, decoder_dim=64), seed=1
+    )
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
