@@ -22,7 +22,17 @@ _EXPORTS = {
     "SamSpec": "persam_video.models",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "PerSAM",
+    "PerSAMConfig",
+    "SamSpec",
+    "SegmentResult",
+    "Target",
+    "__version__",
+    "build_sam",
+    "load_config",
+    "load_sam",
+]
 
 if TYPE_CHECKING:
     from persam_video.config import PerSAMConfig, load_config

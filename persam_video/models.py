@@ -216,6 +216,9 @@ def load_sam(
                 if official.name != name:
                     raise WeightsError(f"{path} is the {official.name} checkpoint, not {name}")
     state = load_state_dict(path)
+    found = describe_state_dict(state)
+    if found != name:  # refuse before building a large model for nothing
+        raise WeightsError(f"{path} is not a {name} SAM checkpoint (it looks like {found})")
     sam = sam_model_registry[name](checkpoint=None)
     _load_into(sam, state, path, name)
     return sam.eval().to(target)

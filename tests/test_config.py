@@ -1,0 +1,87 @@
+"""Config dataclasses, YAML presets and overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from persam_video.config import (
+    PRESET_NAMES,
+    ConfigError,
+    PerSAMConfig,
+    load_config,
+    save_config,
+    valid_keys,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_every_preset_has_a_yaml_file_and_loads():
+    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(PRESET_NAMES)
+    for name in PRESET_NAMES:
+        assert load_config(name) == load_config(CONFIGS / f"{name}.yaml")
+
+
+def test_default_yaml_spells_out_the_dataclass_defaults():
+    data = yaml.safe_load((CONFIGS / "default.yaml").read_text())
+    assert data == PerSAMConfig().to_dict()
+    assert PerSAMConfig.default() == PerSAMConfig()
+
+
+def test_paper_video_preset_is_the_official_video_setting():
+    cfg = PerSAMConfig.paper_video()
+    assert cfg == load_config(CONFIGS / "paper_video.yaml")
+    assert (cfg.prior.num_positive, cfg.prior.num_negative) == (2, 0)
+    assert cfg.prior.pool == "mean_max" and cfg.prior.ref_mask_value == 215
+    assert cfg.track.box_prompt and cfg.track.box_margin == 10 and cfg.track.box_center_point
+    assert cfg.decode.first_multimask and cfg.decode.first_pick == "largest"
+    assert cfg.decode.refine_steps == 2
+    assert not (cfg.decode.guided_attention or cfg.decode.semantic_prompt)
+    assert not (cfg.track.update or cfg.track.occlusion)
+
+
+def test_paper_image_preset_is_persam_py():
+    cfg = PerSAMConfig.paper_image()
+    assert (cfg.prior.num_positive, cfg.prior.num_negative, cfg.prior.pool) == (1, 1, "mean")
+    assert cfg.prior.ref_cells == "paper" and cfg.prior.ref_mask_value == 128
+    assert cfg.decode.guided_attention and cfg.decode.semantic_prompt
+    assert cfg.decode.guidance_map == "paper" and not cfg.decode.first_multimask
+
+
+def test_overrides_parse_and_validate():
+    cfg = PerSAMConfig().with_overrides(["track.momentum=0.5", "decode.guided_attention=false"])
+    assert cfg.track.momentum == 0.5 and cfg.decode.guided_attention is False
+    assert PerSAMConfig().with_overrides(["prior.num_positive=3"]).prior.num_positive == 3
+    with pytest.raises(ConfigError, match=r"unknown config key 'track.momentun'.*valid keys"):
+        PerSAMConfig().with_overrides(["track.momentun=0.5"])
+    with pytest.raises(ConfigError, match="must be in"):
+        PerSAMConfig().with_overrides(["track.momentum=1.5"])
+    with pytest.raises(ConfigError, match="must be an integer"):
+        PerSAMConfig().with_overrides(["prior.num_positive=two"])
+    with pytest.raises(ConfigError, match="must be one of mean, mean_max"):
+        PerSAMConfig().with_overrides(["prior.pool=max"])
+    with pytest.raises(ConfigError, match="must be true or false"):
+        PerSAMConfig().with_overrides(["track.update=1"])
+    with pytest.raises(ConfigError, match="section.field=value"):
+        PerSAMConfig().with_overrides(["momentum"])
+    with pytest.raises(ConfigError, match="needs decode.first_multimask"):
+        PerSAMConfig().with_overrides(["decode.first_pick=largest"])
+
+
+def test_yaml_files_are_strict_and_round_trip(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("track:\n  momentum: 0.5\n  anchr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"'track.anchr' \(did you mean 'track.anchor'\?\)"):
+        load_config(bad)
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="neither a preset"):
+        load_config(tmp_path / "missing.yaml")
+    cfg = PerSAMConfig().with_overrides(["track.anchor=0.3"])
+    save_config(cfg, tmp_path / "out.yaml")
+    assert load_config(tmp_path / "out.yaml") == cfg
+    assert "track.anchor" in valid_keys() and "prior.pool" in valid_keys()

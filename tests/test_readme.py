@@ -1,0 +1,14 @@
+"""The README's commands agree with what CI runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
+    command = ci[-1].strip()
+    assert "pytest" in command
+    assert command in (ROOT / "README.md").read_text()
