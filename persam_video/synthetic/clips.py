@@ -22,7 +22,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from persam_video.synthetic.motion import Motion, Sweep, random_sweep, random_walker
+from persam_video.synthetic.motion import Motion, random_static, random_sweep, random_walker
 from persam_video.synthetic.render import Actor, build_sprite, compose, finish_image
 from persam_video.synthetic.scenes import (
     DISTRACTOR_RADIUS_RANGE,
@@ -194,9 +194,9 @@ def _clip_radius_range(n_objects: int) -> tuple[float, float]:
 
 
 def _draw_clip_actors(
-    rng: np.random.Generator, size_hw: tuple[int, int], n_objects: int, n_frames: int
+    rng: np.random.Generator, size_hw: tuple[int, int], n_objects: int
 ) -> tuple[list[Actor], list[str]]:
-    """Actors in z-order and, per actor, its motion kind: "static", "walker" or "sweep"."""
+    """Actors in z-order and, per actor, its motion: "static", "walker", "sweep" or "bar"."""
     short = min(size_hw)
     targets = sample_target_appearances(rng, n_objects)
     actors, kinds = [], []
@@ -234,10 +234,7 @@ def _draw_motions(
     for actor, kind in zip(actors, kinds, strict=True):
         radius = actor.sprite.radius
         if kind == "static":
-            walker = random_walker(rng, radius, size_hw, n_frames)
-            motions.append(
-                Sweep((walker.x, walker.y), (walker.x, walker.y), n_frames, walker.angle)
-            )
+            motions.append(random_static(rng, size_hw, n_frames))
         elif kind == "walker":
             speed = 1.0 if actor.label else MOVING_DISTRACTOR_SPEED
             motions.append(random_walker(rng, radius, size_hw, n_frames, speed))
@@ -303,7 +300,7 @@ def _plan_clip(
 
     rng = np.random.default_rng(scene_seed)
     background = make_background(rng, size_hw)
-    actors, kinds = _draw_clip_actors(rng, size_hw, n_objects, n_frames)
+    actors, kinds = _draw_clip_actors(rng, size_hw, n_objects)
     for _ in range(MAX_PLACEMENT_TRIES):
         motions = _draw_motions(rng, actors, kinds, size_hw, n_frames)
         if _first_frame_ok(actors, motions, size_hw, n_objects):

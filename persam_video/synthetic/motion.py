@@ -109,10 +109,16 @@ class Walker:
         self.x, self.vx = self._reflect(self.x + self.vx, self.vx, self.size_hw[1])
         self.y, self.vy = self._reflect(self.y + self.vy, self.vy, self.size_hw[0])
 
+    def band(self, length: int, scale: float | None = None) -> tuple[float, float]:
+        """Allowed centre coordinates along an axis of ``length`` pixels: the object stays mostly
+        inside the frame (at the current scale by default)."""
+        scale = float(np.exp(self.log_scale)) if scale is None else scale
+        margin = min(BORDER_MARGIN * self.radius * scale, length / 2.0)
+        return margin, length - margin
+
     def _reflect(self, position: float, velocity: float, length: int) -> tuple[float, float]:
-        """Bounce off the band ``[margin, length - margin]`` that keeps the object mostly inside."""
-        margin = BORDER_MARGIN * self.radius * np.exp(self.log_scale)
-        low, high = margin, length - margin
+        """Bounce off the ends of the allowed band."""
+        low, high = self.band(length)
         if position < low:
             position, velocity = low + (low - position), abs(velocity)
         elif position > high:
@@ -149,7 +155,9 @@ class Walker:
             ((self.x, -extent), (across_x, depth)),
             ((self.x, height + extent), (across_x, height - depth)),
         ][side]
-        start, outside, inside = np.array([self.x, self.y]), np.array(outside), np.array(inside)
+        (low_x, high_x), (low_y, high_y) = (self.band(n, SCALE_RANGE[1]) for n in (width, height))
+        inside = np.clip(inside, (low_x, low_y), (high_x, high_y))
+        start, outside = np.array([self.x, self.y]), np.array(outside)
         d_out, d_in = np.linalg.norm(outside - start), np.linalg.norm(inside - outside)
         frames_left = max(self.n_frames - t - self.hidden_frames - EXIT_TAIL_FRAMES, 2)
         speed = max(EXIT_SPEED * self.unit, (d_out + d_in) / frames_left)
@@ -204,7 +212,11 @@ def random_walker(
         omega=rng.uniform(-OMEGA_RANGE_DEG, OMEGA_RANGE_DEG),
         speed_factor=speed_factor,
     )
-    heading = np.arctan2(height / 2 - y, width / 2 - x)
+    walker.x, walker.y = (
+        float(np.clip(x, *walker.band(width))),
+        float(np.clip(y, *walker.band(height))),
+    )
+    heading = np.arctan2(height / 2 - walker.y, width / 2 - walker.x)
     walker.set_heading(rng, heading + np.deg2rad(rng.uniform(-1, 1) * HEADING_SPREAD_DEG))
     return walker
 
@@ -233,3 +245,10 @@ def random_sweep(
         angle = rng.uniform(0.0, 360.0)
         omega = rng.uniform(-MAX_OCCLUDER_SPIN_DEG, MAX_OCCLUDER_SPIN_DEG)
     return Sweep(points[0], points[1], n_frames, angle, omega)
+
+
+def random_static(rng: np.random.Generator, size_hw: tuple[int, int], n_frames: int) -> Sweep:
+    """A motionless pose at a random place and angle (a static background distractor)."""
+    height, width = size_hw
+    point = (rng.uniform(*START_RANGE) * width, rng.uniform(*START_RANGE) * height)
+    return Sweep(point, point, n_frames, rng.uniform(0.0, 360.0))
