@@ -9,6 +9,7 @@ have another shape or texture, so that colour alone never identifies an object.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +78,7 @@ class Scene:
         each object.
       amodal (np.ndarray): (K, H, W) bool; ``amodal[k - 1]`` is the full drawn region of object k,
         occluded parts included.
-      foreground (np.ndarray): (H, W) bool; pixels covered by the foreground distractor.
+      foreground (np.ndarray): (H, W) bool; pixels covered by the foreground distractor (if any).
     """
 
     image: np.ndarray
@@ -245,7 +246,7 @@ def _place(
     rng: np.random.Generator,
     size_hw: tuple[int, int],
     actors: list[Actor],
-    propose,
+    propose: Callable[[np.random.Generator], list[Pose]],
     fallback: list[Pose],
 ) -> list[Pose]:
     """Draw poses with ``propose(rng)`` until every object is visible enough, else ``fallback``."""
