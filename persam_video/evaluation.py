@@ -18,17 +18,18 @@ What is evaluated, as in the official semi-supervised evaluation:
   is empty too, then J = 1);
 * the global table averages per-object statistics over all objects (see :mod:`eval_report`).
 
-Prediction files: ``results_dir/<seq>/<frame>.png``, a palette (or 8-bit grayscale) PNG of object
-ids named like the annotation of that frame. Only the evaluated frames are read, so the first and
-last ones may be absent. Stricter than the official script (which prints a message and calls
-``sys.exit`` for the first two, and crashes on the others), these raise an exception naming the
-sequence and frame:
+Prediction files: ``results_dir/<seq>/<frame>.png``, a palette (or grayscale) PNG of object ids
+named like the annotation of that frame. Only the evaluated frames are read, so the first and
+last ones may be absent. These raise an exception naming the sequence (and frame):
 
-* a missing prediction file (``FileNotFoundError``);
-* a prediction holding an id above the sequence's K, 255 included (``ValueError``); the official
-  code rejects these too, it only finds them after reading the whole sequence;
-* a prediction of another size than the annotation, or not an 8-bit label PNG (``ValueError``);
-* a sequence whose frames are not all annotated, or with fewer than 3 frames (``ValueError``).
+* a missing prediction file (``FileNotFoundError``; the official script prints a message and
+  calls ``sys.exit``);
+* a prediction holding an id above the sequence's K, 255 included (``ValueError``; the official
+  script prints a message and calls ``sys.exit`` after reading the whole sequence);
+* a prediction of another size than the annotation, or a colour PNG (``ValueError``; the official
+  code fails on a numpy shape error);
+* a sequence whose frames are not all annotated, or with fewer than 3 frames (``ValueError``;
+  the official code fails with an unrelated error).
 
 For DAVIS 2016 (``dataset.single_object``), every non-zero prediction pixel is the one object, as
 the official single-object evaluation reads results.

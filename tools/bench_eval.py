@@ -2,9 +2,10 @@
 
 Builds, in a temporary folder, a DAVIS layout of moving random ellipses (default: 30 sequences of
 70 frames at 854x480 with 2 objects each) and predictions made by perturbing the ground truth,
-then times :func:`persam_video.evaluation.evaluate_davis` on it::
+then times :func:`persam_video.evaluation.evaluate_davis` on it (building the data set is not
+timed). From the repository root, with the package installed or on the path::
 
-    python tools/bench_eval.py [--sequences 30] [--frames 70] [--objects 2] [--keep DIR]
+    PYTHONPATH=. python tools/bench_eval.py [--sequences 30] [--frames 70] [--objects 2]
 
 The frames are one constant JPEG copied: the evaluation never decodes them.
 """
