@@ -107,6 +107,191 @@ def weights_path(name: str) -> None:
     click.echo(str(checkpoint_path(name)))
 
 
+# --------------------------------------------------------------------------- shared options
+def model_options(func: F) -> F:
+    """--model, --checkpoint, --device, --config, --set."""
+    options = [
+        click.option("--model", "model_name", default="vit_b", show_default=True,
+                     help="vit_h, vit_l, vit_b (official SAM, downloaded on first use) or demo "
+                          "(bundled small demo model, not SAM)."),
+        click.option("--checkpoint", type=click.Path(dir_okay=False),
+                     help="Local checkpoint file for --model instead of the cache."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto, cpu, cuda or cuda:N."),
+        click.option("--config", "config_name", default="default", show_default=True,
+                     help="Preset (default, paper_video, paper_image, fast) or a YAML file."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a config field, e.g. --set track.momentum=0.8 (repeatable)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_config(config_name: str, overrides: tuple[str, ...]) -> Any:
+    """The config of --config with --set overrides applied."""
+    from persam_video.config import load_config
+
+    return load_config(config_name).with_overrides(list(overrides))
+
+
+def load_model(model_name: str, checkpoint: str | None, device: str, quiet: bool) -> Any:
+    """Load the SAM model named on the command line."""
+    from persam_video.models import load_sam
+
+    return load_sam(model_name, checkpoint=checkpoint, device=device, progress=not quiet)
+
+
+# --------------------------------------------------------------------------- track
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=str))
+@click.option(
+    "--mask",
+    "mask_path",
+    required=True,
+    type=click.Path(path_type=str),
+    help="First frame's mask: binary, palette PNG with ids 1..K, grayscale or colours.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Output folder (created if needed).",
+)
+@model_options
+@click.option(
+    "--overlay/--no-overlay",
+    default=True,
+    show_default=True,
+    help="Write overlay.mp4 (objects in colour with contours).",
+)
+@click.option(
+    "--masked-video",
+    type=click.Choice(["none", "cutout", "blur", "alpha"]),
+    default="none",
+    show_default=True,
+    help="Also write masked.mp4 (cutout on black, blurred background) or masked.mov "
+    "(alpha: transparent background, PNG in MOV).",
+)
+@click.option(
+    "--save-masks/--no-save-masks",
+    default=True,
+    show_default=True,
+    help="Write masks/00000.png ... (palette PNGs, object ids kept).",
+)
+@click.option(
+    "--points/--no-points",
+    "draw_points",
+    default=False,
+    show_default=True,
+    help="Draw the prompt points on the overlay.",
+)
+@click.option(
+    "--resize-mask",
+    is_flag=True,
+    help="Resize a mask whose size differs from the frames (nearest neighbour).",
+)
+@click.option(
+    "--fps",
+    help="Frame rate of a folder of frames, e.g. 24 or 30000/1001 "
+    "(default 24; video files carry their own).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def track(
+    input_path: str, mask_path: str, out_dir: str, model_name: str, checkpoint: str | None,
+    device: str, config_name: str, overrides: tuple[str, ...], overlay: bool, masked_video: str,
+    save_masks: bool, draw_points: bool, resize_mask: bool, fps: str | None, quiet: bool,
+) -> None:  # fmt: skip
+    """Segment and track the object(s) of the first frame's mask through INPUT.
+
+    INPUT is a video file (mp4, mov, avi, mkv, webm, ...) or a folder of frames sorted by name.
+    Writes masks/, overlay.mp4, optionally masked.mp4/.mov, and results.json to --out.
+    """
+    from persam_video.io import open_source
+    from persam_video.models import model_metadata, model_names
+    from persam_video.pipeline import (
+        OutputOptions,
+        load_first_mask,
+        prepare_out_dir,
+        track_to_folder,
+    )
+    from persam_video.tracker import VideoTracker, check_labels
+
+    config = build_config(config_name, overrides)
+    if model_name not in model_names():
+        raise InputError(f"unknown model {model_name!r}; known: {', '.join(model_names())}")
+    options = OutputOptions(save_masks, overlay, masked_video, draw_points)
+    prepare_out_dir(out_dir)
+    with open_source(input_path, fps=fps) as frames:
+        labels = load_first_mask(mask_path, frames.size, resize=resize_mask)
+        check_labels(labels, frames.size)
+        sam = load_model(model_name, checkpoint, device, quiet)
+        metadata = model_metadata(model_name, checkpoint)
+        summary = track_to_folder(
+            VideoTracker(sam, config), frames, labels, out_dir,
+            options=options, progress=not quiet, metadata=metadata,
+        )  # fmt: skip
+    objects = len(summary.object_ids)
+    line = (
+        f"tracked {objects} object{'s' if objects != 1 else ''} through {summary.frames} "
+        f"frames in {summary.seconds:.1f} s ({summary.frames_per_second:.2f} frames/s)"
+    )
+    if summary.status == "complete":
+        click.echo(f"{line}; outputs in {summary.out_dir}")
+        return
+    click.echo(f"{line}; partial results in {summary.out_dir}", err=True)
+    if summary.status == "interrupted":
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    raise InputError(summary.error or "tracking stopped early")
+
+
+# --------------------------------------------------------------------------- eval
+@cli.command("eval")
+@click.option(
+    "--davis-root",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="DAVIS folder (with ImageSets/, JPEGImages/, Annotations/).",
+)
+@click.option(
+    "--results",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Result folder: <sequence>/<frame>.png palette PNGs of object ids.",
+)
+@click.option("--set", "subset", default="val", show_default=True, help="Image set to evaluate.")
+@click.option("--year", type=click.Choice(["2016", "2017"]), default="2017", show_default=True)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON."
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False),
+    help="Write the global table as CSV (per-object table beside it, *_per-object.csv).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def eval_command(
+    davis_root: str, results: str, subset: str, year: str, json_path: str | None,
+    csv_path: str | None, quiet: bool,
+) -> None:  # fmt: skip
+    """Evaluate DAVIS results (semi-supervised J&F), equal to the official davis2017-evaluation."""
+    from persam_video.davis import DavisDataset
+    from persam_video.evaluation import evaluate_davis
+
+    dataset = DavisDataset(davis_root, subset=subset, year=int(year))
+    report = evaluate_davis(dataset, results, progress=not quiet)
+    click.echo(report.format_table())
+    if json_path:
+        report.to_json(json_path)
+    if csv_path:
+        report.to_csv(csv_path)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     try:

@@ -224,6 +224,26 @@ def load_sam(
     return sam.eval().to(target)
 
 
+def model_metadata(name: str, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """Model name, checkpoint file and its SHA-256, for results and target files.
+
+    Official checkpoints of the official size were verified against the registry's hash when
+    downloaded or loaded, so that hash is reported without reading the file again.
+    """
+    from persam_video.demo_model import DEMO_MODEL_NAME, demo_model_sha256
+    from persam_video.weights import checkpoint_path, sha256_of
+
+    if name == DEMO_MODEL_NAME:
+        return {"model": name, "checkpoint": None, "checkpoint_sha256": demo_model_sha256()}
+    path = Path(checkpoint) if checkpoint is not None else checkpoint_path(name)
+    official = CHECKPOINTS.get(name)
+    if official is not None and path.is_file() and path.stat().st_size == official.size:
+        digest = official.sha256
+    else:
+        digest = sha256_of(path) if path.is_file() else None
+    return {"model": name, "checkpoint": str(path), "checkpoint_sha256": digest}
+
+
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint with ``weights_only=True`` (never unpickles arbitrary objects)."""
     try:
