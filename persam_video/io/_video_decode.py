@@ -23,9 +23,11 @@ file claims:
 * every claimed frame count (the container header's, and decord's packet count) is at most
   ``D + END_SLACK_FRAMES``; containers and decord often count a few trailing packets that
   decode to nothing (B-frame reorder delay, a damaged last packet);
-* if the header gives the video stream's duration (Matroska/WebM have no frame count), the
-  last decoded frame starts no more than ``max(END_SLACK_SECONDS, (END_SLACK_FRAMES + 1) /
-  fps)`` before that duration (time, not a count, so variable frame rates are fine).
+* if the header has no frame count (Matroska/WebM) but gives the video stream's duration,
+  the last decoded frame starts no more than ``max(END_SLACK_SECONDS, (END_SLACK_FRAMES +
+  1) / fps)`` before that duration (time, not a count, so variable frame rates are fine; a
+  final frame shown for longer than that, as in a slideshow, would be reported as missing
+  frames).
 
 Otherwise :class:`~persam_video.io.errors.VideoDecodeError` is raised for frame ``D`` after
 frames ``0..D-1`` were yielded.
@@ -137,7 +139,7 @@ def _check_complete(
 ) -> None:
     """Raise ``VideoDecodeError`` if decoding stopped well before what the file claims."""
     if decoded == 0:
-        raise VideoDecodeError(info.path, 0, f"{detail} before the first frame")
+        raise VideoDecodeError(info.path, 0, f"{detail}; the file has no decodable frame")
     counts = [n for n in (info.num_frames, packets) if n]
     claimed = max(counts, default=0)
     if claimed - decoded > END_SLACK_FRAMES:
@@ -146,8 +148,8 @@ def _check_complete(
             decoded,
             f"{detail}; the file claims {claimed} frames (truncated or corrupt file)",
         )
-    if info.duration is None or not info.fps:
-        return
+    if info.num_frames or info.duration is None or not info.fps:
+        return  # a header frame count is exact; durations are only used when it is missing
     slack = max(END_SLACK_SECONDS, (END_SLACK_FRAMES + 1) / float(info.fps))
     reached = last_time if last_time is not None else 0.0
     if info.duration - reached > slack:
