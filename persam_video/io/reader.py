@@ -57,12 +57,17 @@ class _Failure:
         self.error = error
 
 
-def _natural_key(name: str) -> list[object]:
-    """Sort key that orders embedded numbers numerically: ``2.jpg`` < ``10.jpg``."""
-    return [
+def _natural_key(name: str) -> tuple[list[tuple[int, int, str]], str]:
+    """Sort key that orders embedded numbers numerically: ``2.jpg`` < ``10.jpg``.
+
+    The name itself breaks ties (``1.jpg`` / ``01.jpg``), so the order never depends on the
+    file system's listing order.
+    """
+    parts = [
         (0, int(part), "") if part.isdigit() else (1, 0, part.lower())
         for part in _DIGITS.split(name)
     ]
+    return parts, name
 
 
 def _produce(frames: Iterator[Frame], out: queue.Queue, stop: threading.Event) -> None:
@@ -242,7 +247,9 @@ def _read_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _folder_frames(files: list[Path], size: tuple[int, int], fps: Fraction | None):
+def _folder_frames(
+    files: list[Path], size: tuple[int, int], fps: Fraction | None
+) -> Iterator[Frame]:
     for index, file in enumerate(files):
         time = float(index / fps) if fps else None
         yield Frame(index, time, _read_rgb(file, size))
@@ -300,7 +307,7 @@ def _check_rgb(index: int, array: object, size: tuple[int, int] | None) -> np.nd
 
 def _iterable_frames(
     first: np.ndarray, rest: Iterator[object], size: tuple[int, int], fps: Fraction | None
-):
+) -> Iterator[Frame]:
     def time(index: int) -> float | None:
         return float(index / fps) if fps else None
 
