@@ -1,0 +1,39 @@
+"""Video and mask I/O for persam-video: streaming readers, atomic writers, label maps."""
+
+from persam_video.io.errors import MaskError, VideoDecodeError, VideoReadError, VideoWriteError
+from persam_video.io.frame import Frame
+from persam_video.io.masks import (
+    DAVIS_PALETTE,
+    MAX_OBJECTS,
+    VOID_ID,
+    object_ids,
+    read_mask,
+    resize_labels,
+    to_label_map,
+    write_label_png,
+)
+from persam_video.io.probe import VideoInfo, probe
+from persam_video.io.reader import FrameSource, open_source
+from persam_video.io.writer import AlphaVideoWriter, VideoWriter
+
+__all__ = [
+    "DAVIS_PALETTE",
+    "MAX_OBJECTS",
+    "VOID_ID",
+    "AlphaVideoWriter",
+    "Frame",
+    "FrameSource",
+    "MaskError",
+    "VideoDecodeError",
+    "VideoInfo",
+    "VideoReadError",
+    "VideoWriteError",
+    "VideoWriter",
+    "object_ids",
+    "open_source",
+    "probe",
+    "read_mask",
+    "resize_labels",
+    "to_label_map",
+    "write_label_png",
+]

@@ -1,0 +1,230 @@
+"""Frame-by-frame decoding of video files: decord first, PyAV to resume after a failure.
+
+decord quirks handled here (measured with decord 0.6.0):
+
+* ``torch`` must be imported (and CUDA queried) before ``decord``, or decord can hang or
+  crash; :func:`import_decord` does that once.
+* ``decord.VideoReader`` demuxes the *whole* file when it opens it, to index packets. Its
+  ``len()`` is the number of video packets found, so a truncated Matroska/AVI file reports
+  only the packets that survived, and a truncated MP4 (index at the front) fails to open.
+* Decode errors happen in decord's decoder thread and surface at a nondeterministic later
+  call, so the frame index decord fails at is not where the damage is. We therefore treat any
+  decord error at frame ``i`` as "decord cannot go on": frames ``0..i-1`` (already yielded,
+  and correct) are kept and PyAV resumes decoding at frame ``i`` (seek to the keyframe before
+  it, skip to its timestamp). PyAV stops deterministically at the first undecodable frame.
+* ``get_frame_timestamp`` returns float32 seconds; we snap them to the stream's time base.
+
+End-of-stream rule (truncated versus merely over-counted files)
+---------------------------------------------------------------
+Decoding stops at the first frame that cannot be decoded (or at the real end); say ``D``
+frames were decoded. The stream then ended *normally* if ``D`` comes close to everything the
+file claims:
+
+* every claimed frame count (the container header's, and decord's packet count) is at most
+  ``D + END_SLACK_FRAMES``; containers and decord often count a few trailing packets that
+  decode to nothing (B-frame reorder delay, a damaged last packet);
+* if the header has no frame count (Matroska/WebM) but gives the video stream's duration,
+  the last decoded frame starts no more than ``max(END_SLACK_SECONDS, (END_SLACK_FRAMES +
+  1) / fps)`` before that duration (time, not a count, so variable frame rates are fine; a
+  final frame shown for longer than that, as in a slideshow, would be reported as missing
+  frames).
+
+Otherwise :class:`~persam_video.io.errors.VideoDecodeError` is raised for frame ``D`` after
+frames ``0..D-1`` were yielded.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from types import ModuleType
+
+import av
+import numpy as np
+
+from persam_video.io.errors import VideoDecodeError
+from persam_video.io.frame import Frame
+from persam_video.io.probe import VideoInfo
+
+logger = logging.getLogger(__name__)
+
+END_SLACK_FRAMES = 4
+END_SLACK_SECONDS = 1.0
+RGB_FORMAT = "rgb24"
+DECORD_AUTO_THREADS = 0
+
+
+@functools.cache
+def import_decord() -> ModuleType:
+    """Import decord safely: torch (and its CUDA probe) first, then decord, quietly."""
+    import torch
+
+    torch.cuda.is_available()
+    import decord
+
+    decord.logging.set_level(decord.logging.QUIET)
+    return decord
+
+
+def _snap_time(seconds: float, time_base: Fraction | None) -> float:
+    """Round a float32 decord timestamp to the nearest tick of the stream's time base."""
+    if time_base is None:
+        return float(seconds)
+    return float(round(Fraction(float(seconds)) / time_base) * time_base)
+
+
+def _as_numpy(pixels: object) -> np.ndarray:
+    """decord NDArray (or a tensor, if the caller changed decord's bridge) -> numpy."""
+    array = pixels.asnumpy() if hasattr(pixels, "asnumpy") else np.asarray(pixels)
+    return np.ascontiguousarray(array)
+
+
+def _decord_frames(reader: object, info: VideoInfo, progress: list[int]) -> Iterator[Frame]:
+    """Yield frames until decord ends or fails; ``progress[0]`` counts frames yielded."""
+    decord = import_decord()
+    for index in range(len(reader)):
+        try:
+            pixels = reader.next()
+        except StopIteration:
+            return
+        except decord.DECORDError as error:
+            logger.debug("decord failed near frame %d: %s", index, error)
+            raise
+        start, _ = reader.get_frame_timestamp(index)
+        yield Frame(index, _snap_time(start, info.time_base), _as_numpy(pixels))
+        progress[0] = index + 1
+
+
+def _pyav_frames(
+    path: Path, info: VideoInfo, first_index: int, resume_time: float | None
+) -> Iterator[Frame]:
+    """Decode with PyAV, numbering frames from ``first_index``.
+
+    If ``resume_time`` is given, seek to the keyframe before it and skip the frames that
+    start more than half a frame interval before it. Decoding uses slice threads only: frame
+    threading would delay decode errors by up to one frame per thread.
+    """
+    container = av.open(str(path))
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"
+        time_base = stream.time_base
+        origin = stream.start_time or 0
+        skip_before = None
+        if resume_time is not None and time_base:
+            target = origin + round(Fraction(resume_time) / time_base)
+            half_frame = round(1 / (2 * info.fps * time_base)) if info.fps else 0
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+            skip_before = target - half_frame
+        index = first_index
+        for frame in container.decode(stream):
+            if skip_before is not None and frame.pts is not None and frame.pts < skip_before:
+                continue
+            if frame.pts is not None and time_base:
+                time = float((frame.pts - origin) * time_base)
+            else:
+                time = float(index / info.fps) if info.fps else None
+            rgb = np.ascontiguousarray(frame.to_ndarray(format=RGB_FORMAT))
+            yield Frame(index, time, rgb)
+            index += 1
+    finally:
+        container.close()
+
+
+def _check_complete(
+    info: VideoInfo, decoded: int, last_time: float | None, packets: int | None, detail: str
+) -> None:
+    """Raise ``VideoDecodeError`` if decoding stopped well before what the file claims."""
+    if decoded == 0:
+        raise VideoDecodeError(info.path, 0, f"{detail}; the file has no decodable frame")
+    counts = [n for n in (info.num_frames, packets) if n]
+    claimed = max(counts, default=0)
+    if claimed - decoded > END_SLACK_FRAMES:
+        raise VideoDecodeError(
+            info.path,
+            decoded,
+            f"{detail}; the file claims {claimed} frames (truncated or corrupt file)",
+        )
+    if info.num_frames or info.duration is None or not info.fps:
+        return  # a header frame count is exact; durations are only used when it is missing
+    slack = max(END_SLACK_SECONDS, (END_SLACK_FRAMES + 1) / float(info.fps))
+    reached = last_time if last_time is not None else 0.0
+    if info.duration - reached > slack:
+        raise VideoDecodeError(
+            info.path,
+            decoded,
+            f"{detail} at {reached:.2f}s; the file claims {info.duration:.2f}s of video "
+            "(truncated or corrupt file)",
+        )
+
+
+def open_decord(path: Path) -> object | None:
+    """Open (and index) ``path`` with decord; None if decord cannot, e.g. a truncated MP4."""
+    decord = import_decord()
+    try:
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=DECORD_AUTO_THREADS)
+    except decord.DECORDError:
+        logger.debug("decord cannot open %s; PyAV will decode it", path)
+        return None
+
+
+def decode_video(path: Path, info: VideoInfo, reader: object | None) -> Iterator[Frame]:
+    """Yield every decodable frame of a video file, then apply the end-of-stream rule.
+
+    Args:
+        path: a file already accepted by :func:`persam_video.io.probe.probe`.
+        info: its probe result.
+        reader: ``open_decord(path)``; None decodes everything with PyAV.
+
+    Yields:
+        :class:`Frame` objects with consecutive indices from 0.
+
+    Raises:
+        VideoDecodeError: after the decodable frames, if the file is truncated or corrupt.
+    """
+    decord = import_decord()
+    progress = [0]
+    last_time: float | None = None
+    packets = len(reader) if reader is not None else None
+    resume_time: float | None = None
+    use_pyav = reader is None
+    detail = "no further frame could be read"
+    if reader is not None:
+        try:
+            for frame in _decord_frames(reader, info, progress):
+                last_time = frame.time
+                yield frame
+        except decord.DECORDError:
+            use_pyav = True
+            if progress[0]:
+                start, _ = reader.get_frame_timestamp(progress[0])
+                resume_time = _snap_time(start, info.time_base)
+        del reader
+    if use_pyav:
+        try:
+            for frame in _pyav_frames(path, info, progress[0], resume_time):
+                last_time = frame.time
+                yield frame
+                progress[0] += 1
+        except av.FFmpegError as error:
+            detail = getattr(error, "strerror", None) or type(error).__name__
+    _check_complete(info, progress[0], last_time, packets, detail)
+
+
+def frames_claimed(info: VideoInfo, reader: object | None) -> int | None:
+    """Best estimate of a file's frame count before decoding.
+
+    decord's packet count when decord opened the file, else the header's frame count, else
+    duration times frame rate (rough for variable frame rates).
+    """
+    if reader is not None:
+        return len(reader)
+    if info.num_frames:
+        return info.num_frames
+    duration = info.duration if info.duration is not None else info.container_duration
+    if duration is None or not info.fps:
+        return None
+    return max(1, round(duration * float(info.fps)))
