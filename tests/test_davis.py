@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from davis_layout import write_davis, write_labels
 from PIL import Image
 
 from persam_video.davis import DavisDataset, read_label_png
+from tests.davis_layout import write_davis, write_labels
 
 
 def _labels(n_frames: int = 3, size: tuple[int, int] = (6, 8)) -> np.ndarray:

@@ -13,7 +13,6 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from davis_layout import write_davis, write_labels, write_results
 from PIL import Image
 
 from persam_video.davis import DavisDataset
@@ -33,6 +32,7 @@ from persam_video.evaluation import (
     recall,
     region_similarity,
 )
+from tests.davis_layout import write_davis, write_labels, write_results
 
 # ---------------------------------------------------------------------------------------------
 # Slow reference transcriptions of the definitions (one frame, one object, plain loops).

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import ellipse_mask, random_image
 from segment_anything import SamPredictor
 
 from persam_video import PerSAM, PerSAMConfig, build_sam
@@ -26,6 +25,7 @@ from persam_video.core import (
 )
 from persam_video.decoder import guided_attention, predict_masks
 from persam_video.models import SamSpec, tiny_sam_spec
+from tests.helpers import ellipse_mask, random_image
 
 TOL = 1e-5
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import ellipse_mask, random_image
 
 from persam_video import PerSAM, PerSAMConfig, Target
 from persam_video.core import (
@@ -15,6 +14,7 @@ from persam_video.core import (
     select_points,
     similarity_map,
 )
+from tests.helpers import ellipse_mask, random_image
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import ellipse_mask, random_image
 
 from persam_video.config import PerSAMConfig, TrackConfig
 from persam_video.core import Prediction
@@ -19,6 +18,7 @@ from persam_video.tracker import (
     momentum_update,
     should_update,
 )
+from tests.helpers import ellipse_mask, random_image
 
 
 def test_fusion_takes_the_highest_positive_logit():
