@@ -36,9 +36,17 @@ class InputError(click.ClickException):
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user (imported lazily)."""
     from persam_video.config import ConfigError
+    from persam_video.io import VideoWriteError
     from persam_video.weights import WeightsError
 
-    return (ValueError, ConfigError, WeightsError, FileNotFoundError, NotADirectoryError)
+    return (
+        ValueError,
+        ConfigError,
+        WeightsError,
+        FileNotFoundError,
+        NotADirectoryError,
+        VideoWriteError,
+    )
 
 
 def friendly_errors(func: F) -> F:
@@ -213,8 +221,8 @@ def track(
     from persam_video.models import model_metadata, model_names
     from persam_video.pipeline import (
         OutputOptions,
+        check_out_dir,
         load_first_mask,
-        prepare_out_dir,
         track_to_folder,
     )
     from persam_video.tracker import VideoTracker, check_labels
@@ -223,10 +231,10 @@ def track(
     if model_name not in model_names():
         raise InputError(f"unknown model {model_name!r}; known: {', '.join(model_names())}")
     options = OutputOptions(save_masks, overlay, masked_video, draw_points)
-    prepare_out_dir(out_dir)
     with open_source(input_path, fps=fps) as frames:
         labels = load_first_mask(mask_path, frames.size, resize=resize_mask)
         check_labels(labels, frames.size)
+        check_out_dir(out_dir)
         sam = load_model(model_name, checkpoint, device, quiet)
         metadata = model_metadata(model_name, checkpoint)
         summary = track_to_folder(

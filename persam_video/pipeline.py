@@ -131,18 +131,31 @@ def _is_label_map(mask: np.ndarray) -> bool:
     return set(np.unique(mask).tolist()) != {0, VOID_ID}
 
 
-def prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
-    """Create ``out_dir`` if needed and check it is a writable folder."""
+def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Check ``out_dir`` can be used as the output folder, without creating anything.
+
+    It must be a writable folder, or not exist yet under a writable folder.
+    """
     path = Path(out_dir)
     if path.exists() and not path.is_dir():
         raise ValueError(f"output path {path} exists and is not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"output path {path} is inside {existing}, which is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to the output folder {existing}")
+    return path
+
+
+def prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Create ``out_dir`` if needed (after :func:`check_out_dir`)."""
+    path = check_out_dir(out_dir)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
     except OSError as exc:
-        raise ValueError(f"cannot write to the output folder {path}: {exc.strerror}") from None
+        raise ValueError(f"cannot create the output folder {path}: {exc.strerror}") from None
     return path
 
 

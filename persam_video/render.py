@@ -30,7 +30,7 @@ MASKED_MODES: tuple[str, ...] = ("cutout", "blur", "alpha")
 
 def object_color(obj_id: int) -> tuple[int, int, int]:
     """RGB colour of an object id (its DAVIS palette entry)."""
-    r, g, b = DAVIS_PALETTE[3 * obj_id : 3 * obj_id + 3]
+    r, g, b = DAVIS_PALETTE[obj_id]
     return (int(r), int(g), int(b))
 
 
@@ -55,7 +55,7 @@ def overlay(
     Returns:
         (H, W, 3) uint8 RGB image (a new array).
     """
-    palette = np.asarray(DAVIS_PALETTE, np.float32).reshape(-1, 3)
+    palette = DAVIS_PALETTE.astype(np.float32)
     out = frame.astype(np.float32)
     inside = labels > 0
     out[inside] = (1 - OVERLAY_ALPHA) * out[inside] + OVERLAY_ALPHA * palette[labels[inside]]
