@@ -116,10 +116,16 @@ def weights_path(name: str) -> None:
 
 
 # --------------------------------------------------------------------------- shared options
-def model_options(func: F) -> F:
-    """--model, --checkpoint, --device, --config, --set."""
+def model_options(
+    func: F | None = None, *, override_flag: str = "--set", default_model: str = "vit_b"
+) -> Any:
+    """--model, --checkpoint, --device, --config, and ``override_flag`` KEY=VALUE overrides."""
+    if func is None:
+        return functools.partial(
+            model_options, override_flag=override_flag, default_model=default_model
+        )
     options = [
-        click.option("--model", "model_name", default="vit_b", show_default=True,
+        click.option("--model", "model_name", default=default_model, show_default=True,
                      help="vit_h, vit_l, vit_b (official SAM, downloaded on first use) or demo "
                           "(bundled small demo model, not SAM)."),
         click.option("--checkpoint", type=click.Path(dir_okay=False),
@@ -128,8 +134,9 @@ def model_options(func: F) -> F:
                      help="auto, cpu, cuda or cuda:N."),
         click.option("--config", "config_name", default="default", show_default=True,
                      help="Preset (default, paper_video, paper_image, fast) or a YAML file."),
-        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                     help="Override a config field, e.g. --set track.momentum=0.8 (repeatable)."),
+        click.option(override_flag, "overrides", multiple=True, metavar="KEY=VALUE",
+                     help=f"Override a config field, e.g. {override_flag} track.momentum=0.8 "
+                          "(repeatable)."),
     ]  # fmt: skip
     for option in reversed(options):
         func = option(func)
@@ -254,6 +261,66 @@ def track(
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     raise InputError(summary.error or "tracking stopped early")
+
+
+# --------------------------------------------------------------------------- davis
+@cli.command()
+@click.option(
+    "--davis-root",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="DAVIS folder (with ImageSets/, JPEGImages/, Annotations/).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Results folder: <sequence>/<frame>.png; rerun to resume.",
+)
+@click.option("--set", "subset", default="val", show_default=True, help="Image set to run.")
+@click.option("--year", type=click.Choice(["2016", "2017"]), default="2017", show_default=True)
+@model_options(override_flag="--override", default_model="vit_h")
+@click.option("--no-eval", is_flag=True, help="Only write the results; do not evaluate them.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    help="Write the evaluation report as JSON.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@friendly_errors
+def davis(
+    davis_root: str, out_dir: str, subset: str, year: str, model_name: str,
+    checkpoint: str | None, device: str, config_name: str, overrides: tuple[str, ...],
+    no_eval: bool, json_path: str | None, quiet: bool,
+) -> None:  # fmt: skip
+    """Track every sequence of a DAVIS set from its first annotation, then evaluate (J&F).
+
+    Sequences already complete in --out are skipped, so an interrupted run resumes.
+    """
+    from persam_video.davis import DavisDataset
+    from persam_video.davis_runner import run_davis
+    from persam_video.evaluation import evaluate_davis
+    from persam_video.models import model_metadata
+    from persam_video.tracker import VideoTracker
+
+    config = build_config(config_name, overrides)
+    dataset = DavisDataset(davis_root, subset=subset, year=int(year))
+    sam = load_model(model_name, checkpoint, device, quiet)
+    run = run_davis(
+        VideoTracker(sam, config), dataset, out_dir,
+        record=model_metadata(model_name, checkpoint), progress=not quiet,
+    )  # fmt: skip
+    click.echo(
+        f"{len(run.done)} sequences tracked ({run.frames} frames, {run.seconds:.1f} s), "
+        f"{len(run.skipped)} already complete; results in {run.out_dir}"
+    )
+    if not no_eval:
+        report = evaluate_davis(dataset, out_dir, progress=not quiet)
+        click.echo(report.format_table())
+        if json_path:
+            report.to_json(json_path)
 
 
 # --------------------------------------------------------------------------- eval

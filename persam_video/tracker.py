@@ -225,7 +225,8 @@ class VideoTracker:
             objects.append(ObjectState(obj_id, embedding.clone(), embedding, box, area))
             results.append(ObjectResult(obj_id, True, 1.0, area, _int_box(box), float("nan")))
         state = TrackState(objects=objects, frame_size=frame.shape[:2], frames_seen=1)
-        return state, FrameResult(index, time, labels.copy(), results, frame)
+        output = np.where(labels == VOID_LABEL, 0, labels).astype(np.uint8)
+        return state, FrameResult(index, time, output, results, frame)
 
     @torch.inference_mode()
     def step(

@@ -1,0 +1,94 @@
+"""``persam-video davis`` (resumable runner) and ``persam-video eval`` on a procedural DAVIS set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import persam_video.cli as cli_module
+from persam_video import models
+from persam_video.cli import cli
+from persam_video.config import PerSAMConfig
+from persam_video.davis import DavisDataset
+from persam_video.davis_runner import run_davis
+from persam_video.io import read_mask
+from persam_video.synthetic.export import write_davis
+from persam_video.tracker import VideoTracker
+
+SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def davis_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("davis")
+    write_davis(root, SEEDS)
+    return root
+
+
+@pytest.fixture
+def fake_model(monkeypatch, tiny_sam):
+    monkeypatch.setattr(cli_module, "load_model", lambda *args, **kwargs: tiny_sam)
+    monkeypatch.setattr(models, "model_metadata", lambda name, checkpoint=None: {"model": name})
+    return tiny_sam
+
+
+def test_davis_command_runs_and_evaluates(davis_root, tmp_path, fake_model):
+    out = tmp_path / "results"
+    result = CliRunner().invoke(
+        cli, ["davis", "--davis-root", str(davis_root), "--out", str(out), "-q",
+              "--json", str(tmp_path / "report.json")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "3 sequences tracked" in result.output and "J&F-Mean" in result.output
+    dataset = DavisDataset(davis_root)
+    for seq in dataset.sequences:
+        names = sorted(p.name for p in (out / seq).iterdir())
+        assert names == [p.with_suffix(".png").name for p in dataset.frame_paths(seq)]
+        np.testing.assert_array_equal(
+            read_mask(out / seq / names[0]), dataset.first_annotation(seq)
+        )
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert 0.0 <= report["global"]["J&F-Mean"] <= 1.0
+    again = CliRunner().invoke(cli, ["eval", "--davis-root", str(davis_root), "--results", str(out),
+                                     "-q", "--csv", str(tmp_path / "g.csv")])  # fmt: skip
+    assert again.exit_code == 0 and "J&F-Mean" in again.output
+    assert (tmp_path / "g.csv").read_text().startswith("J&F-Mean,")
+
+
+def test_runner_resumes_after_an_interruption(davis_root, tmp_path, tiny_sam):
+    dataset = DavisDataset(davis_root)
+    tracker = VideoTracker(tiny_sam, PerSAMConfig())
+    reference = tmp_path / "reference"
+    run_davis(tracker, dataset, reference, progress=False)
+
+    def stop_after_first(seq):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        run_davis(tracker, dataset, out, progress=False, on_sequence=stop_after_first)
+    assert sorted(p.name for p in out.iterdir()) == sorted([dataset.sequences[0], "run.json"])
+    run = run_davis(tracker, dataset, out, progress=False)
+    assert run.skipped == [dataset.sequences[0]] and run.done == list(dataset.sequences[1:])
+    for seq in dataset.sequences:
+        for png in sorted((reference / seq).iterdir()):
+            assert png.read_bytes() == (out / seq / png.name).read_bytes()
+
+
+def test_runner_refuses_to_mix_configs(davis_root, tmp_path, tiny_sam):
+    dataset = DavisDataset(davis_root)
+    out = tmp_path / "out"
+    run_davis(VideoTracker(tiny_sam, PerSAMConfig()), dataset, out, progress=False)
+    other = VideoTracker(tiny_sam, PerSAMConfig.paper_video())
+    with pytest.raises(ValueError, match="another run .*config"):
+        run_davis(other, dataset, out, progress=False)
+
+
+def test_eval_errors_are_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["eval", "--davis-root", str(tmp_path / "nope"),
+                                      "--results", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 2 and result.output.startswith("error: ")
+    assert result.output.count("\n") == 1
