@@ -134,6 +134,9 @@ def model_options(
                      help="auto, cpu, cuda or cuda:N."),
         click.option("--config", "config_name", default="default", show_default=True,
                      help="Preset (default, paper_video, paper_image, fast) or a YAML file."),
+        click.option("--finetune", is_flag=True,
+                     help="PerSAM-F: learn the mask weights on the reference "
+                          "(finetune.steps, finetune.lr)."),
         click.option(override_flag, "overrides", multiple=True, metavar="KEY=VALUE",
                      help=f"Override a config field, e.g. {override_flag} track.momentum=0.8 "
                           "(repeatable)."),
@@ -143,11 +146,24 @@ def model_options(
     return func
 
 
-def build_config(config_name: str, overrides: tuple[str, ...]) -> Any:
-    """The config of --config with --set overrides applied."""
+def build_config(config_name: str, overrides: tuple[str, ...], finetune: bool = False) -> Any:
+    """The config of --config with --set overrides (and --finetune) applied."""
     from persam_video.config import load_config
 
-    return load_config(config_name).with_overrides(list(overrides))
+    extra = ["finetune.enabled=true"] if finetune else []
+    return load_config(config_name).with_overrides([*overrides, *extra])
+
+
+def load_targets(paths: tuple[str, ...], model: dict[str, Any], device: Any) -> list[Any]:
+    """Read target files and check they were made with ``model``."""
+    from persam_video.targets import check_compatible, load_target, to_device
+
+    targets = []
+    for path in paths:
+        loaded = load_target(path)
+        check_compatible(loaded, model, path)
+        targets.append(to_device(loaded.target, device))
+    return targets
 
 
 def load_model(model_name: str, checkpoint: str | None, device: str, quiet: bool) -> Any:
@@ -163,9 +179,16 @@ def load_model(model_name: str, checkpoint: str | None, device: str, quiet: bool
 @click.option(
     "--mask",
     "mask_path",
-    required=True,
     type=click.Path(path_type=str),
     help="First frame's mask: binary, palette PNG with ids 1..K, grayscale or colours.",
+)
+@click.option(
+    "--target",
+    "target_paths",
+    multiple=True,
+    type=click.Path(path_type=str),
+    help="Instead of --mask: a .target file from 'persam-video personalize' "
+    "(repeatable; object i gets id i).",
 )
 @click.option(
     "--out",
@@ -215,14 +238,16 @@ def load_model(model_name: str, checkpoint: str | None, device: str, quiet: bool
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
 def track(
-    input_path: str, mask_path: str, out_dir: str, model_name: str, checkpoint: str | None,
-    device: str, config_name: str, overrides: tuple[str, ...], overlay: bool, masked_video: str,
-    save_masks: bool, draw_points: bool, resize_mask: bool, fps: str | None, quiet: bool,
+    input_path: str, mask_path: str | None, target_paths: tuple[str, ...], out_dir: str,
+    model_name: str, checkpoint: str | None, device: str, config_name: str, finetune: bool,
+    overrides: tuple[str, ...], overlay: bool, masked_video: str, save_masks: bool,
+    draw_points: bool, resize_mask: bool, fps: str | None, quiet: bool,
 ) -> None:  # fmt: skip
     """Segment and track the object(s) of the first frame's mask through INPUT.
 
     INPUT is a video file (mp4, mov, avi, mkv, webm, ...) or a folder of frames sorted by name.
     Writes masks/, overlay.mp4, optionally masked.mp4/.mov, and results.json to --out.
+    With --target instead of --mask, saved targets are searched for in every frame.
     """
     from persam_video.io import open_source
     from persam_video.models import model_metadata, model_names
@@ -234,18 +259,23 @@ def track(
     )
     from persam_video.tracker import VideoTracker, check_labels
 
-    config = build_config(config_name, overrides)
+    if (mask_path is None) == (not target_paths):
+        raise InputError("give the first frame's mask with --mask, or saved targets with --target")
+    config = build_config(config_name, overrides, finetune)
     if model_name not in model_names():
         raise InputError(f"unknown model {model_name!r}; known: {', '.join(model_names())}")
     options = OutputOptions(save_masks, overlay, masked_video, draw_points)
     with open_source(input_path, fps=fps) as frames:
-        labels = load_first_mask(mask_path, frames.size, resize=resize_mask)
-        check_labels(labels, frames.size)
+        labels = None
+        if mask_path is not None:
+            labels = load_first_mask(mask_path, frames.size, resize=resize_mask)
+            check_labels(labels, frames.size)
         check_out_dir(out_dir)
-        sam = load_model(model_name, checkpoint, device, quiet)
         metadata = model_metadata(model_name, checkpoint)
+        sam = load_model(model_name, checkpoint, device, quiet)
+        targets = load_targets(target_paths, metadata, sam.device) if target_paths else None
         summary = track_to_folder(
-            VideoTracker(sam, config), frames, labels, out_dir,
+            VideoTracker(sam, config), frames, labels, out_dir, targets=targets,
             options=options, progress=not quiet, metadata=metadata,
         )  # fmt: skip
     objects = len(summary.object_ids)
@@ -323,6 +353,131 @@ def demo(out_dir: str, seed: int, config_name: str, quiet: bool) -> None:
     )
 
 
+# --------------------------------------------------------------------------- targets
+@cli.command()
+@click.argument("image", type=click.Path(dir_okay=False, path_type=str))
+@click.option(
+    "--mask",
+    "masks",
+    required=True,
+    multiple=True,
+    type=click.Path(path_type=str),
+    help="Mask of IMAGE; repeat --image/--mask pairs for more reference shots.",
+)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Another reference image (multi-shot), followed by its --mask.",
+)
+@click.option(
+    "--object",
+    "object_id",
+    type=click.IntRange(1, 254),
+    help="Which id of a multi-object mask is the target (default: its only object).",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Target file to write (e.g. cat.target).",
+)
+@model_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar while downloading.")
+@friendly_errors
+def personalize(
+    image: str, masks: tuple[str, ...], images: tuple[str, ...], object_id: int | None,
+    output: str, model_name: str, checkpoint: str | None, device: str, config_name: str,
+    finetune: bool, overrides: tuple[str, ...], quiet: bool,
+) -> None:  # fmt: skip
+    """Learn a target from reference image(s) and mask(s); save it for track/segment.
+
+    With several shots the target embedding is the mean of the shots' embeddings (each shot
+    counts equally); --finetune also learns the PerSAM-F mask weights on all shots.
+    """
+    from persam_video.io import read_image
+    from persam_video.models import model_metadata
+    from persam_video.persam import PerSAM
+    from persam_video.targets import save_target
+
+    paths = (image, *images)
+    if len(masks) != len(paths):
+        raise InputError(f"got {len(paths)} images but {len(masks)} masks: give one --mask each")
+    config = build_config(config_name, overrides, finetune)
+    shots = []
+    for image_path, mask_path in zip(paths, masks, strict=True):
+        rgb = read_image(image_path)
+        shots.append((rgb, select_object(mask_path, rgb.shape[:2], object_id)))
+    metadata = model_metadata(model_name, checkpoint)
+    persam = PerSAM(load_model(model_name, checkpoint, device, quiet), config)
+    target = persam.personalize_shots(shots)
+    save_target(output, target, model=metadata, config=config, shots=len(shots))
+    tuned = "" if target.mask_weights is None else (
+        " with PerSAM-F weights " + ", ".join(f"{w:.3f}" for w in target.mask_weights.tolist())
+    )  # fmt: skip
+    click.echo(f"saved {output} ({len(shots)} shot{'s' if len(shots) > 1 else ''}{tuned})")
+
+
+def select_object(mask_path: str, size: tuple[int, int], object_id: int | None) -> Any:
+    """The (H, W) bool mask of one object of a mask file."""
+    from persam_video.pipeline import load_first_mask
+    from persam_video.tracker import label_ids
+
+    labels = load_first_mask(mask_path, size)
+    ids = label_ids(labels)
+    if object_id is None:
+        if len(ids) != 1:
+            raise InputError(f"{mask_path} holds objects {ids}: choose one with --object")
+        object_id = ids[0]
+    if object_id not in ids:
+        raise InputError(f"{mask_path} has no object {object_id} (it has {ids})")
+    return labels == object_id
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option(
+    "--target",
+    "target_path",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Target file from 'persam-video personalize'.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Output folder: <name>.png masks, <name>_overlay.jpg, results.json.",
+)
+@model_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def segment(
+    images: tuple[str, ...], target_path: str, out_dir: str, model_name: str,
+    checkpoint: str | None, device: str, config_name: str, finetune: bool,
+    overrides: tuple[str, ...], quiet: bool,
+) -> None:  # fmt: skip
+    """Find a saved target in IMAGES (files or folders of images), e.g. your pet in an album.
+
+    Each image gets a mask (empty where the target is not confidently found) and an overlay.
+    """
+    from persam_video.images import collect_images, segment_images
+    from persam_video.models import model_metadata
+
+    config = build_config(config_name, overrides, finetune)
+    collect_images(images)  # check the inputs before loading the model
+    metadata = model_metadata(model_name, checkpoint)
+    sam = load_model(model_name, checkpoint, device, quiet)
+    (target,) = load_targets((target_path,), metadata, sam.device)
+    summary = segment_images(sam, config, target, images, out_dir, progress=not quiet)
+    click.echo(
+        f"found the target in {summary.found} of {summary.images} images; outputs in {out_dir}"
+    )
+
+
 # --------------------------------------------------------------------------- davis
 @cli.command()
 @click.option(
@@ -352,8 +507,8 @@ def demo(out_dir: str, seed: int, config_name: str, quiet: bool) -> None:
 @friendly_errors
 def davis(
     davis_root: str, out_dir: str, subset: str, year: str, model_name: str,
-    checkpoint: str | None, device: str, config_name: str, overrides: tuple[str, ...],
-    no_eval: bool, json_path: str | None, quiet: bool,
+    checkpoint: str | None, device: str, config_name: str, finetune: bool,
+    overrides: tuple[str, ...], no_eval: bool, json_path: str | None, quiet: bool,
 ) -> None:  # fmt: skip
     """Track every sequence of a DAVIS set from its first annotation, then evaluate (J&F).
 
@@ -365,7 +520,7 @@ def davis(
     from persam_video.models import model_metadata
     from persam_video.tracker import VideoTracker
 
-    config = build_config(config_name, overrides)
+    config = build_config(config_name, overrides, finetune)
     dataset = DavisDataset(davis_root, subset=subset, year=int(year))
     sam = load_model(model_name, checkpoint, device, quiet)
     run = run_davis(

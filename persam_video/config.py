@@ -132,12 +132,29 @@ class TrackConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """PerSAM-F: learn how to mix SAM's three multimask outputs on the reference (SAM frozen)."""
+
+    #: Learn the mask weights when personalizing.
+    enabled: bool = False
+    #: Optimizer steps (the official code: 1000 for images, 800 for video).
+    steps: int = 1000
+    #: AdamW learning rate (the official code: 1e-3 for images, 4e-4 for video), cosine decay.
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        _check_range("finetune.steps", self.steps, 1, None)
+        _check_range("finetune.lr", self.lr, 0.0, None, low_open=True)
+
+
+@dataclass(frozen=True)
 class PerSAMConfig:
     """All settings of PerSAM and of the video tracker. Defaults are the ``default`` preset."""
 
     prior: PriorConfig = field(default_factory=PriorConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     # ----------------------------------------------------------------- presets
     @classmethod
@@ -303,6 +320,7 @@ __all__ = [
     "PRESET_NAMES",
     "ConfigError",
     "DecodeConfig",
+    "FinetuneConfig",
     "PerSAMConfig",
     "PriorConfig",
     "TrackConfig",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import torch
@@ -295,19 +294,27 @@ class _Step:
         return _Step(low_res=low_res, full=full, score=score)
 
 
-def segment_objects(
+@dataclass
+class FirstStep:
+    """Prompts of the first decoding step for K objects, from their location prior."""
+
+    points: list[Tensor]  # K x (N_k, 2) float64 (x, y)
+    labels: list[Tensor]  # K x (N_k,) int64
+    boxes: list[Tensor | None]  # K x (4,) float64 or None
+    bias: Tensor | None  # (K, h * w) target-guided attention
+    semantic: Tensor | None  # (K, C) target-semantic prompt
+    sim_grid: Tensor  # (K, h, w)
+    sim_map: Tensor  # (K, H, W)
+
+
+def first_step_prompts(
     sam: Sam,
     feats: FrameFeatures,
     targets: Tensor,
     config: PerSAMConfig,
     extra: list[ExtraPrompt] | None = None,
-) -> list[Prediction]:
-    """PerSAM on one frame for K target embeddings (K, C): one :class:`Prediction` per target.
-
-    Location prior -> first decoding step (guided attention and semantic prompting as configured,
-    plus each object's extra box/points) -> cascaded post-refinement (mask prompt, then box prompt
-    of the refined mask). Objects with the same prompt structure share one decoder call per step.
-    """
+) -> FirstStep:
+    """Location prior, guidance and extra prompts of K target embeddings (K, C) on one frame."""
     k = targets.shape[0]
     extra = extra if extra is not None else [ExtraPrompt()] * k
     if len(extra) != k:
@@ -322,85 +329,160 @@ def segment_objects(
         extra_labels = torch.full((len(ex.points),), POSITIVE, device=sim_map.device)
         points.append(torch.cat([prior_points[i], extra_xy.reshape(-1, 2)]))
         labels.append(torch.cat([prior_labels[i], extra_labels]))
-    bias = (
-        attention_bias(feats, sim_grid, sim_map, dec.guidance_map) if dec.guided_attention else None
-    )
-    semantic = targets if dec.semantic_prompt else None
-    first_boxes = [
-        None if ex.box is None else torch.tensor(ex.box, dtype=torch.float64) for ex in extra
-    ]
-
-    run = partial(_run_step, sam, feats, points, labels)
-    step = run(
-        first_boxes,
-        mask_inputs=None,
+    bias = None
+    if dec.guided_attention:
+        bias = attention_bias(feats, sim_grid, sim_map, dec.guidance_map)
+    return FirstStep(
+        points=points,
+        labels=labels,
+        boxes=[None if e.box is None else torch.tensor(e.box, dtype=torch.float64) for e in extra],
         bias=bias,
-        semantic=semantic,
-        multimask=dec.first_multimask,
-        pick=dec.first_pick,
+        semantic=targets if dec.semantic_prompt else None,
+        sim_grid=sim_grid,
+        sim_map=sim_map,
     )
-    later = {
-        "bias": bias if dec.guide_refinement else None,
-        "semantic": semantic if dec.guide_refinement else None,
-    }
-    if dec.refine_steps >= 1:
-        step = run([None] * k, mask_inputs=step.low_res, multimask=True, pick="score", **later)
-    if dec.refine_steps >= 2:
-        # Objects whose refined mask is empty have no box: they keep the previous step's output.
-        boxes = [mask_box(step.full[i] > sam.mask_threshold) for i in range(k)]
-        boxed = [i for i, box in enumerate(boxes) if box is not None]
-        if boxed:
-            refined = run(
-                boxes, mask_inputs=step.low_res, multimask=True, pick="score", only=boxed, **later
-            )
-            step = step.updated(boxed, refined)
 
-    peaks = peak_similarity(feats, sim_grid)
+
+def multimask_outputs(sam: Sam, feats: FrameFeatures, first: FirstStep) -> tuple[Tensor, Tensor]:
+    """The three multimask outputs of the first step: (K, 3, H, W) logits and (K, 3) IoUs.
+
+    What PerSAM-F learns its mask weights on.
+    """
+    low, iou = _decode_all(sam, feats, first, first.boxes, None, first.bias, first.semantic)
+    return upsample_logits(sam, feats, low[:, MULTIMASK]), iou[:, MULTIMASK]
+
+
+def segment_objects(
+    sam: Sam,
+    feats: FrameFeatures,
+    targets: Tensor,
+    config: PerSAMConfig,
+    extra: list[ExtraPrompt] | None = None,
+    mask_weights: list[Tensor | None] | None = None,
+) -> list[Prediction]:
+    """PerSAM on one frame for K target embeddings (K, C): one :class:`Prediction` per target.
+
+    Location prior -> first decoding step (guided attention and semantic prompting as configured,
+    plus each object's extra box/points) -> cascaded post-refinement (mask prompt, then box prompt
+    of the refined mask). Objects with the same prompt structure share one decoder call per step.
+
+    ``mask_weights`` (PerSAM-F): per object None or (3,) weights of the three multimask outputs.
+    Such an object's first step is the weighted sum of those outputs, and, as in the official
+    PerSAM-F, its first refinement step also gets the box of that mask.
+    """
+    k = targets.shape[0]
+    weights = mask_weights if mask_weights is not None else [None] * k
+    dec = config.decode
+    first = first_step_prompts(sam, feats, targets, config, extra)
+    step = _keep_first(sam, feats, first, weights, dec.first_multimask, dec.first_pick)
+    later_bias = first.bias if dec.guide_refinement else None
+    later_semantic = first.semantic if dec.guide_refinement else None
+    for refinement in range(dec.refine_steps):
+        # Step 2 (and step 1 after a fine-tuned first step) adds the box of the current mask;
+        # an object whose mask is empty has no box and keeps the current output.
+        if refinement == 0:
+            boxes = [
+                None if w is None else mask_box(step.full[i] > sam.mask_threshold)
+                for i, w in enumerate(weights)
+            ]
+            members = [i for i, w in enumerate(weights) if w is None or boxes[i] is not None]
+        else:
+            boxes = [mask_box(step.full[i] > sam.mask_threshold) for i in range(k)]
+            members = [i for i, box in enumerate(boxes) if box is not None]
+        if not members:
+            continue
+        low, iou = _decode_all(
+            sam, feats, first, boxes, step.low_res, later_bias, later_semantic, only=members
+        )
+        low, iou = low[:, MULTIMASK], iou[:, MULTIMASK]
+        full = upsample_logits(sam, feats, low)
+        best = iou.argmax(dim=1)
+        rows = torch.arange(len(members), device=best.device)
+        refined = _Step(low[rows, best][:, None], full[rows, best], iou[rows, best])
+        step = step.updated(members, refined)
+
+    peaks = peak_similarity(feats, first.sim_grid)
     return [
         Prediction(
             mask=step.full[i] > sam.mask_threshold,
             mask_logits=step.full[i],
             low_res_logits=step.low_res[i],
             score=float(step.score[i]),
-            points=points[i],
-            labels=labels[i],
-            similarity=sim_map[i],
+            points=first.points[i],
+            labels=first.labels[i],
+            similarity=first.sim_map[i],
             peak_similarity=float(peaks[i]),
         )
         for i in range(k)
     ]
 
 
-def _run_step(
+#: Index of SAM's single-mask output and slice of its three multimask outputs.
+SINGLE = slice(0, 1)
+MULTIMASK = slice(1, None)
+
+
+def _keep_first(
     sam: Sam,
     feats: FrameFeatures,
-    points: list[Tensor],
-    labels: list[Tensor],
+    first: FirstStep,
+    weights: list[Tensor | None],
+    multimask: bool,
+    pick: str,
+) -> _Step:
+    """Decode the first step and keep one output per object (or the PerSAM-F weighted sum)."""
+    low, iou = _decode_all(sam, feats, first, first.boxes, None, first.bias, first.semantic)
+    k = low.shape[0]
+    rows = torch.arange(k, device=low.device)
+    tuned = [i for i, w in enumerate(weights) if w is not None]
+    low_kept, iou_kept = low[:, SINGLE][:, 0], iou[:, 0]
+    if multimask:
+        multi_low, multi_iou = low[:, MULTIMASK], iou[:, MULTIMASK]
+        if pick == "score":
+            choice = multi_iou.argmax(dim=1)
+        elif pick == "largest":
+            areas = (upsample_logits(sam, feats, multi_low) > sam.mask_threshold).flatten(2)
+            choice = areas.sum(-1).argmax(dim=1)
+        else:
+            choice = torch.zeros(k, dtype=torch.int64, device=low.device)
+        low_kept, iou_kept = multi_low[rows, choice], multi_iou[rows, choice]
+    if tuned:
+        stacked = torch.stack([weights[i].to(low) for i in tuned])  # (T, 3)
+        low_kept = low_kept.clone()
+        iou_kept = iou_kept.clone()
+        low_kept[tuned] = torch.einsum("tm,tmhw->thw", stacked, low[tuned][:, MULTIMASK])
+        iou_kept[tuned] = torch.einsum("tm,tm->t", stacked, iou[tuned][:, MULTIMASK])
+    low_kept = low_kept[:, None]
+    return _Step(low_kept, upsample_logits(sam, feats, low_kept)[:, 0], iou_kept)
+
+
+def _decode_all(
+    sam: Sam,
+    feats: FrameFeatures,
+    first: FirstStep,
     boxes: list[Tensor | None],
-    *,
     mask_inputs: Tensor | None,
     bias: Tensor | None,
     semantic: Tensor | None,
-    multimask: bool,
-    pick: str,
+    *,
     only: list[int] | None = None,
-) -> _Step:
-    """Decode objects ``only`` (default all), batching equal prompt structures; keep one output.
+) -> tuple[Tensor, Tensor]:
+    """All four outputs for objects ``only`` (default all), batching equal prompt structures.
 
-    Returns the kept output of the objects ``only``, in that order.
+    Returns (n, 4, 4h, 4w) low-resolution logits and (n, 4) IoUs in the order of ``only``.
     """
-    indices = list(range(len(points))) if only is None else only
+    indices = list(range(len(first.points))) if only is None else only
     groups: dict[tuple[int, bool], list[int]] = {}
     for i in indices:
-        groups.setdefault((points[i].shape[0], boxes[i] is None), []).append(i)
+        groups.setdefault((first.points[i].shape[0], boxes[i] is None), []).append(i)
     low_all, iou_all = {}, {}
     for members in groups.values():
         sel = torch.tensor(members, device=feats.embedding.device)
         low, iou = decode(
             sam,
             feats,
-            torch.stack([points[i] for i in members]),
-            torch.stack([labels[i] for i in members]),
+            torch.stack([first.points[i] for i in members]),
+            torch.stack([first.labels[i] for i in members]),
             boxes=None if boxes[members[0]] is None else torch.stack([boxes[i] for i in members]),
             mask_inputs=None if mask_inputs is None else mask_inputs[sel],
             attn_bias=None if bias is None else bias[sel],
@@ -408,21 +490,7 @@ def _run_step(
         )
         for row, i in enumerate(members):
             low_all[i], iou_all[i] = low[row], iou[row]
-    low = torch.stack([low_all[i] for i in indices])
-    iou = torch.stack([iou_all[i] for i in indices])
-    outputs = slice(1, None) if multimask else slice(0, 1)
-    low, iou = low[:, outputs], iou[:, outputs]
-    full = upsample_logits(sam, feats, low)
-    if pick == "score":
-        choice = iou.argmax(dim=1)
-    elif pick == "largest":
-        choice = (full > sam.mask_threshold).flatten(2).sum(-1).argmax(dim=1)
-    else:
-        choice = torch.zeros(len(indices), dtype=torch.int64, device=iou.device)
-    rows = torch.arange(len(indices), device=iou.device)
-    return _Step(
-        low_res=low[rows, choice][:, None], full=full[rows, choice], score=iou[rows, choice]
-    )
+    return torch.stack([low_all[i] for i in indices]), torch.stack([iou_all[i] for i in indices])
 
 
 def _to_input_coords(xy: Tensor, feats: FrameFeatures) -> Tensor:

@@ -28,8 +28,11 @@ _BINARY_LEVELS = ({0, 1}, {0, 255})
 class Target:
     """A personalized target: what PerSAM looks for."""
 
-    #: (C,) float target embedding: pooled SAM features of the reference mask (not normalized).
+    #: (C,) float target embedding: pooled SAM features of the reference mask (not normalized);
+    #: with several reference shots, the mean of their embeddings.
     embedding: Tensor
+    #: (3,) PerSAM-F weights of SAM's three multimask outputs, or None without fine-tuning.
+    mask_weights: Tensor | None = None
 
 
 @dataclass
@@ -91,10 +94,44 @@ class PerSAM:
     def personalize(self, ref_image: np.ndarray, ref_mask: np.ndarray) -> Target:
         """Learn the target from a reference image (H, W, 3) uint8 RGB and its mask (H, W).
 
-        The mask may be bool, or numeric with values {0, 1} or {0, 255}.
+        The mask may be bool, or numeric with values {0, 1} or {0, 255}. With
+        ``config.finetune.enabled`` the PerSAM-F mask weights are learned too.
         """
-        feats = self.encode(ref_image)
-        return Target(embedding=self.embed(feats, ref_mask))
+        return self.personalize_shots([(ref_image, ref_mask)])
+
+    def personalize_shots(self, shots: list[tuple[np.ndarray, np.ndarray]]) -> Target:
+        """Learn one target from several (image, mask) reference shots.
+
+        The embedding is the mean of the shots' embeddings (each shot counts equally, whatever
+        the object's size in it); PerSAM-F weights are fit to all shots at once.
+        """
+        if not shots:
+            raise ValueError("personalizing needs at least one (image, mask) shot")
+        encoded = [(self.encode(image), mask) for image, mask in shots]
+        embeddings = []
+        for index, (feats, mask) in enumerate(encoded):
+            try:
+                embeddings.append(self.embed(feats, mask))
+            except ValueError as exc:
+                if len(shots) == 1:
+                    raise
+                raise ValueError(f"reference shot {index + 1}: {exc}") from None
+        target = Target(embedding=torch.stack(embeddings).mean(0))
+        if self.config.finetune.enabled:
+            target.mask_weights = self.finetune(
+                target, [(feats, check_mask(mask, feats.original_size)) for feats, mask in encoded]
+            )
+        return target
+
+    def finetune(self, target: Target, shots: list[tuple[FrameFeatures, np.ndarray]]) -> Tensor:
+        """PerSAM-F mask weights (3,) of ``target`` on encoded reference shots with bool masks."""
+        from persam_video.finetune import fit_mask_weights
+
+        torch_shots = [(f, torch.from_numpy(m).to(self.device)) for f, m in shots]
+        with torch.inference_mode(False), torch.enable_grad():
+            embedding = target.embedding.clone()
+            torch_shots = [(f, m.clone()) for f, m in torch_shots]
+            return fit_mask_weights(self.sam, self.config, embedding, torch_shots).weights
 
     def segment(self, image: np.ndarray, target: Target) -> SegmentResult:
         """Segment ``target`` in an (H, W, 3) uint8 RGB image."""
@@ -118,7 +155,8 @@ class PerSAM:
                 f"target embeddings have {embeddings.shape[1]} channels, this model {expected}: "
                 "the target was made with another model"
             )
-        return core.segment_objects(self.sam, feats, embeddings, self.config, extra)
+        weights = [t.mask_weights for t in targets]
+        return core.segment_objects(self.sam, feats, embeddings, self.config, extra, weights)
 
 
 def check_image(image: np.ndarray) -> np.ndarray:

@@ -43,7 +43,8 @@ from persam_video.io import (
     to_label_map,
     write_label_png,
 )
-from persam_video.tracker import FrameResult, VideoTracker
+from persam_video.persam import Target
+from persam_video.tracker import FrameResult, VideoTracker, label_ids
 
 MASKS_DIR = "masks"
 OVERLAY_NAME = "overlay.mp4"
@@ -260,9 +261,10 @@ class OutputSink:
 def track_to_folder(
     tracker: VideoTracker,
     source: str | os.PathLike[str] | Iterable[np.ndarray] | FrameSource,
-    first_mask: str | os.PathLike[str] | np.ndarray,
+    first_mask: str | os.PathLike[str] | np.ndarray | None,
     out_dir: str | os.PathLike[str],
     *,
+    targets: list[Target] | None = None,
     options: OutputOptions | None = None,
     resize_mask: bool = False,
     fps: Fraction | None = None,
@@ -276,8 +278,9 @@ def track_to_folder(
         source: a video file, a folder of frames, an iterable of (H, W, 3) uint8 RGB frames, or
             an open :class:`FrameSource`.
         first_mask: the first frame's annotation: a mask file (binary, grayscale ids, palette or
-            colour PNG) or an array (see :func:`persam_video.io.to_label_map`).
+            colour PNG) or an array (see :func:`load_first_mask`); None with ``targets``.
         out_dir: output folder (created if needed).
+        targets: saved targets to find instead of an annotated first frame (object ids 1..K).
         options: what to write (:class:`OutputOptions`).
         resize_mask: resize a mask of another size to the frames (nearest neighbour).
         fps: frame rate of a folder/iterable source (video files carry their own).
@@ -293,7 +296,15 @@ def track_to_folder(
     start = time.perf_counter()
     frames = source if isinstance(source, FrameSource) else open_source(source, fps=fps)
     with frames:
-        labels = load_first_mask(first_mask, frames.size, resize=resize_mask)
+        if (first_mask is None) == (targets is None):
+            raise ValueError("give either a first-frame mask or targets")
+        if targets is None:
+            labels = load_first_mask(first_mask, frames.size, resize=resize_mask)
+            results = tracker.track(frames, labels)
+            object_ids = label_ids(labels)
+        else:
+            results = tracker.track_targets(frames, targets)
+            object_ids = list(range(1, len(targets) + 1))
         sink = OutputSink(out, frames, options)
         records: list[dict[str, Any]] = []
         status, error = STATUS_COMPLETE, None
@@ -303,7 +314,7 @@ def track_to_folder(
         )  # fmt: skip
         try:
             with bar:
-                for result in tracker.track(frames, labels):
+                for result in results:
                     sink.put(result)
                     records.append(frame_record(result))
                     bar.update(1)
@@ -320,7 +331,7 @@ def track_to_folder(
         out_dir=out,
         status=status,
         frames=len(records),
-        object_ids=[int(i) for i in np.unique(labels) if 0 < i < VOID_ID],
+        object_ids=object_ids,
         seconds=seconds,
         outputs=outputs,
         error=error,

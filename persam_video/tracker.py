@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +40,8 @@ class ObjectState:
     #: Mask area (pixels) when the embedding was last updated (or in the first frame).
     reference_area: int
     present: bool = True
+    #: (3,) PerSAM-F mask weights learned on the first frame, or None.
+    mask_weights: Tensor | None = None
 
 
 @dataclass
@@ -68,8 +71,9 @@ class FrameResult:
     """The tracker's output for one frame."""
 
     index: int
-    #: Seconds from the start of the stream (the frame's own timestamp for variable frame rate).
-    time: float
+    #: Seconds from the start of the stream (the frame's own timestamp for variable frame rate),
+    #: or None for a source without a clock.
+    time: float | None
     #: (H, W) uint8 label map: 0 background, else the object id.
     labels: np.ndarray
     objects: list[ObjectResult]
@@ -88,6 +92,10 @@ class TrackState:
     objects: list[ObjectState]
     frame_size: tuple[int, int]
     frames_seen: int = 0
+    #: Objects come from saved targets, not from an annotated frame: each frame is searched and
+    #: an object counts as present only when confidently found (the absence thresholds apply
+    #: even with ``track.occlusion`` off).
+    from_targets: bool = False
 
     @property
     def object_ids(self) -> list[int]:
@@ -128,14 +136,15 @@ def fuse(logits: Tensor, obj_ids: list[int], threshold: float = 0.0) -> Tensor:
     return torch.where(best > threshold, ids[index], torch.zeros_like(ids[index]))
 
 
-def is_absent(pred: Prediction, cfg: TrackConfig) -> bool:
+def is_absent(pred: Prediction, cfg: TrackConfig, *, search: bool = False) -> bool:
     """Whether an object counts as not found on this frame.
 
-    Without occlusion handling, only an empty mask means absent.
+    Without occlusion handling, only an empty mask means absent, unless ``search`` (looking for
+    a saved target) asks for the confidence thresholds anyway.
     """
     if not bool(pred.mask.any()):
         return True
-    if not cfg.occlusion:
+    if not (cfg.occlusion or search):
         return False
     return pred.peak_similarity < cfg.absent_min_similarity or pred.score < cfg.absent_min_score
 
@@ -193,19 +202,42 @@ class VideoTracker:
             first_labels: (H, W) uint8 label map of the first frame (0 background, 1..K objects).
         """
         state: TrackState | None = None
-        for position, item in enumerate(frames):
-            rgb = getattr(item, "rgb", item)
-            index = getattr(item, "index", position)
-            time = getattr(item, "time", float("nan"))
+        for rgb, index, time in _frames(frames):
             if state is None:
                 state, result = self.start(rgb, first_labels, index=index, time=time)
             else:
                 result = self.step(state, rgb, index=index, time=time)
             yield result
 
+    def track_targets(
+        self,
+        frames: Iterable[np.ndarray],
+        targets: list[Target],
+        object_ids: list[int] | None = None,
+    ) -> Iterator[FrameResult]:
+        """Find saved targets in every frame (no annotated frame); yield a result per frame.
+
+        Object ``i`` gets id ``object_ids[i]`` (default ``i + 1``); its mask is empty on frames
+        where it is not confidently found.
+        """
+        ids = object_ids if object_ids is not None else list(range(1, len(targets) + 1))
+        if len(ids) != len(targets) or not targets:
+            raise ValueError(f"need one object id per target, got {len(ids)} for {len(targets)}")
+        if any(not 0 < i < VOID_LABEL for i in ids):
+            raise ValueError(f"object ids must be in 1..{VOID_LABEL - 1}, got {ids}")
+        state: TrackState | None = None
+        for rgb, index, time in _frames(frames):
+            if state is None:
+                objects = [
+                    ObjectState(i, t.embedding, t.embedding, None, 0, False, t.mask_weights)
+                    for i, t in zip(ids, targets, strict=True)
+                ]
+                state = TrackState(objects, check_image(rgb).shape[:2], from_targets=True)
+            yield self.step(state, rgb, index=index, time=time)
+
     @torch.inference_mode()
     def start(
-        self, frame: np.ndarray, labels: np.ndarray, *, index: int = 0, time: float = 0.0
+        self, frame: np.ndarray, labels: np.ndarray, *, index: int = 0, time: float | None = None
     ) -> tuple[TrackState, FrameResult]:
         """Personalize on the annotated frame; return the state and that frame's result."""
         frame = check_image(frame)
@@ -222,7 +254,12 @@ class VideoTracker:
                 raise ValueError(f"object {obj_id} of the first mask: {exc}") from None
             box = _box_tuple(mask_box(torch.from_numpy(mask)))
             area = int(mask.sum())
-            objects.append(ObjectState(obj_id, embedding.clone(), embedding, box, area))
+            weights = None
+            if self.config.finetune.enabled:
+                weights = self.persam.finetune(Target(embedding), [(feats, mask)])
+            objects.append(
+                ObjectState(obj_id, embedding.clone(), embedding, box, area, mask_weights=weights)
+            )
             results.append(ObjectResult(obj_id, True, 1.0, area, _int_box(box), float("nan")))
         state = TrackState(objects=objects, frame_size=frame.shape[:2], frames_seen=1)
         output = np.where(labels == VOID_LABEL, 0, labels).astype(np.uint8)
@@ -230,7 +267,7 @@ class VideoTracker:
 
     @torch.inference_mode()
     def step(
-        self, state: TrackState, frame: np.ndarray, *, index: int, time: float = float("nan")
+        self, state: TrackState, frame: np.ndarray, *, index: int, time: float | None = None
     ) -> FrameResult:
         """Track every object of ``state`` on the next frame and update the state."""
         frame = check_image(frame)
@@ -248,7 +285,7 @@ class VideoTracker:
         frame: np.ndarray,
         *,
         index: int,
-        time: float = float("nan"),
+        time: float | None = None,
     ) -> FrameResult:
         """:meth:`step` on features already computed (for pipelines that batch the encoder)."""
         cfg = self.config.track
@@ -256,10 +293,10 @@ class VideoTracker:
         if not state.objects:
             empty = np.zeros(state.frame_size, np.uint8)
             return FrameResult(index, time, empty, [], frame)
-        targets = [Target(o.embedding) for o in state.objects]
+        targets = [Target(o.embedding, o.mask_weights) for o in state.objects]
         prompts = [self._prompt(o, state.frame_size) for o in state.objects]
         preds = self.persam.segment_features(feats, targets, prompts)
-        found = [not is_absent(p, cfg) for p in preds]
+        found = [not is_absent(p, cfg, search=state.from_targets) for p in preds]
         present_ids = [o.obj_id for o, f in zip(state.objects, found, strict=True) if f]
         logits = [p.mask_logits for p, f in zip(preds, found, strict=True) if f]
         if logits:
@@ -275,7 +312,9 @@ class VideoTracker:
             obj.present = ok and area > 0
             obj.box = box if obj.present else None
             updated = False
-            if obj.present and should_update(pred.score, area, obj.reference_area, cfg):
+            if obj.present and obj.reference_area == 0:  # first sighting of a saved target
+                obj.reference_area = area
+            elif obj.present and should_update(pred.score, area, obj.reference_area, cfg):
                 updated = self._update_embedding(obj, feats, mask)
                 if updated:
                     obj.reference_area = area
@@ -313,6 +352,16 @@ class VideoTracker:
             obj.embedding, observed, obj.first_embedding, cfg.momentum, cfg.anchor
         )
         return True
+
+
+def _frames(frames: Iterable[Any]) -> Iterator[tuple[np.ndarray, int, float | None]]:
+    """(rgb, index, time) of arrays or of ``Frame``-like objects (``rgb``, ``index``, ``time``)."""
+    for position, item in enumerate(frames):
+        yield (
+            getattr(item, "rgb", item),
+            getattr(item, "index", position),
+            getattr(item, "time", None),
+        )
 
 
 def check_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -13,7 +13,7 @@ from persam_video.io.masks import (
     write_label_png,
 )
 from persam_video.io.probe import VideoInfo, probe
-from persam_video.io.reader import FrameSource, open_source
+from persam_video.io.reader import FrameSource, list_images, open_source, read_image
 from persam_video.io.writer import AlphaVideoWriter, VideoWriter
 
 __all__ = [
@@ -29,9 +29,11 @@ __all__ = [
     "VideoReadError",
     "VideoWriteError",
     "VideoWriter",
+    "list_images",
     "object_ids",
     "open_source",
     "probe",
+    "read_image",
     "read_mask",
     "resize_labels",
     "to_label_map",

@@ -236,15 +236,35 @@ def _image_size_hw(path: Path) -> tuple[int, int]:
     return height, width
 
 
-def _read_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; with ``size``, check it is (H, W) = size.
+
+    Raises:
+        VideoReadError: the file is missing or not an image, or has another size.
+    """
+    path = Path(path)
     try:
         with Image.open(path) as image:
             rgb = np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as error:
-        raise VideoReadError(f"{path}: cannot read image frame ({error})") from None
-    if rgb.shape[:2] != size:
+        raise VideoReadError(f"{path}: cannot read image ({error})") from None
+    if size is not None and rgb.shape[:2] != size:
         raise VideoReadError(f"{path}: frame is {rgb.shape[:2]}, expected {size} (H, W)")
     return np.ascontiguousarray(rgb)
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Image files of ``folder`` (jpg, png, ...; hidden files skipped), in natural name order."""
+    return sorted(
+        (
+            entry
+            for entry in Path(folder).iterdir()
+            if entry.suffix.lower() in IMAGE_EXTENSIONS
+            and not entry.name.startswith(".")
+            and entry.is_file()
+        ),
+        key=lambda entry: _natural_key(entry.name),
+    )
 
 
 def _folder_frames(
@@ -252,20 +272,11 @@ def _folder_frames(
 ) -> Iterator[Frame]:
     for index, file in enumerate(files):
         time = float(index / fps) if fps else None
-        yield Frame(index, time, _read_rgb(file, size))
+        yield Frame(index, time, read_image(file, size))
 
 
 def _open_folder(folder: Path, fps: Fraction | None, prefetch: int) -> FrameSource:
-    files = sorted(
-        (
-            entry
-            for entry in folder.iterdir()
-            if entry.suffix.lower() in IMAGE_EXTENSIONS
-            and not entry.name.startswith(".")
-            and entry.is_file()
-        ),
-        key=lambda entry: _natural_key(entry.name),
-    )
+    files = list_images(folder)
     if not files:
         extensions = "/".join(sorted(ext[1:] for ext in IMAGE_EXTENSIONS))
         raise VideoReadError(f"{folder}: folder has no image frames ({extensions})")
