@@ -15,6 +15,7 @@ Coordinates are (x, y) pixels of the original frame; sizes are (H, W).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,17 +94,29 @@ class Prediction:
 
 
 # ----------------------------------------------------------------------------- features
+def preprocess(sam: Sam, frames: Sequence[np.ndarray]) -> tuple[Tensor, list[tuple[int, int]]]:
+    """SAM's encoder input for (H, W, 3) uint8 RGB frames, as ``SamPredictor.set_image`` makes it.
+
+    Returns the (B, 3, S, S) normalized, padded batch and each frame's (H', W') after resizing
+    its longest side to S. Frames of different sizes may be mixed.
+    """
+    transform = ResizeLongestSide(sam.image_encoder.img_size)
+    resized = [transform.apply_image(frame) for frame in frames]
+    inputs = [
+        sam.preprocess(torch.as_tensor(r, device=sam.device).permute(2, 0, 1).contiguous()[None])
+        for r in resized
+    ]
+    return torch.cat(inputs), [(int(r.shape[0]), int(r.shape[1])) for r in resized]
+
+
 def encode_image(sam: Sam, rgb: np.ndarray) -> FrameFeatures:
     """Run SAM's image encoder on an (H, W, 3) uint8 RGB frame, as ``SamPredictor.set_image``."""
-    image_size = sam.image_encoder.img_size
-    resized = ResizeLongestSide(image_size).apply_image(rgb)
-    tensor = torch.as_tensor(resized, device=sam.device).permute(2, 0, 1).contiguous()[None]
-    embedding = sam.image_encoder(sam.preprocess(tensor))
+    inputs, (input_size,) = preprocess(sam, [rgb])
     return FrameFeatures(
-        embedding=embedding,
+        embedding=sam.image_encoder(inputs),
         original_size=(int(rgb.shape[0]), int(rgb.shape[1])),
-        input_size=(int(resized.shape[0]), int(resized.shape[1])),
-        image_size=image_size,
+        input_size=input_size,
+        image_size=sam.image_encoder.img_size,
     )
 
 

@@ -20,6 +20,7 @@ from torch import Tensor
 from persam_video import core
 from persam_video.config import PerSAMConfig
 from persam_video.core import ExtraPrompt, FrameFeatures, Prediction
+from persam_video.encoder import FrameEncoder
 
 _BINARY_LEVELS = ({0, 1}, {0, 255})
 
@@ -67,11 +68,15 @@ class SegmentResult:
 class PerSAM:
     """A SAM model personalized by PerSAM. The model is used as is and never modified."""
 
-    def __init__(self, sam: Sam, config: PerSAMConfig | None = None) -> None:
+    def __init__(
+        self, sam: Sam, config: PerSAMConfig | None = None, encoder: FrameEncoder | None = None
+    ) -> None:
         if not isinstance(sam, Sam):
             raise ValueError(f"sam must be a segment_anything Sam model, got {type(sam).__name__}")
         self.sam = sam
         self.config = config if config is not None else PerSAMConfig()
+        #: How frames are encoded (precision, batching, compile); float32 by default.
+        self.encoder = encoder if encoder is not None else FrameEncoder(sam)
 
     @property
     def device(self) -> torch.device:
@@ -80,7 +85,7 @@ class PerSAM:
     @torch.inference_mode()
     def encode(self, image: np.ndarray) -> FrameFeatures:
         """SAM image features of an (H, W, 3) uint8 RGB image."""
-        return core.encode_image(self.sam, check_image(image))
+        return self.encoder.encode(check_image(image))
 
     @torch.inference_mode()
     def embed(self, feats: FrameFeatures, mask: np.ndarray) -> Tensor:

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from persam_video.config import PerSAMConfig, TrackConfig
 from persam_video.core import ExtraPrompt, FrameFeatures, Prediction, mask_box
+from persam_video.encoder import FrameEncoder
 from persam_video.persam import PerSAM, Target, check_image
 
 #: Label value DAVIS uses for "void" pixels; never an object id here.
@@ -180,8 +181,10 @@ class VideoTracker:
     ...     result.labels  # (H, W) uint8 label map
     """
 
-    def __init__(self, sam: Sam, config: PerSAMConfig | None = None) -> None:
-        self.persam = PerSAM(sam, config)
+    def __init__(
+        self, sam: Sam, config: PerSAMConfig | None = None, encoder: FrameEncoder | None = None
+    ) -> None:
+        self.persam = PerSAM(sam, config, encoder)
 
     @property
     def config(self) -> PerSAMConfig:
@@ -202,11 +205,11 @@ class VideoTracker:
             first_labels: (H, W) uint8 label map of the first frame (0 background, 1..K objects).
         """
         state: TrackState | None = None
-        for rgb, index, time in _frames(frames):
+        for rgb, index, time, feats in self._encoded(_frames(frames)):
             if state is None:
-                state, result = self.start(rgb, first_labels, index=index, time=time)
+                state, result = self.start(rgb, first_labels, index=index, time=time, feats=feats)
             else:
-                result = self.step(state, rgb, index=index, time=time)
+                result = self._step_encoded(state, rgb, feats, index=index, time=time)
             yield result
 
     def track_targets(
@@ -226,24 +229,79 @@ class VideoTracker:
         if any(not 0 < i < VOID_LABEL for i in ids):
             raise ValueError(f"object ids must be in 1..{VOID_LABEL - 1}, got {ids}")
         state: TrackState | None = None
-        for rgb, index, time in _frames(frames):
+        for rgb, index, time, feats in self._encoded(_frames(frames)):
             if state is None:
                 objects = [
                     ObjectState(i, t.embedding, t.embedding, None, 0, False, t.mask_weights)
                     for i, t in zip(ids, targets, strict=True)
                 ]
                 state = TrackState(objects, check_image(rgb).shape[:2], from_targets=True)
-            yield self.step(state, rgb, index=index, time=time)
+            yield self._step_encoded(state, rgb, feats, index=index, time=time)
+
+    def _encoded(
+        self, frames: Iterator[tuple[np.ndarray, int, float | None]]
+    ) -> Iterator[tuple[np.ndarray, int, float | None, FrameFeatures | None]]:
+        """Frames with their features when the encoder batches frames (else None: encoded later).
+
+        Batches never hold frames of different sizes: a size change starts a new batch, and the
+        frame of another size fails in :meth:`step`.
+        """
+        size = self.persam.encoder.batch_size
+        if size == 1:
+            for rgb, index, time in frames:
+                yield rgb, index, time, None
+            return
+        batch: list[tuple[np.ndarray, int, float | None]] = []
+        for item in frames:
+            if batch and (len(batch) == size or item[0].shape != batch[0][0].shape):
+                yield from self._flush(batch)
+                batch = []
+            batch.append((check_image(item[0]), item[1], item[2]))
+        yield from self._flush(batch)
+
+    def _flush(
+        self, batch: list[tuple[np.ndarray, int, float | None]]
+    ) -> Iterator[tuple[np.ndarray, int, float | None, FrameFeatures | None]]:
+        if not batch:
+            return
+        feats = self.persam.encoder.encode_many([rgb for rgb, _, _ in batch])
+        for (rgb, index, time), f in zip(batch, feats, strict=True):
+            yield rgb, index, time, f
+
+    def _step_encoded(
+        self,
+        state: TrackState,
+        rgb: np.ndarray,
+        feats: FrameFeatures | None,
+        *,
+        index: int,
+        time: float | None,
+    ) -> FrameResult:
+        if feats is None:
+            return self.step(state, rgb, index=index, time=time)
+        if rgb.shape[:2] != state.frame_size:
+            raise ValueError(
+                f"frame {index} has size {rgb.shape[:2]}, the video {state.frame_size}"
+            )
+        with torch.inference_mode():
+            return self.step_features(state, feats, rgb, index=index, time=time)
 
     @torch.inference_mode()
     def start(
-        self, frame: np.ndarray, labels: np.ndarray, *, index: int = 0, time: float | None = None
+        self,
+        frame: np.ndarray,
+        labels: np.ndarray,
+        *,
+        index: int = 0,
+        time: float | None = None,
+        feats: FrameFeatures | None = None,
     ) -> tuple[TrackState, FrameResult]:
         """Personalize on the annotated frame; return the state and that frame's result."""
         frame = check_image(frame)
         labels = check_labels(labels, frame.shape[:2])
         ids = label_ids(labels)
-        feats = self.persam.encode(frame)
+        if feats is None:
+            feats = self.persam.encode(frame)
         objects = []
         results = []
         for obj_id in ids:
@@ -270,13 +328,17 @@ class VideoTracker:
         self, state: TrackState, frame: np.ndarray, *, index: int, time: float | None = None
     ) -> FrameResult:
         """Track every object of ``state`` on the next frame and update the state."""
+        frame = self._check_frame(state, frame, index)
+        return self.step_features(state, self.persam.encode(frame), frame, index=index, time=time)
+
+    @staticmethod
+    def _check_frame(state: TrackState, frame: np.ndarray, index: int) -> np.ndarray:
         frame = check_image(frame)
         if frame.shape[:2] != state.frame_size:
             raise ValueError(
                 f"frame {index} has size {frame.shape[:2]}, the video {state.frame_size}"
             )
-        feats = self.persam.encode(frame)
-        return self.step_features(state, feats, frame, index=index, time=time)
+        return frame
 
     def step_features(
         self,
