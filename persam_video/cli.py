@@ -146,6 +146,37 @@ def model_options(
     return func
 
 
+def speed_options(func: F) -> F:
+    """--precision, --batch-frames, --compile, --stock-encoder."""
+    options = [
+        click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+                     default="auto", show_default=True,
+                     help="Image encoder precision; auto is bfloat16 on CUDA, else float32."),
+        click.option("--batch-frames", default=1, show_default=True, type=click.IntRange(min=1),
+                     help="Frames encoded together (faster on GPUs; the encoder does not depend "
+                          "on earlier masks)."),
+        click.option("--compile", "compile_encoder", is_flag=True,
+                     help="Run the image encoder through torch.compile."),
+        click.option("--stock-encoder", is_flag=True,
+                     help="Use segment-anything's own encoder attention instead of the faster "
+                          "equivalent one."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_encoder(
+    sam: Any, precision: str, batch_frames: int, compile_encoder: bool, stock_encoder: bool
+) -> Any:
+    """The FrameEncoder the speed options ask for."""
+    from persam_video.encoder import FrameEncoder
+    from persam_video.fast_encoder import set_fast_attention
+
+    set_fast_attention(sam, enabled=not stock_encoder)
+    return FrameEncoder(sam, precision=precision, batch_size=batch_frames, compile=compile_encoder)
+
+
 def build_config(config_name: str, overrides: tuple[str, ...], finetune: bool = False) -> Any:
     """The config of --config with --set overrides (and --finetune) applied."""
     from persam_video.config import load_config
@@ -230,6 +261,7 @@ def load_model(model_name: str, checkpoint: str | None, device: str, quiet: bool
     is_flag=True,
     help="Resize a mask whose size differs from the frames (nearest neighbour).",
 )
+@speed_options
 @click.option(
     "--fps",
     help="Frame rate of a folder of frames, e.g. 24 or 30000/1001 "
@@ -241,7 +273,8 @@ def track(
     input_path: str, mask_path: str | None, target_paths: tuple[str, ...], out_dir: str,
     model_name: str, checkpoint: str | None, device: str, config_name: str, finetune: bool,
     overrides: tuple[str, ...], overlay: bool, masked_video: str, save_masks: bool,
-    draw_points: bool, resize_mask: bool, fps: str | None, quiet: bool,
+    draw_points: bool, resize_mask: bool, precision: str, batch_frames: int,
+    compile_encoder: bool, stock_encoder: bool, fps: str | None, quiet: bool,
 ) -> None:  # fmt: skip
     """Segment and track the object(s) of the first frame's mask through INPUT.
 
@@ -274,8 +307,9 @@ def track(
         metadata = model_metadata(model_name, checkpoint)
         sam = load_model(model_name, checkpoint, device, quiet)
         targets = load_targets(target_paths, metadata, sam.device) if target_paths else None
+        encoder = make_encoder(sam, precision, batch_frames, compile_encoder, stock_encoder)
         summary = track_to_folder(
-            VideoTracker(sam, config), frames, labels, out_dir, targets=targets,
+            VideoTracker(sam, config, encoder), frames, labels, out_dir, targets=targets,
             options=options, progress=not quiet, metadata=metadata,
         )  # fmt: skip
     objects = len(summary.object_ids)
@@ -496,6 +530,7 @@ def segment(
 @click.option("--set", "subset", default="val", show_default=True, help="Image set to run.")
 @click.option("--year", type=click.Choice(["2016", "2017"]), default="2017", show_default=True)
 @model_options(override_flag="--override", default_model="vit_h")
+@speed_options
 @click.option("--no-eval", is_flag=True, help="Only write the results; do not evaluate them.")
 @click.option(
     "--json",
@@ -508,7 +543,8 @@ def segment(
 def davis(
     davis_root: str, out_dir: str, subset: str, year: str, model_name: str,
     checkpoint: str | None, device: str, config_name: str, finetune: bool,
-    overrides: tuple[str, ...], no_eval: bool, json_path: str | None, quiet: bool,
+    overrides: tuple[str, ...], precision: str, batch_frames: int, compile_encoder: bool,
+    stock_encoder: bool, no_eval: bool, json_path: str | None, quiet: bool,
 ) -> None:  # fmt: skip
     """Track every sequence of a DAVIS set from its first annotation, then evaluate (J&F).
 
@@ -523,8 +559,9 @@ def davis(
     config = build_config(config_name, overrides, finetune)
     dataset = DavisDataset(davis_root, subset=subset, year=int(year))
     sam = load_model(model_name, checkpoint, device, quiet)
+    encoder = make_encoder(sam, precision, batch_frames, compile_encoder, stock_encoder)
     run = run_davis(
-        VideoTracker(sam, config), dataset, out_dir,
+        VideoTracker(sam, config, encoder), dataset, out_dir,
         record=model_metadata(model_name, checkpoint), progress=not quiet,
     )  # fmt: skip
     click.echo(

@@ -24,6 +24,7 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
+from persam_video.fast_encoder import set_fast_attention
 from persam_video.weights import CHECKPOINTS, WeightsError, ensure_checkpoint, verify_file
 
 #: SAM's pixel normalization (ImageNet statistics in 0-255 RGB), shared by all models here.
@@ -184,6 +185,7 @@ def load_sam(
     device: str | torch.device = "auto",
     *,
     progress: bool = True,
+    fast_attention: bool = True,
 ) -> Sam:
     """Load a SAM model in eval mode on ``device``.
 
@@ -194,6 +196,8 @@ def load_sam(
             official SHA-256 when its size is that of an official checkpoint.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         progress: show a progress bar while downloading.
+        fast_attention: run the image encoder's attention through
+            :class:`persam_video.fast_encoder.FastAttention` (same weights, same results, faster).
     """
     target = resolve_device(device)
     from persam_video.demo_model import DEMO_MODEL_NAME, load_demo_sam
@@ -201,7 +205,14 @@ def load_sam(
     if name == DEMO_MODEL_NAME:
         if checkpoint is not None:
             raise WeightsError("the demo model is bundled; --checkpoint cannot be used with it")
-        return load_demo_sam().to(target)
+        sam = load_demo_sam()
+    else:
+        sam = _load_official(name, checkpoint, progress)
+    return set_fast_attention(sam.eval().to(target), enabled=fast_attention)
+
+
+def _load_official(name: str, checkpoint: str | Path | None, progress: bool) -> Sam:
+    """An official architecture with its verified checkpoint (downloaded on first use)."""
     if name not in CHECKPOINTS:
         raise WeightsError(f"unknown model {name!r}; known: {', '.join(model_names())}")
     if checkpoint is None:
@@ -221,7 +232,7 @@ def load_sam(
         raise WeightsError(f"{path} is not a {name} SAM checkpoint (it looks like {found})")
     sam = sam_model_registry[name](checkpoint=None)
     _load_into(sam, state, path, name)
-    return sam.eval().to(target)
+    return sam
 
 
 def model_metadata(name: str, checkpoint: str | Path | None = None) -> dict[str, Any]:

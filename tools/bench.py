@@ -1,0 +1,327 @@
+"""Speed benchmark: persam-video's loop against a transcription of the official video loop.
+
+Measures, on the same generated video, model and settings:
+
+- our pipeline end to end (decode thread -> encoder -> PerSAM per object -> writer thread), with
+  mask PNGs only (the work the official code does) and with the overlay video too;
+- per-stage time per frame (decode, preprocess, encoder, decoder passes, post-processing,
+  writing), each stage timed on its own;
+- a baseline that does what the official ``persam_video.py`` does per frame: all frames loaded
+  first, ``SamPredictor.set_image`` with the stock encoder, per object three separate ``predict``
+  calls each post-processed to full resolution with numpy round trips, argmax fusion, PNGs;
+- the image encoder's floating-point operations (torch's flop counter) and this machine's
+  matrix-multiply rate, giving the encoder's floor time; the stock and our encoder against it;
+- peak resident memory.
+
+Weights are random by default (timing does not depend on weight values). Example::
+
+    python tools/bench.py --model vit_b --size 854x480 --frames 6 --objects 2 --json bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from segment_anything import SamPredictor, sam_model_registry
+from torch.utils.flop_counter import FlopCounterMode
+
+from persam_video import core
+from persam_video.config import load_config
+from persam_video.encoder import FrameEncoder
+from persam_video.fast_encoder import set_fast_attention
+from persam_video.io import open_source
+from persam_video.models import build_sam, load_sam, resolve_device, tiny_sam_spec
+from persam_video.pipeline import OutputOptions, OutputSink, track_to_folder
+from persam_video.synthetic import make_clip
+from persam_video.synthetic.export import write_clip_video
+from persam_video.tracker import VideoTracker
+
+#: GEMM used to measure the machine's matrix-multiply rate: SAM ViT-B's MLP shape at 1024 px.
+GEMM_SHAPE = (4096, 768, 3072)
+GEMM_REPEATS = 5
+STAGES = ("decode", "preprocess", "encoder", "decoder", "postprocess", "write")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    width, height = (int(v) for v in text.lower().split("x"))
+    return height, width
+
+
+def make_model(name: str, device: torch.device, checkpoint: str | None):
+    """Random weights for official architectures (timing only), or the named model."""
+    if name in sam_model_registry and checkpoint is None:
+        torch.manual_seed(0)
+        return sam_model_registry[name](checkpoint=None).eval().to(device)
+    if name == "tiny":
+        spec = tiny_sam_spec(image_size=256, encoder_dim=96, encoder_depth=4, decoder_dim=128)
+        return build_sam(spec, seed=0).to(device)
+    return load_sam(name, checkpoint=checkpoint, device=device, fast_attention=False)
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - start
+
+
+def matmul_rate(device: torch.device) -> float:
+    """Measured float32 GEMM rate in FLOP/s."""
+    m, k, n = GEMM_SHAPE
+    a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+    a @ b  # warm-up
+    best = min(timed(torch.matmul, a, b)[1] for _ in range(GEMM_REPEATS))
+    return 2 * m * k * n / best
+
+
+def encoder_flops(sam, device: torch.device) -> int:
+    size = sam.image_encoder.img_size
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        sam.image_encoder(torch.zeros(1, 3, size, size, device=device))
+    return counter.get_total_flops()
+
+
+def stage_times(sam, config, video: Path, first: np.ndarray, frames: list[np.ndarray], out: Path):
+    """Seconds per frame of each stage, each run on its own (encoder with our fast attention)."""
+    totals: dict[str, float] = defaultdict(float)
+    _, totals["decode"] = timed(lambda: sum(1 for _ in open_source(video, prefetch=0)))
+    originals = {
+        "decode": core.decode,
+        "upsample": core.upsample_logits,
+        "sim": core.similarity_map,
+    }
+
+    def wrap(key, fn):
+        def inner(*args, **kwargs):
+            out, seconds = timed(fn, *args, **kwargs)
+            totals[key] += seconds
+            return out
+
+        return inner
+
+    core.decode = wrap("decoder", originals["decode"])
+    core.upsample_logits = wrap("postprocess", originals["upsample"])
+    core.similarity_map = wrap("postprocess", originals["sim"])
+    tracker = VideoTracker(sam, config)
+    results = []
+    try:
+        with torch.inference_mode():
+            state = None
+            for index, frame in enumerate(frames):
+                (inputs, sizes), seconds = timed(core.preprocess, sam, [frame])
+                totals["preprocess"] += seconds
+                embedding, seconds = timed(sam.image_encoder, inputs)
+                totals["encoder"] += seconds
+                feats = core.FrameFeatures(embedding, frame.shape[:2], sizes[0],
+                                           sam.image_encoder.img_size)  # fmt: skip
+                if state is None:
+                    state, result = tracker.start(frame, first, feats=feats)
+                else:
+                    result = tracker.step_features(state, feats, frame, index=index)
+                results.append(result)
+    finally:
+        core.decode = originals["decode"]
+        core.upsample_logits = originals["upsample"]
+        core.similarity_map = originals["sim"]
+    out.mkdir(parents=True, exist_ok=True)
+    with open_source(video) as source:
+        sink = OutputSink(out, source, OutputOptions(overlay=True))
+    start = time.perf_counter()
+    for result in results:
+        sink.put(result)
+    sink.finish(partial=False)
+    totals["write"] = time.perf_counter() - start
+    return {k: totals[k] / len(frames) for k in STAGES}
+
+
+def official_loop(sam, frames: list[np.ndarray], first: np.ndarray, out: Path) -> None:
+    """What persam_video.py does per frame (paper settings), with the stock predictor.
+
+    All frames are in memory first (the official code loads the whole video); per object: the
+    (mean + max) / 2 target feature, top-2 points, the previous box expanded by 10 px with its
+    centre, three ``predict`` calls (largest multimask output, then mask and box refinement),
+    argmax fusion over the high-resolution logits, a palette PNG per frame.
+    """
+    predictor = SamPredictor(sam)
+    ids = [int(i) for i in np.unique(first) if i]
+    predictor.set_image(frames[0])
+    feat0 = predictor.features[0].permute(1, 2, 0)
+    grid = feat0.shape[:2]
+    targets = []
+    for obj in ids:
+        rgb = np.zeros((*first.shape, 3), np.uint8)
+        rgb[..., 0] = (first == obj).astype(np.uint8) * 215
+        mask = predictor.model.preprocess(
+            torch.as_tensor(predictor.transform.apply_image(rgb), device=sam.device)
+            .permute(2, 0, 1)[None].float()
+        )  # fmt: skip
+        cells = F.interpolate(mask, size=grid, mode="bilinear")[0, 0] > 0
+        selected = feat0[cells]
+        target = (selected.max(0).values / 2 + selected.mean(0) / 2)[None]
+        targets.append(target / target.norm(dim=-1, keepdim=True))
+    boxes = {obj: first == obj for obj in ids}
+    for index in range(1, len(frames)):
+        predictor.set_image(frames[index])
+        feat = predictor.features[0]
+        c, h, w = feat.shape
+        feat = (feat / feat.norm(dim=0, keepdim=True)).reshape(c, h * w)
+        stack = [np.zeros((1, *first.shape), np.float32)]
+        for obj, target in zip(ids, targets, strict=True):
+            sim = (target @ feat).reshape(1, 1, h, w)
+            sim = F.interpolate(sim, scale_factor=4, mode="bilinear")
+            sim = sam.postprocess_masks(sim, predictor.input_size, predictor.original_size)[0, 0]
+            top = sim.flatten().topk(2).indices.cpu().numpy()
+            points = np.stack([top % sim.shape[1], top // sim.shape[1]], 1)
+            labels = np.ones(len(points), int)
+            ys, xs = np.nonzero(boxes[obj]) if boxes[obj].any() else (np.array([0]), np.array([0]))
+            x0, y0 = max(xs.min() - 10, 0), max(ys.min() - 10, 0)
+            x1, y1 = min(xs.max() + 10, first.shape[1]), min(ys.max() + 10, first.shape[0])
+            points = np.concatenate([points, [[(x0 + x1) // 2, (y0 + y1) // 2]]])
+            labels = np.concatenate([labels, [1]])
+            masks, scores, logits = predictor.predict(
+                points, labels, box=np.array([x0, y0, x1, y1])[None], multimask_output=True
+            )
+            best = int(np.argmax(masks.reshape(3, -1).sum(1)))
+            masks, scores, logits = predictor.predict(
+                points, labels, mask_input=logits[best : best + 1], multimask_output=True
+            )
+            best = int(np.argmax(scores))
+            ys, xs = np.nonzero(masks[best])
+            box = np.array([xs.min(), ys.min(), xs.max(), ys.max()]) if len(xs) else None
+            masks, scores, logits = predictor.predict(
+                points, labels, box=None if box is None else box[None],
+                mask_input=logits[best : best + 1], multimask_output=True, return_logits=True,
+            )  # fmt: skip
+            best = int(np.argmax(scores))
+            stack.append(masks[best][None])
+        fused = np.argmax(np.concatenate(stack), axis=0).astype(np.uint8)
+        fused = np.array([0, *ids], np.uint8)[fused]
+        Image.fromarray(fused).save(out / f"{index:05d}.png")
+        boxes = {obj: fused == obj for obj in ids}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model",
+        default="vit_b",
+        help="vit_b/vit_l/vit_h (random weights unless --checkpoint), demo, tiny",
+    )
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--size", type=parse_size, default=(480, 854), help="WxH, e.g. 854x480")
+    parser.add_argument("--frames", type=int, default=6)
+    parser.add_argument("--objects", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--config",
+        default="paper_video",
+        help="Settings of our loop (paper_video does the same work as the baseline)",
+    )
+    parser.add_argument("--batch-frames", type=int, default=1)
+    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    torch.set_grad_enabled(False)
+
+    work = Path(tempfile.mkdtemp(prefix="persam-bench-"))
+    clip = make_clip(0, n_frames=args.frames, size_hw=args.size, n_objects=args.objects)
+    video, mask = write_clip_video(clip, work / "input")
+    first = clip.labels[0]
+    frames = [f.rgb for f in open_source(video)]
+    sam = make_model(args.model, device, args.checkpoint)
+    config = load_config(args.config)
+    report: dict = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "threads": torch.get_num_threads(), "device": str(device),
+                    "torch": torch.__version__},
+        "settings": {"model": args.model, "size_hw": list(args.size), "frames": args.frames,
+                     "objects": len(clip.object_ids), "config": args.config,
+                     "batch_frames": args.batch_frames, "precision": args.precision},
+    }  # fmt: skip
+
+    flops = encoder_flops(sam, device)
+    rate = matmul_rate(device)
+    inputs = core.preprocess(sam, frames[:1])[0]
+    set_fast_attention(sam, enabled=False)
+    stock_encoder = min(timed(sam.image_encoder, inputs)[1] for _ in range(2))
+    set_fast_attention(sam, enabled=True)
+    fast_encoder = min(timed(sam.image_encoder, inputs)[1] for _ in range(2))
+    report["encoder"] = {
+        "gflop": flops / 1e9, "matmul_gflop_s": rate / 1e9, "floor_s": flops / rate,
+        "stock_s": stock_encoder, "ours_s": fast_encoder,
+        "speedup": stock_encoder / fast_encoder,
+        "stock_over_floor": stock_encoder * rate / flops,
+        "ours_over_floor": fast_encoder * rate / flops,
+    }  # fmt: skip
+
+    report["stages_s_per_frame"] = stage_times(sam, config, video, first, frames, work / "stages")
+
+    encoder = FrameEncoder(sam, precision=args.precision, batch_size=args.batch_frames)
+    ours = {}
+    for name, options in (("masks", OutputOptions(overlay=False)),
+                          ("masks+overlay", OutputOptions(overlay=True))):  # fmt: skip
+        _, seconds = timed(track_to_folder, VideoTracker(sam, config, encoder), video, mask,
+                           work / f"ours-{name}", options=options, progress=False)  # fmt: skip
+        ours[name] = args.frames / seconds
+    report["ours_frames_per_s"] = ours
+    report["peak_rss_mib_after_ours"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    if not args.skip_baseline:
+        set_fast_attention(sam, enabled=False)
+        (work / "baseline").mkdir()
+        _, seconds = timed(official_loop, sam, frames, first, work / "baseline")
+        set_fast_attention(sam, enabled=True)
+        baseline = (args.frames - 1) / seconds
+        report["baseline_frames_per_s"] = baseline
+        report["speedup_vs_baseline"] = ours["masks"] / baseline
+
+    stages = report["stages_s_per_frame"]
+    beyond = sum(v for k, v in stages.items() if k not in ("encoder", "decode", "write"))
+    report["beyond_encoder_share"] = beyond / stages["encoder"]
+    print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+def print_report(report: dict) -> None:
+    s, e = report["settings"], report["encoder"]
+    print(f"\n{s['model']} at {s['size_hw'][1]}x{s['size_hw'][0]}, {s['frames']} frames, "
+          f"{s['objects']} objects, config {s['config']}, on {report['machine']['device']} "
+          f"({report['machine']['threads']} threads)\n")  # fmt: skip
+    print(f"encoder: {e['gflop']:.0f} GFLOP; matmul rate {e['matmul_gflop_s']:.0f} GFLOP/s -> "
+          f"floor {e['floor_s']:.2f} s")  # fmt: skip
+    print(
+        f"  stock {e['stock_s']:.2f} s ({e['stock_over_floor']:.2f}x floor), ours "
+        f"{e['ours_s']:.2f} s ({e['ours_over_floor']:.2f}x floor): {e['speedup']:.2f}x faster"
+    )
+    print("\nper-stage time per frame (each stage timed on its own):")
+    for key, value in report["stages_s_per_frame"].items():
+        print(f"  {key:12} {value * 1000:9.1f} ms")
+    print(f"  work beyond the encoder: {report['beyond_encoder_share']:.1%} of the encoder's")
+    print("\nend to end:")
+    for key, value in report["ours_frames_per_s"].items():
+        print(f"  ours ({key}){'':4} {value:.3f} frames/s")
+    if "baseline_frames_per_s" in report:
+        print(f"  official-style loop  {report['baseline_frames_per_s']:.3f} frames/s")
+        print(f"  ours / baseline      {report['speedup_vs_baseline']:.2f}x")
+    print(f"\npeak RSS after our loops: {report['peak_rss_mib_after_ours']:.0f} MiB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
