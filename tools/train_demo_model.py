@@ -773,10 +773,12 @@ def save_weights(path: Path, state: dict[str, Tensor], metadata: dict[str, str])
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     save_file(state, str(partial), metadata=metadata)
+    os.chmod(partial, WEIGHTS_FILE_MODE)
     os.replace(partial, path)
 
 
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+WEIGHTS_FILE_MODE = 0o644  # package data: readable by all
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
