@@ -241,11 +241,11 @@ def model_metadata(name: str, checkpoint: str | Path | None = None) -> dict[str,
     Official checkpoints of the official size were verified against the registry's hash when
     downloaded or loaded, so that hash is reported without reading the file again.
     """
-    from persam_video.demo_model import DEMO_MODEL_NAME, demo_model_sha256
+    from persam_video.demo_model import DEMO_MODEL_NAME, DEMO_SHA256
     from persam_video.weights import checkpoint_path, sha256_of
 
     if name == DEMO_MODEL_NAME:
-        return {"model": name, "checkpoint": None, "checkpoint_sha256": demo_model_sha256()}
+        return {"model": name, "checkpoint": None, "checkpoint_sha256": DEMO_SHA256}
     path = Path(checkpoint) if checkpoint is not None else checkpoint_path(name)
     official = CHECKPOINTS.get(name)
     if official is not None and path.is_file() and path.stat().st_size == official.size:
