@@ -247,6 +247,8 @@ def run_batch(
             outcomes[job.name] = ClipOutcome(job.name, "skipped")
         else:
             todo.append(job)
+            for stale in out.glob(f".{job.name}.partial-*"):  # left by a killed run
+                shutil.rmtree(stale, ignore_errors=True)
 
     def record(outcome: ClipOutcome) -> None:
         outcomes[outcome.name] = outcome

@@ -106,7 +106,8 @@ def test_local_batch_isolates_failures_and_resumes(tmp_path, dataset):
 def test_kill_and_resume_gives_the_same_outputs(tmp_path):
     clips = make_clips(tmp_path, 4, frames=12)
     manifest = tmp_path / "m.csv"
-    manifest.write_text("input,mask\n" + "".join(f"{v},{m}\n" for v, m in clips))
+    rows = "".join(f"{v},{m},{v.parent.name}\n" for v, m in clips)
+    manifest.write_text("input,mask,name\n" + rows)
     reference = tmp_path / "reference"
     assert run_batch_cli(str(manifest), "--out", str(reference)).exit_code == 0
 
