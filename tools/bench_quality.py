@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from persam_video.config import load_config
 from persam_video.davis import DavisDataset
 from persam_video.davis_runner import run_davis
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     objects = sum(len(dataset.object_ids(s)) for s in dataset.sequences)
 
     sam = load_sam(args.model, checkpoint=args.checkpoint, device=args.device)
-    rows = {}
+    rows: dict[str, dict[str, float]] = {}
+    per_object: dict[str, np.ndarray] = {}
     for name in args.variants:
         preset, overrides = VARIANTS[name]
         out = args.work / "results" / name.replace(" ", "_")
@@ -118,16 +121,24 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - start
         report = evaluate_davis(dataset, out, progress=False)
         rows[name] = {**{c: report.global_metrics[c] for c in COLUMNS}, "seconds": seconds}
+        per_object[name] = np.array([(o.j.mean + o.f.mean) / 2 for o in report.objects])
         if not args.quiet:
             print(f"{name:30} J&F {rows[name]['J&F-Mean']:.3f}", file=sys.stderr)
 
     print(f"\nQuality on {args.clips} held-out procedural clips ({frames} frames, {objects} "
           f"objects), model {args.model}\n")  # fmt: skip
-    header = f"| {'variant':30} | " + " | ".join(f"{c:>8}" for c in COLUMNS) + " |"
-    print(header)
-    print("|" + "-" * 32 + "|" + "|".join("-" * 10 for _ in COLUMNS) + "|")
+    if "default" in per_object:
+        for name, scores in per_object.items():
+            diff = scores - per_object["default"]
+            rows[name]["delta"] = float(diff.mean())
+            rows[name]["delta_se"] = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+    header = f"| {'variant':30} | " + " | ".join(f"{c:>8}" for c in COLUMNS)
+    print(header + " | J&F vs default (paired s.e.) |")
+    print("|" + "-" * 32 + "|" + "|".join("-" * 10 for _ in COLUMNS) + "|" + "-" * 30 + "|")
     for name, row in rows.items():
-        print(f"| {name:30} | " + " | ".join(f"{row[c]:8.3f}" for c in COLUMNS) + " |")
+        delta = f"{row['delta']:+.3f} ± {row['delta_se']:.3f}" if "delta" in row else ""
+        cells = " | ".join(f"{row[c]:8.3f}" for c in COLUMNS)
+        print(f"| {name:30} | {cells} | {delta:>28} |")
     if args.json:
         args.json.write_text(json.dumps({
             "model": args.model, "clips": args.clips, "first_seed": args.first_seed,
