@@ -1,15 +1,19 @@
 """A faster SAM image encoder attention with the same weights and the same results.
 
-SAM's ViT attention adds decomposed relative-position terms to the full attention matrix,
-``attn[q, (kh, kw)] = scale * q.k + rel_h[q, kh] + rel_w[q, kw]``, then runs a separate softmax:
-on a CPU most of the encoder's time goes into those elementwise passes over an (N x N) matrix.
-Here the terms are folded into one matrix product by augmenting queries and keys:
+SAM's ViT attention adds decomposed relative-position terms to the attention logits,
+``logit[q, (kh, kw)] = scale * q.k + rel_h[q, kh] + rel_w[q, kw]``, through broadcast adds over
+5-D views of the full (N x N) matrix, then runs a separate softmax: on a CPU, more than half of
+the encoder's time. Here the attention is one call of
+``torch.nn.functional.scaled_dot_product_attention`` (fused softmax; the best kernel of the
+device), in one of two exact ways:
 
-    q' = [scale * q, rel_h[q, :], rel_w[q, :]]        k' = [k, onehot(kh), onehot(kw)]
-
-so ``q' . k'`` is exactly the biased logit, and the whole attention is one call of
-``torch.nn.functional.scaled_dot_product_attention`` (fused softmax, no materialized bias),
-which picks the best kernel of the device (flash / memory-efficient on CUDA).
+- ``bias``: the relative-position terms are summed once into an additive attention bias
+  (one contiguous broadcast add), which SDPA's fused CPU kernel adds blockwise. Fastest on CPUs;
+  the bias is materialized (heads x N x N floats, in query chunks of bounded size).
+- ``folded``: the terms are folded into one matrix product by augmenting queries and keys,
+  ``q' = [scale * q, rel_h[q, :], rel_w[q, :]]`` and ``k' = [k, onehot(kh), onehot(kw)]``, so
+  ``q' . k'`` is exactly the biased logit; nothing of size N x N is materialized, which suits
+  GPUs (flash and memory-efficient kernels), at the cost of a wider head (d + h + w).
 
 :func:`set_fast_attention` swaps each encoder block's ``Attention`` for :class:`FastAttention`
 sharing the very same parameters (the state dict is unchanged; the stock ``SamPredictor`` keeps
@@ -18,84 +22,122 @@ working and gets the same features up to float rounding), and swaps it back when
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from segment_anything.modeling.image_encoder import Attention, get_rel_pos
 from torch import Tensor
 
+Mode = Literal["auto", "bias", "folded"]
+#: Largest attention bias materialized at once in ``bias`` mode; larger ones go by query chunks.
+MAX_BIAS_BYTES = 1 << 30
+
 
 class FastAttention(Attention):
-    """SAM's encoder ``Attention`` computed with SDPA and relative positions folded into q/k."""
+    """SAM's encoder ``Attention`` computed with SDPA (see the module docstring)."""
+
+    mode: Mode = "auto"
 
     @classmethod
-    def from_stock(cls, attn: Attention) -> FastAttention:
+    def from_stock(cls, attn: Attention, mode: Mode = "auto") -> FastAttention:
         """A :class:`FastAttention` using ``attn``'s parameters (shared, not copied)."""
         fast = cls.__new__(cls)
         torch.nn.Module.__init__(fast)
-        fast.num_heads, fast.scale, fast.use_rel_pos = attn.num_heads, attn.scale, attn.use_rel_pos
-        fast.qkv, fast.proj = attn.qkv, attn.proj
-        if attn.use_rel_pos:
-            fast.rel_pos_h, fast.rel_pos_w = attn.rel_pos_h, attn.rel_pos_w
+        _share(attn, fast)
+        fast.mode = mode
         return fast
 
     def to_stock(self) -> Attention:
         """A stock ``Attention`` using these parameters."""
         stock = Attention.__new__(Attention)
         torch.nn.Module.__init__(stock)
-        stock.num_heads, stock.scale, stock.use_rel_pos = (
-            self.num_heads,
-            self.scale,
-            self.use_rel_pos,
-        )
-        stock.qkv, stock.proj = self.qkv, self.proj
-        if self.use_rel_pos:
-            stock.rel_pos_h, stock.rel_pos_w = self.rel_pos_h, self.rel_pos_w
+        _share(self, stock)
         return stock
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, H, W, C) tokens -> (B, H, W, C), as the stock ``Attention.forward``."""
         b, h, w, _ = x.shape
-        n = h * w
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # (B, heads, N, d)
-        if self.use_rel_pos:
-            q, k = self._fold_relative_positions(q, k, h, w)
-            out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
-        else:
+        if not self.use_rel_pos:
             out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
-        out = out.permute(0, 2, 1, 3).reshape(b, h, w, -1)
-        return self.proj(out)
+        elif self._mode(x) == "folded":
+            out = self._folded(q, k, v, h, w)
+        else:
+            out = self._biased(q, k, v, h, w)
+        return self.proj(out.permute(0, 2, 1, 3).reshape(b, h, w, -1))
 
-    def _fold_relative_positions(
-        self, q: Tensor, k: Tensor, h: int, w: int
-    ) -> tuple[Tensor, Tensor]:
-        """Augmented (B, heads, N, d + h + w) queries and keys whose dot product is the logit."""
-        b, heads, n, d = q.shape
-        rel_h = get_rel_pos(h, h, self.rel_pos_h).to(q.dtype)  # (h, h, d)
-        rel_w = get_rel_pos(w, w, self.rel_pos_w).to(q.dtype)  # (w, w, d)
+    def _mode(self, x: Tensor) -> str:
+        if self.mode != "auto":
+            return self.mode
+        return "bias" if x.device.type == "cpu" else "folded"
+
+    def _relative_terms(self, q: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
+        """(B, heads, h, w, h) and (B, heads, h, w, w): rel_h[q, kh] and rel_w[q, kw]."""
+        b, heads, _, d = q.shape
         grid = q.reshape(b, heads, h, w, d)
-        terms_h = torch.einsum("bnhwc,hkc->bnhwk", grid, rel_h).reshape(b, heads, n, h)
-        terms_w = torch.einsum("bnhwc,wkc->bnhwk", grid, rel_w).reshape(b, heads, n, w)
+        table_h = get_rel_pos(h, h, self.rel_pos_h).to(q.dtype)  # (h, h, d)
+        table_w = get_rel_pos(w, w, self.rel_pos_w).to(q.dtype)  # (w, w, d)
+        return (
+            torch.einsum("bnhwc,hkc->bnhwk", grid, table_h).contiguous(),
+            torch.einsum("bnhwc,wkc->bnhwk", grid, table_w).contiguous(),
+        )
+
+    def _biased(self, q: Tensor, k: Tensor, v: Tensor, h: int, w: int) -> Tensor:
+        terms_h, terms_w = self._relative_terms(q, h, w)
+        b, heads, n, _ = q.shape
+        rows_per_chunk = max(1, MAX_BIAS_BYTES // (b * heads * w * n * q.element_size()))
+        outputs = []
+        for start in range(0, h, rows_per_chunk):
+            rows = slice(start, min(start + rows_per_chunk, h))
+            part_h, part_w = terms_h[:, :, rows], terms_w[:, :, rows]
+            # One broadcast add into a contiguous buffer (its layout makes the reshape free).
+            bias = q.new_empty((*part_h.shape[:4], h, w))
+            torch.add(part_h[..., :, None], part_w[..., None, :], out=bias)
+            queries = q[:, :, rows.start * w : rows.stop * w]
+            bias = bias.view(b, heads, queries.shape[2], n)
+            outputs.append(
+                F.scaled_dot_product_attention(queries, k, v, attn_mask=bias, scale=self.scale)
+            )
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+
+    def _folded(self, q: Tensor, k: Tensor, v: Tensor, h: int, w: int) -> Tensor:
+        terms_h, terms_w = self._relative_terms(q, h, w)
+        b, heads, n, d = q.shape
         rows = torch.arange(n, device=q.device) // w
         cols = torch.arange(n, device=q.device) % w
         onehot_h = F.one_hot(rows, h).to(q.dtype).expand(b, heads, n, h)
         onehot_w = F.one_hot(cols, w).to(q.dtype).expand(b, heads, n, w)
-        q_aug = torch.cat([q * self.scale, terms_h, terms_w], dim=-1)
+        q_aug = torch.cat(
+            [q * self.scale, terms_h.reshape(b, heads, n, h), terms_w.reshape(b, heads, n, w)],
+            dim=-1,
+        )
         k_aug = torch.cat([k, onehot_h, onehot_w], dim=-1)
-        return q_aug, k_aug
+        # Fused kernels need one head size for q, k and v: pad v with zeros, then cut.
+        v_aug = F.pad(v, (0, q_aug.shape[-1] - d))
+        return F.scaled_dot_product_attention(q_aug, k_aug, v_aug, scale=1.0)[..., :d]
 
 
-def set_fast_attention(sam: Sam, enabled: bool = True) -> Sam:
+def _share(source: Attention, target: Attention) -> None:
+    """Make ``target`` use ``source``'s hyper-parameters and parameter objects."""
+    target.num_heads, target.scale = source.num_heads, source.scale
+    target.use_rel_pos = source.use_rel_pos
+    target.qkv, target.proj = source.qkv, source.proj
+    if source.use_rel_pos:
+        target.rel_pos_h, target.rel_pos_w = source.rel_pos_h, source.rel_pos_w
+
+
+def set_fast_attention(sam: Sam, enabled: bool = True, mode: Mode = "auto") -> Sam:
     """Use :class:`FastAttention` in every block of ``sam``'s image encoder (or the stock one).
 
-    The parameters are shared, so the state dict and the weights are unchanged. Returns ``sam``.
+    ``mode``: ``auto`` (``bias`` on CPUs, ``folded`` on GPUs), ``bias`` or ``folded``. The
+    parameters are shared, so the state dict and the weights are unchanged. Returns ``sam``.
     """
     for block in sam.image_encoder.blocks:
-        if enabled and not isinstance(block.attn, FastAttention):
-            block.attn = FastAttention.from_stock(block.attn)
-        elif not enabled and isinstance(block.attn, FastAttention):
-            block.attn = block.attn.to_stock()
+        stock = block.attn.to_stock() if isinstance(block.attn, FastAttention) else block.attn
+        block.attn = FastAttention.from_stock(stock, mode) if enabled else stock
     return sam
 
 

@@ -37,16 +37,20 @@ def randomized(spec: SamSpec, seed: int):
     return sam
 
 
+@pytest.mark.parametrize("mode", ["bias", "folded"])
 @pytest.mark.parametrize("name", list(SPECS))
-def test_fast_encoder_matches_stock(name):
+def test_fast_encoder_matches_stock(name, mode, monkeypatch):
     spec = SPECS[name]
     sam = randomized(spec, seed=3)
-    images = torch.randn(
-        2, 3, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(1)
-    )
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(2, 3, spec.image_size, spec.image_size, generator=generator)
+    if mode == "bias":  # also exercise the chunked bias: at most 3 query rows at a time
+        grid = spec.image_size // spec.patch_size
+        limit = 2 * spec.encoder_heads * grid**3 * 4 * 3
+        monkeypatch.setattr("persam_video.fast_encoder.MAX_BIAS_BYTES", limit)
     with torch.no_grad():
         stock = sam.image_encoder(images * 60)
-        set_fast_attention(sam)
+        set_fast_attention(sam, mode=mode)
         assert uses_fast_attention(sam)
         fast = sam.image_encoder(images * 60)
     relative = (fast - stock).norm() / stock.norm()
