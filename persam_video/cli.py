@@ -631,13 +631,41 @@ def batch(
 
 
 # --------------------------------------------------------------------------- davis
+def davis_set_options(func: F) -> F:
+    """--davis-root, --set, --year: which DAVIS subset."""
+    options = [
+        click.option("--davis-root", required=True,
+                     type=click.Path(file_okay=False, path_type=str),
+                     help="DAVIS folder (with ImageSets/, JPEGImages/, Annotations/)."),
+        click.option("--set", "subset", default="val", show_default=True,
+                     help="Image set (ImageSets/<year>/<set>.txt)."),
+        click.option("--year", type=click.Choice(["2016", "2017"]), default="2017",
+                     show_default=True),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def evaluate_and_report(
+    davis_root: str, subset: str, year: str, results: str, json_path: str | None,
+    csv_path: str | None, quiet: bool,
+) -> None:  # fmt: skip
+    """Evaluate DAVIS results, print the tables, write the JSON/CSV files asked for."""
+    from persam_video.davis import DavisDataset
+    from persam_video.evaluation import evaluate_davis
+
+    dataset = DavisDataset(davis_root, subset=subset, year=int(year))
+    report = evaluate_davis(dataset, results, progress=not quiet)
+    click.echo(report.format_table())
+    if json_path:
+        report.to_json(json_path)
+    if csv_path:
+        report.to_csv(csv_path)
+
+
 @cli.command()
-@click.option(
-    "--davis-root",
-    required=True,
-    type=click.Path(file_okay=False, path_type=str),
-    help="DAVIS folder (with ImageSets/, JPEGImages/, Annotations/).",
-)
+@davis_set_options
 @click.option(
     "--out",
     "out_dir",
@@ -645,8 +673,6 @@ def batch(
     type=click.Path(file_okay=False, path_type=str),
     help="Results folder: <sequence>/<frame>.png; rerun to resume.",
 )
-@click.option("--set", "subset", default="val", show_default=True, help="Image set to run.")
-@click.option("--year", type=click.Choice(["2016", "2017"]), default="2017", show_default=True)
 @model_options(override_flag="--override", default_model="vit_h")
 @speed_options
 @click.option("--no-eval", is_flag=True, help="Only write the results; do not evaluate them.")
@@ -670,7 +696,6 @@ def davis(
     """
     from persam_video.davis import DavisDataset
     from persam_video.davis_runner import run_davis
-    from persam_video.evaluation import evaluate_davis
     from persam_video.models import model_metadata
     from persam_video.tracker import VideoTracker
 
@@ -687,28 +712,18 @@ def davis(
         f"{len(run.skipped)} already complete; results in {run.out_dir}"
     )
     if not no_eval:
-        report = evaluate_davis(dataset, out_dir, progress=not quiet)
-        click.echo(report.format_table())
-        if json_path:
-            report.to_json(json_path)
+        evaluate_and_report(davis_root, subset, year, out_dir, json_path, None, quiet)
 
 
 # --------------------------------------------------------------------------- eval
 @cli.command("eval")
-@click.option(
-    "--davis-root",
-    required=True,
-    type=click.Path(file_okay=False, path_type=str),
-    help="DAVIS folder (with ImageSets/, JPEGImages/, Annotations/).",
-)
+@davis_set_options
 @click.option(
     "--results",
     required=True,
     type=click.Path(file_okay=False, path_type=str),
     help="Result folder: <sequence>/<frame>.png palette PNGs of object ids.",
 )
-@click.option("--set", "subset", default="val", show_default=True, help="Image set to evaluate.")
-@click.option("--year", type=click.Choice(["2016", "2017"]), default="2017", show_default=True)
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON."
 )
@@ -725,16 +740,7 @@ def eval_command(
     csv_path: str | None, quiet: bool,
 ) -> None:  # fmt: skip
     """Evaluate DAVIS results (semi-supervised J&F), equal to the official davis2017-evaluation."""
-    from persam_video.davis import DavisDataset
-    from persam_video.evaluation import evaluate_davis
-
-    dataset = DavisDataset(davis_root, subset=subset, year=int(year))
-    report = evaluate_davis(dataset, results, progress=not quiet)
-    click.echo(report.format_table())
-    if json_path:
-        report.to_json(json_path)
-    if csv_path:
-        report.to_csv(csv_path)
+    evaluate_and_report(davis_root, subset, year, results, json_path, csv_path, quiet)
 
 
 def main(argv: list[str] | None = None) -> None:

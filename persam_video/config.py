@@ -85,9 +85,14 @@ class DecodeConfig:
     refine_steps: int = 2
     #: Also apply guidance and semantic prompting in the refinement steps (persam.py does not).
     guide_refinement: bool = False
+    #: Working resolution: when a frame's longest side is larger, the frame-size maps
+    #: (similarity, intermediate masks, boxes) are computed at this size and only the final mask
+    #: logits are upsampled to the frame. 0 works at the frame's own resolution.
+    work_size: int = 0
 
     def __post_init__(self) -> None:
         _check_range("decode.refine_steps", self.refine_steps, 0, 2)
+        _check_range("decode.work_size", self.work_size, 0, None)
         if self.first_pick != "first" and not self.first_multimask:
             raise ConfigError(
                 f"decode.first_pick={self.first_pick!r} needs decode.first_multimask=true"

@@ -375,6 +375,69 @@ def segment_objects(
 ) -> list[Prediction]:
     """PerSAM on one frame for K target embeddings (K, C): one :class:`Prediction` per target.
 
+    With ``decode.work_size`` set and a frame whose longest side exceeds it, the frame-size maps
+    (similarity, intermediate masks, boxes) are computed at that smaller working resolution and
+    only the final logits are upsampled to the frame (see :func:`_at_working_resolution`).
+    """
+    work = config.decode.work_size
+    if work and max(feats.original_size) > work:
+        return _at_working_resolution(sam, feats, targets, config, extra, mask_weights)
+    return _segment(sam, feats, targets, config, extra, mask_weights)
+
+
+def _at_working_resolution(
+    sam: Sam,
+    feats: FrameFeatures,
+    targets: Tensor,
+    config: PerSAMConfig,
+    extra: list[ExtraPrompt] | None,
+    mask_weights: list[Tensor | None] | None,
+) -> list[Prediction]:
+    """:func:`_segment` on a frame geometry scaled to ``decode.work_size``; results mapped back.
+
+    The features are the same (SAM sees the same resized input); only the pixel grid of the
+    frame-size maps shrinks. Prompts are scaled into it, points and logits back out of it.
+    """
+    height, width = feats.original_size
+    factor = config.decode.work_size / max(height, width)
+    work_size = (max(1, round(height * factor)), max(1, round(width * factor)))
+    scale_x, scale_y = work_size[1] / width, work_size[0] / height
+    work = FrameFeatures(feats.embedding, work_size, feats.input_size, feats.image_size)
+    scaled = None
+    if extra is not None:
+        scaled = [
+            ExtraPrompt(
+                box=None if e.box is None else (e.box[0] * scale_x, e.box[1] * scale_y,
+                                                e.box[2] * scale_x, e.box[3] * scale_y),
+                points=tuple((x * scale_x, y * scale_y) for x, y in e.points),
+            )
+            for e in extra
+        ]  # fmt: skip
+    preds = _segment(sam, work, targets, config, scaled, mask_weights)
+    back = torch.tensor([1 / scale_x, 1 / scale_y], dtype=torch.float64)
+    logits = F.interpolate(
+        torch.stack([p.mask_logits for p in preds])[None], feats.original_size, mode="bilinear"
+    )[0]
+    similarity = F.interpolate(
+        torch.stack([p.similarity for p in preds])[None], feats.original_size, mode="bilinear"
+    )[0]
+    for i, pred in enumerate(preds):
+        pred.mask_logits, pred.similarity = logits[i], similarity[i]
+        pred.mask = logits[i] > sam.mask_threshold
+        pred.points = pred.points * back.to(pred.points.device)
+    return preds
+
+
+def _segment(
+    sam: Sam,
+    feats: FrameFeatures,
+    targets: Tensor,
+    config: PerSAMConfig,
+    extra: list[ExtraPrompt] | None = None,
+    mask_weights: list[Tensor | None] | None = None,
+) -> list[Prediction]:
+    """:func:`segment_objects` at the frame's own resolution.
+
     Location prior -> first decoding step (guided attention and semantic prompting as configured,
     plus each object's extra box/points) -> cascaded post-refinement (mask prompt, then box prompt
     of the refined mask). Objects with the same prompt structure share one decoder call per step.

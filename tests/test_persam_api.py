@@ -174,3 +174,22 @@ def test_stock_predictor_still_works_after_persam(tiny_sam, scene):
     persam.segment(image, persam.personalize(image, mask))
     after = predictor.predict(np.array([[50.0, 40.0]]), np.array([1]))[0]
     np.testing.assert_array_equal(before, after)
+
+
+def test_working_resolution_keeps_the_mask_in_place():
+    """decode.work_size computes frame-size maps smaller; masks still land on the object."""
+    from persam_video.models import load_sam
+    from persam_video.synthetic import make_scene
+
+    sam = load_sam("demo", device="cpu")
+    scene = make_scene(np.random.default_rng(11), (300, 420), n_objects=2)
+    mask = scene.labels == 1
+    full = PerSAM(sam, PerSAMConfig())
+    small = PerSAM(sam, PerSAMConfig().with_overrides(["decode.work_size=160"]))
+    target = full.personalize(scene.image, mask)
+    a, b = full.segment(scene.image, target), small.segment(scene.image, target)
+    assert b.mask.shape == mask.shape and b.similarity.shape == mask.shape
+    iou = (a.mask & b.mask).sum() / max((a.mask | b.mask).sum(), 1)
+    assert iou > 0.9, iou
+    assert (b.mask & mask).sum() / max((b.mask | mask).sum(), 1) > 0.7
+    assert np.abs(a.points - b.points).max() < 420 / 160 * 3  # a few working pixels

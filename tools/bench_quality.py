@@ -38,6 +38,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "static": ("", []),
     "paper_video": ("paper_video", []),
     "default": ("default", []),
+    "fast": ("fast", []),
     "default - momentum": ("default", ["track.update=false"]),
     "default - guided attention": ("default", ["decode.guided_attention=false"]),
     "default - semantic prompting": ("default", ["decode.semantic_prompt=false"]),
