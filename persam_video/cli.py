@@ -448,9 +448,14 @@ def personalize(
     persam = PerSAM(load_model(model_name, checkpoint, device, quiet), config)
     target = persam.personalize_shots(shots)
     save_target(output, target, model=metadata, config=config, shots=len(shots))
-    tuned = "" if target.mask_weights is None else (
-        " with PerSAM-F weights " + ", ".join(f"{w:.3f}" for w in target.mask_weights.tolist())
-    )  # fmt: skip
+    tuned = ""
+    if target.mask_weights is not None and target.finetune_info is not None:
+        info = target.finetune_info
+        weights = ", ".join(f"{w:.3f}" for w in target.mask_weights.tolist())
+        tuned = (
+            f" with PerSAM-F weights {weights}: {info['steps']} steps in {info['seconds']:.1f} s, "
+            f"{info['steps_per_second']:.0f} steps/s"
+        )
     click.echo(f"saved {output} ({len(shots)} shot{'s' if len(shots) > 1 else ''}{tuned})")
 
 

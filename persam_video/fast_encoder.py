@@ -92,10 +92,12 @@ class FastAttention(Attention):
         outputs = []
         for start in range(0, h, rows_per_chunk):
             rows = slice(start, min(start + rows_per_chunk, h))
-            part_h, part_w = terms_h[:, :, rows], terms_w[:, :, rows]
-            # One broadcast add into a contiguous buffer (its layout makes the reshape free).
-            bias = q.new_empty((*part_h.shape[:4], h, w))
-            torch.add(part_h[..., :, None], part_w[..., None, :], out=bias)
+            part_h, part_w = terms_h[:, :, rows, :, :, None], terms_w[:, :, rows, :, None, :]
+            if torch.is_grad_enabled() and (part_h.requires_grad or part_w.requires_grad):
+                bias = (part_h + part_w).contiguous()
+            else:  # one broadcast add straight into a contiguous buffer (3x faster on CPU)
+                bias = q.new_empty((*part_h.shape[:4], h, w))
+                torch.add(part_h, part_w, out=bias)
             queries = q[:, :, rows.start * w : rows.stop * w]
             bias = bias.view(b, heads, queries.shape[2], n)
             outputs.append(

@@ -11,6 +11,7 @@ The math lives in :mod:`persam_video.core`; this module validates inputs and con
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from persam_video import core
 from persam_video.config import PerSAMConfig
 from persam_video.core import ExtraPrompt, FrameFeatures, Prediction
 from persam_video.encoder import FrameEncoder
+
+if TYPE_CHECKING:
+    from persam_video.finetune import FinetuneResult
 
 _BINARY_LEVELS = ({0, 1}, {0, 255})
 
@@ -34,6 +38,8 @@ class Target:
     embedding: Tensor
     #: (3,) PerSAM-F weights of SAM's three multimask outputs, or None without fine-tuning.
     mask_weights: Tensor | None = None
+    #: How the PerSAM-F training went (steps, seconds, steps_per_second, losses), or None.
+    finetune_info: dict[str, float] | None = None
 
 
 @dataclass
@@ -123,20 +129,28 @@ class PerSAM:
                 raise ValueError(f"reference shot {index + 1}: {exc}") from None
         target = Target(embedding=torch.stack(embeddings).mean(0))
         if self.config.finetune.enabled:
-            target.mask_weights = self.finetune(
-                target, [(feats, check_mask(mask, feats.original_size)) for feats, mask in encoded]
-            )
+            shots_bool = [(f, check_mask(mask, f.original_size)) for f, mask in encoded]
+            result = self.finetune(target, shots_bool)
+            target.mask_weights = result.weights
+            target.finetune_info = {
+                "steps": result.steps,
+                "seconds": round(result.seconds, 3),
+                "steps_per_second": round(result.steps_per_second, 1),
+                "initial_loss": round(result.initial_loss, 6),
+                "final_loss": round(result.final_loss, 6),
+            }
         return target
 
-    def finetune(self, target: Target, shots: list[tuple[FrameFeatures, np.ndarray]]) -> Tensor:
-        """PerSAM-F mask weights (3,) of ``target`` on encoded reference shots with bool masks."""
+    def finetune(
+        self, target: Target, shots: list[tuple[FrameFeatures, np.ndarray]]
+    ) -> FinetuneResult:
+        """PerSAM-F: learn the mask weights of ``target`` on encoded shots and (H, W) bool masks."""
         from persam_video.finetune import fit_mask_weights
 
-        torch_shots = [(f, torch.from_numpy(m).to(self.device)) for f, m in shots]
         with torch.inference_mode(False), torch.enable_grad():
             embedding = target.embedding.clone()
-            torch_shots = [(f, m.clone()) for f, m in torch_shots]
-            return fit_mask_weights(self.sam, self.config, embedding, torch_shots).weights
+            torch_shots = [(f, torch.from_numpy(m).to(self.device).clone()) for f, m in shots]
+            return fit_mask_weights(self.sam, self.config, embedding, torch_shots)
 
     def segment(self, image: np.ndarray, target: Target) -> SegmentResult:
         """Segment ``target`` in an (H, W, 3) uint8 RGB image."""

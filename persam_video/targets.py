@@ -60,6 +60,7 @@ def save_target(
         "model": json.dumps(model),
         "config": json.dumps(config.to_dict()),
         "shots": str(shots),
+        "finetune": json.dumps(target.finetune_info),
     }
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
@@ -99,7 +100,9 @@ def load_target(path: str | os.PathLike[str]) -> TargetFile:
     weights = tensors.get("mask_weights")
     if embedding.ndim != 1 or (weights is not None and weights.shape != (3,)):
         raise ValueError(f"{path} holds tensors of unexpected shapes")
-    return TargetFile(Target(embedding, weights), model, config, shots, metadata["persam_video"])
+    info = json.loads(metadata.get("finetune") or "null")
+    target = Target(embedding, weights, info)
+    return TargetFile(target, model, config, shots, metadata["persam_video"])
 
 
 def check_compatible(

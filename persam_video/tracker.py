@@ -314,7 +314,7 @@ class VideoTracker:
             area = int(mask.sum())
             weights = None
             if self.config.finetune.enabled:
-                weights = self.persam.finetune(Target(embedding), [(feats, mask)])
+                weights = self.persam.finetune(Target(embedding), [(feats, mask)]).weights
             objects.append(
                 ObjectState(obj_id, embedding.clone(), embedding, box, area, mask_weights=weights)
             )

@@ -15,6 +15,7 @@ from persam_video.config import PerSAMConfig
 from persam_video.davis import DavisDataset
 from persam_video.davis_runner import run_davis
 from persam_video.io import read_mask
+from persam_video.models import build_sam, tiny_sam_spec
 from persam_video.synthetic.export import write_davis
 from persam_video.tracker import VideoTracker
 
@@ -29,7 +30,9 @@ def davis_root(tmp_path_factory):
 
 
 @pytest.fixture
-def fake_model(monkeypatch, tiny_sam):
+def fake_model(monkeypatch):
+    """A fresh tiny model per test: the CLI configures (and so changes) the model it loads."""
+    tiny_sam = build_sam(tiny_sam_spec(), seed=0)
     monkeypatch.setattr(cli_module, "load_model", lambda *args, **kwargs: tiny_sam)
     monkeypatch.setattr(models, "model_metadata", lambda name, checkpoint=None: {"model": name})
     return tiny_sam

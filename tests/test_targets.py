@@ -17,6 +17,7 @@ from persam_video.cli import cli
 from persam_video.core import encode_image
 from persam_video.finetune import dice_loss, fit_mask_weights, focal_loss, mix
 from persam_video.io import read_mask, write_label_png
+from persam_video.models import build_sam, tiny_sam_spec
 from persam_video.persam import Target
 from persam_video.targets import check_compatible, load_target, save_target
 from tests.helpers import ellipse_mask, random_image
@@ -116,7 +117,9 @@ def test_target_file_round_trip_and_refusals(tmp_path):
 
 
 @pytest.fixture
-def fake_model(monkeypatch, tiny_sam):
+def fake_model(monkeypatch):
+    """A fresh tiny model per test: the CLI configures (and so changes) the model it loads."""
+    tiny_sam = build_sam(tiny_sam_spec(), seed=0)
     monkeypatch.setattr(cli_module, "load_model", lambda *args, **kwargs: tiny_sam)
     monkeypatch.setattr(
         models, "model_metadata",
