@@ -512,24 +512,29 @@ def _keep_first(
     rows = torch.arange(k, device=low.device)
     tuned = [i for i, w in enumerate(weights) if w is not None]
     low_kept, iou_kept = low[:, SINGLE][:, 0], iou[:, 0]
+    full_kept = None  # frame-size logits of the kept outputs, when already computed
     if multimask:
         multi_low, multi_iou = low[:, MULTIMASK], iou[:, MULTIMASK]
         if pick == "score":
             choice = multi_iou.argmax(dim=1)
         elif pick == "largest":
-            areas = (upsample_logits(sam, feats, multi_low) > sam.mask_threshold).flatten(2)
-            choice = areas.sum(-1).argmax(dim=1)
+            multi_full = upsample_logits(sam, feats, multi_low)
+            choice = (multi_full > sam.mask_threshold).flatten(2).sum(-1).argmax(dim=1)
+            full_kept = multi_full[rows, choice]
         else:
             choice = torch.zeros(k, dtype=torch.int64, device=low.device)
         low_kept, iou_kept = multi_low[rows, choice], multi_iou[rows, choice]
     if tuned:
+        full_kept = None  # the weighted sums replace some outputs: upsample them anew
         stacked = torch.stack([weights[i].to(low) for i in tuned])  # (T, 3)
         low_kept = low_kept.clone()
         iou_kept = iou_kept.clone()
         low_kept[tuned] = torch.einsum("tm,tmhw->thw", stacked, low[tuned][:, MULTIMASK])
         iou_kept[tuned] = torch.einsum("tm,tm->t", stacked, iou[tuned][:, MULTIMASK])
     low_kept = low_kept[:, None]
-    return _Step(low_kept, upsample_logits(sam, feats, low_kept)[:, 0], iou_kept)
+    if full_kept is None:
+        full_kept = upsample_logits(sam, feats, low_kept)[:, 0]
+    return _Step(low_kept, full_kept, iou_kept)
 
 
 def _decode_all(
