@@ -31,8 +31,9 @@ from segment_anything.modeling.image_encoder import Attention, get_rel_pos
 from torch import Tensor
 
 Mode = Literal["auto", "bias", "folded"]
-#: Largest attention bias materialized at once in ``bias`` mode; larger ones go by query chunks.
-MAX_BIAS_BYTES = 1 << 30
+#: Size of the attention-bias chunk materialized at once in ``bias`` mode (queries go by chunks of
+#: whole rows); small enough to stay in cache and be recycled by the allocator.
+BIAS_CHUNK_BYTES = 1 << 26
 
 
 class FastAttention(Attention):
@@ -88,22 +89,31 @@ class FastAttention(Attention):
     def _biased(self, q: Tensor, k: Tensor, v: Tensor, h: int, w: int) -> Tensor:
         terms_h, terms_w = self._relative_terms(q, h, w)
         b, heads, n, _ = q.shape
-        rows_per_chunk = max(1, MAX_BIAS_BYTES // (b * heads * w * n * q.element_size()))
+        rows_per_chunk = max(1, BIAS_CHUNK_BYTES // (b * heads * w * n * q.element_size()))
+        rows_per_chunk = min(rows_per_chunk, h)
+        track_grad = torch.is_grad_enabled() and (terms_h.requires_grad or terms_w.requires_grad)
+        # One chunk buffer, reused: the bias is written and read while still in cache, and a
+        # buffer of this size is recycled by the allocator rather than page-faulted anew.
+        buffer = None if track_grad else q.new_empty((b, heads, rows_per_chunk, w, h, w))
+        out = q.new_empty(q.shape) if buffer is not None else None
         outputs = []
         for start in range(0, h, rows_per_chunk):
-            rows = slice(start, min(start + rows_per_chunk, h))
-            part_h, part_w = terms_h[:, :, rows, :, :, None], terms_w[:, :, rows, :, None, :]
-            if torch.is_grad_enabled() and (part_h.requires_grad or part_w.requires_grad):
+            stop = min(start + rows_per_chunk, h)
+            part_h = terms_h[:, :, start:stop, :, :, None]
+            part_w = terms_w[:, :, start:stop, :, None, :]
+            if buffer is None:  # autograd: a fresh tensor per chunk
                 bias = (part_h + part_w).contiguous()
-            else:  # one broadcast add straight into a contiguous buffer (3x faster on CPU)
-                bias = q.new_empty((*part_h.shape[:4], h, w))
+            else:  # one broadcast add straight into the contiguous buffer
+                bias = buffer[:, :, : stop - start]
                 torch.add(part_h, part_w, out=bias)
-            queries = q[:, :, rows.start * w : rows.stop * w]
+            queries = q[:, :, start * w : stop * w]
             bias = bias.view(b, heads, queries.shape[2], n)
-            outputs.append(
-                F.scaled_dot_product_attention(queries, k, v, attn_mask=bias, scale=self.scale)
-            )
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+            chunk = F.scaled_dot_product_attention(queries, k, v, attn_mask=bias, scale=self.scale)
+            if out is None:
+                outputs.append(chunk)
+            else:
+                out[:, :, start * w : stop * w] = chunk
+        return out if out is not None else torch.cat(outputs, dim=2)
 
     def _folded(self, q: Tensor, k: Tensor, v: Tensor, h: int, w: int) -> Tensor:
         terms_h, terms_w = self._relative_terms(q, h, w)

@@ -47,7 +47,7 @@ def test_fast_encoder_matches_stock(name, mode, monkeypatch):
     if mode == "bias":  # also exercise the chunked bias: at most 3 query rows at a time
         grid = spec.image_size // spec.patch_size
         limit = 2 * spec.encoder_heads * grid**3 * 4 * 3
-        monkeypatch.setattr("persam_video.fast_encoder.MAX_BIAS_BYTES", limit)
+        monkeypatch.setattr("persam_video.fast_encoder.BIAS_CHUNK_BYTES", limit)
     with torch.no_grad():
         stock = sam.image_encoder(images * 60)
         set_fast_attention(sam, mode=mode)
