@@ -392,6 +392,10 @@ def test_undecodable_middle_frame_raises_at_that_frame(intra_video):
 GC_EVERY_FRAMES = 100
 
 
+#: Frames the reader may decode ahead in the memory test.
+PREFETCH = 4
+
+
 def _peak_decode_bytes(path: Path) -> int:
     """Peak traced Python/numpy memory while streaming ``path``.
 
@@ -402,7 +406,7 @@ def _peak_decode_bytes(path: Path) -> int:
     gc.collect()
     tracemalloc.start()
     try:
-        for frame in open_source(path, prefetch=4):
+        for frame in open_source(path, prefetch=PREFETCH):
             if frame.index % GC_EVERY_FRAMES == 0:
                 gc.collect()
         _, peak = tracemalloc.get_traced_memory()
@@ -421,6 +425,7 @@ def test_memory_does_not_grow_with_video_length(tmp_path):
     peak_long = _peak_decode_bytes(long)
     frame_bytes = size_hw[0] * size_hw[1] * 3
     # Holding all 500 frames would take 500 * frame_bytes (37 MB); streaming keeps a few
-    # (prefetch queue + one being decoded + one with the caller).
-    assert peak_long < peak_short + 3 * frame_bytes
+    # (prefetch queue + one being decoded + one with the caller). How full the queue gets
+    # depends on thread timing, so the long video may hold up to a full queue more.
+    assert peak_long < peak_short + (PREFETCH + 2) * frame_bytes
     assert peak_long < 20 * frame_bytes
