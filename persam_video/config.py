@@ -85,9 +85,14 @@ class DecodeConfig:
     refine_steps: int = 2
     #: Also apply guidance and semantic prompting in the refinement steps (persam.py does not).
     guide_refinement: bool = False
-    #: Working resolution: when a frame's longest side is larger, the frame-size maps
-    #: (similarity, intermediate masks, boxes) are computed at this size and only the final mask
-    #: logits are upsampled to the frame. 0 works at the frame's own resolution.
+    #: Resolution of the masks between decoding steps. ``frame``: each step's mask is upsampled
+    #: to the frame and its box (and the ``largest`` pick) read there, as the official code does.
+    #: ``low``: they are read from SAM's low-resolution logits (boxes in frame pixels, through
+    #: 1-D resizes of the logits' row and column maxima) and only the final mask is upsampled.
+    intermediate: Literal["frame", "low"] = "low"
+    #: Working resolution: when a frame's longest side is larger, the frame-size maps (the
+    #: similarity map, and with ``intermediate: frame`` the intermediate masks) are computed at
+    #: this size and the final mask logits upsampled to the frame. 0: the frame's own resolution.
     work_size: int = 0
 
     def __post_init__(self) -> None:

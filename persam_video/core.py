@@ -25,7 +25,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch import Tensor
 
-from persam_video.config import PerSAMConfig, PriorConfig
+from persam_video.config import DecodeConfig, PerSAMConfig, PriorConfig
 from persam_video.decoder import predict_masks
 
 #: SAM's mask decoder outputs logits at this multiple of the embedding grid resolution.
@@ -292,19 +292,68 @@ def mask_box(mask: Tensor) -> Tensor | None:
     return torch.stack([cols[0], rows[0], cols[-1], rows[-1]]).to(torch.float64)
 
 
+def low_res_box(sam: Sam, feats: FrameFeatures, low_res: Tensor) -> Tensor | None:
+    """Box (x0, y0, x1, y1) in frame pixels of a (1, 4h, 4w) low-resolution mask, or None.
+
+    The frame-size mask is never made: the logits' row and column maxima (over the cells that
+    the frame covers) go through the same two bilinear resizes as :func:`upsample_logits`, in
+    one dimension. Since bilinear weights are convex, the result contains the box of the
+    upsampled mask, and equals it unless the mask's extremes fall between cells of different
+    rows (a fraction of a low-resolution cell).
+    """
+    logits = low_res[0]
+    low_h, low_w = logits.shape
+    scale_h, scale_w = low_h / feats.image_size, low_w / feats.image_size
+    # Cells that the frame's pixels interpolate from (one past the content, for the edge).
+    rows = min(low_h, math.ceil(feats.input_size[0] * scale_h) + 1)
+    cols = min(low_w, math.ceil(feats.input_size[1] * scale_w) + 1)
+    extents = []  # per axis, the maximum over the other axis's cells, then the two resizes
+    for axis, profile in ((1, logits[:rows].amax(dim=0)), (0, logits[:, :cols].amax(dim=1))):
+        line = F.interpolate(profile[None, None], size=feats.image_size, mode="linear")
+        line = line[..., : feats.input_size[axis]]
+        line = F.interpolate(line, size=feats.original_size[axis], mode="linear")[0, 0]
+        inside = torch.nonzero(line > sam.mask_threshold).flatten()
+        if inside.numel() == 0:
+            return None
+        extents.append((inside[0], inside[-1]))
+    (x0, x1), (y0, y1) = extents
+    return torch.stack([x0, y0, x1, y1]).to(torch.float64)
+
+
+def low_res_area(feats: FrameFeatures, low_res: Tensor, threshold: float) -> Tensor:
+    """(..., 4h, 4w) low-resolution logits -> (...) count of positive cells with frame content."""
+    low_h, low_w = low_res.shape[-2:]
+    rows = math.ceil(feats.input_size[0] * low_h / feats.image_size)
+    cols = math.ceil(feats.input_size[1] * low_w / feats.image_size)
+    return (low_res[..., :rows, :cols] > threshold).flatten(-2).sum(-1)
+
+
 @dataclass
 class _Step:
     """The kept output of one decoding step for K objects."""
 
     low_res: Tensor  # (K, 1, 4h, 4w)
-    full: Tensor  # (K, H, W) logits
     score: Tensor  # (K,)
+    full: Tensor | None = None  # (K, H, W) logits, once computed
 
-    def updated(self, rows: list[int], other: _Step) -> _Step:
-        """A copy with objects ``rows`` replaced by the rows of ``other`` (in that order)."""
-        low_res, full, score = self.low_res.clone(), self.full.clone(), self.score.clone()
-        low_res[rows], full[rows], score[rows] = other.low_res, other.full, other.score
-        return _Step(low_res=low_res, full=full, score=score)
+    def full_logits(self, sam: Sam, feats: FrameFeatures) -> Tensor:
+        """(K, H, W) frame-size logits (computed once)."""
+        if self.full is None:
+            self.full = upsample_logits(sam, feats, self.low_res)[:, 0]
+        return self.full
+
+    def boxes(self, sam: Sam, feats: FrameFeatures, intermediate: str) -> list[Tensor | None]:
+        """Each object's mask box in frame pixels (None for an empty mask)."""
+        if intermediate == "low":
+            return [low_res_box(sam, feats, low) for low in self.low_res]
+        full = self.full_logits(sam, feats)
+        return [mask_box(logits > sam.mask_threshold) for logits in full]
+
+    def updated(self, rows: list[int], low_res: Tensor, score: Tensor) -> _Step:
+        """A copy with objects ``rows`` given new outputs (frame-size logits recomputed later)."""
+        new_low, new_score = self.low_res.clone(), self.score.clone()
+        new_low[rows], new_score[rows] = low_res, score
+        return _Step(new_low, new_score)
 
 
 @dataclass
@@ -375,9 +424,11 @@ def segment_objects(
 ) -> list[Prediction]:
     """PerSAM on one frame for K target embeddings (K, C): one :class:`Prediction` per target.
 
-    With ``decode.work_size`` set and a frame whose longest side exceeds it, the frame-size maps
-    (similarity, intermediate masks, boxes) are computed at that smaller working resolution and
-    only the final logits are upsampled to the frame (see :func:`_at_working_resolution`).
+    Between decoding steps, masks stay at SAM's low resolution with ``decode.intermediate: low``
+    (boxes from :func:`low_res_box`; only the final logits are upsampled to the frame) or are
+    upsampled to the frame as in the official code with ``frame``. With ``decode.work_size`` set
+    and a frame whose longest side exceeds it, the frame-size maps are computed at that smaller
+    working resolution (see :func:`_at_working_resolution`).
     """
     work = config.decode.work_size
     if work and max(feats.original_size) > work:
@@ -450,20 +501,19 @@ def _segment(
     weights = mask_weights if mask_weights is not None else [None] * k
     dec = config.decode
     first = first_step_prompts(sam, feats, targets, config, extra)
-    step = _keep_first(sam, feats, first, weights, dec.first_multimask, dec.first_pick)
+    step = _keep_first(sam, feats, first, weights, dec)
     later_bias = first.bias if dec.guide_refinement else None
     later_semantic = first.semantic if dec.guide_refinement else None
     for refinement in range(dec.refine_steps):
         # Step 2 (and step 1 after a fine-tuned first step) adds the box of the current mask;
         # an object whose mask is empty has no box and keeps the current output.
         if refinement == 0:
-            boxes = [
-                None if w is None else mask_box(step.full[i] > sam.mask_threshold)
-                for i, w in enumerate(weights)
-            ]
+            needs_box = any(w is not None for w in weights)
+            all_boxes = step.boxes(sam, feats, dec.intermediate) if needs_box else [None] * k
+            boxes = [None if w is None else all_boxes[i] for i, w in enumerate(weights)]
             members = [i for i, w in enumerate(weights) if w is None or boxes[i] is not None]
         else:
-            boxes = [mask_box(step.full[i] > sam.mask_threshold) for i in range(k)]
+            boxes = step.boxes(sam, feats, dec.intermediate)
             members = [i for i, box in enumerate(boxes) if box is not None]
         if not members:
             continue
@@ -471,17 +521,16 @@ def _segment(
             sam, feats, first, boxes, step.low_res, later_bias, later_semantic, only=members
         )
         low, iou = low[:, MULTIMASK], iou[:, MULTIMASK]
-        full = upsample_logits(sam, feats, low)
         best = iou.argmax(dim=1)
         rows = torch.arange(len(members), device=best.device)
-        refined = _Step(low[rows, best][:, None], full[rows, best], iou[rows, best])
-        step = step.updated(members, refined)
+        step = step.updated(members, low[rows, best][:, None], iou[rows, best])
 
+    full = step.full_logits(sam, feats)
     peaks = peak_similarity(feats, first.sim_grid)
     return [
         Prediction(
-            mask=step.full[i] > sam.mask_threshold,
-            mask_logits=step.full[i],
+            mask=full[i] > sam.mask_threshold,
+            mask_logits=full[i],
             low_res_logits=step.low_res[i],
             score=float(step.score[i]),
             points=first.points[i],
@@ -503,8 +552,7 @@ def _keep_first(
     feats: FrameFeatures,
     first: FirstStep,
     weights: list[Tensor | None],
-    multimask: bool,
-    pick: str,
+    dec: DecodeConfig,
 ) -> _Step:
     """Decode the first step and keep one output per object (or the PerSAM-F weighted sum)."""
     low, iou = _decode_all(sam, feats, first, first.boxes, None, first.bias, first.semantic)
@@ -513,11 +561,13 @@ def _keep_first(
     tuned = [i for i, w in enumerate(weights) if w is not None]
     low_kept, iou_kept = low[:, SINGLE][:, 0], iou[:, 0]
     full_kept = None  # frame-size logits of the kept outputs, when already computed
-    if multimask:
+    if dec.first_multimask:
         multi_low, multi_iou = low[:, MULTIMASK], iou[:, MULTIMASK]
-        if pick == "score":
+        if dec.first_pick == "score":
             choice = multi_iou.argmax(dim=1)
-        elif pick == "largest":
+        elif dec.first_pick == "largest" and dec.intermediate == "low":
+            choice = low_res_area(feats, multi_low, sam.mask_threshold).argmax(dim=1)
+        elif dec.first_pick == "largest":
             multi_full = upsample_logits(sam, feats, multi_low)
             choice = (multi_full > sam.mask_threshold).flatten(2).sum(-1).argmax(dim=1)
             full_kept = multi_full[rows, choice]
@@ -531,10 +581,7 @@ def _keep_first(
         iou_kept = iou_kept.clone()
         low_kept[tuned] = torch.einsum("tm,tmhw->thw", stacked, low[tuned][:, MULTIMASK])
         iou_kept[tuned] = torch.einsum("tm,tm->t", stacked, iou[tuned][:, MULTIMASK])
-    low_kept = low_kept[:, None]
-    if full_kept is None:
-        full_kept = upsample_logits(sam, feats, low_kept)[:, 0]
-    return _Step(low_kept, full_kept, iou_kept)
+    return _Step(low_kept[:, None], iou_kept, full_kept)
 
 
 def _decode_all(

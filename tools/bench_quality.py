@@ -39,6 +39,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "paper_video": ("paper_video", []),
     "default": ("default", []),
     "fast": ("fast", []),
+    "default, frame-size steps": ("default", ["decode.intermediate=frame"]),
     "default - momentum": ("default", ["track.update=false"]),
     "default - guided attention": ("default", ["decode.guided_attention=false"]),
     "default - semantic prompting": ("default", ["decode.semantic_prompt=false"]),
