@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from persam_video._version import __version__
+from persam_video.runtime import prefer_huge_pages
 
 #: Exit code for bad input (missing files, invalid masks, unknown config keys, ...).
 EXIT_BAD_INPUT = 2
@@ -750,6 +751,7 @@ def eval_command(
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    prefer_huge_pages()  # before torch is imported by a command
     try:
         cli.main(args=argv, prog_name="persam-video", standalone_mode=True)
     except KeyboardInterrupt:  # pragma: no cover - click handles it in standalone mode

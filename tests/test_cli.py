@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from persam_video import __version__
-from persam_video.cli import cli
+from persam_video.cli import cli, main
 
 
 def test_help_and_version():
@@ -36,3 +38,19 @@ def test_lazy_exports_match_all():
 
     for name in persam_video.__all__:
         assert getattr(persam_video, name) is not None
+
+
+def test_command_line_backs_large_buffers_with_huge_pages(monkeypatch):
+    """The entry point asks for huge pages before torch allocates, unless the user chose."""
+    from persam_video.runtime import HUGE_PAGES_ENV
+
+    monkeypatch.setenv(HUGE_PAGES_ENV, "")  # so that the original state is restored afterwards
+    monkeypatch.delenv(HUGE_PAGES_ENV)
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert os.environ[HUGE_PAGES_ENV] == "1"
+    monkeypatch.setenv(HUGE_PAGES_ENV, "0")
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert os.environ[HUGE_PAGES_ENV] == "0"
