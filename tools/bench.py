@@ -10,10 +10,13 @@ Measures, on the same generated video, model and settings:
   first, ``SamPredictor.set_image`` with the stock encoder, per object three separate ``predict``
   calls each post-processed to full resolution with numpy round trips, argmax fusion, PNGs;
 - the image encoder's floating-point operations (torch's flop counter) and this machine's
-  matrix-multiply rate, giving the encoder's floor time; the stock and our encoder against it;
+  matrix-multiply rate, giving the encoder's floor time; the stock and our encoder against it
+  (alternated, best of three), with their CPU time (user and kernel) and page faults;
 - peak resident memory.
 
-Weights are random by default (timing does not depend on weight values). Example::
+Weights are random by default (timing does not depend on weight values). Like the command line,
+it backs large CPU buffers with huge pages (``persam_video.runtime``) for every loop it times;
+``THP_MEM_ALLOC_ENABLE=0`` turns that off. Example::
 
     python tools/bench.py --model vit_b --size 854x480 --frames 6 --objects 2 --json bench.json
 """
@@ -30,27 +33,35 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from PIL import Image
-from segment_anything import SamPredictor, sam_model_registry
-from torch.utils.flop_counter import FlopCounterMode
+from persam_video.runtime import prefer_huge_pages
 
-from persam_video import core
-from persam_video.config import load_config
-from persam_video.encoder import FrameEncoder
-from persam_video.fast_encoder import set_fast_attention
-from persam_video.io import open_source
-from persam_video.models import build_sam, load_sam, resolve_device, tiny_sam_spec
-from persam_video.pipeline import OutputOptions, OutputSink, track_to_folder
-from persam_video.synthetic import make_clip
-from persam_video.synthetic.export import write_clip_video
-from persam_video.tracker import VideoTracker
+# As the command line does, before torch's first allocation (THP_MEM_ALLOC_ENABLE=0 turns it off;
+# it applies to the stock encoder and the baseline loop as much as to ours).
+HUGE_PAGES = prefer_huge_pages()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image  # noqa: E402
+from segment_anything import SamPredictor, sam_model_registry  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from persam_video import core  # noqa: E402
+from persam_video.config import load_config  # noqa: E402
+from persam_video.encoder import FrameEncoder  # noqa: E402
+from persam_video.fast_encoder import set_fast_attention  # noqa: E402
+from persam_video.io import open_source  # noqa: E402
+from persam_video.models import build_sam, load_sam, resolve_device, tiny_sam_spec  # noqa: E402
+from persam_video.pipeline import OutputOptions, OutputSink, track_to_folder  # noqa: E402
+from persam_video.synthetic import make_clip  # noqa: E402
+from persam_video.synthetic.export import write_clip_video  # noqa: E402
+from persam_video.tracker import VideoTracker  # noqa: E402
 
 #: GEMM used to measure the machine's matrix-multiply rate: SAM ViT-B's MLP shape at 1024 px.
 GEMM_SHAPE = (4096, 768, 3072)
 GEMM_REPEATS = 5
+#: Encoder timings: stock and ours alternated this many times, best of each kept.
+ENCODER_REPEATS = 3
 STAGES = ("decode", "preprocess", "encoder", "decoder", "postprocess", "write")
 
 
@@ -76,6 +87,19 @@ def timed(fn, *args, **kwargs):
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return out, time.perf_counter() - start
+
+
+def resource_use(fn, *args) -> dict[str, float]:
+    """Wall seconds, process CPU seconds (user, kernel) and minor page faults of one call."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    _, wall = timed(fn, *args)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "wall_s": wall,
+        "user_cpu_s": after.ru_utime - before.ru_utime,
+        "kernel_cpu_s": after.ru_stime - before.ru_stime,
+        "page_faults": after.ru_minflt - before.ru_minflt,
+    }
 
 
 def matmul_rate(device: torch.device) -> float:
@@ -248,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "threads": torch.get_num_threads(), "device": str(device),
-                    "torch": torch.__version__},
+                    "torch": torch.__version__, "huge_pages": HUGE_PAGES},
         "settings": {"model": args.model, "size_hw": list(args.size), "frames": args.frames,
                      "objects": len(clip.object_ids), "config": args.config,
                      "batch_frames": args.batch_frames, "precision": args.precision},
@@ -257,16 +281,22 @@ def main(argv: list[str] | None = None) -> int:
     flops = encoder_flops(sam, device)
     rate = matmul_rate(device)
     inputs = core.preprocess(sam, frames[:1])[0]
-    set_fast_attention(sam, enabled=False)
-    stock_encoder = min(timed(sam.image_encoder, inputs)[1] for _ in range(2))
-    set_fast_attention(sam, enabled=True)
-    fast_encoder = min(timed(sam.image_encoder, inputs)[1] for _ in range(2))
+    runs: dict[str, list[dict[str, float]]] = {"stock": [], "ours": []}
+    for _ in range(ENCODER_REPEATS):  # alternated, so drifts in machine speed hit both alike
+        for name in runs:
+            set_fast_attention(sam, enabled=name == "ours")
+            runs[name].append(resource_use(sam.image_encoder, inputs))
+    best = {name: min(r, key=lambda u: u["wall_s"]) for name, r in runs.items()}
+    stock_encoder, fast_encoder = best["stock"]["wall_s"], best["ours"]["wall_s"]
     report["encoder"] = {
         "gflop": flops / 1e9, "matmul_gflop_s": rate / 1e9, "floor_s": flops / rate,
         "stock_s": stock_encoder, "ours_s": fast_encoder,
         "speedup": stock_encoder / fast_encoder,
         "stock_over_floor": stock_encoder * rate / flops,
         "ours_over_floor": fast_encoder * rate / flops,
+        "stock_runs_s": [u["wall_s"] for u in runs["stock"]],
+        "ours_runs_s": [u["wall_s"] for u in runs["ours"]],
+        "stock_best_run": best["stock"], "ours_best_run": best["ours"],
     }  # fmt: skip
 
     report["stages_s_per_frame"] = stage_times(sam, config, video, first, frames, work / "stages")
@@ -303,13 +333,19 @@ def print_report(report: dict) -> None:
     s, e = report["settings"], report["encoder"]
     print(f"\n{s['model']} at {s['size_hw'][1]}x{s['size_hw'][0]}, {s['frames']} frames, "
           f"{s['objects']} objects, config {s['config']}, on {report['machine']['device']} "
-          f"({report['machine']['threads']} threads)\n")  # fmt: skip
+          f"({report['machine']['threads']} threads, huge pages "
+          f"{'on' if report['machine']['huge_pages'] else 'off'})\n")  # fmt: skip
     print(f"encoder: {e['gflop']:.0f} GFLOP; matmul rate {e['matmul_gflop_s']:.0f} GFLOP/s -> "
           f"floor {e['floor_s']:.2f} s")  # fmt: skip
     print(
         f"  stock {e['stock_s']:.2f} s ({e['stock_over_floor']:.2f}x floor), ours "
         f"{e['ours_s']:.2f} s ({e['ours_over_floor']:.2f}x floor): {e['speedup']:.2f}x faster"
     )
+    for name in ("stock", "ours"):
+        run = e[f"{name}_best_run"]
+        runs = ", ".join(f"{v:.2f}" for v in e[f"{name}_runs_s"])
+        print(f"  {name:5} runs {runs} s; best run: CPU {run['user_cpu_s']:.1f} s user + "
+              f"{run['kernel_cpu_s']:.1f} s kernel, {run['page_faults']} page faults")  # fmt: skip
     print("\nper-stage time per frame (each stage timed on its own):")
     for key, value in report["stages_s_per_frame"].items():
         print(f"  {key:12} {value * 1000:9.1f} ms")

@@ -1,0 +1,43 @@
+"""tools/bench.py runs end to end and reports every measure it documents (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
+
+
+@pytest.mark.parametrize("huge_pages", [None, "0"])
+def test_bench_reports_every_measure(tmp_path, huge_pages):
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if huge_pages is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = huge_pages
+    out = tmp_path / "bench.json"
+    args = ["--model", "tiny", "--size", "96x64", "--frames", "3", "--objects", "2"]
+    done = subprocess.run(
+        [sys.executable, str(TOOL), *args, "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["huge_pages"] is (huge_pages is None)
+    assert f"huge pages {'on' if huge_pages is None else 'off'}" in done.stdout
+    assert report["settings"]["objects"] == 2
+    encoder = report["encoder"]
+    assert encoder["gflop"] > 0 and encoder["matmul_gflop_s"] > 0
+    assert len(encoder["stock_runs_s"]) == len(encoder["ours_runs_s"]) == 3
+    for name in ("stock", "ours"):
+        run = encoder[f"{name}_best_run"]
+        assert run["wall_s"] == min(encoder[f"{name}_runs_s"])
+        assert {"user_cpu_s", "kernel_cpu_s", "page_faults"} <= run.keys()
+    stages = report["stages_s_per_frame"]
+    assert set(stages) == {"decode", "preprocess", "encoder", "decoder", "postprocess", "write"}
+    assert set(report["ours_frames_per_s"]) == {"masks", "masks+overlay"}
+    assert report["baseline_frames_per_s"] > 0 and report["speedup_vs_baseline"] > 0
+    assert report["peak_rss_mib_after_ours"] > 0
