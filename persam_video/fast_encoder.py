@@ -95,7 +95,6 @@ class FastAttention(Attention):
         # One chunk buffer, reused: the bias is written and read while still in cache, and a
         # buffer of this size is recycled by the allocator rather than page-faulted anew.
         buffer = None if track_grad else q.new_empty((b, heads, rows_per_chunk, w, h, w))
-        out = q.new_empty(q.shape) if buffer is not None else None
         outputs = []
         for start in range(0, h, rows_per_chunk):
             stop = min(start + rows_per_chunk, h)
@@ -108,12 +107,10 @@ class FastAttention(Attention):
                 torch.add(part_h, part_w, out=bias)
             queries = q[:, :, start * w : stop * w]
             bias = bias.view(b, heads, queries.shape[2], n)
-            chunk = F.scaled_dot_product_attention(queries, k, v, attn_mask=bias, scale=self.scale)
-            if out is None:
-                outputs.append(chunk)
-            else:
-                out[:, :, start * w : stop * w] = chunk
-        return out if out is not None else torch.cat(outputs, dim=2)
+            outputs.append(
+                F.scaled_dot_product_attention(queries, k, v, attn_mask=bias, scale=self.scale)
+            )
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
 
     def _folded(self, q: Tensor, k: Tensor, v: Tensor, h: int, w: int) -> Tensor:
         terms_h, terms_w = self._relative_terms(q, h, w)
