@@ -55,10 +55,13 @@ class FrameFeatures:
     @property
     def content_grid(self) -> tuple[int, int]:
         """(rows, cols) of grid cells that hold image content (the rest is padding)."""
-        h, w = self.grid_size
+        return self.content_cells(self.grid_size)
+
+    def content_cells(self, grid: tuple[int, int]) -> tuple[int, int]:
+        """(rows, cols) of the cells of an (h, w) grid over SAM's input that hold image content."""
         return (
-            math.ceil(self.input_size[0] * h / self.image_size),
-            math.ceil(self.input_size[1] * w / self.image_size),
+            math.ceil(self.input_size[0] * grid[0] / self.image_size),
+            math.ceil(self.input_size[1] * grid[1] / self.image_size),
         )
 
 
@@ -303,10 +306,9 @@ def low_res_box(sam: Sam, feats: FrameFeatures, low_res: Tensor) -> Tensor | Non
     """
     logits = low_res[0]
     low_h, low_w = logits.shape
-    scale_h, scale_w = low_h / feats.image_size, low_w / feats.image_size
     # Cells that the frame's pixels interpolate from (one past the content, for the edge).
-    rows = min(low_h, math.ceil(feats.input_size[0] * scale_h) + 1)
-    cols = min(low_w, math.ceil(feats.input_size[1] * scale_w) + 1)
+    rows, cols = feats.content_cells((low_h, low_w))
+    rows, cols = min(low_h, rows + 1), min(low_w, cols + 1)
     extents = []  # per axis, the maximum over the other axis's cells, then the two resizes
     for axis, profile in ((1, logits[:rows].amax(dim=0)), (0, logits[:, :cols].amax(dim=1))):
         line = F.interpolate(profile[None, None], size=feats.image_size, mode="linear")
@@ -322,9 +324,7 @@ def low_res_box(sam: Sam, feats: FrameFeatures, low_res: Tensor) -> Tensor | Non
 
 def low_res_area(feats: FrameFeatures, low_res: Tensor, threshold: float) -> Tensor:
     """(..., 4h, 4w) low-resolution logits -> (...) count of positive cells with frame content."""
-    low_h, low_w = low_res.shape[-2:]
-    rows = math.ceil(feats.input_size[0] * low_h / feats.image_size)
-    cols = math.ceil(feats.input_size[1] * low_w / feats.image_size)
+    rows, cols = feats.content_cells(tuple(low_res.shape[-2:]))
     return (low_res[..., :rows, :cols] > threshold).flatten(-2).sum(-1)
 
 
