@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -52,6 +54,22 @@ def test_bfloat16_encoder_keeps_the_masks(small_sam):
             union = (ma | mb).sum()
             iou = 1.0 if union == 0 else (ma & mb).sum() / union
             assert iou >= 0.99, (a.index, obj, iou)
+
+
+NO_COMPILER = shutil.which("g++") is None
+
+
+@pytest.mark.skipif(NO_COMPILER, reason="torch.compile on CPUs needs a C++ compiler")
+def test_compiled_encoder_gives_the_same_features(tiny_sam):
+    """``compile=True`` (``--compile``) runs the encoder through torch.compile, same features."""
+    clip = frames(2)
+    plain = FrameEncoder(tiny_sam)
+    compiled = FrameEncoder(tiny_sam, compile=True)
+    assert compiled._encoder is not tiny_sam.image_encoder
+    for frame in clip:
+        expected, got = plain.encode(frame).embedding, compiled.encode(frame).embedding
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_encoder_options_are_checked(tiny_sam):
