@@ -32,10 +32,25 @@ def test_bench_reports_every_measure(tmp_path, huge_pages):
     encoder = report["encoder"]
     assert encoder["gflop"] > 0 and encoder["matmul_gflop_s"] > 0
     assert len(encoder["stock_runs_s"]) == len(encoder["ours_runs_s"]) == 3
+    assert encoder["matmul_gflop_s"] == max(encoder["matmul_gflop_s_runs"])
+    assert len(encoder["matmul_gflop_s_runs"]) == 3
     for name in ("stock", "ours"):
         run = encoder[f"{name}_best_run"]
         assert run["wall_s"] == min(encoder[f"{name}_runs_s"])
         assert {"user_cpu_s", "kernel_cpu_s", "page_faults"} <= run.keys()
+    kinds = {"matrix multiplies", "attention kernel", "convolutions", "everything else"}
+    breakdown = encoder["breakdown"]
+    for name in ("stock", "ours"):
+        assert set(breakdown[name]) == kinds
+        assert all(part["s"] >= 0 for part in breakdown[name].values())
+        # Every FLOP of the encoder is in one kind (the attention kernel's come from the stock
+        # encoder's attention products).
+        total = sum(part["gflop"] for part in breakdown[name].values())
+        assert total == pytest.approx(encoder["gflop"], rel=1e-9)
+    assert breakdown["stock"]["attention kernel"] == {"s": 0.0, "gflop": 0.0, "gflop_s": None}
+    assert breakdown["ours"]["attention kernel"]["gflop"] > 0
+    assert breakdown["ours"]["attention kernel"]["s"] > 0
+    assert "where the time goes" in done.stdout
     stages = report["stages_s_per_frame"]
     assert set(stages) == {"decode", "preprocess", "encoder", "decoder", "postprocess", "write"}
     assert set(report["ours_frames_per_s"]) == {"masks", "masks+overlay"}

@@ -10,8 +10,12 @@ Measures, on the same generated video, model and settings:
   first, ``SamPredictor.set_image`` with the stock encoder, per object three separate ``predict``
   calls each post-processed to full resolution with numpy round trips, argmax fusion, PNGs;
 - the image encoder's floating-point operations (torch's flop counter) and this machine's
-  matrix-multiply rate, giving the encoder's floor time; the stock and our encoder against it
-  (alternated, best of three), with their CPU time (user and kernel) and page faults;
+  matrix-multiply rate (measured before each encoder round, best kept), giving the encoder's
+  floor time; the stock and our encoder against it (alternated, best of three), with their CPU
+  time (user and kernel) and page faults;
+- on CPUs, where each encoder's time goes: one profiled call each, the self time of its ops by
+  kind (matrix multiplies, the fused attention kernel, convolutions, everything else) with the
+  FLOP rate each kind reaches;
 - peak resident memory.
 
 Weights are random by default (timing does not depend on weight values). Like the command line,
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import sys
@@ -38,12 +43,15 @@ from persam_video.runtime import prefer_huge_pages
 # As the command line does, before torch's first allocation (THP_MEM_ALLOC_ENABLE=0 turns it off;
 # it applies to the stock encoder and the baseline loop as much as to ours).
 HUGE_PAGES = prefer_huge_pages()
+# The profiler's device probe logs a misleading "ERROR" line on machines without a GPU.
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 from segment_anything import SamPredictor, sam_model_registry  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from persam_video import core  # noqa: E402
@@ -63,6 +71,17 @@ GEMM_REPEATS = 5
 #: Encoder timings: stock and ours alternated this many times, best of each kept.
 ENCODER_REPEATS = 3
 STAGES = ("decode", "preprocess", "encoder", "decoder", "postprocess", "write")
+#: Kinds of work in the encoder, by substrings of the profiler's op names (first match wins).
+OP_KINDS = {
+    "matrix multiplies": ("addmm", "aten::mm", "bmm"),
+    "attention kernel": ("scaled_dot_product",),
+    "convolutions": ("convolution",),
+}
+OTHER_OPS = "everything else"
+#: The flop counter's ops counted in each kind (it does not count the CPU attention kernel: its
+#: FLOPs are those of the stock encoder's attention products, which it replaces).
+FLOP_KINDS = {"matrix multiplies": ("aten.addmm", "aten.mm", "aten.bmm"),
+              "convolutions": ("aten.convolution",)}  # fmt: skip
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -111,11 +130,41 @@ def matmul_rate(device: torch.device) -> float:
     return 2 * m * k * n / best
 
 
-def encoder_flops(sam, device: torch.device) -> int:
+def encoder_flops(sam, device: torch.device) -> dict[str, int]:
+    """FLOPs of one encoder call by kind (``FLOP_KINDS``), for the encoder ``sam`` has now."""
     size = sam.image_encoder.img_size
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         sam.image_encoder(torch.zeros(1, 3, size, size, device=device))
-    return counter.get_total_flops()
+    by_op = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+    return {kind: sum(by_op.get(op, 0) for op in ops) for kind, ops in FLOP_KINDS.items()}
+
+
+def op_kind(name: str) -> str:
+    return next((k for k, parts in OP_KINDS.items() if any(p in name for p in parts)), OTHER_OPS)
+
+
+def encoder_profile(sam, inputs: torch.Tensor) -> dict[str, float]:
+    """Seconds of one encoder call by kind of op (self CPU time of each op, summed)."""
+    seconds = dict.fromkeys([*OP_KINDS, OTHER_OPS], 0.0)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        sam.image_encoder(inputs)
+    for event in prof.key_averages():
+        seconds[op_kind(event.key)] += event.self_cpu_time_total / 1e6
+    return seconds
+
+
+def encoder_breakdown(sam, inputs: torch.Tensor, flops: dict[str, dict[str, int]]) -> dict:
+    """Per encoder (stock, ours) and kind of op: seconds, GFLOP and GFLOP/s of one call."""
+    breakdown = {}
+    for name, kinds in flops.items():
+        set_fast_attention(sam, enabled=name == "ours")
+        seconds = encoder_profile(sam, inputs)
+        breakdown[name] = {
+            kind: {"s": s, "gflop": kinds.get(kind, 0) / 1e9,
+                   "gflop_s": kinds[kind] / s / 1e9 if kinds.get(kind) and s > 0 else None}
+            for kind, s in seconds.items()
+        }  # fmt: skip
+    return breakdown
 
 
 def stage_times(sam, config, video: Path, first: np.ndarray, frames: list[np.ndarray], out: Path):
@@ -278,18 +327,28 @@ def main(argv: list[str] | None = None) -> int:
                      "batch_frames": args.batch_frames, "precision": args.precision},
     }  # fmt: skip
 
-    flops = encoder_flops(sam, device)
-    rate = matmul_rate(device)
+    set_fast_attention(sam, enabled=False)
+    stock_flops = encoder_flops(sam, device)
+    set_fast_attention(sam, enabled=True)
+    ours_flops = encoder_flops(sam, device)
+    ours_flops["attention kernel"] = (
+        stock_flops["matrix multiplies"] - ours_flops["matrix multiplies"]
+    )
+    flops = sum(stock_flops.values())
     inputs = core.preprocess(sam, frames[:1])[0]
     runs: dict[str, list[dict[str, float]]] = {"stock": [], "ours": []}
+    rates = []
     for _ in range(ENCODER_REPEATS):  # alternated, so drifts in machine speed hit both alike
+        rates.append(matmul_rate(device))  # and the floor takes the best rate seen among them
         for name in runs:
             set_fast_attention(sam, enabled=name == "ours")
             runs[name].append(resource_use(sam.image_encoder, inputs))
+    rate = max(rates)
     best = {name: min(r, key=lambda u: u["wall_s"]) for name, r in runs.items()}
     stock_encoder, fast_encoder = best["stock"]["wall_s"], best["ours"]["wall_s"]
     report["encoder"] = {
         "gflop": flops / 1e9, "matmul_gflop_s": rate / 1e9, "floor_s": flops / rate,
+        "matmul_gflop_s_runs": [r / 1e9 for r in rates],
         "stock_s": stock_encoder, "ours_s": fast_encoder,
         "speedup": stock_encoder / fast_encoder,
         "stock_over_floor": stock_encoder * rate / flops,
@@ -298,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         "ours_runs_s": [u["wall_s"] for u in runs["ours"]],
         "stock_best_run": best["stock"], "ours_best_run": best["ours"],
     }  # fmt: skip
+    if device.type == "cpu":  # the profiler's CPU times say little of an asynchronous device
+        flops_by_encoder = {"stock": stock_flops, "ours": ours_flops}
+        report["encoder"]["breakdown"] = encoder_breakdown(sam, inputs, flops_by_encoder)
 
     report["stages_s_per_frame"] = stage_times(sam, config, video, first, frames, work / "stages")
 
@@ -335,8 +397,9 @@ def print_report(report: dict) -> None:
           f"{s['objects']} objects, config {s['config']}, on {report['machine']['device']} "
           f"({report['machine']['threads']} threads, huge pages "
           f"{'on' if report['machine']['huge_pages'] else 'off'})\n")  # fmt: skip
-    print(f"encoder: {e['gflop']:.0f} GFLOP; matmul rate {e['matmul_gflop_s']:.0f} GFLOP/s -> "
-          f"floor {e['floor_s']:.2f} s")  # fmt: skip
+    rates = ", ".join(f"{r:.0f}" for r in e["matmul_gflop_s_runs"])
+    print(f"encoder: {e['gflop']:.0f} GFLOP; matmul rate {e['matmul_gflop_s']:.0f} GFLOP/s "
+          f"(best of {rates}) -> floor {e['floor_s']:.2f} s")  # fmt: skip
     print(
         f"  stock {e['stock_s']:.2f} s ({e['stock_over_floor']:.2f}x floor), ours "
         f"{e['ours_s']:.2f} s ({e['ours_over_floor']:.2f}x floor): {e['speedup']:.2f}x faster"
@@ -346,6 +409,15 @@ def print_report(report: dict) -> None:
         runs = ", ".join(f"{v:.2f}" for v in e[f"{name}_runs_s"])
         print(f"  {name:5} runs {runs} s; best run: CPU {run['user_cpu_s']:.1f} s user + "
               f"{run['kernel_cpu_s']:.1f} s kernel, {run['page_faults']} page faults")  # fmt: skip
+    if "breakdown" in e:
+        print("  where the time goes (one profiled call each; self time of its ops by kind):")
+        for kind in e["breakdown"]["stock"]:
+            cells = []
+            for name in ("stock", "ours"):
+                part = e["breakdown"][name][kind]
+                rate = f"({part['gflop_s']:.0f} GFLOP/s)" if part["gflop_s"] else ""
+                cells.append(f"{name} {part['s']:6.2f} s {rate:17}")
+            print(f"    {kind:18} " + " ".join(cells).rstrip())
     print("\nper-stage time per frame (each stage timed on its own):")
     for key, value in report["stages_s_per_frame"].items():
         print(f"  {key:12} {value * 1000:9.1f} ms")
