@@ -12,32 +12,64 @@ from typing import TYPE_CHECKING, Any
 from persam_video._version import __version__
 
 _EXPORTS = {
-    "PerSAM": "persam_video.persam",
-    "Target": "persam_video.persam",
-    "SegmentResult": "persam_video.persam",
+    # image mode
+    "PerSAM": "persam_video.persam.api",
+    "Target": "persam_video.persam.api",
+    "SegmentResult": "persam_video.persam.api",
+    "FrameEncoder": "persam_video.persam.encoder",
+    # video
+    "VideoTracker": "persam_video.video.tracker",
+    "FrameResult": "persam_video.video.state",
+    "ObjectResult": "persam_video.video.state",
+    "TrackState": "persam_video.video.state",
+    "track_to_folder": "persam_video.apps.track",
+    "OutputOptions": "persam_video.apps.track",
+    "TrackSummary": "persam_video.apps.track",
+    "RunStatus": "persam_video.apps.track",
+    # configuration and models
     "PerSAMConfig": "persam_video.config",
     "load_config": "persam_video.config",
-    "load_sam": "persam_video.models",
-    "build_sam": "persam_video.models",
-    "SamSpec": "persam_video.models",
+    "load_sam": "persam_video.model.registry",
+    "build_sam": "persam_video.model.spec",
+    "SamSpec": "persam_video.model.spec",
+    # I/O
+    "open_source": "persam_video.io",
+    "read_mask": "persam_video.io",
 }
 
 __all__ = [
+    "FrameEncoder",
+    "FrameResult",
+    "ObjectResult",
+    "OutputOptions",
     "PerSAM",
     "PerSAMConfig",
+    "RunStatus",
     "SamSpec",
     "SegmentResult",
     "Target",
+    "TrackState",
+    "TrackSummary",
+    "VideoTracker",
     "__version__",
     "build_sam",
     "load_config",
     "load_sam",
+    "open_source",
+    "read_mask",
+    "track_to_folder",
 ]
 
 if TYPE_CHECKING:
+    from persam_video.apps.track import OutputOptions, RunStatus, TrackSummary, track_to_folder
     from persam_video.config import PerSAMConfig, load_config
-    from persam_video.models import SamSpec, build_sam, load_sam
-    from persam_video.persam import PerSAM, SegmentResult, Target
+    from persam_video.io import open_source, read_mask
+    from persam_video.model.registry import load_sam
+    from persam_video.model.spec import SamSpec, build_sam
+    from persam_video.persam.api import PerSAM, SegmentResult, Target
+    from persam_video.persam.encoder import FrameEncoder
+    from persam_video.video.state import FrameResult, ObjectResult, TrackState
+    from persam_video.video.tracker import VideoTracker
 
 
 def __getattr__(name: str) -> Any:

@@ -5,6 +5,8 @@ A :class:`PerSAMConfig` has one section per stage of the pipeline:
 - ``prior``: how the target embedding is pooled from the reference mask and how point prompts are
   taken from the location-confidence map;
 - ``decode``: target-guided attention, target-semantic prompting and cascaded post-refinement;
+- ``presence``: when a prediction counts as the target found (image search, saved targets, and
+  the tracker's occlusion handling);
 - ``track``: what the video tracker adds (box prompts from the previous frame, momentum update of
   the target embedding, occlusion handling).
 
@@ -19,6 +21,7 @@ import dataclasses
 import difflib
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
@@ -126,19 +129,28 @@ class TrackConfig:
     #: Update only when the mask area changed by at most this factor since the last update.
     update_max_area_change: float = 2.0
     #: Declare an object absent (empty mask, no update, no box prompt next frame) when it is not
-    #: confidently found.
+    #: confidently found (the ``presence`` thresholds).
     occlusion: bool = True
-    #: Absent when the peak cosine similarity to the target falls below this.
-    absent_min_similarity: float = 0.5
-    #: Absent when the predicted score falls below this.
-    absent_min_score: float = 0.3
 
     def __post_init__(self) -> None:
         _check_range("track.box_margin", self.box_margin, 0.0, None)
         _check_range("track.momentum", self.momentum, 0.0, 1.0)
         _check_range("track.anchor", self.anchor, 0.0, 1.0)
         _check_range("track.update_max_area_change", self.update_max_area_change, 1.0, None)
-        _check_range("track.absent_min_similarity", self.absent_min_similarity, -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class PresenceConfig:
+    """When a prediction counts as the target found: used to search images and saved targets,
+    and by the tracker's occlusion handling (``track.occlusion``)."""
+
+    #: Not found when the peak cosine similarity to the target falls below this.
+    min_similarity: float = 0.5
+    #: Not found when the predicted score falls below this.
+    min_score: float = 0.3
+
+    def __post_init__(self) -> None:
+        _check_range("presence.min_similarity", self.min_similarity, -1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -163,6 +175,7 @@ class PerSAMConfig:
 
     prior: PriorConfig = field(default_factory=PriorConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
@@ -194,8 +207,11 @@ class PerSAMConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PerSAMConfig:
-        """Build a config from a (possibly partial) nested dict; unknown keys are an error."""
-        return _build(cls, data, prefix="")
+        """Build a config from a (possibly partial) nested dict; unknown keys are an error.
+
+        Keys renamed in an earlier release (:data:`RENAMED_KEYS`) are still read, with a
+        warning."""
+        return _build(cls, _migrate(data), prefix="")
 
     def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> PerSAMConfig:
         """Apply ``section.field=value`` strings (values parsed as YAML scalars)."""
@@ -205,6 +221,7 @@ class PerSAMConfig:
             key = key.strip()
             if not sep or not key:
                 raise ConfigError(f"override {item!r} is not of the form section.field=value")
+            key = _renamed(key)
             section, _, name = key.partition(".")
             if section not in data or name not in data[section]:
                 raise ConfigError(
@@ -215,6 +232,42 @@ class PerSAMConfig:
             except yaml.YAMLError as exc:
                 raise ConfigError(f"cannot parse the value of {key!r}: {raw!r}") from exc
         return PerSAMConfig.from_dict(data)
+
+
+#: Config keys renamed in 0.2 (old key -> new key); the old ones are read for one release.
+RENAMED_KEYS = {
+    "track.absent_min_similarity": "presence.min_similarity",
+    "track.absent_min_score": "presence.min_score",
+}
+
+
+def _renamed(key: str) -> str:
+    """The current name of ``key`` (a warning when it is an old one)."""
+    if key in RENAMED_KEYS:
+        warnings.warn(
+            f"config key {key!r} is now {RENAMED_KEYS[key]!r}; the old name stops working in "
+            "the next release",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return RENAMED_KEYS[key]
+    return key
+
+
+def _migrate(data: Any) -> Any:
+    """A nested config dict with renamed keys moved to their current place (a new dict)."""
+    if not isinstance(data, dict):
+        return data
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for old in RENAMED_KEYS:
+        section, name = old.split(".")
+        if isinstance(data.get(section), dict) and name in data[section]:
+            value = data[section].pop(name)
+            new_section, new_name = _renamed(old).split(".")
+            target = data.setdefault(new_section, {})
+            if isinstance(target, dict):
+                target.setdefault(new_name, value)
+    return data
 
 
 def valid_keys() -> list[str]:
@@ -332,6 +385,7 @@ __all__ = [
     "DecodeConfig",
     "FinetuneConfig",
     "PerSAMConfig",
+    "PresenceConfig",
     "PriorConfig",
     "TrackConfig",
     "load_config",

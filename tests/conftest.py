@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from persam_video.models import build_sam, tiny_sam_spec
+from persam_video.model.spec import build_sam, tiny_sam_spec
 
 #: Material shared by this workplace (PerSeg examples); absent in a clone elsewhere.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

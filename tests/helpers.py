@@ -1,8 +1,18 @@
-"""Test helpers: synthetic images and masks."""
+"""Test helpers: synthetic images and masks, and stock encoding."""
 
 from __future__ import annotations
 
 import numpy as np
+from segment_anything.modeling import Sam
+
+from persam_video.persam.encoder import FrameEncoder
+from persam_video.persam.features import FrameFeatures
+
+
+def encode_image(sam: Sam, rgb: np.ndarray) -> FrameFeatures:
+    """SAM features of a frame with segment-anything's own encoder, as ``SamPredictor.set_image``
+    computes them."""
+    return FrameEncoder(sam, attention="stock").encode(rgb)
 
 
 def random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:

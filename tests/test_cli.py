@@ -34,10 +34,21 @@ def test_console_script_runs_without_loading_torch():
 
 
 def test_lazy_exports_match_all():
+    import importlib
+
     import persam_video
 
-    for name in persam_video.__all__:
-        assert getattr(persam_video, name) is not None
+    assert set(persam_video.__all__) == {*persam_video._EXPORTS, "__version__"}
+    for name, module in persam_video._EXPORTS.items():
+        # Each name is the very object of the module that defines it.
+        assert getattr(persam_video, name) is getattr(importlib.import_module(module), name)
+    from persam_video import FrameResult, VideoTracker, track_to_folder
+
+    assert VideoTracker.__module__ == "persam_video.video.tracker"
+    assert track_to_folder.__module__ == "persam_video.apps.track"
+    assert FrameResult.__module__ == "persam_video.video.state"
+    with pytest.raises(AttributeError):
+        persam_video.NotAnExport  # noqa: B018
 
 
 def test_command_line_backs_large_buffers_with_huge_pages(monkeypatch):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from persam_video.davis import DavisDataset, read_label_png
+from persam_video.eval.davis_dataset import DavisDataset, read_label_png
 from tests.davis_layout import write_davis, write_labels
 
 

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import persam_video.cli as cli_module
-from persam_video import models
+import persam_video.cli.common as cli_module
+from persam_video.apps.davis import run_davis
 from persam_video.cli import cli
 from persam_video.config import PerSAMConfig
-from persam_video.davis import DavisDataset
-from persam_video.davis_runner import run_davis
+from persam_video.eval.davis_dataset import DavisDataset
 from persam_video.io import read_mask
-from persam_video.models import build_sam, tiny_sam_spec
+from persam_video.model import registry as models
+from persam_video.model.spec import build_sam, tiny_sam_spec
 from persam_video.synthetic.export import write_davis
-from persam_video.tracker import VideoTracker
+from persam_video.video.tracker import VideoTracker
 
 SEEDS = (0, 1, 2)
 

@@ -13,9 +13,12 @@ import torch
 from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
-from persam_video import PerSAM, PerSAMConfig, demo_model
-from persam_video.demo_model import DEMO_MODEL_NAME, demo_model_info, load_demo_sam
-from persam_video.models import SamSpec, build_sam, load_sam, model_names
+from persam_video import PerSAM, PerSAMConfig
+from persam_video.model import demo as demo_model
+from persam_video.model.checkpoints import WeightsError, sha256_of
+from persam_video.model.demo import DEMO_MODEL_NAME, demo_model_info, load_demo_sam
+from persam_video.model.registry import load_sam, model_names
+from persam_video.model.spec import SamSpec, build_sam
 from persam_video.synthetic import (
     CLIP_SIZES_HW,
     TRAIN_SIZE_HW,
@@ -23,7 +26,6 @@ from persam_video.synthetic import (
     make_training_sample,
     split_rng,
 )
-from persam_video.weights import WeightsError, sha256_of
 
 #: The architecture the bundled weights were trained with (tools/train_demo_model.py).
 EXPECTED_SPEC = SamSpec(

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from persam_video.config import PerSAMConfig
-from persam_video.core import encode_image
-from persam_video.encoder import FrameEncoder
-from persam_video.tracker import VideoTracker
+from persam_video.persam.encoder import FrameEncoder
+from persam_video.video.tracker import VideoTracker
+from tests.helpers import encode_image
 from tests.video_factory import synthetic_frame, synthetic_labels
 
 SIZE = (60, 84)

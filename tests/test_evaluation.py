@@ -15,22 +15,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from persam_video.davis import DavisDataset
-from persam_video.evaluation import (
-    GLOBAL_COLUMNS,
-    PER_OBJECT_COLUMNS,
+from persam_video.eval.davis_dataset import DavisDataset
+from persam_video.eval.evaluate import evaluate_davis, evaluate_sequence
+from persam_video.eval.metrics import (
     boundary_map,
     boundary_measure,
     boundary_radius,
+    disk_kernel,
+    frame_scores,
+    region_similarity,
+)
+from persam_video.eval.report import (
+    GLOBAL_COLUMNS,
+    PER_OBJECT_COLUMNS,
     decay,
     decay_bin_starts,
-    disk_kernel,
-    evaluate_davis,
-    evaluate_sequence,
-    frame_scores,
     frame_statistics,
     recall,
-    region_similarity,
 )
 from tests.davis_layout import write_davis, write_labels, write_results
 

@@ -15,17 +15,13 @@ import torch.nn.functional as F
 from segment_anything import SamPredictor
 
 from persam_video import PerSAM, PerSAMConfig, build_sam
-from persam_video.core import (
-    ExtraPrompt,
-    decode,
-    encode_image,
-    reference_cells,
-    similarity_grid,
-    upsample_logits,
-)
-from persam_video.decoder import guided_attention, predict_masks
-from persam_video.models import SamSpec, tiny_sam_spec
-from tests.helpers import ellipse_mask, random_image
+from persam_video.model.spec import SamSpec, tiny_sam_spec
+from persam_video.persam.cascade import ExtraPrompt, decode
+from persam_video.persam.encoder import FrameEncoder
+from persam_video.persam.geometry import upsample_logits
+from persam_video.persam.guided_decoder import guided_attention, predict_masks
+from persam_video.persam.prior import reference_cells, similarity_grid
+from tests.helpers import ellipse_mask, encode_image, random_image
 
 TOL = 1e-5
 
@@ -315,7 +311,9 @@ def test_paper_image_pipeline_equals_official_transcription(sam, size):
         )  # fmt: skip
         best = int(np.argmax(scores))
 
-    persam = PerSAM(sam, PerSAMConfig.paper_image())
+    # The transcription runs the stock SamPredictor, so PerSAM encodes with the stock attention
+    # too (our faster attention equals it within 1e-4: tests/unit/test_fast_encoder.py).
+    persam = PerSAM(sam, PerSAMConfig.paper_image(), FrameEncoder(sam, attention="stock"))
     result = persam.segment(test_image, persam.personalize(ref_image, ref_mask))
     np.testing.assert_array_equal(result.points, points)
     np.testing.assert_array_equal(result.labels, labels)

@@ -1,4 +1,5 @@
-"""The SDPA encoder attention equals the stock one, on the same weights."""
+"""The SDPA encoder attention equals the stock one, on the same weights, without touching the
+model."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import pytest
 import torch
 from segment_anything.modeling.image_encoder import Attention
 
-from persam_video.fast_encoder import FastAttention, set_fast_attention, uses_fast_attention
-from persam_video.models import SamSpec, build_sam
+from persam_video.model.attention import FastAttention, fast_image_encoder, uses_fast_attention
+from persam_video.model.spec import SamSpec, build_sam
+from persam_video.persam.encoder import FrameEncoder
 
 REL_TOL = 1e-4
 
@@ -47,32 +49,44 @@ def test_fast_encoder_matches_stock(name, mode, monkeypatch):
     if mode == "bias":  # also exercise the chunked bias: at most 3 query rows at a time
         grid = spec.image_size // spec.patch_size
         limit = 2 * spec.encoder_heads * grid**3 * 4 * 3
-        monkeypatch.setattr("persam_video.fast_encoder.BIAS_CHUNK_BYTES", limit)
+        monkeypatch.setattr("persam_video.model.attention.BIAS_CHUNK_BYTES", limit)
     with torch.no_grad():
         stock = sam.image_encoder(images * 60)
-        set_fast_attention(sam, mode=mode)
-        assert uses_fast_attention(sam)
-        fast = sam.image_encoder(images * 60)
+        view = fast_image_encoder(sam.image_encoder, mode=mode)
+        assert uses_fast_attention(view) and not uses_fast_attention(sam.image_encoder)
+        fast = view(images * 60)
     relative = (fast - stock).norm() / stock.norm()
     assert relative < REL_TOL, float(relative)
     assert (fast - stock).abs().max() < REL_TOL * stock.abs().max() * 10
 
 
-def test_switching_keeps_the_weights_and_can_be_undone():
+def test_the_fast_view_shares_the_weights_and_leaves_the_model_stock():
     sam = randomized(SPECS["demo_like_256"], seed=4)
     before = {k: v.clone() for k, v in sam.state_dict().items()}
-    set_fast_attention(sam)
-    assert all(isinstance(b.attn, FastAttention) for b in sam.image_encoder.blocks)
+    stock_modules = [type(m) for m in sam.modules()]
+    view = fast_image_encoder(sam.image_encoder)
+    assert all(isinstance(b.attn, FastAttention) for b in view.blocks)
+    # The model is exactly as it was: same module types, same state dict.
+    assert [type(m) for m in sam.modules()] == stock_modules
+    assert all(type(b.attn) is Attention for b in sam.image_encoder.blocks)
     after = sam.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    # The parameters are shared, not copied.
-    block = sam.image_encoder.blocks[0]
-    assert (
-        block.attn.qkv.weight.data_ptr()
-        == after["image_encoder.blocks.0.attn.qkv.weight"].data_ptr()
-    )
-    set_fast_attention(sam, enabled=False)
-    assert all(type(b.attn) is Attention for b in sam.image_encoder.blocks)
-    assert not uses_fast_attention(sam)
-    sam.load_state_dict(before)  # still loadable either way
+    # The parameters are shared, not copied: the view follows changes of the model's weights.
+    shared = view.blocks[0].attn.qkv.weight
+    assert shared is sam.image_encoder.blocks[0].attn.qkv.weight
+    assert view.patch_embed.proj.weight is sam.image_encoder.patch_embed.proj.weight
+    image = torch.randn(1, 3, 256, 256) * 60
+    with torch.no_grad():
+        sam.image_encoder.neck[0].weight.mul_(2.0)
+        assert torch.allclose(view(image), sam.image_encoder(image), rtol=1e-4, atol=1e-4)
+
+
+def test_frame_encoder_chooses_the_attention():
+    sam = randomized(SPECS["demo_like_256"], seed=5)
+    fast, stock = FrameEncoder(sam), FrameEncoder(sam, attention="stock")
+    assert fast.attention == "fast" and uses_fast_attention(fast.image_encoder)
+    assert stock.image_encoder is sam.image_encoder
+    assert not uses_fast_attention(sam.image_encoder)
+    with pytest.raises(ValueError, match="attention"):
+        FrameEncoder(sam, attention="flash")

@@ -9,7 +9,8 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from persam_video import PerSAM, PerSAMConfig
 from persam_video.config import load_config
-from persam_video.core import FrameFeatures, low_res_area, low_res_box, mask_box, upsample_logits
+from persam_video.persam.features import FrameFeatures
+from persam_video.persam.geometry import low_res_area, low_res_box, mask_box, upsample_logits
 
 #: Frame sizes (H, W): smaller and larger than the model's input, both orientations.
 SIZES = [(90, 140), (140, 90), (480, 854), (1080, 1920), (97, 97)]
@@ -104,7 +105,7 @@ def test_low_res_area_ranks_masks_like_the_frame(tiny_sam):
 
 def test_low_intermediate_gives_nearly_the_same_masks():
     """On the demo model, reading intermediate masks at low resolution changes little."""
-    from persam_video.models import load_sam
+    from persam_video.model.registry import load_sam
     from persam_video.synthetic import make_scene
 
     sam = load_sam("demo", device="cpu")

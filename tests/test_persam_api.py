@@ -7,14 +7,8 @@ import pytest
 import torch
 
 from persam_video import PerSAM, PerSAMConfig, Target
-from persam_video.core import (
-    encode_image,
-    pool_embedding,
-    reference_cells,
-    select_points,
-    similarity_map,
-)
-from tests.helpers import ellipse_mask, random_image
+from persam_video.persam.prior import pool_embedding, reference_cells, select_points, similarity_map
+from tests.helpers import ellipse_mask, encode_image, random_image
 
 
 @pytest.fixture
@@ -178,7 +172,7 @@ def test_stock_predictor_still_works_after_persam(tiny_sam, scene):
 
 def test_working_resolution_keeps_the_mask_in_place():
     """decode.work_size computes frame-size maps smaller; masks still land on the object."""
-    from persam_video.models import load_sam
+    from persam_video.model.registry import load_sam
     from persam_video.synthetic import make_scene
 
     sam = load_sam("demo", device="cpu")

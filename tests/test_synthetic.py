@@ -23,13 +23,7 @@ from persam_video.synthetic import (
     split_rng,
     split_seed,
 )
-from persam_video.synthetic.render import (
-    Actor,
-    Appearance,
-    Pose,
-    build_sprite,
-    compose,
-)
+from persam_video.synthetic.compose import Actor, Appearance, Pose, build_sprite, compose
 from persam_video.synthetic.scenes import (
     TRAIN_MIN_AREA_FRACTION,
     sample_distractor_appearance,

@@ -11,16 +11,16 @@ from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import save_file
 
-import persam_video.cli as cli_module
-from persam_video import PerSAM, PerSAMConfig, models
+import persam_video.cli.common as cli_module
+from persam_video import PerSAM, PerSAMConfig
+from persam_video.apps.target_file import check_compatible, load_target, save_target
 from persam_video.cli import cli
-from persam_video.core import encode_image
-from persam_video.finetune import dice_loss, fit_mask_weights, focal_loss, mix
 from persam_video.io import read_mask, write_label_png
-from persam_video.models import build_sam, tiny_sam_spec
-from persam_video.persam import Target
-from persam_video.targets import check_compatible, load_target, save_target
-from tests.helpers import ellipse_mask, random_image
+from persam_video.model import registry as models
+from persam_video.model.spec import build_sam, tiny_sam_spec
+from persam_video.persam.api import Target
+from persam_video.persam.finetune import dice_loss, fit_mask_weights, focal_loss, mix
+from tests.helpers import ellipse_mask, encode_image, random_image
 from tests.video_factory import make_video
 
 FINETUNE = ["finetune.enabled=true", "finetune.steps=200"]
@@ -48,7 +48,8 @@ def test_finetune_learns_to_prefer_the_output_that_matches(tiny_sam, monkeypatch
     good = torch.where(torch.from_numpy(mask), 8.0, -8.0)
     fake = torch.stack([-good, torch.full_like(good, -3.0), good])[None]  # (1, 3, H, W)
     monkeypatch.setattr(
-        "persam_video.finetune.multimask_outputs", lambda sam, f, first: (fake, torch.ones(1, 3))
+        "persam_video.persam.finetune.multimask_outputs",
+        lambda sam, f, first: (fake, torch.ones(1, 3)),
     )
     config = PerSAMConfig().with_overrides(["finetune.steps=300", "finetune.lr=0.01"])
     result = fit_mask_weights(tiny_sam, config, torch.randn(32), [(feats, torch.from_numpy(mask))])

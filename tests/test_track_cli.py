@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import persam_video.cli as cli_module
-from persam_video import models
+import persam_video.cli.common as cli_module
 from persam_video.cli import cli
 from persam_video.io import probe, read_mask, write_label_png
-from persam_video.models import build_sam, tiny_sam_spec
+from persam_video.model import registry as models
+from persam_video.model.spec import build_sam, tiny_sam_spec
 from tests.video_factory import make_video, synthetic_frame, synthetic_labels
 
 
@@ -210,7 +210,7 @@ def test_decode_failure_keeps_partial_results(tmp_path, fake_model):
 
 
 def test_ctrl_c_stops_cleanly(tmp_path, fake_model, monkeypatch):
-    from persam_video.tracker import VideoTracker
+    from persam_video.video.tracker import VideoTracker
 
     original = VideoTracker.step
 

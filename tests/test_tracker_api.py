@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from persam_video.config import PerSAMConfig
-from persam_video.tracker import VideoTracker
+from persam_video.video.tracker import VideoTracker
 from tests.video_factory import synthetic_frame, synthetic_labels
 
 SIZE = (48, 64)
@@ -32,9 +32,8 @@ def test_tracker_on_a_generator(tiny_sam):
 PEAK_RSS_SCRIPT = """
 import resource, sys
 from persam_video.config import PerSAMConfig
-from persam_video.models import build_sam, tiny_sam_spec
-from persam_video.pipeline import track_to_folder
-from persam_video.tracker import VideoTracker
+from persam_video import VideoTracker, build_sam, track_to_folder
+from persam_video.model import tiny_sam_spec
 from tests.test_tracker_api import SIZE, frames
 from tests.video_factory import synthetic_labels
 

@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from persam_video.config import PerSAMConfig, TrackConfig
-from persam_video.core import Prediction
-from persam_video.tracker import (
-    VideoTracker,
+from persam_video.config import PerSAMConfig, PresenceConfig, TrackConfig
+from persam_video.labels import LabelMap
+from persam_video.persam.cascade import Prediction
+from persam_video.video.rules import (
     box_center,
-    check_labels,
     expand_box,
     fuse,
     is_absent,
     momentum_update,
     should_update,
 )
+from persam_video.video.tracker import VideoTracker
 from tests.helpers import ellipse_mask, random_image
 
 
@@ -66,14 +66,15 @@ def _prediction(mask_pixels: int, score: float, peak: float) -> Prediction:
 
 
 def test_absence_rules():
-    cfg = TrackConfig(absent_min_similarity=0.5, absent_min_score=0.3)
-    assert not is_absent(_prediction(20, 0.9, 0.8), cfg)
-    assert is_absent(_prediction(20, 0.9, 0.4), cfg)  # low similarity peak
-    assert is_absent(_prediction(20, 0.2, 0.8), cfg)  # low score
-    assert is_absent(_prediction(0, 0.9, 0.8), cfg)  # empty mask
+    cfg, presence = TrackConfig(), PresenceConfig(min_similarity=0.5, min_score=0.3)
+    assert not is_absent(_prediction(20, 0.9, 0.8), cfg, presence)
+    assert is_absent(_prediction(20, 0.9, 0.4), cfg, presence)  # low similarity peak
+    assert is_absent(_prediction(20, 0.2, 0.8), cfg, presence)  # low score
+    assert is_absent(_prediction(0, 0.9, 0.8), cfg, presence)  # empty mask
     off = TrackConfig(occlusion=False)
-    assert not is_absent(_prediction(20, 0.01, -0.5), off)
-    assert is_absent(_prediction(0, 0.9, 0.9), off)
+    assert not is_absent(_prediction(20, 0.01, -0.5), off, presence)
+    assert is_absent(_prediction(0, 0.9, 0.9), off, presence)
+    assert is_absent(_prediction(20, 0.01, -0.5), off, presence, search=True)
 
 
 def test_box_rules_follow_the_official_code():
@@ -84,12 +85,14 @@ def test_box_rules_follow_the_official_code():
 
 def test_check_labels_errors():
     with pytest.raises(ValueError, match="empty"):
-        check_labels(np.zeros((4, 5), np.uint8), (4, 5))
+        LabelMap.check(np.zeros((4, 5), np.uint8), (4, 5))
     with pytest.raises(ValueError, match="5x4 .*--resize-mask"):
-        check_labels(np.ones((4, 5), np.uint8), (8, 10))
+        LabelMap.check(np.ones((4, 5), np.uint8), (8, 10))
     with pytest.raises(ValueError, match=r"\(H, W\) label map"):
-        check_labels(np.ones((4, 5, 3), np.uint8), (4, 5))
-    assert check_labels(np.ones((4, 5), bool), (4, 5)).dtype == np.uint8
+        LabelMap.check(np.ones((4, 5, 3), np.uint8), (4, 5))
+    checked = LabelMap.check(np.ones((4, 5), bool), (4, 5))
+    assert checked.array.dtype == np.uint8 and checked.ids == (1,)
+    assert LabelMap.check(checked, (4, 5)) is checked  # checked once, passed on as it is
 
 
 class _FakeSegmenter:

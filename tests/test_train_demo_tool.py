@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from persam_video import core
-from persam_video.models import build_sam, tiny_sam_spec
+from persam_video.model.spec import build_sam, tiny_sam_spec
+from tests.helpers import encode_image
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "train_demo_model.py"
 
@@ -49,7 +49,7 @@ def test_model_input_is_what_inference_encodes(tool, sam, rng):
     assert (padded_labels[h:] == tool.PAD_LABEL).all() and (padded_labels[:h, :w] == 0).all()
     x = tool.model_input(sam, torch.as_tensor(padded)[None], torch.tensor([[h, w]]))
     with torch.no_grad():
-        feats = core.encode_image(sam, image)
+        feats = encode_image(sam, image)
         assert feats.input_size == (h, w)
         assert torch.equal(sam.image_encoder(x), feats.embedding)
 

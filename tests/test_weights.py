@@ -14,9 +14,10 @@ import torch
 from click.testing import CliRunner
 
 from persam_video import build_sam, load_sam
-from persam_video import weights as W
 from persam_video.cli import cli
-from persam_video.models import describe_state_dict, tiny_sam_spec
+from persam_video.model import checkpoints as W
+from persam_video.model.registry import describe_state_dict
+from persam_video.model.spec import tiny_sam_spec
 
 PAYLOAD = b"not really a checkpoint, but bytes with a known hash\n" * 1000
 

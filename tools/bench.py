@@ -54,16 +54,17 @@ from segment_anything import SamPredictor, sam_model_registry  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from persam_video import core  # noqa: E402
+from persam_video.apps.track import OutputOptions, OutputSink, track_to_folder  # noqa: E402
 from persam_video.config import load_config  # noqa: E402
-from persam_video.encoder import FrameEncoder  # noqa: E402
-from persam_video.fast_encoder import set_fast_attention  # noqa: E402
 from persam_video.io import open_source  # noqa: E402
-from persam_video.models import build_sam, load_sam, resolve_device, tiny_sam_spec  # noqa: E402
-from persam_video.pipeline import OutputOptions, OutputSink, track_to_folder  # noqa: E402
+from persam_video.model import build_sam, load_sam, resolve_device, tiny_sam_spec  # noqa: E402
+from persam_video.model.attention import fast_image_encoder  # noqa: E402
+from persam_video.persam import cascade  # noqa: E402
+from persam_video.persam.encoder import FrameEncoder  # noqa: E402
+from persam_video.persam.features import FrameFeatures, preprocess  # noqa: E402
 from persam_video.synthetic import make_clip  # noqa: E402
 from persam_video.synthetic.export import write_clip_video  # noqa: E402
-from persam_video.tracker import VideoTracker  # noqa: E402
+from persam_video.video import VideoTracker  # noqa: E402
 
 #: GEMM used to measure the machine's matrix-multiply rate: SAM ViT-B's MLP shape at 1024 px.
 GEMM_SHAPE = (4096, 768, 3072)
@@ -97,7 +98,7 @@ def make_model(name: str, device: torch.device, checkpoint: str | None):
     if name == "tiny":
         spec = tiny_sam_spec(image_size=256, encoder_dim=96, encoder_depth=4, decoder_dim=128)
         return build_sam(spec, seed=0).to(device)
-    return load_sam(name, checkpoint=checkpoint, device=device, fast_attention=False)
+    return load_sam(name, checkpoint=checkpoint, device=device)
 
 
 def timed(fn, *args, **kwargs):
@@ -130,12 +131,12 @@ def matmul_rate(device: torch.device) -> float:
     return 2 * m * k * n / best
 
 
-def encoder_flops(sam, device: torch.device) -> dict[str, int]:
-    """FLOPs of one encoder call by kind (``FLOP_KINDS``, the rest under ``OTHER_OPS``), for the
-    encoder ``sam`` has now."""
-    size = sam.image_encoder.img_size
+def encoder_flops(encoder, device: torch.device) -> dict[str, int]:
+    """FLOPs of one call of an image ``encoder`` by kind (``FLOP_KINDS``, the rest under
+    ``OTHER_OPS``)."""
+    size = encoder.img_size
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        sam.image_encoder(torch.zeros(1, 3, size, size, device=device))
+        encoder(torch.zeros(1, 3, size, size, device=device))
     by_op = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
     kinds = {kind: sum(by_op.get(op, 0) for op in ops) for kind, ops in FLOP_KINDS.items()}
     kinds[OTHER_OPS] = counter.get_total_flops() - sum(kinds.values())
@@ -146,22 +147,23 @@ def op_kind(name: str) -> str:
     return next((k for k, parts in OP_KINDS.items() if any(p in name for p in parts)), OTHER_OPS)
 
 
-def encoder_profile(sam, inputs: torch.Tensor) -> dict[str, float]:
+def encoder_profile(encoder, inputs: torch.Tensor) -> dict[str, float]:
     """Seconds of one encoder call by kind of op (self CPU time of each op, summed)."""
     seconds = dict.fromkeys([*OP_KINDS, OTHER_OPS], 0.0)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        sam.image_encoder(inputs)
+        encoder(inputs)
     for event in prof.key_averages():
         seconds[op_kind(event.key)] += event.self_cpu_time_total / 1e6
     return seconds
 
 
-def encoder_breakdown(sam, inputs: torch.Tensor, flops: dict[str, dict[str, int]]) -> dict:
+def encoder_breakdown(
+    encoders: dict, inputs: torch.Tensor, flops: dict[str, dict[str, int]]
+) -> dict:
     """Per encoder (stock, ours) and kind of op: seconds, GFLOP and GFLOP/s of one call."""
     breakdown = {}
     for name, kinds in flops.items():
-        set_fast_attention(sam, enabled=name == "ours")
-        seconds = encoder_profile(sam, inputs)
+        seconds = encoder_profile(encoders[name], inputs)
         breakdown[name] = {
             kind: {"s": s, "gflop": kinds.get(kind, 0) / 1e9,
                    "gflop_s": kinds[kind] / s / 1e9 if kinds.get(kind) and s > 0 else None}
@@ -172,12 +174,13 @@ def encoder_breakdown(sam, inputs: torch.Tensor, flops: dict[str, dict[str, int]
 
 def stage_times(sam, config, video: Path, first: np.ndarray, frames: list[np.ndarray], out: Path):
     """Seconds per frame of each stage, each run on its own (encoder with our fast attention)."""
+    fast = fast_image_encoder(sam.image_encoder)
     totals: dict[str, float] = defaultdict(float)
     _, totals["decode"] = timed(lambda: sum(1 for _ in open_source(video, prefetch=0)))
     originals = {
-        "decode": core.decode,
-        "upsample": core.upsample_logits,
-        "sim": core.similarity_map,
+        "decode": cascade.decode,
+        "upsample": cascade.upsample_logits,
+        "sim": cascade.similarity_map,
     }
 
     def wrap(key, fn):
@@ -188,30 +191,30 @@ def stage_times(sam, config, video: Path, first: np.ndarray, frames: list[np.nda
 
         return inner
 
-    core.decode = wrap("decoder", originals["decode"])
-    core.upsample_logits = wrap("postprocess", originals["upsample"])
-    core.similarity_map = wrap("postprocess", originals["sim"])
+    cascade.decode = wrap("decoder", originals["decode"])
+    cascade.upsample_logits = wrap("postprocess", originals["upsample"])
+    cascade.similarity_map = wrap("postprocess", originals["sim"])
     tracker = VideoTracker(sam, config)
     results = []
     try:
         with torch.inference_mode():
             state = None
             for index, frame in enumerate(frames):
-                (inputs, sizes), seconds = timed(core.preprocess, sam, [frame])
+                (inputs, sizes), seconds = timed(preprocess, sam, [frame])
                 totals["preprocess"] += seconds
-                embedding, seconds = timed(sam.image_encoder, inputs)
+                embedding, seconds = timed(fast, inputs)
                 totals["encoder"] += seconds
-                feats = core.FrameFeatures(embedding, frame.shape[:2], sizes[0],
-                                           sam.image_encoder.img_size)  # fmt: skip
+                feats = FrameFeatures(embedding, frame.shape[:2], sizes[0],
+                                      sam.image_encoder.img_size)  # fmt: skip
                 if state is None:
                     state, result = tracker.start(frame, first, feats=feats)
                 else:
                     result = tracker.step_features(state, feats, frame, index=index)
                 results.append(result)
     finally:
-        core.decode = originals["decode"]
-        core.upsample_logits = originals["upsample"]
-        core.similarity_map = originals["sim"]
+        cascade.decode = originals["decode"]
+        cascade.upsample_logits = originals["upsample"]
+        cascade.similarity_map = originals["sim"]
     out.mkdir(parents=True, exist_ok=True)
     with open_source(video) as source:
         sink = OutputSink(out, source, OutputOptions(overlay=True))
@@ -330,22 +333,20 @@ def main(argv: list[str] | None = None) -> int:
                      "batch_frames": args.batch_frames, "precision": args.precision},
     }  # fmt: skip
 
-    set_fast_attention(sam, enabled=False)
-    stock_flops = encoder_flops(sam, device)
-    set_fast_attention(sam, enabled=True)
-    ours_flops = encoder_flops(sam, device)
+    encoders = {"stock": sam.image_encoder, "ours": fast_image_encoder(sam.image_encoder)}
+    stock_flops = encoder_flops(encoders["stock"], device)
+    ours_flops = encoder_flops(encoders["ours"], device)
     ours_flops["attention kernel"] = (
         stock_flops["matrix multiplies"] - ours_flops["matrix multiplies"]
     )
     flops = sum(stock_flops.values())
-    inputs = core.preprocess(sam, frames[:1])[0]
+    inputs = preprocess(sam, frames[:1])[0]
     runs: dict[str, list[dict[str, float]]] = {"stock": [], "ours": []}
     rates = []
     for _ in range(ENCODER_REPEATS):  # alternated, so drifts in machine speed hit both alike
         rates.append(matmul_rate(device))  # and the floor takes the best rate seen among them
         for name in runs:
-            set_fast_attention(sam, enabled=name == "ours")
-            runs[name].append(resource_use(sam.image_encoder, inputs))
+            runs[name].append(resource_use(encoders[name], inputs))
     rate = max(rates)
     best = {name: min(r, key=lambda u: u["wall_s"]) for name, r in runs.items()}
     stock_encoder, fast_encoder = best["stock"]["wall_s"], best["ours"]["wall_s"]
@@ -362,8 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     if device.type == "cpu":  # the profiler's CPU times say little of an asynchronous device
         flops_by_encoder = {"stock": stock_flops, "ours": ours_flops}
-        report["encoder"]["breakdown"] = encoder_breakdown(sam, inputs, flops_by_encoder)
-    set_fast_attention(sam, enabled=True)  # what our loop and the stage timings run
+        report["encoder"]["breakdown"] = encoder_breakdown(encoders, inputs, flops_by_encoder)
 
     report["stages_s_per_frame"] = stage_times(sam, config, video, first, frames, work / "stages")
 
@@ -378,10 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     report["peak_rss_mib_after_ours"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     if not args.skip_baseline:
-        set_fast_attention(sam, enabled=False)
-        (work / "baseline").mkdir()
+        (work / "baseline").mkdir()  # the stock model, as the official code runs it
         _, seconds = timed(official_loop, sam, frames, first, work / "baseline")
-        set_fast_attention(sam, enabled=True)
         baseline = (args.frames - 1) / seconds
         report["baseline_frames_per_s"] = baseline
         report["speedup_vs_baseline"] = ours["masks"] / baseline

@@ -2,7 +2,7 @@
 
 Builds, in a temporary folder, a DAVIS layout of moving random ellipses (default: 30 sequences of
 70 frames at 854x480 with 2 objects each) and predictions made by perturbing the ground truth,
-then times :func:`persam_video.evaluation.evaluate_davis` on it (building the data set is not
+then times :func:`persam_video.eval.evaluate.evaluate_davis` on it (building the data set is not
 timed). From the repository root, with the package installed or on the path::
 
     PYTHONPATH=. python tools/bench_eval.py [--sequences 30] [--frames 70] [--objects 2]
@@ -23,8 +23,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from persam_video.davis import VOID_LABEL, DavisDataset
-from persam_video.evaluation import evaluate_davis
+from persam_video.eval.davis_dataset import DavisDataset
+from persam_video.eval.evaluate import evaluate_davis
+from persam_video.labels import VOID_ID
 
 DAVIS_SIZE = (480, 854)  # (H, W) of DAVIS 480p
 JPEG_GRAY = 128
@@ -127,7 +128,7 @@ def build_synthetic_davis(
         labels = moving_ellipses(rng, n_frames, size, n_objects)
         pred = perturb(rng, labels, n_objects)
         if rng.random() < VOID_SEQUENCE_SHARE:
-            labels[:, size[0] // 2 : size[0] // 2 + 4] = VOID_LABEL
+            labels[:, size[0] // 2 : size[0] // 2 + 4] = VOID_ID
         for t in range(n_frames):
             (frame_dir / f"{t:05d}.jpg").write_bytes(jpeg)
             write_label_png(labels[t], annotation_dir / f"{t:05d}.png", palette)

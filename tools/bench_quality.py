@@ -2,7 +2,7 @@
 
 Runs, on the same clips (test split seeds, never seen in training), the static baseline (first
 mask copied to every frame), the ``paper_video`` preset, the ``default`` preset, and ``default``
-minus each of its parts, evaluates each with the DAVIS measures (``persam_video.evaluation``,
+minus each of its parts, evaluates each with the DAVIS measures (``persam_video.eval``,
 equal to the official code) and prints a table; ``--json`` writes it too.
 
 Usage::
@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from persam_video.apps.davis import run_davis
 from persam_video.config import load_config
-from persam_video.davis import DavisDataset
-from persam_video.davis_runner import run_davis
-from persam_video.evaluation import evaluate_davis
+from persam_video.eval.davis_dataset import DavisDataset
+from persam_video.eval.evaluate import evaluate_davis
 from persam_video.io import write_label_png
-from persam_video.models import load_sam, model_metadata
+from persam_video.model import load_sam, model_metadata
 from persam_video.synthetic.export import write_davis
-from persam_video.tracker import VideoTracker
+from persam_video.video import VideoTracker
 
 #: name -> (preset, overrides). "static" is the first mask copied to every frame.
 VARIANTS: dict[str, tuple[str, list[str]]] = {

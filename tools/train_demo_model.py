@@ -63,10 +63,12 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from persam_video import core
 from persam_video.config import PerSAMConfig, PriorConfig
-from persam_video.models import SamSpec, build_sam
+from persam_video.model.checkpoints import sha256_of
+from persam_video.model.spec import SamSpec, build_sam
 from persam_video.persam import PerSAM
+from persam_video.persam.encoder import FrameEncoder
+from persam_video.persam.prior import pool_embedding, reference_cells, similarity_grid
 from persam_video.synthetic import (
     CLIP_SIZES_HW,
     TRAIN_SIZE_HW,
@@ -74,7 +76,6 @@ from persam_video.synthetic import (
     make_training_sample,
     split_rng,
 )
-from persam_video.weights import sha256_of
 
 # ----------------------------------------------------------------------------- architecture
 #: The demo model: SAM's architecture scaled down to ~1.5M parameters and a 16x16 feature grid.
@@ -707,19 +708,20 @@ def evaluate(sam: Sam, n_scenes: int, n_pairs: int, n_persam: int) -> dict[str, 
 
     prior = PriorConfig()
     persam = PerSAM(sam, PerSAMConfig())
+    encoder = FrameEncoder(sam, attention="stock")
     for i in range(n_pairs):
         image_a, labels_a, image_b, labels_b = make_training_pair(
             split_rng("val", VAL_PAIR_SEED_OFFSET + i), val_size(i)
         )
         square = i % 2 == 0
-        feats_a, feats_b = core.encode_image(sam, image_a), core.encode_image(sam, image_b)
+        feats_a, feats_b = encoder.encode(image_a), encoder.encode(image_b)
         rows, cols = feats_b.content_grid
         patch = feats_b.image_size / feats_b.grid_size[0]
         scale = np.array(feats_b.original_size) / np.array(feats_b.input_size)
         for obj in range(1, int(labels_a.max()) + 1):
-            cells = core.reference_cells(sam, feats_a, labels_a == obj, prior)
-            target = core.pool_embedding(feats_a, cells, prior.pool)
-            sim = core.similarity_grid(feats_b, target[None])[0, :rows, :cols]
+            cells = reference_cells(sam, feats_a, labels_a == obj, prior)
+            target = pool_embedding(feats_a, cells, prior.pool)
+            sim = similarity_grid(feats_b, target[None])[0, :rows, :cols]
             r, c = divmod(int(sim.argmax()), cols)
             y, x = ((np.array([r, c]) + 0.5) * patch * scale).astype(int)
             y, x = min(y, labels_b.shape[0] - 1), min(x, labels_b.shape[1] - 1)

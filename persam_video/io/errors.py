@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from persam_video.labels import MaskError
 
-class MaskError(ValueError):
-    """A mask file or array cannot be turned into a label map."""
+__all__ = ["MaskError", "VideoDecodeError", "VideoReadError", "VideoWriteError"]
 
 
 class VideoReadError(ValueError):

@@ -1,27 +1,11 @@
 """Annotation masks: reading, normalising, resizing and writing label maps.
 
-A *label map* is a ``(H, W)`` ``uint8`` array: ``0`` is background, ``1..254`` are object ids
-and ``255`` is DAVIS's "void" label (unannotated pixels, e.g. object borders). ``255`` is kept
-where a file carries it, but it is never counted as an object (see :func:`object_ids`).
+A *label map* is a ``(H, W)`` ``uint8`` array (see :mod:`persam_video.labels`, where the rules
+for ids live): ``0`` is background, ``1..254`` are object ids and ``255`` is DAVIS's "void".
 
-Rules for turning other mask encodings into label maps
-------------------------------------------------------
-In-memory arrays (:func:`to_label_map`):
-
-* ``bool``: ``True`` is object ``1``.
-* Integer arrays: let ``L`` be the sorted distinct *nonzero* values.
-
-  - ``L == [1, 2, ..., K]`` (ids already consecutive from 1): kept as they are.
-  - otherwise each value is renumbered by its rank: the smallest nonzero value becomes ``1``,
-    the next ``2``, ... So ``{0, 1}``, ``{0, 255}`` and ``{0, v}`` all give one object ``1``;
-    ``{0, 128, 255}`` gives objects ``1`` and ``2``; ``{0, 1, 3, 7}`` gives ``1, 2, 3, 4``.
-    (Keep sparse ids by saving a palette PNG: :func:`read_mask` keeps palette indices.)
-
-* Floating-point arrays: only binary masks, ``{0., 1.}`` or ``{0., 255.}``, giving object
-  ``1``; soft masks and probability maps are refused.
-* ``(H, W, 1)`` is squeezed to ``(H, W)``. Anything else (``(H, W, 3)`` colour arrays,
-  other shapes, NaN, negative values, more than :data:`MAX_OBJECTS` objects) raises
-  :class:`~persam_video.io.errors.MaskError` (a ``ValueError``).
+Rules for reading mask files into label maps
+--------------------------------------------
+In-memory arrays follow :mod:`persam_video.labels` (:func:`~persam_video.labels.to_label_map`).
 
 Files (:func:`read_mask`):
 
@@ -46,15 +30,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from persam_video.io._atomic import partial_path, remove_quietly
-from persam_video.io.errors import MaskError
+from persam_video.atomic import atomic_file
+from persam_video.labels import (
+    BACKGROUND_ID,
+    MAX_OBJECTS,
+    MaskError,
+    as_uint8_labels,
+    to_label_map,
+)
 
-BACKGROUND_ID = 0
-VOID_ID = 255
-MAX_OBJECTS = 254  # ids 1..254; 255 is reserved for "void"
 PALETTE_SIZE = 256
 BITS_PER_CHANNEL = 8
-BINARY_FOREGROUND_VALUES = (1.0, 255.0)
 LOSSY_FORMATS = frozenset({"JPEG", "MPO"})
 
 
@@ -77,74 +63,6 @@ def _make_davis_palette() -> np.ndarray:
 
 DAVIS_PALETTE: np.ndarray = _make_davis_palette()
 """``(256, 3)`` ``uint8`` read-only array; row ``i`` is the RGB colour of id ``i``."""
-
-
-def _rank_levels(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Replace each value by its rank among ``levels`` (sorted nonzero values), 0 stays 0."""
-    labels = np.zeros(values.shape, dtype=np.uint8)
-    nonzero = values != 0
-    labels[nonzero] = (np.searchsorted(levels, values[nonzero]) + 1).astype(np.uint8)
-    return labels
-
-
-def _integer_label_map(values: np.ndarray) -> np.ndarray:
-    if values.size and values.min() < 0:
-        raise MaskError(f"mask has negative values (min {values.min()}); expected ids >= 0")
-    levels = np.unique(values)
-    levels = levels[levels != 0]
-    if len(levels) > MAX_OBJECTS:
-        raise MaskError(
-            f"mask has {len(levels)} distinct nonzero values; expected at most {MAX_OBJECTS} "
-            "objects (is this a soft or anti-aliased mask?)"
-        )
-    if len(levels) and levels[-1] == len(levels):  # exactly 1..K
-        return values.astype(np.uint8)
-    return _rank_levels(values, levels)
-
-
-def _float_label_map(values: np.ndarray) -> np.ndarray:
-    if not np.isfinite(values).all():
-        raise MaskError("float mask contains NaN or infinity; expected only 0 and 1 (or 0 and 255)")
-    levels = np.unique(values)
-    levels = levels[levels != 0]
-    if len(levels) > 1 or (len(levels) == 1 and levels[0] not in BINARY_FOREGROUND_VALUES):
-        shown = ", ".join(f"{v:g}" for v in levels[:4])
-        raise MaskError(
-            f"float mask has nonzero values {{{shown}{', ...' if len(levels) > 4 else ''}}}; "
-            "expected a binary mask with only 0 and 1 (or 0 and 255)"
-        )
-    return (values != 0).astype(np.uint8)
-
-
-def to_label_map(mask: np.ndarray) -> np.ndarray:
-    """Convert an in-memory mask to a label map, following the rules in the module docstring.
-
-    Args:
-        mask: ``(H, W)`` or ``(H, W, 1)`` array of dtype bool, any integer type, or float.
-
-    Returns:
-        ``(H, W)`` ``uint8`` label map (a new array).
-
-    Raises:
-        MaskError: if the array's shape, dtype or values do not describe a mask.
-    """
-    values = np.asarray(mask)
-    if values.ndim == 3 and values.shape[2] == 1:
-        values = values[:, :, 0]
-    if values.ndim == 3 and values.shape[2] in (3, 4):
-        raise MaskError(
-            f"got a colour array of shape {values.shape}; expected an (H, W) mask "
-            "(colour mask images are handled by read_mask)"
-        )
-    if values.ndim != 2:
-        raise MaskError(f"got an array of shape {values.shape}; expected an (H, W) mask")
-    if values.dtype == np.bool_:
-        return values.astype(np.uint8)
-    if np.issubdtype(values.dtype, np.integer):
-        return _integer_label_map(values)
-    if np.issubdtype(values.dtype, np.floating):
-        return _float_label_map(values)
-    raise MaskError(f"got a mask of dtype {values.dtype}; expected bool, integer or float")
 
 
 @functools.cache
@@ -227,19 +145,6 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     return _colour_label_map(rgb, path)
 
 
-def _as_uint8_labels(labels: np.ndarray) -> np.ndarray:
-    values = np.asarray(labels)
-    if values.ndim != 2:
-        raise MaskError(f"got labels of shape {values.shape}; expected an (H, W) label map")
-    if not (np.issubdtype(values.dtype, np.integer) or values.dtype == np.bool_):
-        raise MaskError(f"got labels of dtype {values.dtype}; expected an integer label map")
-    if values.size and (values.min() < 0 or values.max() > VOID_ID):
-        raise MaskError(
-            f"labels range {values.min()}..{values.max()}; expected ids in 0..{VOID_ID}"
-        )
-    return values.astype(np.uint8)
-
-
 def write_label_png(
     path: str | os.PathLike[str],
     labels: np.ndarray,
@@ -255,22 +160,16 @@ def write_label_png(
         labels: ``(H, W)`` integer array with ids in ``0..255``.
         palette: ``(N, 3)`` ``uint8`` colours, ``N <= 256``; row ``i`` colours id ``i``.
     """
-    values = _as_uint8_labels(labels)
+    values = as_uint8_labels(labels)
     colours = np.asarray(palette)
     if colours.ndim != 2 or colours.shape[1] != 3 or not 0 < len(colours) <= PALETTE_SIZE:
         raise MaskError(f"palette has shape {colours.shape}; expected (N, 3) with N <= 256")
     if values.size and values.max() >= len(colours):
         raise MaskError(f"label {values.max()} has no colour in a {len(colours)}-entry palette")
-    final = Path(path)
-    temporary = partial_path(final)
     image = Image.fromarray(values, mode="P")
     image.putpalette(colours.astype(np.uint8).ravel().tolist())
-    try:
+    with atomic_file(path) as temporary:
         image.save(temporary, format="PNG")
-        os.replace(temporary, final)
-    except BaseException:
-        remove_quietly(temporary)
-        raise
 
 
 def resize_labels(labels: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -296,9 +195,3 @@ def resize_labels(labels: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     rows = ((2 * np.arange(out_h) + 1) * in_h) // (2 * out_h)
     cols = ((2 * np.arange(out_w) + 1) * in_w) // (2 * out_w)
     return values[rows[:, None], cols[None, :]]
-
-
-def object_ids(labels: np.ndarray) -> list[int]:
-    """Sorted object ids present in ``labels``: nonzero values except void (255)."""
-    present = np.unique(np.asarray(labels))
-    return [int(v) for v in present if v not in (BACKGROUND_ID, VOID_ID)]

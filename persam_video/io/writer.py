@@ -35,7 +35,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from persam_video.io._atomic import partial_path, remove_quietly
+from persam_video.atomic import remove_quietly, temp_path
 from persam_video.io.errors import VideoWriteError
 from persam_video.io.probe import VideoInfo, open_container, probe
 
@@ -217,7 +217,7 @@ class VideoWriter:
             -(-self.size_hw[0] // step_h) * step_h,
             -(-self.size_hw[1] // step_w) * step_w,
         )
-        self._partial = partial_path(self.path)
+        self._partial = temp_path(self.path)
         self._container = self._open_output(codec, pix_fmt, crf, options)
         self._audio: _AudioCopy | None = None
         try:

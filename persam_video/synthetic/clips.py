@@ -22,8 +22,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from persam_video.synthetic.compose import Actor, build_sprite, compose, finish_image
 from persam_video.synthetic.motion import Motion, random_static, random_sweep, random_walker
-from persam_video.synthetic.render import Actor, build_sprite, compose, finish_image
 from persam_video.synthetic.scenes import (
     DISTRACTOR_RADIUS_RANGE,
     integer_in,

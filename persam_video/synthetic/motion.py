@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from persam_video.synthetic.render import Pose
+from persam_video.synthetic.compose import Pose
 
 # Object motion, in units of the short side per frame (degrees for rotation).
 START_RANGE = (0.15, 0.85)  # start / return points, as a fraction of the frame width or height

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from persam_video.synthetic.render import (
+from persam_video.synthetic.compose import (
     TEXTURE_KINDS,
     Actor,
     Appearance,

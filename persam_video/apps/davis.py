@@ -1,0 +1,110 @@
+"""Run the tracker on every sequence of a DAVIS-layout dataset; resumable.
+
+Results are written in the layout ``persam-video eval`` (and the official evaluation) reads:
+``OUT/<seq>/<frame>.png``, palette PNGs of object ids named like the annotations. A sequence is
+written into a hidden temporary folder and renamed into place only when every frame is done, so
+``OUT/<seq>/`` exists only for complete sequences: after a crash or Ctrl-C, running the same
+command again skips them and redoes the rest. ``OUT/run.json`` records the model and config; a
+rerun with different settings into the same folder is refused rather than mixing results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from persam_video.atomic import atomic_folder, write_text
+from persam_video.config import ConfigError, PerSAMConfig
+from persam_video.eval.davis_dataset import DavisDataset
+from persam_video.io import open_source, write_label_png
+from persam_video.video import VideoTracker
+
+RUN_RECORD = "run.json"
+
+
+@dataclass
+class DavisRun:
+    """What :func:`run_davis` did."""
+
+    out_dir: Path
+    done: list[str]
+    skipped: list[str]
+    frames: int
+    seconds: float
+
+
+def run_davis(
+    tracker: VideoTracker,
+    dataset: DavisDataset,
+    out_dir: str | Path,
+    *,
+    record: dict[str, Any] | None = None,
+    progress: bool = True,
+    on_sequence: Callable[[str], None] | None = None,
+) -> DavisRun:
+    """Track every sequence of ``dataset`` from its first annotation into ``out_dir``.
+
+    Args:
+        tracker: the tracker (model and config).
+        dataset: the DAVIS subset.
+        out_dir: results folder (created if needed).
+        record: what identifies the run (model, checkpoint hash); stored with the config in
+            ``run.json`` and compared on resume.
+        progress: progress bars over sequences and frames.
+        on_sequence: called with each sequence name once it is complete (used by tests).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_run_record(out / RUN_RECORD, {**(record or {}), "config": tracker.config.to_dict()})
+    done, skipped, frames = [], [], 0
+    start = time.perf_counter()
+    sequences = tqdm(dataset.sequences, desc="sequences", unit="seq", disable=not progress)
+    for seq in sequences:
+        names = [p.stem for p in dataset.frame_paths(seq)]
+        final = out / seq
+        if _complete(final, names):
+            skipped.append(seq)
+            continue
+        sequences.set_postfix_str(seq)
+        with atomic_folder(final) as tmp:
+            source = open_source(dataset.frame_paths(seq)[0].parent)
+            with source, tqdm(total=len(names), desc=seq, unit="frame", leave=False,
+                              disable=not progress) as bar:  # fmt: skip
+                for result in tracker.track(source, dataset.first_annotation(seq)):
+                    write_label_png(tmp / f"{names[result.index]}.png", result.labels)
+                    bar.update(1)
+        frames += len(names)
+        done.append(seq)
+        if on_sequence is not None:
+            on_sequence(seq)
+    return DavisRun(out, done, skipped, frames, time.perf_counter() - start)
+
+
+def _complete(folder: Path, names: list[str]) -> bool:
+    return folder.is_dir() and all((folder / f"{n}.png").is_file() for n in names)
+
+
+def _check_run_record(path: Path, record: dict[str, Any]) -> None:
+    """Store ``record`` or check it equals the stored one (JSON-normalized)."""
+    normalized = json.loads(json.dumps(record))
+    if path.is_file():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(stored.get("config"), dict):  # written by an older release: same keys now
+            with contextlib.suppress(ConfigError):
+                stored["config"] = PerSAMConfig.from_dict(stored["config"]).to_dict()
+        if stored != normalized:
+            changed = sorted(k for k in set(stored) | set(normalized)
+                             if stored.get(k) != normalized.get(k))  # fmt: skip
+            raise ValueError(
+                f"{path.parent} holds results of another run (different {', '.join(changed)}); "
+                "use another --out folder or delete it"
+            )
+        return
+    write_text(path, json.dumps(normalized, indent=1))

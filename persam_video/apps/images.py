@@ -1,0 +1,89 @@
+"""Find a saved target in a collection of images (PerSAM's original use: your pet in an album).
+
+For each image: ``<name>.png`` (palette mask, object id 1, empty when the target is not
+confidently found: the ``presence`` thresholds), ``<name>_overlay.jpg``, and one
+``results.json`` for the collection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from segment_anything.modeling import Sam
+from tqdm import tqdm
+
+from persam_video.apps import visualize
+from persam_video.apps.track import prepare_out_dir
+from persam_video.atomic import atomic_file, write_text
+from persam_video.config import PerSAMConfig
+from persam_video.io import list_images, read_image, write_label_png
+from persam_video.persam import PerSAM, Target
+from persam_video.persam.rules import is_found
+
+TARGET_ID = 1
+OVERLAY_SUFFIX = "_overlay.jpg"
+OVERLAY_JPEG_QUALITY = 90
+
+
+@dataclass
+class ImagesSummary:
+    images: int
+    found: int
+
+
+def collect_images(inputs: list[str] | tuple[str, ...]) -> list[Path]:
+    """Image files named directly or found in folders (natural order); duplicate names refused."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                raise ValueError(f"folder {path} holds no images")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ValueError(f"image {path} does not exist")
+    stems = [f.stem for f in files]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise ValueError(f"several images are named {twice[0]!r}: their outputs would collide")
+    return files
+
+
+def segment_images(
+    sam: Sam,
+    config: PerSAMConfig,
+    target: Target,
+    inputs: list[str] | tuple[str, ...],
+    out_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+) -> ImagesSummary:
+    """Segment ``target`` in every image of ``inputs`` and write the outputs to ``out_dir``."""
+    files = collect_images(inputs)
+    out = prepare_out_dir(out_dir)
+    persam = PerSAM(sam, config)
+    records = []
+    for path in tqdm(files, desc="segmenting", unit="image", disable=not progress):
+        rgb = read_image(path)
+        (pred,) = persam.segment_features(persam.encode(rgb), [target])
+        found = is_found(pred, config.presence)
+        labels = np.where(pred.mask.cpu().numpy() & found, TARGET_ID, 0).astype(np.uint8)
+        write_label_png(out / f"{path.stem}.png", labels)
+        with atomic_file(out / f"{path.stem}{OVERLAY_SUFFIX}") as tmp:
+            Image.fromarray(visualize.overlay(rgb, labels)).save(
+                tmp, format="JPEG", quality=OVERLAY_JPEG_QUALITY
+            )
+        records.append({
+            "image": str(path), "found": found, "score": round(pred.score, 6),
+            "peak_similarity": round(pred.peak_similarity, 6), "area": int(labels.sum()),
+        })  # fmt: skip
+    write_text(out / "results.json", json.dumps({"images": records}, indent=1))
+    return ImagesSummary(images=len(files), found=sum(r["found"] for r in records))

@@ -1,0 +1,126 @@
+"""Target files: a personalized target saved once and reused across clips and image collections.
+
+A ``.target`` file is a safetensors file (loading it never executes code) holding the target
+embedding ``embedding`` (C,) and, after PerSAM-F, ``mask_weights`` (3,) (one per SAM multimask
+output), with JSON metadata: the file format version, the persam-video version, the model name
+and checkpoint SHA-256 it was made with, the config, and the number of reference shots. A target
+is only valid with the model that made it: :func:`check_compatible` refuses any other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from persam_video._version import __version__
+from persam_video.atomic import atomic_file
+from persam_video.config import ConfigError, PerSAMConfig
+from persam_video.model.spec import NUM_MULTIMASK_OUTPUTS
+from persam_video.persam import Target
+
+TARGET_FORMAT = "persam-video target"
+TARGET_FORMAT_VERSION = 1
+TARGET_SUFFIX = ".target"
+
+
+@dataclass
+class TargetFile:
+    """A loaded target file."""
+
+    target: Target
+    #: ``model``, ``checkpoint`` and ``checkpoint_sha256`` of the model that made it.
+    model: dict[str, Any]
+    config: PerSAMConfig
+    shots: int
+    made_by: str
+
+
+def save_target(
+    path: str | os.PathLike[str],
+    target: Target,
+    *,
+    model: dict[str, Any],
+    config: PerSAMConfig,
+    shots: int,
+) -> Path:
+    """Write ``target`` to ``path`` atomically; return the path."""
+    path = Path(path)
+    tensors = {"embedding": target.embedding.detach().float().cpu().contiguous()}
+    if target.mask_weights is not None:
+        tensors["mask_weights"] = target.mask_weights.detach().float().cpu().contiguous()
+    metadata = {
+        "format": TARGET_FORMAT,
+        "format_version": str(TARGET_FORMAT_VERSION),
+        "persam_video": __version__,
+        "model": json.dumps(model),
+        "config": json.dumps(config.to_dict()),
+        "shots": str(shots),
+        "finetune": json.dumps(target.finetune_info),
+    }
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return path
+
+
+def load_target(path: str | os.PathLike[str]) -> TargetFile:
+    """Read a target file; a file of another format or version is refused (``ValueError``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"target file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a persam-video target file ({exc})") from None
+    if metadata.get("format") != TARGET_FORMAT or "embedding" not in tensors:
+        raise ValueError(f"{path} is not a persam-video target file")
+    version = metadata.get("format_version")
+    if version != str(TARGET_FORMAT_VERSION):
+        raise ValueError(
+            f"{path} was made by persam-video {metadata.get('persam_video', '?')} in target "
+            f"format {version}; this version ({__version__}) reads format {TARGET_FORMAT_VERSION}"
+        )
+    try:
+        config = PerSAMConfig.from_dict(json.loads(metadata["config"]))
+        model = json.loads(metadata["model"])
+        shots = int(metadata["shots"])
+    except (KeyError, ValueError, ConfigError) as exc:
+        raise ValueError(f"{path} has invalid metadata ({exc})") from None
+    embedding = tensors["embedding"]
+    weights = tensors.get("mask_weights")
+    if embedding.ndim != 1 or (weights is not None and weights.shape != (NUM_MULTIMASK_OUTPUTS,)):
+        raise ValueError(f"{path} holds tensors of unexpected shapes")
+    info = json.loads(metadata.get("finetune") or "null")
+    target = Target(embedding, weights, info)
+    return TargetFile(target, model, config, shots, metadata["persam_video"])
+
+
+def check_compatible(
+    target: TargetFile, model: dict[str, Any], path: str | os.PathLike[str] = "target"
+) -> None:
+    """Refuse a target made with another model than ``model`` (name and checkpoint hash)."""
+    made = target.model
+    if made.get("model") != model.get("model"):
+        raise ValueError(
+            f"{path} was made with model {made.get('model')}, not {model.get('model')}; "
+            f"use --model {made.get('model')} or personalize again"
+        )
+    if made.get("checkpoint_sha256") != model.get("checkpoint_sha256"):
+        raise ValueError(
+            f"{path} was made with another {made.get('model')} checkpoint "
+            f"(SHA-256 {str(made.get('checkpoint_sha256'))[:12]}…); personalize again with this one"
+        )
+
+
+def to_device(target: Target, device: torch.device) -> Target:
+    """``target`` with its tensors on ``device``."""
+    weights = None if target.mask_weights is None else target.mask_weights.to(device)
+    return Target(target.embedding.to(device), weights)

@@ -1,0 +1,421 @@
+"""Track a video into an output folder: masks, overlay and masked videos, results.json.
+
+The data flow is one-directional: the frame source decodes ahead in its own thread, the tracker
+runs the model in the calling thread, and an :class:`OutputSink` thread draws overlays and writes
+PNGs while the video writers encode in their own threads; every queue is bounded, so memory does
+not grow with the video's length.
+
+Nothing half-written ever looks finished: files are written under hidden temporary names and
+renamed at the end. If decoding fails in the middle or the user presses Ctrl-C, what was
+finished is kept under ``.partial`` names (``masks.partial/``, ``overlay.partial.mp4``) and
+``results.json`` says ``"status": "partial"`` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from persam_video._version import __version__
+from persam_video.apps import visualize
+from persam_video.atomic import remove_quietly, replace_folder, temp_path, write_text
+from persam_video.io import (
+    AlphaVideoWriter,
+    FrameSource,
+    VideoDecodeError,
+    VideoWriter,
+    open_source,
+    read_mask,
+    resize_labels,
+    write_label_png,
+)
+from persam_video.labels import LabelMap, from_array
+from persam_video.persam import Target
+from persam_video.video import FrameResult, VideoTracker
+
+MASKS_DIR = "masks"
+OVERLAY_NAME = "overlay.mp4"
+MASKED_NAMES = {"cutout": "masked.mp4", "blur": "masked.mp4", "alpha": "masked.mov"}
+RESULTS_NAME = "results.json"
+PARTIAL_SUFFIX = ".partial"
+MASK_NAME_FORMAT = "{:05d}.png"
+#: Frame rate given to the output videos of a folder/iterable source with no frame rate.
+DEFAULT_FPS = Fraction(24)
+SINK_QUEUE_SIZE = 8
+MaskedVideo = Literal["none", "cutout", "blur", "alpha"]
+
+
+class RunStatus(str, Enum):
+    """How a run ended (as written in results.json)."""
+
+    COMPLETE = "complete"
+    #: Decoding failed in the middle; what was finished is kept under ``.partial`` names.
+    PARTIAL = "partial"
+    #: Ctrl-C; what was finished is kept under ``.partial`` names.
+    INTERRUPTED = "interrupted"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What :func:`track_to_folder` writes."""
+
+    save_masks: bool = True
+    overlay: bool = True
+    #: ``none``, ``cutout`` (objects on black), ``blur`` (blurred background) or ``alpha``
+    #: (transparent background, PNG-in-MOV).
+    masked_video: MaskedVideo = "none"
+    #: Draw each frame's prompt points on the overlay.
+    draw_points: bool = False
+
+    def __post_init__(self) -> None:
+        if self.masked_video != "none" and self.masked_video not in visualize.MASKED_MODES:
+            raise ValueError(
+                f"unknown masked video {self.masked_video!r}; use none, "
+                f"{', '.join(visualize.MASKED_MODES)}"
+            )
+
+
+@dataclass
+class TrackSummary:
+    """What a :func:`track_to_folder` run did."""
+
+    out_dir: Path
+    status: RunStatus
+    frames: int
+    object_ids: list[int]
+    seconds: float
+    outputs: dict[str, str]
+    error: str | None = None
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def load_first_mask(
+    mask: str | os.PathLike[str] | np.ndarray | LabelMap,
+    size: tuple[int, int],
+    *,
+    resize: bool = False,
+) -> LabelMap:
+    """The first frame's annotation from a file or an array, checked against ``size`` (H, W).
+
+    Files follow :func:`persam_video.io.read_mask` (palette indices are the ids); arrays follow
+    :func:`persam_video.labels.from_array`. With ``resize``, a mask of another size is resized
+    (nearest neighbour) to the frames'. The result is checked once, here.
+    """
+    if isinstance(mask, LabelMap):
+        return LabelMap.check(mask, size)
+    labels = read_mask(mask) if isinstance(mask, (str, os.PathLike)) else from_array(mask)
+    if labels.shape != tuple(size) and resize:
+        labels = resize_labels(labels, size)
+    return LabelMap.check(labels, size)
+
+
+def check_mask_or_targets(has_mask: bool, has_targets: bool) -> None:
+    """The rule for what a run starts from: a first-frame mask or saved targets, not both."""
+    if has_mask == has_targets:
+        raise ValueError(
+            "give either the first frame's mask (--mask) or saved targets (--target), not both"
+        )
+
+
+def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Check ``out_dir`` can be used as the output folder, without creating anything.
+
+    It must be a writable folder, or not exist yet under a writable folder.
+    """
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"output path {path} exists and is not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"output path {path} is inside {existing}, which is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to the output folder {existing}")
+    return path
+
+
+def prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Create ``out_dir`` if needed (after :func:`check_out_dir`)."""
+    path = check_out_dir(out_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the output folder {path}: {exc.strerror}") from None
+    return path
+
+
+class OutputSink:
+    """Writes results in a background thread: mask PNGs, overlay and masked videos.
+
+    Errors raised in the thread surface on the next :meth:`put` or on :meth:`finish`.
+    """
+
+    def __init__(self, out_dir: Path, source: FrameSource, options: OutputOptions) -> None:
+        self.out_dir = out_dir
+        self.options = options
+        self.frames = 0
+        self._masks_tmp = temp_path(out_dir / MASKS_DIR, folder=True)
+        self._writers: dict[str, VideoWriter] = {}
+        self._error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=SINK_QUEUE_SIZE)
+        fps = source.fps or DEFAULT_FPS
+        audio = source.path if source.has_audio else None
+        common = {"fps": fps, "size_hw": source.size, "time_base": source.time_base}
+        try:
+            if options.save_masks:
+                remove_quietly(self._masks_tmp)
+                self._masks_tmp.mkdir()
+            if options.overlay:
+                self._writers["overlay"] = VideoWriter(
+                    out_dir / OVERLAY_NAME, audio_from=audio, **common
+                )
+            if options.masked_video != "none":
+                name = MASKED_NAMES[options.masked_video]
+                kind = AlphaVideoWriter if options.masked_video == "alpha" else VideoWriter
+                self._writers["masked"] = kind(out_dir / name, audio_from=audio, **common)
+        except BaseException:
+            self.abort()
+            raise
+        self._thread = threading.Thread(target=self._run, name="persam-outputs", daemon=True)
+        self._thread.start()
+
+    def put(self, result: FrameResult) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(result)
+
+    def _run(self) -> None:
+        while (result := self._queue.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                self._write(result)
+            except BaseException as exc:  # surfaced in the caller's thread
+                self._error = exc
+
+    def _write(self, result: FrameResult) -> None:
+        opts = self.options
+        if opts.save_masks:
+            path = self._masks_tmp / MASK_NAME_FORMAT.format(self.frames)
+            write_label_png(path, result.labels)
+        if "overlay" in self._writers:
+            points = None
+            if opts.draw_points:
+                points = [(o.points, o.point_labels) for o in result.objects if o.present]
+            image = visualize.overlay(result.frame, result.labels, points)
+            self._writers["overlay"].write(image, result.time)
+        if "masked" in self._writers:
+            image = visualize.masked(result.frame, result.labels, opts.masked_video)
+            self._writers["masked"].write(image, result.time)
+        self.frames += 1
+
+    def finish(self, *, partial: bool) -> dict[str, str]:
+        """Flush everything and move outputs into place; return output name -> relative path."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            self.abort()
+            raise self._error
+        outputs = {}
+        suffix = PARTIAL_SUFFIX if partial else ""
+        if self.options.save_masks:
+            final = self.out_dir / f"{MASKS_DIR}{suffix}"
+            replace_folder(self._masks_tmp, final)
+            outputs["masks"] = final.name
+        for key, writer in self._writers.items():
+            if self.frames == 0:
+                writer.abort()
+                continue
+            writer.close()
+            final = writer.path
+            if partial:
+                final = writer.path.with_name(f"{writer.path.stem}{suffix}{writer.path.suffix}")
+                os.replace(writer.path, final)
+            outputs[key] = final.name
+        return outputs
+
+    def abort(self) -> None:
+        """Delete every temporary output."""
+        for writer in self._writers.values():
+            writer.abort()
+        remove_quietly(self._masks_tmp)
+
+
+def track_to_folder(
+    tracker: VideoTracker,
+    source: str | os.PathLike[str] | Iterable[np.ndarray] | FrameSource,
+    first_mask: str | os.PathLike[str] | np.ndarray | LabelMap | None,
+    out_dir: str | os.PathLike[str],
+    *,
+    targets: list[Target] | None = None,
+    options: OutputOptions | None = None,
+    resize_mask: bool = False,
+    fps: Fraction | None = None,
+    progress: bool = True,
+    metadata: dict[str, Any] | None = None,
+) -> TrackSummary:
+    """Track the objects of ``first_mask`` through ``source`` and write the outputs to ``out_dir``.
+
+    Args:
+        tracker: the :class:`VideoTracker` (model and config).
+        source: a video file, a folder of frames, an iterable of (H, W, 3) uint8 RGB frames, or
+            an open :class:`FrameSource`.
+        first_mask: the first frame's annotation: a mask file (binary, grayscale ids, palette or
+            colour PNG), an array (see :func:`load_first_mask`) or a checked
+            :class:`~persam_video.labels.LabelMap`; None with ``targets``.
+        out_dir: output folder (created if needed).
+        targets: saved targets to find instead of an annotated first frame (object ids 1..K).
+        options: what to write (:class:`OutputOptions`).
+        resize_mask: resize a mask of another size to the frames (nearest neighbour).
+        fps: frame rate of a folder/iterable source (video files carry their own).
+        progress: show a progress bar with frames/s.
+        metadata: extra run metadata for results.json (e.g. the model and checkpoint hash).
+
+    Returns:
+        A :class:`TrackSummary`; ``status`` is ``partial`` when decoding failed in the middle
+        and ``interrupted`` after Ctrl-C (outputs then carry ``.partial`` names).
+    """
+    options = options or OutputOptions()
+    check_mask_or_targets(first_mask is not None, targets is not None)
+    out = prepare_out_dir(out_dir)
+    start = time.perf_counter()
+    frames = source if isinstance(source, FrameSource) else open_source(source, fps=fps)
+    with frames:
+        if targets is None:
+            annotation = load_first_mask(first_mask, frames.size, resize=resize_mask)
+            results = tracker.track(frames, annotation)
+            object_ids = list(annotation.ids)
+        else:
+            results = tracker.track_targets(frames, targets)
+            object_ids = list(range(1, len(targets) + 1))
+        sink = OutputSink(out, frames, options)
+        records: list[dict[str, Any]] = []
+        status, error = RunStatus.COMPLETE, None
+        bar = tqdm(
+            total=frames.num_frames, unit="frame", disable=not progress, desc="tracking",
+            dynamic_ncols=True,
+        )  # fmt: skip
+        try:
+            with bar:
+                for result in results:
+                    sink.put(result)
+                    records.append(frame_record(result))
+                    bar.update(1)
+        except VideoDecodeError as exc:
+            status, error = RunStatus.PARTIAL, str(exc)
+        except KeyboardInterrupt:
+            status, error = RunStatus.INTERRUPTED, "interrupted by the user"
+        except BaseException:
+            sink.abort()
+            raise
+        outputs = sink.finish(partial=status != RunStatus.COMPLETE)
+    seconds = time.perf_counter() - start
+    summary = TrackSummary(
+        out_dir=out,
+        status=status,
+        frames=len(records),
+        object_ids=object_ids,
+        seconds=seconds,
+        outputs=outputs,
+        error=error,
+    )
+    write_results(out / RESULTS_NAME, summary, records, frames, tracker, metadata or {})
+    return summary
+
+
+def frame_record(result: FrameResult) -> dict[str, Any]:
+    """The results.json entry of one frame."""
+    return {
+        "index": result.index,
+        "time": result.time,
+        "objects": {
+            str(o.obj_id): {
+                "present": o.present,
+                "score": round(o.score, 6),
+                "area": o.area,
+                "bbox": list(o.bbox) if o.bbox is not None else None,
+                "peak_similarity": _finite_or_none(o.peak_similarity),
+                "updated": o.updated,
+            }
+            for o in result.objects
+        },
+    }
+
+
+def write_results(
+    path: Path,
+    summary: TrackSummary,
+    records: list[dict[str, Any]],
+    source: FrameSource,
+    tracker: VideoTracker,
+    metadata: dict[str, Any],
+) -> None:
+    """Write results.json atomically (schema documented in the README)."""
+    document = {
+        "format": "persam-video results",
+        "format_version": 1,
+        "status": summary.status,
+        "error": summary.error,
+        "input": {
+            "path": str(source.path) if source.path is not None else None,
+            "kind": source.kind,
+            "size_hw": list(source.size),
+            "fps": str(source.fps) if source.fps is not None else None,
+            "frames_expected": source.num_frames,
+        },
+        "object_ids": summary.object_ids,
+        "outputs": summary.outputs,
+        "run": {
+            **metadata,
+            "config": tracker.config.to_dict(),
+            "device": str(tracker.sam.device),
+            "versions": versions(),
+        },
+        "timings": {
+            "total_s": round(summary.seconds, 3),
+            "frames": summary.frames,
+            "frames_per_s": round(summary.frames_per_second, 3),
+        },
+        "frames": records,
+    }
+    write_text(path, json.dumps(document, indent=1, allow_nan=False))
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that shape the results."""
+    import importlib.metadata as md
+
+    found = {"persam-video": __version__, "python": platform.python_version()}
+    for dist in ("torch", "segment-anything", "decord", "av", "numpy", "opencv-python"):
+        try:
+            found[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            found[dist] = "not installed"
+    return found
+
+
+def _finite_or_none(value: float) -> float | None:
+    return round(value, 6) if np.isfinite(value) else None

@@ -1,0 +1,94 @@
+"""Atomic outputs: everything is written under a hidden temporary name, then renamed into place.
+
+One convention for every file and folder persam-video writes: the temporary sibling of
+``out/name.ext`` is ``out/.name.partial-<pid>.ext`` (the extension kept, so FFmpeg and Pillow pick
+the format from the name) and that of a folder ``out/name`` is ``out/.name.partial-<pid>`` (the
+process id keeps two processes from clobbering each other's temporaries). ``os.replace`` then
+moves it into place in one step, so a file or folder under its final name is always complete.
+
+- :func:`temp_path`: the temporary sibling of a final path.
+- :func:`atomic_file`: a context manager yielding the temporary path of a file to write.
+- :func:`atomic_folder`: the same for a folder (a final folder already there is replaced).
+- :func:`write_text`: a whole text file at once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+#: What marks a temporary output in its name (``.name.partial-<pid>``).
+PARTIAL_MARKER = ".partial-"
+
+
+def temp_path(final: str | os.PathLike[str], *, folder: bool = False) -> Path:
+    """Hidden temporary sibling of ``final`` for this process.
+
+    ``out/overlay.mp4`` -> ``out/.overlay.partial-<pid>.mp4``; with ``folder``,
+    ``out/masks`` -> ``out/.masks.partial-<pid>``.
+    """
+    final = Path(final)
+    if folder:
+        return final.with_name(f".{final.name}{PARTIAL_MARKER}{os.getpid()}")
+    return final.with_name(f".{final.stem}{PARTIAL_MARKER}{os.getpid()}{final.suffix}")
+
+
+def remove_quietly(path: str | os.PathLike[str]) -> None:
+    """Delete a file or folder if it exists (nothing happens when it is already gone)."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+@contextmanager
+def atomic_file(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``final``, on error it is removed.
+
+    >>> with atomic_file("out/results.json") as tmp:
+    ...     tmp.write_text("{}")
+    """
+    final = Path(final)
+    tmp = temp_path(final)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+
+
+@contextmanager
+def atomic_folder(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh temporary folder; on success it replaces ``final`` (an existing one is
+    removed first), on error it is removed."""
+    final = Path(final)
+    tmp = temp_path(final, folder=True)
+    remove_quietly(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+        replace_folder(tmp, final)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+
+
+def replace_folder(source: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
+    """Move the finished folder ``source`` to ``final``, replacing a folder already there."""
+    remove_quietly(final)
+    os.replace(source, final)
+
+
+def write_text(final: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``final`` atomically; return the path."""
+    with atomic_file(final) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(final)

@@ -1,0 +1,7 @@
+"""Many clips: a manifest processed locally or on a Ray cluster, resumable, failures isolated.
+
+- :mod:`~persam_video.batch.manifest`: reading and checking a manifest;
+- :mod:`~persam_video.batch.clip`: one clip (job, outcome, the runner that loads the model once);
+- :mod:`~persam_video.batch.ray_backend`: Ray actors (an optional extra);
+- :mod:`~persam_video.batch.runner`: :func:`run_batch`.
+"""

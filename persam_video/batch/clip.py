@@ -1,0 +1,116 @@
+"""One clip of a batch: the job, its outcome, and the runner that loads the model once.
+
+Each clip is tracked into ``OUT/.<name>.partial-<pid>/``; when all of its outputs are written, a
+``done.json`` record is added and the folder is renamed to ``OUT/<name>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from persam_video.atomic import atomic_folder, write_text
+from persam_video.config import PerSAMConfig
+
+DONE_RECORD = "done.json"
+
+
+class ClipStatus(str, Enum):
+    """What happened to a clip."""
+
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    """One row of the manifest, checked."""
+
+    name: str
+    input: str
+    mask: str | None = None
+    target: str | None = None
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass
+class ClipOutcome:
+    """What happened to one clip."""
+
+    name: str
+    status: ClipStatus
+    frames: int = 0
+    seconds: float = 0.0
+    reason: str | None = None
+
+
+@dataclass
+class BatchSettings:
+    """What every clip shares: model, config and outputs (picklable, sent to Ray workers)."""
+
+    model: str
+    checkpoint: str | None
+    device: str
+    config: dict[str, Any]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+class ClipRunner:
+    """Loads the model once and processes clips (used in-process and inside Ray actors)."""
+
+    def __init__(self, settings: BatchSettings) -> None:
+        from persam_video.model import load_sam, model_metadata
+
+        self.settings = settings
+        self.sam = load_sam(settings.model, settings.checkpoint, settings.device, progress=False)
+        self.metadata = model_metadata(settings.model, settings.checkpoint)
+
+    def run(self, job: ClipJob, out_root: str) -> ClipOutcome:
+        """Process one clip into ``out_root/<name>``; never raises for a bad clip."""
+        from persam_video.apps.target_file import check_compatible, load_target, to_device
+        from persam_video.apps.track import OutputOptions, RunStatus, track_to_folder
+        from persam_video.video import VideoTracker
+
+        start = time.perf_counter()
+        try:
+            config = PerSAMConfig.from_dict(self.settings.config).with_overrides(
+                list(job.overrides)
+            )
+            targets = None
+            if job.target is not None:
+                loaded = load_target(job.target)
+                check_compatible(loaded, self.metadata, job.target)
+                targets = [to_device(loaded.target, self.sam.device)]
+            with atomic_folder(Path(out_root) / job.name) as work:
+                summary = track_to_folder(
+                    VideoTracker(self.sam, config), job.input, job.mask, work, targets=targets,
+                    options=OutputOptions(**self.settings.outputs), progress=False,
+                    metadata=self.metadata,
+                )  # fmt: skip
+                if summary.status != RunStatus.COMPLETE:
+                    raise ValueError(summary.error or f"tracking {summary.status}")
+                record = {"name": job.name, "input": job.input, "frames": summary.frames,
+                          "outputs": summary.outputs}  # fmt: skip
+                write_text(work / DONE_RECORD, json.dumps(record, indent=1))
+            elapsed = time.perf_counter() - start
+            return ClipOutcome(job.name, ClipStatus.DONE, summary.frames, elapsed)
+        except Exception as exc:  # one bad clip must not stop the others
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            elapsed = time.perf_counter() - start
+            return ClipOutcome(job.name, ClipStatus.FAILED, 0, elapsed, reason)
+
+
+def is_done(out_root: Path, job: ClipJob) -> bool:
+    """Whether ``job`` finished in an earlier run (its done record exists)."""
+    return (out_root / job.name / DONE_RECORD).is_file()

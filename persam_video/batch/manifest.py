@@ -1,0 +1,123 @@
+"""Batch manifests: a CSV file with a header, or JSON lines, one clip per row.
+
+- ``input`` (required): video file or folder of frames;
+- ``mask`` or ``target`` (exactly one): first-frame mask, or a ``.target`` file;
+- ``name`` (optional): output folder name (default: the input's name without extension);
+- ``overrides`` (optional): config overrides, ``key=value`` separated by ``;`` in CSV, a list of
+  strings or a mapping in JSON lines.
+
+Relative paths are relative to the manifest's folder. The whole manifest is checked before any
+clip runs, and every problem is reported at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from persam_video.apps.track import check_mask_or_targets
+from persam_video.batch.clip import ClipJob
+from persam_video.config import ConfigError, PerSAMConfig
+
+MANIFEST_FIELDS = ("input", "mask", "target", "name", "overrides")
+CSV_OVERRIDE_SEPARATOR = ";"
+
+
+class ManifestError(ValueError):
+    """The manifest has problems; the message lists all of them, one per line."""
+
+
+def read_manifest(path: str | os.PathLike[str], base_config: PerSAMConfig) -> list[ClipJob]:
+    """Parse and check a manifest; raise :class:`ManifestError` listing every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"manifest {path} does not exist")
+    rows = list(_rows(path))
+    problems: list[str] = []
+    jobs: list[ClipJob] = []
+    names: dict[str, int] = {}
+    for line, row in rows:
+        where = f"{path.name}:{line}"
+        unknown = sorted(set(row) - set(MANIFEST_FIELDS))
+        if unknown:
+            problems.append(f"{where}: unknown column(s) {', '.join(unknown)}")
+        source = str(row.get("input") or "").strip()
+        if not source:
+            problems.append(f"{where}: no input")
+            continue
+        resolved = _resolve(path.parent, source)
+        if not resolved.exists():
+            problems.append(f"{where}: input {resolved} does not exist")
+        mask, target = (str(row.get(k) or "").strip() or None for k in ("mask", "target"))
+        try:
+            check_mask_or_targets(mask is not None, target is not None)
+        except ValueError:
+            problems.append(f"{where}: give exactly one of mask and target")
+        for kind, value in (("mask", mask), ("target", target)):
+            if value is not None and not _resolve(path.parent, value).is_file():
+                problems.append(f"{where}: {kind} {_resolve(path.parent, value)} does not exist")
+        overrides = _overrides(row.get("overrides"))
+        try:
+            base_config.with_overrides(list(overrides))
+        except ConfigError as exc:
+            problems.append(f"{where}: {exc}")
+        name = str(row.get("name") or "").strip() or resolved.stem
+        if "/" in name or name.startswith("."):
+            problems.append(f"{where}: output name {name!r} must be a plain folder name")
+        if name in names:
+            problems.append(f"{where}: output name {name!r} is also used on line {names[name]}")
+        names.setdefault(name, line)
+        jobs.append(
+            ClipJob(
+                name=name,
+                input=str(resolved),
+                mask=None if mask is None else str(_resolve(path.parent, mask)),
+                target=None if target is None else str(_resolve(path.parent, target)),
+                overrides=overrides,
+            )
+        )
+    if not rows:
+        problems.append(f"{path}: the manifest lists no clips")
+    if problems:
+        raise ManifestError("\n".join(problems))
+    return jobs
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        for line, raw in enumerate(text.splitlines(), start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ManifestError(f"{path.name}:{line}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ManifestError(f"{path.name}:{line}: each line must be a JSON object")
+            yield line, row
+        return
+    reader = csv.DictReader(text.splitlines())
+    for line, row in enumerate(reader, start=2):
+        yield line, {k.strip(): v for k, v in row.items() if k is not None}
+
+
+def _overrides(value: Any) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, dict):
+        return tuple(
+            f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    return tuple(p.strip() for p in str(value).split(CSV_OVERRIDE_SEPARATOR) if p.strip())
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path

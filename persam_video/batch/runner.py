@@ -1,0 +1,88 @@
+"""Many clips: a manifest processed locally or on a Ray cluster, resumable, failures isolated.
+
+Manifest (:mod:`~persam_video.batch.manifest`): a CSV file with a header, or JSON lines, one
+clip per row:
+
+- ``input`` (required): video file or folder of frames;
+- ``mask`` or ``target`` (exactly one): first-frame mask, or a ``.target`` file;
+- ``name`` (optional): output folder name (default: the input's name without extension);
+- ``overrides`` (optional): config overrides, ``key=value`` separated by ``;`` in CSV, a list of
+  strings or a mapping in JSON lines.
+
+Relative paths are relative to the manifest's folder. The whole manifest is checked before any
+clip runs, and every problem is reported at once.
+
+Each clip is tracked into ``OUT/.<name>.partial-<pid>/``; when all of its outputs are written, a
+``done.json`` record is added and the folder is renamed to ``OUT/<name>/``. A rerun skips clips
+whose ``done.json`` exists and redoes the others, so killing a run and starting it again gives
+the same final outputs as an uninterrupted run. A clip that fails (unreadable, corrupt, ...) is
+recorded in ``OUT/failures.jsonl`` and the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from persam_video.atomic import PARTIAL_MARKER, remove_quietly
+from persam_video.batch.clip import (
+    BatchSettings,
+    ClipJob,
+    ClipOutcome,
+    ClipRunner,
+    ClipStatus,
+    is_done,
+)
+from persam_video.batch.ray_backend import run_on_ray
+
+FAILURES = "failures.jsonl"
+
+
+def run_batch(
+    jobs: list[ClipJob],
+    out_dir: str | os.PathLike[str],
+    settings: BatchSettings,
+    *,
+    ray_address: str | None = None,
+    workers: int = 1,
+    gpus_per_worker: float = 0.0,
+    on_outcome: Callable[[ClipOutcome], None] | None = None,
+) -> list[ClipOutcome]:
+    """Process every job not done yet; return one outcome per job (in manifest order).
+
+    ``ray_address`` None runs locally in this process; ``"local"`` starts a local Ray cluster;
+    anything else (``"auto"``, ``"ray://host:10001"``) connects to a running one.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / FAILURES).write_text("", encoding="utf-8")
+    outcomes: dict[str, ClipOutcome] = {}
+    todo = []
+    for job in jobs:
+        if is_done(out, job):
+            outcomes[job.name] = ClipOutcome(job.name, ClipStatus.SKIPPED)
+        else:
+            todo.append(job)
+            for stale in out.glob(f".{job.name}{PARTIAL_MARKER}*"):  # left by a killed run
+                remove_quietly(stale)
+
+    def record(outcome: ClipOutcome) -> None:
+        outcomes[outcome.name] = outcome
+        if outcome.status == ClipStatus.FAILED:
+            job = next(j for j in todo if j.name == outcome.name)
+            with open(out / FAILURES, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"name": job.name, "input": job.input,
+                                    "reason": outcome.reason}) + "\n")  # fmt: skip
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    if todo:
+        if ray_address is None:
+            runner = ClipRunner(settings)
+            for job in todo:
+                record(runner.run(job, str(out)))
+        else:
+            run_on_ray(todo, str(out), settings, ray_address, workers, gpus_per_worker, record)
+    return [outcomes[job.name] for job in jobs]

@@ -1,0 +1,221 @@
+"""What every command shares: one-line errors, the shared options (declared once), and the
+builders that turn options into API objects.
+
+Heavy modules (torch, segment-anything, decord, PyAV) are imported inside the functions, so
+``--help`` and ``--version`` answer at once.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+#: Exit code for bad input (missing files, invalid masks, unknown config keys, ...).
+EXIT_BAD_INPUT = 2
+#: Exit code after Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+#: Exit code when some clips of a batch failed (the others are done).
+EXIT_SOME_FAILED = 1
+#: The model commands use when none is named (and no target names one).
+DEFAULT_MODEL = "vit_b"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class InputError(click.ClickException):
+    """Bad input from the user: one line, exit code 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is meant for the user (imported lazily)."""
+    from persam_video.config import ConfigError
+    from persam_video.io import VideoWriteError
+    from persam_video.model.checkpoints import WeightsError
+
+    return (
+        ValueError,
+        ConfigError,
+        WeightsError,
+        FileNotFoundError,
+        NotADirectoryError,
+        VideoWriteError,
+    )
+
+
+def friendly_errors(func: F) -> F:
+    """Turn the API's user-facing exceptions into :class:`InputError` (one line, exit 2)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except _user_errors() as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise InputError(message) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def deprecated(old: str, new: str) -> None:
+    """One line on stderr saying that an old spelling still works for this release."""
+    click.echo(f"note: {old} is deprecated and will be removed in the next release; use {new}",
+               err=True)  # fmt: skip
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 object``, ``2 objects``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+# --------------------------------------------------------------------------- shared options
+def _apply(func: F, options: list[Callable[[F], F]]) -> F:
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def quiet_option(func: F) -> F:
+    """-q/--quiet."""
+    return click.option("-q", "--quiet", is_flag=True, help="No progress bars.")(func)
+
+
+def out_option(help_text: str, *, required: bool = True, default: str | None = None,
+               file_okay: bool = True) -> Callable[[F], F]:  # fmt: skip
+    """--out: the folder (or file) a command writes."""
+    return click.option(
+        "--out", "out_dir", required=required, default=default, show_default=default is not None,
+        type=click.Path(file_okay=file_okay, path_type=str), help=help_text,
+    )  # fmt: skip
+
+
+def config_options(func: F) -> F:
+    """--config, --set KEY=VALUE (repeatable) and --finetune."""
+    return _apply(func, [
+        click.option("--config", "config_name", default="default", show_default=True,
+                     help="Preset (default, paper_video, paper_image, fast) or a YAML file."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a config field, e.g. --set track.momentum=0.8 (repeatable)."),
+        click.option("--finetune", is_flag=True,
+                     help="PerSAM-F: learn the mask weights on the reference "
+                          "(finetune.steps, finetune.lr)."),
+    ])  # fmt: skip
+
+
+def model_options(func: F | None = None, *, default: str = DEFAULT_MODEL,
+                  from_targets: bool = True) -> Any:  # fmt: skip
+    """--model (None when not given: see :func:`model_for_targets`), --checkpoint, --device."""
+    if func is None:
+        return functools.partial(model_options, default=default, from_targets=from_targets)
+    shown = f"{default}, or the model the --target was made with" if from_targets else default
+    return _apply(func, [
+        click.option("--model", "model_name", default=None,
+                     help="vit_h, vit_l, vit_b (official SAM, downloaded on first use) or demo "
+                          f"(bundled small demo model, not SAM). [default: {shown}]"),
+        click.option("--checkpoint", type=click.Path(dir_okay=False),
+                     help="Local checkpoint file for --model instead of the cache."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto, cpu, cuda or cuda:N."),
+    ])  # fmt: skip
+
+
+def speed_options(func: F) -> F:
+    """--precision, --batch-frames, --compile, --stock-encoder."""
+    return _apply(func, [
+        click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+                     default="auto", show_default=True,
+                     help="Image encoder precision; auto is bfloat16 on CUDA, else float32."),
+        click.option("--batch-frames", default=1, show_default=True, type=click.IntRange(min=1),
+                     help="Frames encoded together (faster on GPUs; the encoder does not depend "
+                          "on earlier masks)."),
+        click.option("--compile", "compile_encoder", is_flag=True,
+                     help="Run the image encoder through torch.compile."),
+        click.option("--stock-encoder", is_flag=True,
+                     help="Use segment-anything's own encoder attention instead of the faster "
+                          "equivalent one."),
+    ])  # fmt: skip
+
+
+def output_options(func: F) -> F:
+    """--overlay/--no-overlay and --masked-video (what a tracked clip writes besides masks)."""
+    return _apply(func, [
+        click.option("--overlay/--no-overlay", default=True, show_default=True,
+                     help="Write overlay.mp4 (objects in colour with contours)."),
+        click.option("--masked-video", type=click.Choice(["none", "cutout", "blur", "alpha"]),
+                     default="none", show_default=True,
+                     help="Also write masked.mp4 (cutout on black, blurred background) or "
+                          "masked.mov (alpha: transparent background, PNG in MOV)."),
+    ])  # fmt: skip
+
+
+# --------------------------------------------------------------------------- builders
+def build_config(config_name: str, overrides: tuple[str, ...], finetune: bool = False) -> Any:
+    """The config of --config with --set overrides (and --finetune) applied."""
+    from persam_video.config import load_config
+
+    extra = ["finetune.enabled=true"] if finetune else []
+    return load_config(config_name).with_overrides([*overrides, *extra])
+
+
+def check_model_name(model_name: str) -> str:
+    """``model_name`` if it is a known model, else an :class:`InputError`."""
+    from persam_video.model.registry import model_names
+
+    if model_name not in model_names():
+        raise InputError(f"unknown model {model_name!r}; known: {', '.join(model_names())}")
+    return model_name
+
+
+def load_model(model_name: str, checkpoint: str | None, device: str, quiet: bool) -> Any:
+    """Load the SAM model named on the command line (the stock model)."""
+    from persam_video.model.registry import load_sam
+
+    return load_sam(model_name, checkpoint=checkpoint, device=device, progress=not quiet)
+
+
+def make_encoder(
+    sam: Any, precision: str, batch_frames: int, compile_encoder: bool, stock_encoder: bool
+) -> Any:
+    """The FrameEncoder the speed options ask for."""
+    from persam_video.persam.encoder import FrameEncoder
+
+    return FrameEncoder(
+        sam, attention="stock" if stock_encoder else "fast", precision=precision,
+        batch_size=batch_frames, compile=compile_encoder,
+    )  # fmt: skip
+
+
+def load_targets(paths: tuple[str, ...], model: dict[str, Any], device: Any) -> list[Any]:
+    """Read target files and check they were made with ``model``."""
+    from persam_video.apps.target_file import check_compatible, load_target, to_device
+
+    targets = []
+    for path in paths:
+        loaded = load_target(path)
+        check_compatible(loaded, model, path)
+        targets.append(to_device(loaded.target, device))
+    return targets
+
+
+def model_for_targets(
+    model_name: str | None, target_paths: tuple[str, ...] = (), default: str = DEFAULT_MODEL
+) -> str:
+    """The model to load: the one named, else the one the targets were made with, else
+    ``default``."""
+    from persam_video.apps.target_file import load_target
+
+    if model_name is not None:
+        return check_model_name(model_name)
+    made = {str(load_target(path).model.get("model")) for path in target_paths}
+    if len(made) > 1:
+        raise InputError(f"the targets were made with different models ({', '.join(sorted(made))})")
+    return check_model_name(made.pop() if made else default)

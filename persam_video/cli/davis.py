@@ -1,0 +1,153 @@
+"""``persam-video davis`` and ``eval``: DAVIS-layout datasets, tracked and evaluated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from persam_video.cli import common
+from persam_video.cli.common import (
+    InputError,
+    config_options,
+    friendly_errors,
+    model_options,
+    out_option,
+    quiet_option,
+    speed_options,
+)
+
+DEFAULT_SUBSET = "val"
+#: DAVIS runs default to the largest official model (the paper's DAVIS setting).
+DAVIS_DEFAULT_MODEL = "vit_h"
+
+
+def davis_set_options(func: Any) -> Any:
+    """--davis-root, --subset, --year: which DAVIS subset."""
+    options = [
+        click.option("--davis-root", required=True,
+                     type=click.Path(file_okay=False, path_type=str),
+                     help="DAVIS folder (with ImageSets/, JPEGImages/, Annotations/)."),
+        click.option("--subset", default=None,
+                     help="Image set (ImageSets/<year>/<subset>.txt). "
+                          f"[default: {DEFAULT_SUBSET}]"),
+        click.option("--year", type=click.Choice(["2016", "2017"]), default="2017",
+                     show_default=True),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _old_override(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
+    if value:
+        common.deprecated("--override KEY=VALUE", "--set KEY=VALUE")
+    return value
+
+
+def split_old_subset(subset: str | None, overrides: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """The subset and the config overrides, reading ``--set NAME`` (no ``=``) as the old
+    spelling of ``--subset NAME``."""
+    old = [value for value in overrides if "=" not in value]
+    if old:
+        common.deprecated("--set NAME for the DAVIS image set", "--subset NAME")
+        if len(old) > 1 or (subset is not None and subset != old[0]):
+            raise InputError(f"give one image set with --subset (got {', '.join(old)})")
+        subset = old[0]
+    return subset or DEFAULT_SUBSET, tuple(value for value in overrides if "=" in value)
+
+
+def evaluate_and_report(
+    davis_root: str, subset: str, year: str, results: str, json_path: str | None,
+    csv_path: str | None, quiet: bool,
+) -> None:  # fmt: skip
+    """Evaluate DAVIS results, print the tables, write the JSON/CSV files asked for."""
+    from persam_video.eval.davis_dataset import DavisDataset
+    from persam_video.eval.evaluate import evaluate_davis
+
+    dataset = DavisDataset(davis_root, subset=subset, year=int(year))
+    report = evaluate_davis(dataset, results, progress=not quiet)
+    click.echo(report.format_table())
+    if json_path:
+        report.to_json(json_path)
+    if csv_path:
+        report.to_csv(csv_path)
+
+
+@click.command()
+@davis_set_options
+@out_option("Results folder: <sequence>/<frame>.png; rerun to resume.", file_okay=False)
+@model_options(default=DAVIS_DEFAULT_MODEL, from_targets=False)
+@config_options
+@click.option("--override", "old_overrides", multiple=True, hidden=True, callback=_old_override)
+@speed_options
+@click.option("--no-eval", is_flag=True, help="Only write the results; do not evaluate them.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    help="Write the evaluation report as JSON.",
+)
+@quiet_option
+@friendly_errors
+def davis(
+    davis_root: str, subset: str | None, year: str, out_dir: str, model_name: str | None,
+    checkpoint: str | None, device: str, config_name: str, overrides: tuple[str, ...],
+    finetune: bool, old_overrides: tuple[str, ...], precision: str, batch_frames: int,
+    compile_encoder: bool, stock_encoder: bool, no_eval: bool, json_path: str | None,
+    quiet: bool,
+) -> None:  # fmt: skip
+    """Track every sequence of a DAVIS set from its first annotation, then evaluate (J&F).
+
+    Sequences already complete in --out are skipped, so an interrupted run resumes.
+    """
+    from persam_video.apps.davis import run_davis
+    from persam_video.eval.davis_dataset import DavisDataset
+    from persam_video.model.registry import model_metadata
+    from persam_video.video import VideoTracker
+
+    subset, overrides = split_old_subset(subset, overrides)
+    config = common.build_config(config_name, (*overrides, *old_overrides), finetune)
+    model_name = common.model_for_targets(model_name, default=DAVIS_DEFAULT_MODEL)
+    dataset = DavisDataset(davis_root, subset=subset, year=int(year))
+    sam = common.load_model(model_name, checkpoint, device, quiet)
+    encoder = common.make_encoder(sam, precision, batch_frames, compile_encoder, stock_encoder)
+    run = run_davis(
+        VideoTracker(sam, config, encoder), dataset, out_dir,
+        record=model_metadata(model_name, checkpoint), progress=not quiet,
+    )  # fmt: skip
+    click.echo(
+        f"{len(run.done)} sequences tracked ({run.frames} frames, {run.seconds:.1f} s), "
+        f"{len(run.skipped)} already complete; results in {run.out_dir}"
+    )
+    if not no_eval:
+        evaluate_and_report(davis_root, subset, year, out_dir, json_path, None, quiet)
+
+
+@click.command("eval")
+@davis_set_options
+@click.option("--set", "old_subset", hidden=True, default=None)
+@click.option(
+    "--results",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Result folder: <sequence>/<frame>.png palette PNGs of object ids.",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON."
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False),
+    help="Write the global table as CSV (per-object table beside it, *_per-object.csv).",
+)
+@quiet_option
+@friendly_errors
+def eval_command(
+    davis_root: str, subset: str | None, year: str, old_subset: str | None, results: str,
+    json_path: str | None, csv_path: str | None, quiet: bool,
+) -> None:  # fmt: skip
+    """Evaluate DAVIS results (semi-supervised J&F), equal to the official davis2017-evaluation."""
+    subset, _ = split_old_subset(subset, (old_subset,) if old_subset else ())
+    evaluate_and_report(davis_root, subset, year, results, json_path, csv_path, quiet)

@@ -1,0 +1,46 @@
+"""``persam-video weights``: list, download or locate the official SAM checkpoints."""
+
+from __future__ import annotations
+
+import click
+
+from persam_video.cli.common import friendly_errors, quiet_option
+
+
+@click.group()
+def weights() -> None:
+    """List, download or locate the official SAM checkpoints."""
+
+
+@weights.command("list")
+def weights_list() -> None:
+    """Show the known checkpoints and whether they are in the cache."""
+    from persam_video.model.checkpoints import CHECKPOINTS, cache_dir, checkpoint_path
+
+    click.echo(f"cache: {cache_dir()}  (set $PERSAM_VIDEO_CACHE to move it)")
+    for name, ckpt in CHECKPOINTS.items():
+        path = checkpoint_path(name)
+        state = "cached" if path.is_file() and path.stat().st_size == ckpt.size else "not cached"
+        click.echo(f"{name:6} {ckpt.size / 2**20:8.0f} MiB  {state:10}  {ckpt.url}")
+    click.echo("demo   bundled small demo model (not SAM: for trying persam-video offline)")
+
+
+@weights.command("download")
+@click.argument("name")
+@quiet_option
+@friendly_errors
+def weights_download(name: str, quiet: bool) -> None:
+    """Download checkpoint NAME (vit_h, vit_l, vit_b) into the cache and verify its SHA-256."""
+    from persam_video.model.checkpoints import ensure_checkpoint
+
+    click.echo(str(ensure_checkpoint(name, progress=not quiet)))
+
+
+@weights.command("path")
+@click.argument("name")
+@friendly_errors
+def weights_path(name: str) -> None:
+    """Print where checkpoint NAME is (or would be) stored."""
+    from persam_video.model.checkpoints import checkpoint_path
+
+    click.echo(str(checkpoint_path(name)))

@@ -1,0 +1,173 @@
+"""Official SAM checkpoints: registry, cache directory, verified downloads.
+
+Checkpoints are downloaded on first use into the cache directory (``$PERSAM_VIDEO_CACHE``, by
+default ``$XDG_CACHE_HOME/persam-video`` or ``~/.cache/persam-video``): to a temporary file, with a
+progress bar, then checked for size and SHA-256 and only then renamed into place, so a file under
+its final name is always complete and verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from persam_video.atomic import atomic_file
+
+CACHE_ENV = "PERSAM_VIDEO_CACHE"
+DOWNLOAD_CHUNK_BYTES = 1 << 20
+DOWNLOAD_TIMEOUT_S = 30.0
+_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything"
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint cannot be found, downloaded, verified or loaded."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An official SAM checkpoint: where to get it and how to verify it."""
+
+    name: str
+    url: str
+    size: int
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+CHECKPOINTS: dict[str, Checkpoint] = {
+    "vit_h": Checkpoint(
+        "vit_h",
+        f"{_BASE_URL}/sam_vit_h_4b8939.pth",
+        2_564_550_879,
+        "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+    ),
+    "vit_l": Checkpoint(
+        "vit_l",
+        f"{_BASE_URL}/sam_vit_l_0b3195.pth",
+        1_249_524_607,
+        "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+    ),
+    "vit_b": Checkpoint(
+        "vit_b",
+        f"{_BASE_URL}/sam_vit_b_01ec64.pth",
+        375_042_383,
+        "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+    ),
+}
+
+
+def cache_dir() -> Path:
+    """The folder downloaded checkpoints are kept in."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "persam-video"
+
+
+def get_checkpoint(name: str) -> Checkpoint:
+    """The registry entry of ``name``; a :class:`WeightsError` lists the known names otherwise."""
+    try:
+        return CHECKPOINTS[name]
+    except KeyError:
+        raise WeightsError(
+            f"unknown SAM checkpoint {name!r}; known: {', '.join(CHECKPOINTS)}"
+        ) from None
+
+
+def checkpoint_path(name: str) -> Path:
+    """Where the checkpoint ``name`` is (or will be) stored in the cache."""
+    return cache_dir() / get_checkpoint(name).filename
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(DOWNLOAD_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_file(path: str | Path, checkpoint: Checkpoint) -> None:
+    """Raise :class:`WeightsError` unless ``path`` has the checkpoint's size and SHA-256."""
+    size = Path(path).stat().st_size
+    if size != checkpoint.size:
+        raise WeightsError(
+            f"{path} has {size:,} bytes, the {checkpoint.name} checkpoint has {checkpoint.size:,}"
+        )
+    digest = sha256_of(path)
+    if digest != checkpoint.sha256:
+        raise WeightsError(
+            f"{path} has SHA-256 {digest}, the {checkpoint.name} checkpoint has {checkpoint.sha256}"
+        )
+
+
+def ensure_checkpoint(name: str, *, progress: bool = True) -> Path:
+    """The cached checkpoint ``name``, downloading and verifying it first if needed."""
+    checkpoint = get_checkpoint(name)
+    path = checkpoint_path(name)
+    if path.is_file() and path.stat().st_size == checkpoint.size:
+        return path
+    return download(checkpoint, path, progress=progress)
+
+
+def download(checkpoint: Checkpoint, dest: str | Path, *, progress: bool = True) -> Path:
+    """Download ``checkpoint`` to ``dest`` through a temporary file; verify, then rename.
+
+    Works for ``http(s)://`` and ``file://`` URLs. On any failure nothing is left under ``dest``
+    and a one-line :class:`WeightsError` says what to download and where to put it.
+    """
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightsError(f"cannot create the cache folder {dest.parent}: {exc.strerror}") from exc
+    try:
+        with atomic_file(dest) as partial:
+            digest = _fetch(checkpoint, partial, progress=progress)
+            size = partial.stat().st_size
+            if size != checkpoint.size or digest != checkpoint.sha256:
+                raise WeightsError(
+                    f"the download of {checkpoint.name} from {checkpoint.url} is corrupt "
+                    f"({size:,} bytes, SHA-256 {digest[:12]}…; expected {checkpoint.size:,} "
+                    f"bytes, {checkpoint.sha256[:12]}…)"
+                )
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        raise WeightsError(
+            f"cannot download the {checkpoint.name} checkpoint from {checkpoint.url} ({reason}); "
+            f"download it yourself and save it as {dest}, or pass --checkpoint FILE"
+        ) from exc
+    return dest
+
+
+def _fetch(checkpoint: Checkpoint, target: Path, *, progress: bool) -> str:
+    """Stream the URL into ``target``; return the hex SHA-256 of what was written."""
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(checkpoint.url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        total = int(response.headers.get("Content-Length") or checkpoint.size)
+        with (
+            open(target, "wb") as out,
+            tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=f"downloading {checkpoint.filename}",
+                disable=not progress,
+            ) as bar,
+        ):
+            while chunk := response.read(DOWNLOAD_CHUNK_BYTES):
+                out.write(chunk)
+                digest.update(chunk)
+                bar.update(len(chunk))
+    return digest.hexdigest()

@@ -1,0 +1,14 @@
+"""Video: the tracker's per-video state, its rules, and the tracker itself.
+
+- :mod:`~persam_video.video.state`: :class:`TrackState`, :class:`ObjectState` (explicit state,
+  so one tracker follows several videos) and the per-frame results;
+- :mod:`~persam_video.video.rules`: box prompts, fusion, absence and momentum (pure functions);
+- :mod:`~persam_video.video.tracker`: :class:`VideoTracker`, PerSAM frame after frame.
+
+Temporal propagation and a target memory belong here, beside the tracker.
+"""
+
+from persam_video.video.state import FrameResult, ObjectResult, ObjectState, TrackState
+from persam_video.video.tracker import VideoTracker
+
+__all__ = ["FrameResult", "ObjectResult", "ObjectState", "TrackState", "VideoTracker"]

@@ -1,0 +1,86 @@
+"""Per-video state and per-frame results of the tracker (explicit, so one tracker can follow
+several videos)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch import Tensor
+
+
+@dataclass
+class ObjectState:
+    """What the tracker remembers about one object between frames."""
+
+    obj_id: int
+    #: (C,) embedding from the first frame (the user's annotation).
+    first_embedding: Tensor
+    #: (C,) current target embedding (momentum-updated).
+    embedding: Tensor
+    #: Tight (x0, y0, x1, y1) box of the object's mask in the previous frame; None when absent.
+    box: tuple[float, float, float, float] | None = None
+    #: Mask area (pixels) when the embedding was last updated (or in the first frame); None
+    #: while the object has not been seen yet (a saved target before its first sighting).
+    reference_area: int | None = None
+    present: bool = True
+    #: (3,) PerSAM-F mask weights learned on the first frame, or None.
+    mask_weights: Tensor | None = None
+
+
+@dataclass
+class ObjectResult:
+    """One object on one frame."""
+
+    obj_id: int
+    #: Whether the object was found on this frame (its mask may still be empty if fully hidden).
+    present: bool
+    #: SAM's predicted IoU of the object's mask (1.0 on the annotated frame).
+    score: float
+    #: Pixels of the object in the fused label map.
+    area: int
+    #: (x0, y0, x1, y1) inclusive pixel box of the object's pixels, or None when it has none.
+    bbox: tuple[int, int, int, int] | None
+    #: Highest cosine similarity between the target and the frame's features.
+    peak_similarity: float
+    #: Whether the target embedding was updated from this frame.
+    updated: bool = False
+    #: (N, 2) float (x, y) point prompts and (N,) labels used on this frame (empty on frame 0).
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    point_labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+
+
+@dataclass
+class FrameResult:
+    """The tracker's output for one frame."""
+
+    index: int
+    #: Seconds from the start of the stream (the frame's own timestamp for variable frame rate),
+    #: or None for a source without a clock.
+    time: float | None
+    #: (H, W) uint8 label map: 0 background, else the object id.
+    labels: np.ndarray
+    objects: list[ObjectResult]
+    #: (H, W, 3) uint8 RGB frame the result belongs to (a reference, not a copy).
+    frame: np.ndarray
+
+    def mask(self, obj_id: int) -> np.ndarray:
+        """(H, W) bool mask of one object."""
+        return self.labels == obj_id
+
+
+@dataclass
+class TrackState:
+    """Everything the tracker carries from one frame of a video to the next."""
+
+    objects: list[ObjectState]
+    frame_size: tuple[int, int]
+    frames_seen: int = 0
+    #: Objects come from saved targets, not from an annotated frame: each frame is searched and
+    #: an object counts as present only when confidently found (the absence thresholds apply
+    #: even with ``track.occlusion`` off).
+    from_targets: bool = False
+
+    @property
+    def object_ids(self) -> list[int]:
+        return [o.obj_id for o in self.objects]

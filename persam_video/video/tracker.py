@@ -1,0 +1,317 @@
+"""The video tracker: PerSAM per frame, per-object state, momentum, occlusion, fusion.
+
+Data flows one way: frames -> SAM features (once per frame, shared by all objects) -> PerSAM for
+every object (:mod:`persam_video.persam`, the same code as image mode) -> fusion into one label
+map -> per-object state update. :class:`~persam_video.video.state.TrackState` holds everything a
+video needs between frames, so several videos can be tracked with one :class:`VideoTracker`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+from torch import Tensor
+
+from persam_video.config import PerSAMConfig
+from persam_video.labels import LabelMap, check_object_id
+from persam_video.persam.api import PerSAM, Target, check_image
+from persam_video.persam.cascade import ExtraPrompt
+from persam_video.persam.encoder import FrameEncoder
+from persam_video.persam.features import FrameFeatures
+from persam_video.persam.geometry import mask_box
+from persam_video.video.rules import (
+    box_center,
+    expand_box,
+    fuse,
+    is_absent,
+    momentum_update,
+    should_update,
+)
+from persam_video.video.state import FrameResult, ObjectResult, ObjectState, TrackState
+
+
+# --------------------------------------------------------------------------- tracker
+class VideoTracker:
+    """Track the objects of a first-frame mask through a video with PerSAM.
+
+    >>> tracker = VideoTracker(load_sam("vit_b"), PerSAMConfig.default())
+    >>> for result in tracker.track(frames, first_labels):
+    ...     result.labels  # (H, W) uint8 label map
+    """
+
+    def __init__(
+        self, sam: Sam, config: PerSAMConfig | None = None, encoder: FrameEncoder | None = None
+    ) -> None:
+        self.persam = PerSAM(sam, config, encoder)
+
+    @property
+    def config(self) -> PerSAMConfig:
+        return self.persam.config
+
+    @property
+    def sam(self) -> Sam:
+        return self.persam.sam
+
+    def track(
+        self, frames: Iterable[np.ndarray], first_labels: np.ndarray | LabelMap
+    ) -> Iterator[FrameResult]:
+        """Yield a :class:`FrameResult` per frame; the first frame's result is its annotation.
+
+        Args:
+            frames: (H, W, 3) uint8 RGB frames, or objects with ``rgb``, ``index`` and ``time``
+                attributes (as yielded by :func:`persam_video.io.open_source`).
+            first_labels: (H, W) uint8 label map of the first frame (0 background, 1..K objects),
+                or a :class:`~persam_video.labels.LabelMap` already checked.
+        """
+        state: TrackState | None = None
+        for rgb, index, time, feats in self._encoded(_frames(frames)):
+            if state is None:
+                state, result = self.start(rgb, first_labels, index=index, time=time, feats=feats)
+            else:
+                result = self._step_encoded(state, rgb, feats, index=index, time=time)
+            yield result
+
+    def track_targets(
+        self,
+        frames: Iterable[np.ndarray],
+        targets: list[Target],
+        object_ids: list[int] | None = None,
+    ) -> Iterator[FrameResult]:
+        """Find saved targets in every frame (no annotated frame); yield a result per frame.
+
+        Object ``i`` gets id ``object_ids[i]`` (default ``i + 1``); its mask is empty on frames
+        where it is not confidently found.
+        """
+        ids = object_ids if object_ids is not None else list(range(1, len(targets) + 1))
+        if len(ids) != len(targets) or not targets:
+            raise ValueError(f"need one object id per target, got {len(ids)} for {len(targets)}")
+        ids = [check_object_id(i) for i in ids]
+        state: TrackState | None = None
+        for rgb, index, time, feats in self._encoded(_frames(frames)):
+            if state is None:
+                objects = [
+                    ObjectState(
+                        obj_id=i,
+                        first_embedding=t.embedding,
+                        embedding=t.embedding,
+                        present=False,
+                        mask_weights=t.mask_weights,
+                    )
+                    for i, t in zip(ids, targets, strict=True)
+                ]
+                state = TrackState(objects, check_image(rgb).shape[:2], from_targets=True)
+            yield self._step_encoded(state, rgb, feats, index=index, time=time)
+
+    def _encoded(
+        self, frames: Iterator[tuple[np.ndarray, int, float | None]]
+    ) -> Iterator[tuple[np.ndarray, int, float | None, FrameFeatures | None]]:
+        """Frames with their features when the encoder batches frames (else None: encoded later).
+
+        Batches never hold frames of different sizes: a size change starts a new batch, and the
+        frame of another size fails in :meth:`step`.
+        """
+        size = self.persam.encoder.batch_size
+        if size == 1:
+            for rgb, index, time in frames:
+                yield rgb, index, time, None
+            return
+        batch: list[tuple[np.ndarray, int, float | None]] = []
+        for item in frames:
+            if batch and (len(batch) == size or item[0].shape != batch[0][0].shape):
+                yield from self._flush(batch)
+                batch = []
+            batch.append((check_image(item[0]), item[1], item[2]))
+        yield from self._flush(batch)
+
+    def _flush(
+        self, batch: list[tuple[np.ndarray, int, float | None]]
+    ) -> Iterator[tuple[np.ndarray, int, float | None, FrameFeatures | None]]:
+        if not batch:
+            return
+        feats = self.persam.encoder.encode_many([rgb for rgb, _, _ in batch])
+        for (rgb, index, time), f in zip(batch, feats, strict=True):
+            yield rgb, index, time, f
+
+    def _step_encoded(
+        self,
+        state: TrackState,
+        rgb: np.ndarray,
+        feats: FrameFeatures | None,
+        *,
+        index: int,
+        time: float | None,
+    ) -> FrameResult:
+        if feats is None:
+            return self.step(state, rgb, index=index, time=time)
+        if rgb.shape[:2] != state.frame_size:
+            raise ValueError(
+                f"frame {index} has size {rgb.shape[:2]}, the video {state.frame_size}"
+            )
+        with torch.inference_mode():
+            return self.step_features(state, feats, rgb, index=index, time=time)
+
+    @torch.inference_mode()
+    def start(
+        self,
+        frame: np.ndarray,
+        labels: np.ndarray | LabelMap,
+        *,
+        index: int = 0,
+        time: float | None = None,
+        feats: FrameFeatures | None = None,
+    ) -> tuple[TrackState, FrameResult]:
+        """Personalize on the annotated frame; return the state and that frame's result."""
+        frame = check_image(frame)
+        annotation = LabelMap.check(labels, frame.shape[:2])
+        if feats is None:
+            feats = self.persam.encode(frame)
+        objects = []
+        results = []
+        for obj_id in annotation.ids:
+            mask = annotation.mask(obj_id)
+            try:
+                embedding = self.persam.embed(feats, mask)
+            except ValueError as exc:
+                raise ValueError(f"object {obj_id} of the first mask: {exc}") from None
+            box = _box_tuple(mask_box(torch.from_numpy(mask)))
+            area = int(mask.sum())
+            weights = None
+            if self.config.finetune.enabled:
+                weights = self.persam.finetune(Target(embedding), [(feats, mask)]).weights
+            objects.append(
+                ObjectState(
+                    obj_id=obj_id,
+                    first_embedding=embedding.clone(),
+                    embedding=embedding,
+                    box=box,
+                    reference_area=area,
+                    mask_weights=weights,
+                )
+            )
+            results.append(
+                ObjectResult(
+                    obj_id=obj_id,
+                    present=True,
+                    score=1.0,
+                    area=area,
+                    bbox=_int_box(box),
+                    peak_similarity=float("nan"),
+                )
+            )
+        state = TrackState(objects=objects, frame_size=frame.shape[:2], frames_seen=1)
+        return state, FrameResult(index, time, annotation.without_void(), results, frame)
+
+    @torch.inference_mode()
+    def step(
+        self, state: TrackState, frame: np.ndarray, *, index: int, time: float | None = None
+    ) -> FrameResult:
+        """Track every object of ``state`` on the next frame and update the state."""
+        frame = self._check_frame(state, frame, index)
+        return self.step_features(state, self.persam.encode(frame), frame, index=index, time=time)
+
+    @staticmethod
+    def _check_frame(state: TrackState, frame: np.ndarray, index: int) -> np.ndarray:
+        frame = check_image(frame)
+        if frame.shape[:2] != state.frame_size:
+            raise ValueError(
+                f"frame {index} has size {frame.shape[:2]}, the video {state.frame_size}"
+            )
+        return frame
+
+    def step_features(
+        self,
+        state: TrackState,
+        feats: FrameFeatures,
+        frame: np.ndarray,
+        *,
+        index: int,
+        time: float | None = None,
+    ) -> FrameResult:
+        """:meth:`step` on features already computed (for pipelines that batch the encoder)."""
+        cfg = self.config.track
+        state.frames_seen += 1
+        if not state.objects:
+            empty = np.zeros(state.frame_size, np.uint8)
+            return FrameResult(index, time, empty, [], frame)
+        targets = [Target(o.embedding, o.mask_weights) for o in state.objects]
+        prompts = [self._prompt(o, state.frame_size) for o in state.objects]
+        preds = self.persam.segment_features(feats, targets, prompts)
+        presence = self.config.presence
+        found = [not is_absent(p, cfg, presence, search=state.from_targets) for p in preds]
+        present_ids = [o.obj_id for o, f in zip(state.objects, found, strict=True) if f]
+        logits = [p.mask_logits for p, f in zip(preds, found, strict=True) if f]
+        if logits:
+            labels = fuse(torch.stack(logits), present_ids, self.sam.mask_threshold)
+        else:
+            labels = torch.zeros(state.frame_size, dtype=torch.uint8, device=feats.embedding.device)
+
+        results = []
+        for obj, pred, ok in zip(state.objects, preds, found, strict=True):
+            mask = labels == obj.obj_id
+            area = int(mask.sum())
+            box = _box_tuple(mask_box(mask)) if ok else None
+            obj.present = ok and area > 0
+            obj.box = box if obj.present else None
+            updated = False
+            if obj.present and obj.reference_area is None:  # first sighting of a saved target
+                obj.reference_area = area
+            elif obj.present and should_update(pred.score, area, obj.reference_area, cfg):
+                updated = self._update_embedding(obj, feats, mask)
+                if updated:
+                    obj.reference_area = area
+            results.append(
+                ObjectResult(
+                    obj_id=obj.obj_id,
+                    present=obj.present,
+                    score=pred.score,
+                    area=area,
+                    bbox=_int_box(obj.box),
+                    peak_similarity=pred.peak_similarity,
+                    updated=updated,
+                    points=pred.points.cpu().numpy(),
+                    point_labels=pred.labels.cpu().numpy(),
+                )
+            )
+        return FrameResult(index, time, labels.cpu().numpy(), results, frame)
+
+    def _prompt(self, obj: ObjectState, size: tuple[int, int]) -> ExtraPrompt:
+        """The previous frame's box (expanded) and optionally its centre, for a present object."""
+        cfg = self.config.track
+        if not cfg.box_prompt or obj.box is None:
+            return ExtraPrompt()
+        box = expand_box(obj.box, cfg.box_margin, size)
+        points = (box_center(box),) if cfg.box_center_point else ()
+        return ExtraPrompt(box=box, points=points)
+
+    def _update_embedding(self, obj: ObjectState, feats: FrameFeatures, mask: Tensor) -> bool:
+        try:
+            observed = self.persam.embed(feats, mask.cpu().numpy())
+        except ValueError:  # the mask covers no feature cell under the 'paper' rule
+            return False
+        cfg = self.config.track
+        obj.embedding = momentum_update(
+            obj.embedding, observed, obj.first_embedding, cfg.momentum, cfg.anchor
+        )
+        return True
+
+
+def _frames(frames: Iterable[Any]) -> Iterator[tuple[np.ndarray, int, float | None]]:
+    """(rgb, index, time) of arrays or of ``Frame``-like objects (``rgb``, ``index``, ``time``)."""
+    for position, item in enumerate(frames):
+        yield (
+            getattr(item, "rgb", item),
+            getattr(item, "index", position),
+            getattr(item, "time", None),
+        )
+
+
+def _box_tuple(box: Tensor | None) -> tuple[float, float, float, float] | None:
+    return None if box is None else tuple(float(v) for v in box.tolist())  # type: ignore[return-value]
+
+
+def _int_box(box: tuple[float, ...] | None) -> tuple[int, int, int, int] | None:
+    return None if box is None else tuple(int(v) for v in box)  # type: ignore[return-value]
