@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from segment_anything.modeling import Sam
 
 from persam_video.persam.encoder import FrameEncoder
 from persam_video.persam.features import FrameFeatures
+
+#: The repository's root folder (tests/ is right below it).
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def encode_image(sam: Sam, rgb: np.ndarray) -> FrameFeatures:

@@ -1,16 +1,5 @@
-"""Many clips: a manifest processed locally or on a Ray cluster, resumable, failures isolated.
-
-Manifest (:mod:`~persam_video.batch.manifest`): a CSV file with a header, or JSON lines, one
-clip per row:
-
-- ``input`` (required): video file or folder of frames;
-- ``mask`` or ``target`` (exactly one): first-frame mask, or a ``.target`` file;
-- ``name`` (optional): output folder name (default: the input's name without extension);
-- ``overrides`` (optional): config overrides, ``key=value`` separated by ``;`` in CSV, a list of
-  strings or a mapping in JSON lines.
-
-Relative paths are relative to the manifest's folder. The whole manifest is checked before any
-clip runs, and every problem is reported at once.
+"""Many clips: a manifest (:mod:`~persam_video.batch.manifest`) processed locally or on a Ray
+cluster, resumable, failures isolated.
 
 Each clip is tracked into ``OUT/.<name>.partial-<pid>/``; when all of its outputs are written, a
 ``done.json`` record is added and the folder is renamed to ``OUT/<name>/``. A rerun skips clips

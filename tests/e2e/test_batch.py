@@ -16,8 +16,9 @@ from click.testing import CliRunner
 from persam_video.cli import cli
 from persam_video.synthetic import make_clip
 from persam_video.synthetic.export import write_clip_video
+from tests.helpers import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 CLIP_SIZE = (90, 120)
 CLIP_FRAMES = 8
 
@@ -103,6 +104,7 @@ def test_local_batch_isolates_failures_and_resumes(tmp_path, dataset):
     assert "0 done, 3 already done, 1 failed" in second.output
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_same_outputs(tmp_path):
     clips = make_clips(tmp_path, 4, frames=12)
     manifest = tmp_path / "m.csv"
@@ -133,6 +135,8 @@ def test_kill_and_resume_gives_the_same_outputs(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_ray_batch_matches_local_mode(tmp_path, dataset):
     pytest.importorskip("ray")
     _, manifest = dataset

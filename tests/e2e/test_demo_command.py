@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from persam_video.cli import cli
@@ -18,6 +19,7 @@ JF_FLOOR = 0.55
 STATIC_CEILING = 0.2
 
 
+@pytest.mark.slow
 def test_demo_tracks_well_above_the_static_baseline(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--seed", "0", "-q"])

@@ -415,6 +415,7 @@ def _peak_decode_bytes(path: Path) -> int:
     return peak
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_video_length(tmp_path):
     size_hw = (128, 192)  # frames large enough that small per-frame bookkeeping is noise
     short, long = tmp_path / "short.mp4", tmp_path / "long.mp4"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +12,9 @@ import torch
 from torch.utils.data import default_collate
 
 from persam_video.model.spec import build_sam, tiny_sam_spec
-from tests.helpers import encode_image
+from tests.helpers import REPO_ROOT, encode_image
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "train_demo_model.py"
+TOOL = REPO_ROOT / "tools" / "train_demo_model.py"
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
+import pytest
 
 from persam_video.config import PerSAMConfig
 from persam_video.video.tracker import VideoTracker
+from tests.helpers import REPO_ROOT
 from tests.video_factory import synthetic_frame, synthetic_labels
 
 SIZE = (48, 64)
@@ -34,7 +35,7 @@ import resource, sys
 from persam_video.config import PerSAMConfig
 from persam_video import VideoTracker, build_sam, track_to_folder
 from persam_video.model import tiny_sam_spec
-from tests.test_tracker_api import SIZE, frames
+from tests.integration.test_tracker_api import SIZE, frames
 from tests.video_factory import synthetic_labels
 
 n, out = int(sys.argv[1]), sys.argv[2]
@@ -46,7 +47,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 def _peak_rss_kib(tmp_path, n: int) -> int:
     """Peak resident memory (KiB) of a fresh process tracking ``n`` frames to a folder."""
-    root = Path(__file__).resolve().parents[1]
+    root = REPO_ROOT
     out = subprocess.run(
         [sys.executable, "-c", PEAK_RSS_SCRIPT, str(n), str(tmp_path / f"out{n}")],
         capture_output=True, text=True, check=True, cwd=root,
@@ -54,6 +55,7 @@ def _peak_rss_kib(tmp_path, n: int) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_video_length(tmp_path):
     """Peak RSS of the whole pipeline (track, write) for 1,000 frames is within 10% of 100."""
     short = _peak_rss_kib(tmp_path, 100)

@@ -59,6 +59,7 @@ def test_bfloat16_encoder_keeps_the_masks(small_sam):
 NO_COMPILER = shutil.which("g++") is None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(NO_COMPILER, reason="torch.compile on CPUs needs a C++ compiler")
 def test_compiled_encoder_gives_the_same_features(tiny_sam):
     """``compile=True`` (``--compile``) runs the encoder through torch.compile, same features."""

@@ -6,13 +6,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
+from tests.helpers import REPO_ROOT
+
+TOOL = REPO_ROOT / "tools" / "bench.py"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("huge_pages", [None, "0"])
 def test_bench_reports_every_measure(tmp_path, huge_pages):
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
