@@ -22,6 +22,9 @@ from pathlib import Path
 
 #: What marks a temporary output in its name (``.name.partial-<pid>``).
 PARTIAL_MARKER = ".partial-"
+#: Mode of a new file before the umask, and the umask assumed where it cannot be read.
+FILE_MODE = 0o666
+DEFAULT_UMASK = 0o022
 
 
 def temp_path(final: str | os.PathLike[str], *, folder: bool = False) -> Path:
@@ -48,9 +51,24 @@ def remove_quietly(path: str | os.PathLike[str]) -> None:
         pass
 
 
+def file_mode() -> int:
+    """The mode a new file gets in this process (0o666 less the umask), read without changing
+    the umask."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return FILE_MODE & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return FILE_MODE & ~DEFAULT_UMASK
+
+
 @contextmanager
 def atomic_file(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``final``, on error it is removed.
+
+    The file gets the usual mode of new files (libraries that write 0600 files, such as
+    safetensors, do not make our outputs private).
 
     >>> with atomic_file("out/results.json") as tmp:
     ...     tmp.write_text("{}")
@@ -59,6 +77,7 @@ def atomic_file(final: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = temp_path(final)
     try:
         yield tmp
+        os.chmod(tmp, file_mode())
         os.replace(tmp, final)
     except BaseException:
         remove_quietly(tmp)

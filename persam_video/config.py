@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import textwrap
 import types
 import typing
 import warnings
@@ -30,6 +31,8 @@ from typing import Any, Literal
 import yaml
 
 PRESET_NAMES = ("default", "paper_image", "paper_video", "fast")
+#: Width of the field comments of :func:`describe_config`.
+DOC_WIDTH = 96
 
 
 class ConfigError(ValueError):
@@ -307,6 +310,42 @@ def load_config(name_or_path: str | Path) -> PerSAMConfig:
 def save_config(config: PerSAMConfig, path: str | Path) -> None:
     """Write ``config`` as YAML (all fields)."""
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def field_docs() -> dict[str, str]:
+    """``section.field`` -> its documentation (the ``#:`` comments above each field here)."""
+    import inspect
+    import re
+
+    sections = {_field_type(PerSAMConfig, f.name).__name__: f.name for f in fields(PerSAMConfig)}
+    docs, comment, section = {}, [], None
+    for line in inspect.getsource(inspect.getmodule(PerSAMConfig)).splitlines():
+        if match := re.match(r"class (\w+)", line):
+            section, comment = sections.get(match.group(1)), []
+        elif match := re.match(r"\s+#: ?(.*)", line):
+            comment.append(match.group(1))
+        elif (match := re.match(r"\s+(\w+): .+ = ", line)) and section is not None:
+            docs[f"{section}.{match.group(1)}"] = " ".join(comment)
+            comment = []
+        elif line.strip():
+            comment = []
+    return docs
+
+
+def describe_config(config: PerSAMConfig) -> str:
+    """``config`` as YAML, every field preceded by a comment saying what it means."""
+    docs = field_docs()
+    lines = []
+    for section, values in config.to_dict().items():
+        lines.append(f"{section}:")
+        for name, value in values.items():
+            text = docs.get(f"{section}.{name}")
+            if text:
+                lines.extend(textwrap.wrap(text, DOC_WIDTH, initial_indent="  # ",
+                                           subsequent_indent="  # "))  # fmt: skip
+            dumped = yaml.safe_dump({name: value}, default_flow_style=True).strip()
+            lines.append(f"  {dumped[1:-1]}")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------- internals

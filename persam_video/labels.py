@@ -197,6 +197,53 @@ def binary_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- annotations
 @dataclass(frozen=True)
+class MaskSources:
+    """Where the object ids of a mask file came from."""
+
+    #: ``palette`` (ids are the palette indices), ``gray`` (pixel values) or ``colour`` (RGB).
+    kind: str
+    #: (object id, its value or colour in the file), by id.
+    ids: tuple[tuple[int, str], ...]
+
+    @property
+    def renumbered(self) -> bool:
+        """Whether some id differs from the number the file gave it (colours always do)."""
+        return self.kind == "colour" or any(str(i) != value for i, value in self.ids)
+
+    def describe(self) -> str:
+        """``(255, 0, 0) -> 1, (0, 255, 0) -> 2``: what became which id."""
+        return ", ".join(f"{value} -> {obj_id}" for obj_id, value in self.ids)
+
+
+#: A mask looks fragmented (anti-aliased, or resized with interpolation) when it has at least
+#: this many objects and at least this share of them are tiny: under this share of the frame,
+#: or under this many pixels.
+FRAGMENTED_MIN_OBJECTS = 5
+FRAGMENTED_TINY_SHARE = 0.5
+TINY_OBJECT_FRAME_SHARE = 1e-4
+TINY_OBJECT_PIXELS = 16
+
+
+def fragmentation_warning(labels: np.ndarray) -> str | None:
+    """A one-line warning when a label map looks anti-aliased or interpolated (many objects,
+    most of them a few pixels), else None."""
+    counts = np.bincount(np.asarray(labels, dtype=np.uint8).ravel(), minlength=VOID_ID + 1)
+    areas = [int(counts[i]) for i in range(1, VOID_ID) if counts[i]]
+    if len(areas) < FRAGMENTED_MIN_OBJECTS:
+        return None
+    tiny_limit = max(TINY_OBJECT_PIXELS, TINY_OBJECT_FRAME_SHARE * labels.size)
+    tiny = sum(area < tiny_limit for area in areas)
+    if tiny < FRAGMENTED_TINY_SHARE * len(areas):
+        return None
+    return (
+        f"the mask has {len(areas)} objects, {tiny} of them under {round(tiny_limit)} pixels: it "
+        "looks anti-aliased or resized with interpolation (soft edges became objects); save it "
+        "with flat colours (no anti-aliasing, nearest-neighbour resizing), or pass the original "
+        "with --resize-mask"
+    )
+
+
+@dataclass(frozen=True)
 class LabelMap:
     """An annotation checked once: a read-only (H, W) uint8 label map and its object ids.
 
@@ -207,6 +254,8 @@ class LabelMap:
     array: np.ndarray
     #: Sorted object ids (at least one).
     ids: tuple[int, ...]
+    #: What each id was in the mask file it was read from, or None for an array.
+    sources: MaskSources | None = None
 
     @property
     def size(self) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Process-wide settings that must be made before torch allocates memory (no torch import here).
+"""Process-wide settings: huge pages (before torch allocates memory) and CPU threads.
 
 PyTorch's CPU allocator takes large buffers straight from the operating system and gives them
 back when freed, so each of SAM's big activations (tens of MB per encoder block) is page-faulted
@@ -6,6 +6,8 @@ anew, 4 KB at a time, on every frame. On the 2-core CPU this project is develope
 vit_b encoder spent more time in those page faults (kernel time) than in its matrix multiplies.
 With ``THP_MEM_ALLOC_ENABLE=1`` (PyTorch >= 2.2) buffers of 2 MB or more are backed by transparent
 huge pages: 512 times fewer faults. The variable is read once, at torch's first allocation.
+
+Nothing here imports torch at module level (the command line's ``--help`` stays fast).
 """
 
 from __future__ import annotations
@@ -24,3 +26,54 @@ def prefer_huge_pages() -> bool:
     """
     os.environ.setdefault(HUGE_PAGES_ENV, "1")
     return os.environ[HUGE_PAGES_ENV] not in ("", "0")
+
+
+#: Environment variable that sets the default of ``--threads`` (an integer, or ``auto``).
+THREADS_ENV = "PERSAM_VIDEO_THREADS"
+#: Environment variables of the thread pools torch and its libraries start with.
+THREAD_POOL_ENVS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; all CPUs where that is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def choose_threads(requested: int | str | None = None) -> int:
+    """How many CPU threads torch should use.
+
+    ``requested`` (or ``$PERSAM_VIDEO_THREADS`` when None) is a positive integer, or ``auto``
+    (the default): the usable CPUs less the machine's current load (the 1-minute load average,
+    rounded), at least 1. On a busy machine every thread of a parallel region waits for the
+    slowest, and a thread that the scheduler takes away stalls them all: fewer threads than
+    cores then run many times faster than one per core.
+    """
+    value = requested if requested is not None else os.environ.get(THREADS_ENV, "auto")
+    if str(value).strip().lower() != "auto":
+        try:
+            count = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"threads must be a positive integer or auto, got {value!r}") from None
+        if count < 1:
+            raise ValueError(f"threads must be a positive integer or auto, got {value!r}")
+        return count
+    cpus = usable_cpus()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        load = 0.0
+    return max(1, min(cpus, round(cpus - load)))
+
+
+def apply_threads(count: int) -> int:
+    """Use ``count`` CPU threads in torch, and in the thread pools of libraries and child
+    processes started later (their environment variables). Imports torch. Returns ``count``."""
+    for name in THREAD_POOL_ENVS:
+        os.environ[name] = str(count)
+    import torch
+
+    torch.set_num_threads(count)
+    return count

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from persam_video.atomic import atomic_folder, write_text
 from persam_video.config import ConfigError, PerSAMConfig
 from persam_video.eval.davis_dataset import DavisDataset
 from persam_video.io import open_source, write_label_png
+from persam_video.progress import progress_bar
 from persam_video.video import VideoTracker
 
 RUN_RECORD = "run.json"
@@ -65,7 +64,7 @@ def run_davis(
     _check_run_record(out / RUN_RECORD, {**(record or {}), "config": tracker.config.to_dict()})
     done, skipped, frames = [], [], 0
     start = time.perf_counter()
-    sequences = tqdm(dataset.sequences, desc="sequences", unit="seq", disable=not progress)
+    sequences = progress_bar(dataset.sequences, desc="sequences", unit="seq", enabled=progress)
     for seq in sequences:
         names = [p.stem for p in dataset.frame_paths(seq)]
         final = out / seq
@@ -75,8 +74,9 @@ def run_davis(
         sequences.set_postfix_str(seq)
         with atomic_folder(final) as tmp:
             source = open_source(dataset.frame_paths(seq)[0].parent)
-            with source, tqdm(total=len(names), desc=seq, unit="frame", leave=False,
-                              disable=not progress) as bar:  # fmt: skip
+            bar = progress_bar(total=len(names), desc=seq, unit="frame", enabled=progress,
+                               nested=True)  # fmt: skip
+            with source, bar:
                 for result in tracker.track(source, dataset.first_annotation(seq)):
                     write_label_png(tmp / f"{names[result.index]}.png", result.labels)
                     bar.update(1)

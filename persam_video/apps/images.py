@@ -11,19 +11,20 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from segment_anything.modeling import Sam
-from tqdm import tqdm
 
 from persam_video.apps import visualize
-from persam_video.apps.track import prepare_out_dir
+from persam_video.apps.track import finite_or_none, prepare_out_dir, versions
 from persam_video.atomic import atomic_file, write_text
 from persam_video.config import PerSAMConfig
 from persam_video.io import list_images, read_image, write_label_png
 from persam_video.persam import PerSAM, Target
 from persam_video.persam.rules import is_found
+from persam_video.progress import progress_bar
 
 TARGET_ID = 1
 OVERLAY_SUFFIX = "_overlay.jpg"
@@ -65,13 +66,18 @@ def segment_images(
     out_dir: str | os.PathLike[str],
     *,
     progress: bool = True,
+    metadata: dict[str, Any] | None = None,
 ) -> ImagesSummary:
-    """Segment ``target`` in every image of ``inputs`` and write the outputs to ``out_dir``."""
+    """Segment ``target`` in every image of ``inputs`` and write the outputs to ``out_dir``.
+
+    ``metadata`` (e.g. the model and checkpoint hash) goes into results.json's ``run`` record,
+    with the config, the device and the library versions.
+    """
     files = collect_images(inputs)
     out = prepare_out_dir(out_dir)
     persam = PerSAM(sam, config)
     records = []
-    for path in tqdm(files, desc="segmenting", unit="image", disable=not progress):
+    for path in progress_bar(files, desc="segmenting", unit="image", enabled=progress):
         rgb = read_image(path)
         (pred,) = persam.segment_features(persam.encode(rgb), [target])
         found = is_found(pred, config.presence)
@@ -82,8 +88,12 @@ def segment_images(
                 tmp, format="JPEG", quality=OVERLAY_JPEG_QUALITY
             )
         records.append({
-            "image": str(path), "found": found, "score": round(pred.score, 6),
-            "peak_similarity": round(pred.peak_similarity, 6), "area": int(labels.sum()),
+            "image": str(path), "found": found, "score": finite_or_none(pred.score),
+            "peak_similarity": finite_or_none(pred.peak_similarity), "area": int(labels.sum()),
         })  # fmt: skip
-    write_text(out / "results.json", json.dumps({"images": records}, indent=1))
+    run = {**(metadata or {}), "config": config.to_dict(), "device": str(sam.device),
+           "versions": versions()}  # fmt: skip
+    document = {"format": "persam-video image results", "format_version": 1, "run": run,
+                "images": records}  # fmt: skip
+    write_text(out / "results.json", json.dumps(document, indent=1, allow_nan=False))
     return ImagesSummary(images=len(files), found=sum(r["found"] for r in records))

@@ -13,38 +13,40 @@ finished is kept under ``.partial`` names (``masks.partial/``, ``overlay.partial
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
 import queue
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from tqdm import tqdm
 
 from persam_video._version import __version__
 from persam_video.apps import visualize
 from persam_video.atomic import remove_quietly, replace_folder, temp_path, write_text
 from persam_video.io import (
     AlphaVideoWriter,
+    Frame,
     FrameSource,
     VideoDecodeError,
     VideoWriter,
     open_source,
-    read_mask,
+    read_mask_sources,
     resize_labels,
     write_label_png,
 )
-from persam_video.labels import LabelMap, from_array
+from persam_video.labels import LabelMap, fragmentation_warning, from_array
 from persam_video.persam import Target
-from persam_video.video import FrameResult, VideoTracker
+from persam_video.progress import progress_bar
+from persam_video.video import FrameResult, ObjectResult, VideoTracker
 
 MASKS_DIR = "masks"
 OVERLAY_NAME = "overlay.mp4"
@@ -85,6 +87,8 @@ class OutputOptions:
     masked_video: MaskedVideo = "none"
     #: Draw each frame's prompt points on the overlay.
     draw_points: bool = False
+    #: Draw a legend (each object's colour and id) on the overlay.
+    legend: bool = True
 
     def __post_init__(self) -> None:
         if self.masked_video != "none" and self.masked_video not in visualize.MASKED_MODES:
@@ -105,10 +109,26 @@ class TrackSummary:
     seconds: float
     outputs: dict[str, str]
     error: str | None = None
+    #: Per object id, how PerSAM-F went on the annotated frame (weights, steps, seconds, ...).
+    finetune: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: The first-frame annotation (with where its ids came from), or None with targets.
+    annotation: LabelMap | None = None
+    #: One-line warnings about the inputs (e.g. a mask that looks anti-aliased).
+    warnings: list[str] = field(default_factory=list)
+    #: The input's frames tracked: from ``start``, at most ``max_frames`` (None: to the end).
+    start: int = 0
+    max_frames: int | None = None
+
+    @property
+    def finetune_seconds(self) -> float:
+        """Seconds spent fitting PerSAM-F weights (part of ``seconds``)."""
+        return float(sum(info["seconds"] for info in self.finetune.values()))
 
     @property
     def frames_per_second(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+        """Frames per second of tracking, fine-tuning time excluded."""
+        tracking = self.seconds - self.finetune_seconds
+        return self.frames / tracking if tracking > 0 else 0.0
 
 
 def load_first_mask(
@@ -125,10 +145,14 @@ def load_first_mask(
     """
     if isinstance(mask, LabelMap):
         return LabelMap.check(mask, size)
-    labels = read_mask(mask) if isinstance(mask, (str, os.PathLike)) else from_array(mask)
+    sources = None
+    if isinstance(mask, (str, os.PathLike)):
+        labels, sources = read_mask_sources(mask)
+    else:
+        labels = from_array(mask)
     if labels.shape != tuple(size) and resize:
         labels = resize_labels(labels, size)
-    return LabelMap.check(labels, size)
+    return dataclasses.replace(LabelMap.check(labels, size), sources=sources)
 
 
 def check_mask_or_targets(has_mask: bool, has_targets: bool) -> None:
@@ -173,7 +197,9 @@ class OutputSink:
     Errors raised in the thread surface on the next :meth:`put` or on :meth:`finish`.
     """
 
-    def __init__(self, out_dir: Path, source: FrameSource, options: OutputOptions) -> None:
+    def __init__(
+        self, out_dir: Path, source: FrameSource, options: OutputOptions, *, audio: bool = True
+    ) -> None:
         self.out_dir = out_dir
         self.options = options
         self.frames = 0
@@ -182,7 +208,7 @@ class OutputSink:
         self._error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=SINK_QUEUE_SIZE)
         fps = source.fps or DEFAULT_FPS
-        audio = source.path if source.has_audio else None
+        audio_from = source.path if source.has_audio and audio else None
         common = {"fps": fps, "size_hw": source.size, "time_base": source.time_base}
         try:
             if options.save_masks:
@@ -190,12 +216,12 @@ class OutputSink:
                 self._masks_tmp.mkdir()
             if options.overlay:
                 self._writers["overlay"] = VideoWriter(
-                    out_dir / OVERLAY_NAME, audio_from=audio, **common
+                    out_dir / OVERLAY_NAME, audio_from=audio_from, **common
                 )
             if options.masked_video != "none":
                 name = MASKED_NAMES[options.masked_video]
                 kind = AlphaVideoWriter if options.masked_video == "alpha" else VideoWriter
-                self._writers["masked"] = kind(out_dir / name, audio_from=audio, **common)
+                self._writers["masked"] = kind(out_dir / name, audio_from=audio_from, **common)
         except BaseException:
             self.abort()
             raise
@@ -225,7 +251,8 @@ class OutputSink:
             points = None
             if opts.draw_points:
                 points = [(o.points, o.point_labels) for o in result.objects if o.present]
-            image = visualize.overlay(result.frame, result.labels, points)
+            legend = [o.obj_id for o in result.objects] if opts.legend else None
+            image = visualize.overlay(result.frame, result.labels, points, legend)
             self._writers["overlay"].write(image, result.time)
         if "masked" in self._writers:
             image = visualize.masked(result.frame, result.labels, opts.masked_video)
@@ -276,6 +303,8 @@ def track_to_folder(
     fps: Fraction | None = None,
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
+    start: int = 0,
+    max_frames: int | None = None,
 ) -> TrackSummary:
     """Track the objects of ``first_mask`` through ``source`` and write the outputs to ``out_dir``.
 
@@ -293,6 +322,10 @@ def track_to_folder(
         fps: frame rate of a folder/iterable source (video files carry their own).
         progress: show a progress bar with frames/s.
         metadata: extra run metadata for results.json (e.g. the model and checkpoint hash).
+        start: first frame to track (0-based, in decoding order); ``first_mask`` annotates it.
+            The outputs start there: frame ``start`` becomes output frame 0 at time 0 (audio is
+            not copied then, it would be out of step).
+        max_frames: track at most this many frames.
 
     Returns:
         A :class:`TrackSummary`; ``status`` is ``partial`` when decoding failed in the middle
@@ -300,29 +333,38 @@ def track_to_folder(
     """
     options = options or OutputOptions()
     check_mask_or_targets(first_mask is not None, targets is not None)
+    if start < 0 or (max_frames is not None and max_frames < 1):
+        raise ValueError(f"start must be >= 0 and max_frames >= 1, got {start} and {max_frames}")
     out = prepare_out_dir(out_dir)
-    start = time.perf_counter()
+    began = time.perf_counter()
     frames = source if isinstance(source, FrameSource) else open_source(source, fps=fps)
     with frames:
+        annotation, warnings = None, []
         if targets is None:
             annotation = load_first_mask(first_mask, frames.size, resize=resize_mask)
-            results = tracker.track(frames, annotation)
+            warnings = [w for w in [fragmentation_warning(annotation.array)] if w]
+        selected = frame_range(frames, start, max_frames)
+        if annotation is not None:
+            results = tracker.track(selected, annotation)
             object_ids = list(annotation.ids)
         else:
-            results = tracker.track_targets(frames, targets)
+            results = tracker.track_targets(selected, targets)
             object_ids = list(range(1, len(targets) + 1))
-        sink = OutputSink(out, frames, options)
+        sink = OutputSink(out, frames, options, audio=start == 0)
         records: list[dict[str, Any]] = []
+        finetune: dict[int, dict[str, Any]] = {}
         status, error = RunStatus.COMPLETE, None
-        bar = tqdm(
-            total=frames.num_frames, unit="frame", disable=not progress, desc="tracking",
-            dynamic_ncols=True,
-        )  # fmt: skip
+        total = frames.num_frames
+        if total is not None:
+            total = max(0, total - start)
+            total = total if max_frames is None else min(total, max_frames)
+        bar = progress_bar(total=total, unit="frame", enabled=progress, desc="tracking")
         try:
             with bar:
                 for result in results:
                     sink.put(result)
                     records.append(frame_record(result))
+                    finetune.update({o.obj_id: o.finetune for o in result.objects if o.finetune})
                     bar.update(1)
         except VideoDecodeError as exc:
             status, error = RunStatus.PARTIAL, str(exc)
@@ -332,7 +374,7 @@ def track_to_folder(
             sink.abort()
             raise
         outputs = sink.finish(partial=status != RunStatus.COMPLETE)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - began
     summary = TrackSummary(
         out_dir=out,
         status=status,
@@ -341,28 +383,56 @@ def track_to_folder(
         seconds=seconds,
         outputs=outputs,
         error=error,
+        finetune=finetune,
+        annotation=annotation,
+        warnings=warnings,
+        start=start,
+        max_frames=max_frames,
     )
     write_results(out / RESULTS_NAME, summary, records, frames, tracker, metadata or {})
     return summary
 
 
+def frame_range(frames: Iterable[Frame], start: int, max_frames: int | None) -> Iterator[Frame]:
+    """Frames ``start`` .. ``start + max_frames - 1`` of a source, renumbered from 0 with times
+    from 0 (so the outputs begin with the first tracked frame)."""
+    first_time, count, seen = None, 0, 0
+    for frame in frames:
+        seen += 1
+        if frame.index < start:
+            continue
+        if max_frames is not None and count >= max_frames:
+            return
+        if first_time is None:
+            first_time = frame.time
+        shifted = None if frame.time is None else frame.time - (first_time or 0.0)
+        yield Frame(index=frame.index - start, time=shifted, rgb=frame.rgb)
+        count += 1
+    if count == 0 and start > 0:
+        raise ValueError(f"--start {start} is past the last frame (the input has {seen} frames)")
+
+
 def frame_record(result: FrameResult) -> dict[str, Any]:
-    """The results.json entry of one frame."""
+    """The results.json entry of one frame (``bbox``: inclusive pixel x0, y0, x1, y1)."""
     return {
         "index": result.index,
         "time": result.time,
-        "objects": {
-            str(o.obj_id): {
-                "present": o.present,
-                "score": round(o.score, 6),
-                "area": o.area,
-                "bbox": list(o.bbox) if o.bbox is not None else None,
-                "peak_similarity": _finite_or_none(o.peak_similarity),
-                "updated": o.updated,
-            }
-            for o in result.objects
-        },
+        "objects": {str(o.obj_id): _object_record(o) for o in result.objects},
     }
+
+
+def _object_record(obj: ObjectResult) -> dict[str, Any]:
+    record = {
+        "present": obj.present,
+        "score": round(obj.score, 6),
+        "area": obj.area,
+        "bbox": list(obj.bbox) if obj.bbox is not None else None,
+        "peak_similarity": finite_or_none(obj.peak_similarity),
+        "updated": obj.updated,
+    }
+    if obj.finetune is not None:
+        record["finetune"] = obj.finetune
+    return record
 
 
 def write_results(
@@ -383,10 +453,15 @@ def write_results(
             "path": str(source.path) if source.path is not None else None,
             "kind": source.kind,
             "size_hw": list(source.size),
-            "fps": str(source.fps) if source.fps is not None else None,
+            "fps": str(source.fps or DEFAULT_FPS),
+            "fps_from": "input" if source.fps is not None else "default",
             "frames_expected": source.num_frames,
+            "start": summary.start,
+            "max_frames": summary.max_frames,
         },
         "object_ids": summary.object_ids,
+        "annotation": _annotation_record(summary.annotation),
+        "warnings": summary.warnings,
         "outputs": summary.outputs,
         "run": {
             **metadata,
@@ -396,12 +471,22 @@ def write_results(
         },
         "timings": {
             "total_s": round(summary.seconds, 3),
+            "finetune_s": round(summary.finetune_seconds, 3),
             "frames": summary.frames,
             "frames_per_s": round(summary.frames_per_second, 3),
         },
         "frames": records,
     }
     write_text(path, json.dumps(document, indent=1, allow_nan=False))
+
+
+def _annotation_record(annotation: LabelMap | None) -> dict[str, Any] | None:
+    """What the first-frame annotation was: the mask file's kind and, per object id, its value
+    or colour in the file (None for an array or with targets)."""
+    if annotation is None or annotation.sources is None:
+        return None
+    sources = annotation.sources
+    return {"kind": sources.kind, "ids": {str(i): value for i, value in sources.ids}}
 
 
 def versions() -> dict[str, str]:
@@ -417,5 +502,6 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _finite_or_none(value: float) -> float | None:
+def finite_or_none(value: float) -> float | None:
+    """``value`` rounded for JSON, or None when it is not finite (JSON has no NaN)."""
     return round(value, 6) if np.isfinite(value) else None

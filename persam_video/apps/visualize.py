@@ -21,6 +21,15 @@ POINT_RADIUS_LINES = 3
 POSITIVE_POINT_RGB = (0, 255, 0)
 NEGATIVE_POINT_RGB = (255, 0, 0)
 POINT_OUTLINE_RGB = (255, 255, 255)
+#: Legend (a colour swatch and the id of each object, top left): text height as a share of the
+#: short side, at least this many pixels, and the swatch's side in text heights.
+LEGEND_TEXT_SHARE = 0.045
+LEGEND_MIN_TEXT_PX = 8
+LEGEND_BACKGROUND_RGB = (0, 0, 0)
+LEGEND_TEXT_RGB = (255, 255, 255)
+LEGEND_FONT = cv2.FONT_HERSHEY_SIMPLEX
+#: OpenCV's Hershey fonts are about this many pixels tall at scale 1.
+HERSHEY_PX_AT_SCALE_1 = 22
 #: Background blur of the ``blur`` masked video: Gaussian sigma as a share of the short side.
 BLUR_SIGMA_SHARE = 0.02
 
@@ -43,6 +52,7 @@ def overlay(
     frame: np.ndarray,
     labels: np.ndarray,
     points: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    legend: list[int] | None = None,
 ) -> np.ndarray:
     """Draw a label map over a frame.
 
@@ -51,6 +61,8 @@ def overlay(
         labels: (H, W) uint8 label map (0 background).
         points: optional (points (N, 2) float x, y; labels (N,)) pairs of prompt points to draw,
             green for positive, red for negative.
+        legend: object ids to list in a legend at the top left (a swatch of each object's
+            colour and its id), or None for no legend.
 
     Returns:
         (H, W, 3) uint8 RGB image (a new array).
@@ -72,7 +84,28 @@ def overlay(
             radius = POINT_RADIUS_LINES * width
             cv2.circle(out, (int(x), int(y)), radius + width, POINT_OUTLINE_RGB, -1)
             cv2.circle(out, (int(x), int(y)), radius, color, -1)
+    if legend:
+        draw_legend(out, legend)
     return out
+
+
+def draw_legend(image: np.ndarray, obj_ids: list[int]) -> None:
+    """Draw, in place at the top left of an (H, W, 3) image, one row per object: a swatch of its
+    colour and its id."""
+    text_px = max(LEGEND_MIN_TEXT_PX, round(LEGEND_TEXT_SHARE * min(image.shape[:2])))
+    scale = text_px / HERSHEY_PX_AT_SCALE_1
+    thickness = max(1, text_px // LEGEND_MIN_TEXT_PX)
+    pad = max(1, text_px // 4)
+    rows = [f"{obj_id}" for obj_id in obj_ids]
+    text_w = max(cv2.getTextSize(r, LEGEND_FONT, scale, thickness)[0][0] for r in rows)
+    width, height = pad * 3 + text_px + text_w, pad + len(rows) * (text_px + pad)
+    cv2.rectangle(image, (0, 0), (width, height), LEGEND_BACKGROUND_RGB, -1)
+    for row, (obj_id, text) in enumerate(zip(obj_ids, rows, strict=True)):
+        top = pad + row * (text_px + pad)
+        cv2.rectangle(image, (pad, top), (pad + text_px - 1, top + text_px - 1),
+                      object_color(obj_id), -1)  # fmt: skip
+        cv2.putText(image, text, (2 * pad + text_px, top + text_px - 1), LEGEND_FONT, scale,
+                    LEGEND_TEXT_RGB, thickness, cv2.LINE_AA)  # fmt: skip
 
 
 def masked(frame: np.ndarray, labels: np.ndarray, mode: str) -> np.ndarray:

@@ -64,6 +64,8 @@ class BatchSettings:
     device: str
     config: dict[str, Any]
     outputs: dict[str, Any] = field(default_factory=dict)
+    #: Resize first-frame masks of another size than their clip (nearest neighbour).
+    resize_mask: bool = False
 
 
 class ClipRunner:
@@ -96,6 +98,7 @@ class ClipRunner:
                 summary = track_to_folder(
                     VideoTracker(self.sam, config), job.input, job.mask, work, targets=targets,
                     options=OutputOptions(**self.settings.outputs), progress=False,
+                    resize_mask=self.settings.resize_mask,
                     metadata=self.metadata,
                 )  # fmt: skip
                 if summary.status != RunStatus.COMPLETE:

@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from persam_video.apps.track import check_mask_or_targets
+from persam_video.apps.track import check_mask_or_targets, load_first_mask
 from persam_video.batch.clip import ClipJob
 from persam_video.config import ConfigError, PerSAMConfig
+from persam_video.io import open_source, read_mask
 
 MANIFEST_FIELDS = ("input", "mask", "target", "name", "overrides")
 CSV_OVERRIDE_SEPARATOR = ";"
@@ -31,8 +32,14 @@ class ManifestError(ValueError):
     """The manifest has problems; the message lists all of them, one per line."""
 
 
-def read_manifest(path: str | os.PathLike[str], base_config: PerSAMConfig) -> list[ClipJob]:
-    """Parse and check a manifest; raise :class:`ManifestError` listing every problem."""
+def read_manifest(
+    path: str | os.PathLike[str], base_config: PerSAMConfig, *, resize_mask: bool = False
+) -> list[ClipJob]:
+    """Parse and check a manifest; raise :class:`ManifestError` listing every problem.
+
+    Masks are read and checked against their clip's frame size here (unless ``resize_mask``,
+    the size is not checked), so a bad mask is found before any clip runs.
+    """
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest {path} does not exist")
@@ -60,6 +67,10 @@ def read_manifest(path: str | os.PathLike[str], base_config: PerSAMConfig) -> li
         for kind, value in (("mask", mask), ("target", target)):
             if value is not None and not _resolve(path.parent, value).is_file():
                 problems.append(f"{where}: {kind} {_resolve(path.parent, value)} does not exist")
+        if mask is not None and resolved.exists() and _resolve(path.parent, mask).is_file():
+            problem = _mask_problem(resolved, _resolve(path.parent, mask), resize_mask)
+            if problem:
+                problems.append(f"{where}: {problem}")
         overrides = _overrides(row.get("overrides"))
         try:
             base_config.with_overrides(list(overrides))
@@ -85,6 +96,29 @@ def read_manifest(path: str | os.PathLike[str], base_config: PerSAMConfig) -> li
     if problems:
         raise ManifestError("\n".join(problems))
     return jobs
+
+
+def _mask_problem(video: Path, mask: Path, resize_mask: bool) -> str | None:
+    """What is wrong with a clip's first-frame mask, or None.
+
+    The mask must be readable and, unless ``resize_mask``, of its clip's frame size. A clip
+    whose input cannot be opened is not a manifest problem: it fails when it runs, and is
+    recorded with the other failures.
+    """
+    try:
+        with open_source(video, prefetch=0) as frames:
+            size = frames.size
+    except ValueError:
+        size = None
+    try:
+        if size is None:
+            read_mask(mask)
+        else:
+            load_first_mask(mask, size, resize=resize_mask)
+    except ValueError as exc:
+        message = str(exc).splitlines()[0]
+        return message.replace("pass --resize-mask", "run the batch with --resize-mask")
+    return None
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -1,9 +1,9 @@
 """The ``persam-video`` command line: a thin layer over the Python API.
 
-One module per command group (``track``, ``targets``: personalize/segment, ``batch``, ``davis``:
-davis/eval, ``weights``, ``demo``); the options they share are declared once in
-:mod:`~persam_video.cli.common`. Errors in what the user gave are one line on stderr and exit
-code 2; no traceback.
+One module per command group (``track``, ``targets``: personalize/segment, ``batch``,
+``davis``: davis/eval, ``weights``, ``demo``, ``frame``, ``config``); the options they share
+are declared once in :mod:`~persam_video.cli.common`. Errors in what the user gave are one line
+on stderr and exit code 2; no traceback.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import click
 from persam_video._version import __version__
 from persam_video.cli.batch import batch
 from persam_video.cli.common import EXIT_INTERRUPTED
+from persam_video.cli.config import config_group
 from persam_video.cli.davis import davis, eval_command
 from persam_video.cli.demo import demo
+from persam_video.cli.frame import frame
 from persam_video.cli.targets import personalize, segment
 from persam_video.cli.track import track
 from persam_video.cli.weights import weights
@@ -33,7 +35,8 @@ def cli() -> None:
     """
 
 
-for _command in (weights, track, demo, personalize, segment, batch, davis, eval_command):
+for _command in (weights, track, demo, personalize, segment, batch, davis, eval_command,
+                 frame, config_group):  # fmt: skip
     cli.add_command(_command)
 
 

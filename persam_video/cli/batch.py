@@ -18,6 +18,7 @@ from persam_video.cli.common import (
     out_option,
     output_options,
     quiet_option,
+    threads_option,
 )
 
 
@@ -48,33 +49,39 @@ from persam_video.cli.common import (
     type=click.FloatRange(min=0.0),
     help="GPUs reserved per Ray actor.",
 )
+@click.option(
+    "--resize-mask",
+    is_flag=True,
+    help="Resize masks whose size differs from their clip's frames (nearest neighbour).",
+)
 @model_options(from_targets=False)
 @config_options
 @output_options
 @quiet_option
+@threads_option
 @friendly_errors
 def batch(
     manifest: str, out_dir: str, ray_address: str | None, workers: int, gpus_per_worker: float,
-    model_name: str | None, checkpoint: str | None, device: str, config_name: str,
-    overrides: tuple[str, ...], finetune: bool, overlay: bool, masked_video: str, quiet: bool,
+    resize_mask: bool, model_name: str | None, checkpoint: str | None, device: str,
+    config_name: str, overrides: tuple[str, ...], finetune: bool, overlay: bool,
+    masked_video: str, quiet: bool, threads: int,
 ) -> None:  # fmt: skip
     """Track every clip of MANIFEST (CSV or JSON lines: input, mask or target, name, overrides).
 
     Resumable: clips finished by an earlier run are skipped. A clip that fails is recorded in
     failures.jsonl and the others go on; the exit code is 1 when some failed.
     """
-    from tqdm import tqdm
-
     from persam_video.apps.track import check_out_dir
     from persam_video.batch.clip import BatchSettings, ClipStatus
     from persam_video.batch.manifest import ManifestError, read_manifest
     from persam_video.batch.ray_backend import import_ray
     from persam_video.batch.runner import run_batch
+    from persam_video.progress import progress_bar
 
     config = common.build_config(config_name, overrides, finetune)
     model_name = common.model_for_targets(model_name)
     try:
-        jobs = read_manifest(manifest, config)
+        jobs = read_manifest(manifest, config, resize_mask=resize_mask)
     except ManifestError as exc:
         for line in str(exc).splitlines():
             click.echo(f"error: {line}", err=True)
@@ -84,11 +91,11 @@ def batch(
         import_ray()
     settings = BatchSettings(
         model=model_name, checkpoint=checkpoint, device=device, config=config.to_dict(),
-        outputs={"overlay": overlay, "masked_video": masked_video},
+        outputs={"overlay": overlay, "masked_video": masked_video}, resize_mask=resize_mask,
     )  # fmt: skip
     start = time.perf_counter()
     frames = 0
-    bar = tqdm(total=len(jobs), unit="clip", desc="clips", disable=quiet)
+    bar = progress_bar(total=len(jobs), unit="clip", desc="clips", enabled=not quiet)
 
     def progress(outcome: Any) -> None:
         nonlocal frames

@@ -98,14 +98,39 @@ def out_option(help_text: str, *, required: bool = True, default: str | None = N
     )  # fmt: skip
 
 
-def config_options(func: F) -> F:
-    """--config, --set KEY=VALUE (repeatable) and --finetune."""
+def threads_option(func: F) -> F:
+    """--threads N|auto, applied before the command runs (the chosen count is passed on as
+    ``threads``)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, threads: str | None = None, **kwargs: Any) -> Any:
+        from persam_video.runtime import apply_threads, choose_threads
+
+        try:
+            count = choose_threads(threads)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        return func(*args, threads=apply_threads(count), **kwargs)
+
+    return click.option(
+        "--threads", metavar="N|auto", default=None,
+        help="CPU threads for torch. auto (the default, or $PERSAM_VIDEO_THREADS): the usable "
+             "CPUs less the machine's current load, at least 1; on a busy machine more threads "
+             "than free cores run many times slower.",
+    )(wrapper)  # fmt: skip
+
+
+def config_options(func: F | None = None, *, finetune: bool = True) -> Any:
+    """--config, --set KEY=VALUE (repeatable) and --finetune (hidden where the command does not
+    personalize, so that it can refuse it in one line)."""
+    if func is None:
+        return functools.partial(config_options, finetune=finetune)
     return _apply(func, [
         click.option("--config", "config_name", default="default", show_default=True,
                      help="Preset (default, paper_video, paper_image, fast) or a YAML file."),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a config field, e.g. --set track.momentum=0.8 (repeatable)."),
-        click.option("--finetune", is_flag=True,
+        click.option("--finetune", is_flag=True, hidden=not finetune,
                      help="PerSAM-F: learn the mask weights on the reference "
                           "(finetune.steps, finetune.lr)."),
     ])  # fmt: skip

@@ -15,6 +15,7 @@ from persam_video.cli.common import (
     out_option,
     quiet_option,
     speed_options,
+    threads_option,
 )
 
 DEFAULT_SUBSET = "val"
@@ -89,13 +90,14 @@ def evaluate_and_report(
     help="Write the evaluation report as JSON.",
 )
 @quiet_option
+@threads_option
 @friendly_errors
 def davis(
     davis_root: str, subset: str | None, year: str, out_dir: str, model_name: str | None,
     checkpoint: str | None, device: str, config_name: str, overrides: tuple[str, ...],
     finetune: bool, old_overrides: tuple[str, ...], precision: str, batch_frames: int,
     compile_encoder: bool, stock_encoder: bool, no_eval: bool, json_path: str | None,
-    quiet: bool,
+    quiet: bool, threads: int,
 ) -> None:  # fmt: skip
     """Track every sequence of a DAVIS set from its first annotation, then evaluate (J&F).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from persam_video.cli import common
-from persam_video.cli.common import friendly_errors, out_option, quiet_option
+from persam_video.cli.common import friendly_errors, out_option, quiet_option, threads_option
 
 
 @click.command()
@@ -25,8 +25,9 @@ from persam_video.cli.common import friendly_errors, out_option, quiet_option
     help="Preset (default, paper_video, paper_image, fast) or a YAML file.",
 )
 @quiet_option
+@threads_option
 @friendly_errors
-def demo(out_dir: str, seed: int, config_name: str, quiet: bool) -> None:
+def demo(out_dir: str, seed: int, config_name: str, quiet: bool, threads: int) -> None:
     """Try persam-video offline: track a generated clip with the bundled demo model.
 
     The demo model is a small SAM-architecture model trained on procedural scenes, shipped for

@@ -15,6 +15,7 @@ from persam_video.cli.common import (
     out_option,
     plural,
     quiet_option,
+    threads_option,
 )
 
 
@@ -64,12 +65,13 @@ def _deprecated_output(ctx: click.Context, param: click.Parameter, value: str | 
 @model_options(from_targets=False)
 @config_options
 @quiet_option
+@threads_option
 @friendly_errors
 def personalize(
     image: str, masks: tuple[str, ...], images: tuple[str, ...], object_id: int | None,
     out_path: str | None, old_out_path: str | None, model_name: str | None,
     checkpoint: str | None, device: str, config_name: str, overrides: tuple[str, ...],
-    finetune: bool, quiet: bool,
+    finetune: bool, quiet: bool, threads: int,
 ) -> None:  # fmt: skip
     """Learn a target from reference image(s) and mask(s); save it for track/segment.
 
@@ -94,7 +96,8 @@ def personalize(
         rgb = read_image(image_path)
         shots.append((rgb, select_object(mask_path, rgb.shape[:2], object_id)))
     metadata = model_metadata(model_name, checkpoint)
-    persam = PerSAM(common.load_model(model_name, checkpoint, device, quiet), config)
+    sam = common.load_model(model_name, checkpoint, device, quiet)
+    persam = PerSAM(sam, config, progress=not quiet)
     target = persam.personalize_shots(shots)
     save_target(output, target, model=metadata, config=config, shots=len(shots))
     tuned = ""
@@ -134,13 +137,14 @@ def select_object(mask_path: str, size: tuple[int, int], object_id: int | None) 
 )
 @out_option("Output folder: <name>.png masks, <name>_overlay.jpg, results.json.", file_okay=False)
 @model_options
-@config_options
+@config_options(finetune=False)
 @quiet_option
+@threads_option
 @friendly_errors
 def segment(
     images: tuple[str, ...], target_path: str, out_dir: str, model_name: str | None,
     checkpoint: str | None, device: str, config_name: str, overrides: tuple[str, ...],
-    finetune: bool, quiet: bool,
+    finetune: bool, quiet: bool, threads: int,
 ) -> None:  # fmt: skip
     """Find a saved target in IMAGES (files or folders of images), e.g. your pet in an album.
 
@@ -149,13 +153,19 @@ def segment(
     from persam_video.apps.images import collect_images, segment_images
     from persam_video.model.registry import model_metadata
 
-    config = common.build_config(config_name, overrides, finetune)
+    if finetune:
+        raise InputError(
+            "segment uses the target as saved: --finetune applies when personalizing "
+            "(persam-video personalize --finetune), and its PerSAM-F weights travel in the target"
+        )
+    config = common.build_config(config_name, overrides)
     collect_images(images)  # check the inputs before loading the model
     model_name = common.model_for_targets(model_name, (target_path,))
     metadata = model_metadata(model_name, checkpoint)
     sam = common.load_model(model_name, checkpoint, device, quiet)
     (target,) = common.load_targets((target_path,), metadata, sam.device)
-    summary = segment_images(sam, config, target, images, out_dir, progress=not quiet)
+    summary = segment_images(sam, config, target, images, out_dir, progress=not quiet,
+                             metadata={**metadata, "threads": threads})  # fmt: skip
     click.echo(
         f"found the target in {summary.found} of {summary.images} images; outputs in {out_dir}"
     )

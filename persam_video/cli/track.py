@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -18,6 +19,7 @@ from persam_video.cli.common import (
     plural,
     quiet_option,
     speed_options,
+    threads_option,
 )
 
 
@@ -60,19 +62,26 @@ from persam_video.cli.common import (
     help="Resize a mask whose size differs from the frames (nearest neighbour).",
 )
 @speed_options
+@click.option("--start", default=0, show_default=True, type=click.IntRange(min=0),
+              help="First frame to track (0-based, decoding order); --mask annotates it. Outputs "
+                   "begin there (without the audio).")  # fmt: skip
+@click.option("--max-frames", type=click.IntRange(min=1),
+              help="Track at most this many frames (for quick tries).")  # fmt: skip
 @click.option(
     "--fps",
     help="Frame rate of a folder of frames, e.g. 24 or 30000/1001 "
     "(default 24; video files carry their own).",
 )
 @quiet_option
+@threads_option
 @friendly_errors
 def track(
     input_path: str, mask_path: str | None, target_paths: tuple[str, ...], out_dir: str,
     model_name: str | None, checkpoint: str | None, device: str, config_name: str,
     overrides: tuple[str, ...], finetune: bool, overlay: bool, masked_video: str,
     save_masks: bool, draw_points: bool, resize_mask: bool, precision: str, batch_frames: int,
-    compile_encoder: bool, stock_encoder: bool, fps: str | None, quiet: bool,
+    compile_encoder: bool, stock_encoder: bool, start: int, max_frames: int | None,
+    fps: str | None, quiet: bool, threads: int,
 ) -> None:  # fmt: skip
     """Segment and track the object(s) of the first frame's mask through INPUT.
 
@@ -105,10 +114,13 @@ def track(
         sam = common.load_model(model_name, checkpoint, device, quiet)
         targets = common.load_targets(target_paths, metadata, sam.device) or None
         encoder = common.make_encoder(sam, precision, batch_frames, compile_encoder, stock_encoder)
+        metadata["threads"] = threads
+        tracker = VideoTracker(sam, config, encoder, progress=not quiet)
         summary = track_to_folder(
-            VideoTracker(sam, config, encoder), frames, annotation, out_dir, targets=targets,
-            options=options, progress=not quiet, metadata=metadata,
+            tracker, frames, annotation, out_dir, targets=targets, options=options,
+            progress=not quiet, metadata=metadata, start=start, max_frames=max_frames,
         )  # fmt: skip
+    report_inputs(summary)
     line = (
         f"tracked {plural(len(summary.object_ids), 'object')} through "
         f"{plural(summary.frames, 'frame')} in {summary.seconds:.1f} s "
@@ -122,3 +134,20 @@ def track(
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     raise InputError(summary.error or "tracking stopped early")
+
+
+def report_inputs(summary: Any) -> None:
+    """Say how the mask's colours or values became ids, warn about suspicious inputs, and give
+    the PerSAM-F weights learned."""
+    sources = summary.annotation.sources if summary.annotation is not None else None
+    if sources is not None and sources.renumbered:
+        what = {"colour": "colours", "gray": "values"}.get(sources.kind, sources.kind)
+        click.echo(f"mask {what} -> object ids: {sources.describe()}")
+    for warning in summary.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for obj_id, info in sorted(summary.finetune.items()):
+        weights = ", ".join(f"{w:.3f}" for w in info["weights"])
+        click.echo(
+            f"PerSAM-F object {obj_id}: weights {weights} ({info['steps']} steps in "
+            f"{info['seconds']:.1f} s, {info['steps_per_second']:.0f} steps/s)"
+        )

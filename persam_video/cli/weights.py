@@ -32,8 +32,12 @@ def weights_list() -> None:
 def weights_download(name: str, quiet: bool) -> None:
     """Download checkpoint NAME (vit_h, vit_l, vit_b) into the cache and verify its SHA-256."""
     from persam_video.model.checkpoints import ensure_checkpoint
+    from persam_video.model.demo import DEMO_MODEL_NAME, demo_weights_path
 
-    click.echo(str(ensure_checkpoint(name, progress=not quiet)))
+    if name == DEMO_MODEL_NAME:
+        click.echo(f"{demo_weights_path()} (the demo model is bundled: nothing to download)")
+        return
+    click.echo(str(ensure_checkpoint(name, progress=not quiet, or_else="")))
 
 
 @weights.command("path")
@@ -42,5 +46,6 @@ def weights_download(name: str, quiet: bool) -> None:
 def weights_path(name: str) -> None:
     """Print where checkpoint NAME is (or would be) stored."""
     from persam_video.model.checkpoints import checkpoint_path
+    from persam_video.model.demo import DEMO_MODEL_NAME, demo_weights_path
 
-    click.echo(str(checkpoint_path(name)))
+    click.echo(str(demo_weights_path() if name == DEMO_MODEL_NAME else checkpoint_path(name)))

@@ -5,11 +5,17 @@ The rules for label maps themselves live in :mod:`persam_video.labels` (re-expor
 
 from persam_video.io.errors import MaskError, VideoDecodeError, VideoReadError, VideoWriteError
 from persam_video.io.frame import Frame
-from persam_video.io.masks import DAVIS_PALETTE, read_mask, resize_labels, write_label_png
+from persam_video.io.masks import (
+    DAVIS_PALETTE,
+    read_mask,
+    read_mask_sources,
+    resize_labels,
+    write_label_png,
+)
 from persam_video.io.probe import VideoInfo, probe
 from persam_video.io.reader import FrameSource, list_images, open_source, read_image
 from persam_video.io.writer import AlphaVideoWriter, VideoWriter
-from persam_video.labels import MAX_OBJECTS, VOID_ID, object_ids, to_label_map
+from persam_video.labels import MAX_OBJECTS, VOID_ID, MaskSources, object_ids, to_label_map
 
 __all__ = [
     "DAVIS_PALETTE",
@@ -19,6 +25,7 @@ __all__ = [
     "Frame",
     "FrameSource",
     "MaskError",
+    "MaskSources",
     "VideoDecodeError",
     "VideoInfo",
     "VideoReadError",
@@ -30,6 +37,7 @@ __all__ = [
     "probe",
     "read_image",
     "read_mask",
+    "read_mask_sources",
     "resize_labels",
     "to_label_map",
     "write_label_png",

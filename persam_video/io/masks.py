@@ -35,7 +35,9 @@ from persam_video.labels import (
     BACKGROUND_ID,
     MAX_OBJECTS,
     MaskError,
+    MaskSources,
     as_uint8_labels,
+    object_ids,
     to_label_map,
 )
 
@@ -122,7 +124,39 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     Raises:
         MaskError: missing or unreadable file, JPEG file, or content that is not a mask.
     """
+    return read_mask_sources(path)[0]
+
+
+def read_mask_sources(path: str | os.PathLike[str]) -> tuple[np.ndarray, MaskSources]:
+    """:func:`read_mask`, and what each object id was in the file.
+
+    Returns:
+        The ``(H, W)`` ``uint8`` label map, and a :class:`MaskSources`: the file's kind
+        (``palette``, ``gray`` or ``colour``) and, per object id, its pixel value or colour
+        there (e.g. ``"(255, 0, 0)"``), so a renumbering can be reported.
+    """
     path = Path(path)
+    image = _open_image(path)
+    labels, raw = _read_labels(image, path)
+    kind = "palette" if image.mode == "P" else "colour" if raw.ndim == 3 else "gray"
+    return labels, MaskSources(kind, _id_sources(labels, raw))
+
+
+def _id_sources(labels: np.ndarray, raw: np.ndarray) -> tuple[tuple[int, str], ...]:
+    """(id, file value) of each object id of ``labels``, from the file's ``raw`` pixels."""
+    found = {}
+    flat = raw.reshape(-1, raw.shape[-1]) if raw.ndim == 3 else raw.reshape(-1, 1)
+    ids = labels.reshape(-1)
+    for obj_id in object_ids(labels):
+        first = int(np.flatnonzero(ids == obj_id)[0])
+        value = tuple(int(v) for v in flat[first])
+        found[obj_id] = str(value[0]) if len(value) == 1 else str(value)
+    return tuple(sorted(found.items()))
+
+
+def _read_labels(image: Image.Image, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The label map of an opened mask image, and its raw pixels ((H, W) values or (H, W, 3)
+    colours; palette images give their indices)."""
     image = _open_image(path)
     if image.format in LOSSY_FORMATS:
         raise MaskError(
@@ -132,17 +166,20 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     mode = image.mode
     try:
         if mode == "P":
-            return np.array(image, dtype=np.uint8)
+            indices = np.array(image, dtype=np.uint8)
+            return indices, indices
         if mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
-            return to_label_map(np.array(image))
+            values = np.array(image)
+            return to_label_map(values), values
         if mode == "LA":
             gray_alpha = np.array(image)
-            return to_label_map(np.where(gray_alpha[..., 1] == 0, 0, gray_alpha[..., 0]))
+            values = np.where(gray_alpha[..., 1] == 0, 0, gray_alpha[..., 0])
+            return to_label_map(values), values
         rgba = np.array(image.convert("RGBA"))
     except MaskError as error:
         raise MaskError(f"{path}: {error}") from None
     rgb = np.where(rgba[..., 3:] == 0, 0, rgba[..., :3]).astype(np.uint8)
-    return _colour_label_map(rgb, path)
+    return _colour_label_map(rgb, path), rgb
 
 
 def write_label_png(

@@ -205,7 +205,8 @@ class FrameSource:
 def _open_video(path: Path, fps: Fraction | None, prefetch: int) -> FrameSource:
     if fps is not None:
         raise VideoReadError(
-            f"{path}: fps= applies to folders and iterables only; a video file has its own rate"
+            f"{path}: a frame rate (--fps) applies to folders of frames only; a video file has its "
+            "own"
         )
     container = open_container(path)
     try:

@@ -15,13 +15,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from persam_video.atomic import atomic_file
+from persam_video.progress import progress_bar
 
 CACHE_ENV = "PERSAM_VIDEO_CACHE"
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 DOWNLOAD_TIMEOUT_S = 30.0
+#: What a failed download suggests besides downloading the file by hand (commands that load a
+#: model take ``--checkpoint``).
+OR_ELSE = ", or pass --checkpoint FILE"
 _BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything"
 
 
@@ -111,20 +113,26 @@ def verify_file(path: str | Path, checkpoint: Checkpoint) -> None:
         )
 
 
-def ensure_checkpoint(name: str, *, progress: bool = True) -> Path:
-    """The cached checkpoint ``name``, downloading and verifying it first if needed."""
+def ensure_checkpoint(name: str, *, progress: bool = True, or_else: str = OR_ELSE) -> Path:
+    """The cached checkpoint ``name``, downloading and verifying it first if needed.
+
+    ``or_else`` ends the message of a failed download (what else the user can do).
+    """
     checkpoint = get_checkpoint(name)
     path = checkpoint_path(name)
     if path.is_file() and path.stat().st_size == checkpoint.size:
         return path
-    return download(checkpoint, path, progress=progress)
+    return download(checkpoint, path, progress=progress, or_else=or_else)
 
 
-def download(checkpoint: Checkpoint, dest: str | Path, *, progress: bool = True) -> Path:
+def download(
+    checkpoint: Checkpoint, dest: str | Path, *, progress: bool = True, or_else: str = OR_ELSE
+) -> Path:
     """Download ``checkpoint`` to ``dest`` through a temporary file; verify, then rename.
 
     Works for ``http(s)://`` and ``file://`` URLs. On any failure nothing is left under ``dest``
-    and a one-line :class:`WeightsError` says what to download and where to put it.
+    and a one-line :class:`WeightsError` says what to download and where to put it (and
+    ``or_else``, what else can be done).
     """
     dest = Path(dest)
     try:
@@ -145,7 +153,7 @@ def download(checkpoint: Checkpoint, dest: str | Path, *, progress: bool = True)
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
         raise WeightsError(
             f"cannot download the {checkpoint.name} checkpoint from {checkpoint.url} ({reason}); "
-            f"download it yourself and save it as {dest}, or pass --checkpoint FILE"
+            f"download it yourself and save it as {dest}{or_else}"
         ) from exc
     return dest
 
@@ -157,13 +165,13 @@ def _fetch(checkpoint: Checkpoint, target: Path, *, progress: bool) -> str:
         total = int(response.headers.get("Content-Length") or checkpoint.size)
         with (
             open(target, "wb") as out,
-            tqdm(
+            progress_bar(
                 total=total,
                 unit="B",
                 unit_scale=True,
                 unit_divisor=1024,
                 desc=f"downloading {checkpoint.filename}",
-                disable=not progress,
+                enabled=progress,
             ) as bar,
         ):
             while chunk := response.read(DOWNLOAD_CHUNK_BYTES):

@@ -61,6 +61,12 @@ def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     return metadata, tensors
 
 
+def demo_weights_path() -> Path:
+    """Where the bundled weights file is (inside the installed package)."""
+    with resources.as_file(DEMO_WEIGHTS) as path:
+        return Path(path)
+
+
 def demo_model_info() -> dict[str, Any]:
     """The metadata of the bundled weights: ``name``, ``description``, ``spec`` (the
     :class:`~persam_video.model.spec.SamSpec` fields) and ``training`` (command, seed, steps,

@@ -121,13 +121,31 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path} is not a loadable PyTorch checkpoint ({first[:200]})") from exc
+        raise WeightsError(
+            f"{path} is not a loadable PyTorch checkpoint ({_load_failure(exc)})"
+        ) from exc
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path} does not hold a state dict of tensors")
     return state
+
+
+#: torch.load's message when ``weights_only=True`` refuses a file (random bytes included).
+_WEIGHTS_ONLY_FAILURE = "Weights only load failed"
+#: Longest reason quoted from torch in a message.
+MAX_REASON_CHARS = 160
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Why torch.load failed, in one short whole sentence."""
+    text = re.sub(r"^\[[^\]]*\][\s.]*", "", " ".join(str(exc).split()))  # C++ source tags
+    if _WEIGHTS_ONLY_FAILURE in text:
+        return "torch.load with weights_only=True refused it: it is not a file of plain tensors"
+    sentence = text.split(". ")[0].rstrip(".") or type(exc).__name__
+    if len(sentence) > MAX_REASON_CHARS:
+        sentence = sentence[:MAX_REASON_CHARS].rsplit(" ", 1)[0] + " ..."
+    return sentence
 
 
 def describe_state_dict(state: dict[str, torch.Tensor]) -> str:

@@ -12,7 +12,7 @@ module validates inputs and converts results.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -39,8 +39,9 @@ class Target:
     embedding: Tensor
     #: (3,) PerSAM-F weights of SAM's three multimask outputs, or None without fine-tuning.
     mask_weights: Tensor | None = None
-    #: How the PerSAM-F training went (steps, seconds, steps_per_second, losses), or None.
-    finetune_info: dict[str, float] | None = None
+    #: How the PerSAM-F training went (weights, steps, seconds, steps_per_second, losses), or
+    #: None.
+    finetune_info: dict[str, Any] | None = None
 
 
 @dataclass
@@ -76,7 +77,12 @@ class PerSAM:
     """A SAM model personalized by PerSAM. The model is used as is and never modified."""
 
     def __init__(
-        self, sam: Sam, config: PerSAMConfig | None = None, encoder: FrameEncoder | None = None
+        self,
+        sam: Sam,
+        config: PerSAMConfig | None = None,
+        encoder: FrameEncoder | None = None,
+        *,
+        progress: bool = False,
     ) -> None:
         if not isinstance(sam, Sam):
             raise ValueError(f"sam must be a segment_anything Sam model, got {type(sam).__name__}")
@@ -84,6 +90,8 @@ class PerSAM:
         self.config = config if config is not None else PerSAMConfig()
         #: How frames are encoded (precision, batching, compile); float32 by default.
         self.encoder = encoder if encoder is not None else FrameEncoder(sam)
+        #: Show progress bars of long steps (PerSAM-F training) on a terminal.
+        self.progress = progress
 
     @property
     def device(self) -> torch.device:
@@ -133,13 +141,7 @@ class PerSAM:
             shots_bool = [(f, binary_mask(mask, f.original_size)) for f, mask in encoded]
             result = self.finetune(target, shots_bool)
             target.mask_weights = result.weights
-            target.finetune_info = {
-                "steps": result.steps,
-                "seconds": round(result.seconds, 3),
-                "steps_per_second": round(result.steps_per_second, 1),
-                "initial_loss": round(result.initial_loss, 6),
-                "final_loss": round(result.final_loss, 6),
-            }
+            target.finetune_info = result.info()
         return target
 
     def finetune(
@@ -151,7 +153,9 @@ class PerSAM:
         with torch.inference_mode(False), torch.enable_grad():
             embedding = target.embedding.clone()
             torch_shots = [(f, torch.from_numpy(m).to(self.device).clone()) for f, m in shots]
-            return fit_mask_weights(self.sam, self.config, embedding, torch_shots)
+            return fit_mask_weights(
+                self.sam, self.config, embedding, torch_shots, progress=self.progress
+            )
 
     def segment(self, image: np.ndarray, target: Target) -> SegmentResult:
         """Segment ``target`` in an (H, W, 3) uint8 RGB image."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,7 @@ from torch import Tensor
 from persam_video.config import PerSAMConfig
 from persam_video.persam.cascade import first_step_prompts, multimask_outputs
 from persam_video.persam.features import FrameFeatures
+from persam_video.progress import progress_bar
 
 #: The official initialization: every output weighted 1/3.
 INITIAL_WEIGHT = 1.0 / 3.0
@@ -47,6 +49,17 @@ class FinetuneResult:
     @property
     def steps_per_second(self) -> float:
         return self.steps / self.seconds if self.seconds > 0 else float("inf")
+
+    def info(self) -> dict[str, Any]:
+        """How the training went, as plain numbers (for target files and results.json)."""
+        return {
+            "weights": [round(float(w), 6) for w in self.weights.tolist()],
+            "steps": self.steps,
+            "seconds": round(self.seconds, 3),
+            "steps_per_second": round(self.steps_per_second, 1),
+            "initial_loss": round(self.initial_loss, 6),
+            "final_loss": round(self.final_loss, 6),
+        }
 
 
 def dice_loss(logits: Tensor, gt: Tensor) -> Tensor:
@@ -78,6 +91,8 @@ def fit_mask_weights(
     config: PerSAMConfig,
     embedding: Tensor,
     shots: list[tuple[FrameFeatures, Tensor]],
+    *,
+    progress: bool = False,
 ) -> FinetuneResult:
     """Learn PerSAM-F's mask weights for one target.
 
@@ -87,6 +102,7 @@ def fit_mask_weights(
             the one the config uses at inference (so the weights fit what they will mix).
         embedding: (C,) target embedding.
         shots: reference (features, (H, W) bool mask tensor) pairs.
+        progress: show a progress bar of the steps (steps/s), on a terminal.
     """
     outputs = []
     with torch.no_grad():
@@ -111,7 +127,8 @@ def fit_mask_weights(
     start = time.perf_counter()
     with torch.no_grad():
         initial = float(loss_of(mix(free)))
-    for _ in range(steps):
+    for _ in progress_bar(range(steps), desc="PerSAM-F", unit="step", enabled=progress,
+                          nested=True):  # fmt: skip
         loss = loss_of(mix(free))
         optimizer.zero_grad()
         loss.backward()

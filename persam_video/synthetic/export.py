@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image
-from tqdm import tqdm
 
 from persam_video.io import VideoWriter, write_label_png
+from persam_video.progress import progress_bar
 from persam_video.synthetic.clips import Clip, clip_info, iter_clip
 
 RESOLUTION = "480p"
@@ -38,7 +38,7 @@ def write_davis(
     """
     root = Path(root)
     names = []
-    for seed in tqdm(list(seeds), desc="writing clips", unit="clip", disable=not progress):
+    for seed in progress_bar(list(seeds), desc="writing clips", unit="clip", enabled=progress):
         name = clip_info(seed, split=split).name
         images = root / "JPEGImages" / RESOLUTION / name
         annotations = root / "Annotations" / RESOLUTION / name

@@ -4,6 +4,7 @@ several videos)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from torch import Tensor
@@ -48,6 +49,9 @@ class ObjectResult:
     #: (N, 2) float (x, y) point prompts and (N,) labels used on this frame (empty on frame 0).
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     point_labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    #: On the annotated frame with PerSAM-F: the learned weights and how the training went
+    #: (``weights``, ``steps``, ``seconds``, ``steps_per_second``, losses); else None.
+    finetune: dict[str, Any] | None = None
 
 
 @dataclass

@@ -44,9 +44,14 @@ class VideoTracker:
     """
 
     def __init__(
-        self, sam: Sam, config: PerSAMConfig | None = None, encoder: FrameEncoder | None = None
+        self,
+        sam: Sam,
+        config: PerSAMConfig | None = None,
+        encoder: FrameEncoder | None = None,
+        *,
+        progress: bool = False,
     ) -> None:
-        self.persam = PerSAM(sam, config, encoder)
+        self.persam = PerSAM(sam, config, encoder, progress=progress)
 
     @property
     def config(self) -> PerSAMConfig:
@@ -179,9 +184,10 @@ class VideoTracker:
                 raise ValueError(f"object {obj_id} of the first mask: {exc}") from None
             box = _box_tuple(mask_box(torch.from_numpy(mask)))
             area = int(mask.sum())
-            weights = None
+            weights, finetune_info = None, None
             if self.config.finetune.enabled:
-                weights = self.persam.finetune(Target(embedding), [(feats, mask)]).weights
+                tuned = self.persam.finetune(Target(embedding), [(feats, mask)])
+                weights, finetune_info = tuned.weights, tuned.info()
             objects.append(
                 ObjectState(
                     obj_id=obj_id,
@@ -200,6 +206,7 @@ class VideoTracker:
                     area=area,
                     bbox=_int_box(box),
                     peak_similarity=float("nan"),
+                    finetune=finetune_info,
                 )
             )
         state = TrackState(objects=objects, frame_size=frame.shape[:2], frames_seen=1)

@@ -2,7 +2,7 @@
 
 Layers, lowest first (a module may import modules of lower layers, and of its own subpackage):
 
-0. foundation: ``config``, ``labels``, ``atomic``, ``runtime``, ``_version``
+0. foundation: ``config``, ``labels``, ``atomic``, ``progress``, ``runtime``, ``_version``
 1. ``model`` (SAM architectures, checkpoints, demo model, attention) and ``io`` (video, masks)
 2. ``persam`` (the PerSAM math, image mode) and ``synthetic`` (procedural clips)
 3. ``video`` (the tracker)
@@ -25,7 +25,7 @@ from tests.helpers import REPO_ROOT
 
 PACKAGE = "persam_video"
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("config", "labels", "atomic", "runtime", "_version"),
+    ("config", "labels", "atomic", "progress", "runtime", "_version"),
     ("model", "io"),
     ("persam", "synthetic"),
     ("video",),
