@@ -219,16 +219,24 @@ def make_encoder(
     )  # fmt: skip
 
 
-def load_targets(paths: tuple[str, ...], model: dict[str, Any], device: Any) -> list[Any]:
-    """Read target files and check they were made with ``model``."""
-    from persam_video.apps.target_file import check_compatible, load_target, to_device
+def load_targets(paths: tuple[str, ...], model: dict[str, Any]) -> list[Any]:
+    """Read target files and check they were made with ``model`` (before the model is loaded:
+    a mismatch is said at once, not after a download)."""
+    from persam_video.apps.target_file import check_compatible, load_target
 
     targets = []
     for path in paths:
         loaded = load_target(path)
         check_compatible(loaded, model, path)
-        targets.append(to_device(loaded.target, device))
+        targets.append(loaded.target)
     return targets
+
+
+def targets_on(targets: list[Any], device: Any) -> list[Any]:
+    """The targets with their tensors on ``device``."""
+    from persam_video.apps.target_file import to_device
+
+    return [to_device(target, device) for target in targets]
 
 
 def model_for_targets(

@@ -162,8 +162,9 @@ def segment(
     collect_images(images)  # check the inputs before loading the model
     model_name = common.model_for_targets(model_name, (target_path,))
     metadata = model_metadata(model_name, checkpoint)
+    targets = common.load_targets((target_path,), metadata)
     sam = common.load_model(model_name, checkpoint, device, quiet)
-    (target,) = common.load_targets((target_path,), metadata, sam.device)
+    (target,) = common.targets_on(targets, sam.device)
     summary = segment_images(sam, config, target, images, out_dir, progress=not quiet,
                              metadata={**metadata, "threads": threads})  # fmt: skip
     click.echo(

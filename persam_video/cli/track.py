@@ -111,8 +111,9 @@ def track(
             annotation = load_first_mask(mask_path, frames.size, resize=resize_mask)
         check_out_dir(out_dir)
         metadata = model_metadata(model_name, checkpoint)
+        targets = common.load_targets(target_paths, metadata)
         sam = common.load_model(model_name, checkpoint, device, quiet)
-        targets = common.load_targets(target_paths, metadata, sam.device) or None
+        targets = common.targets_on(targets, sam.device) or None
         encoder = common.make_encoder(sam, precision, batch_frames, compile_encoder, stock_encoder)
         metadata["threads"] = threads
         tracker = VideoTracker(sam, config, encoder, progress=not quiet)

@@ -264,7 +264,9 @@ def test_bad_paths_raise_one_line_read_errors(tmp_path, videos):
         with pytest.raises(VideoReadError, match=message) as info:
             open_source(path)
         assert str(path) in str(info.value) and "\n" not in str(info.value)
-    with pytest.raises(VideoReadError, match=r"frame rate \(--fps\) applies to folders of frames only"):
+    with pytest.raises(
+        VideoReadError, match=r"frame rate \(--fps\) applies to folders of frames only"
+    ):
         open_source(videos["pal.mp4"][0], fps=25)
     with pytest.raises(VideoReadError, match="prefetch"):
         open_source(videos["pal.mp4"][0], prefetch=-1)
