@@ -7,16 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from persam_video.model.spec import build_sam, tiny_sam_spec
+from persam_video.runtime import THREADS_ENV, apply_threads, choose_threads
 
 # One CPU thread per test process (and for the commands tests start): on a 2-core machine with
 # other work running, torch's default of one thread per core made the suite many times slower.
-# Set PERSAM_VIDEO_THREADS (or OMP_NUM_THREADS) before pytest to choose otherwise.
-THREADS = os.environ.setdefault("PERSAM_VIDEO_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", THREADS)
-torch.set_num_threads(int(THREADS) if THREADS.isdigit() else torch.get_num_threads())
+# Set PERSAM_VIDEO_THREADS (a number or auto) before pytest to choose otherwise.
+apply_threads(choose_threads(os.environ.setdefault(THREADS_ENV, "1")))
 
 #: Material shared by this workplace (PerSeg examples); absent in a clone elsewhere.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
