@@ -39,6 +39,7 @@ evaluates an existing weights file.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -94,6 +95,30 @@ DEMO_SPEC = SamSpec(
     iou_head_hidden_dim=128,
     mask_in_chans=16,
 )
+
+#: MLP width of the decoder, in decoder widths (DEMO_SPEC: 512 for 128).
+DECODER_MLP_RATIO = 4
+
+
+def model_spec(args: argparse.Namespace) -> SamSpec:
+    """The architecture the command line asks for: DEMO_SPEC with its sizes replaced.
+
+    Global attention sits in the middle and last encoder blocks, as in DEMO_SPEC (blocks 1 and 3
+    of 4); the decoder's MLP and IoU head scale with its width.
+    """
+    depth = args.encoder_depth
+    return dataclasses.replace(
+        DEMO_SPEC,
+        image_size=args.image_size,
+        encoder_dim=args.encoder_dim,
+        encoder_depth=depth,
+        encoder_heads=args.encoder_heads,
+        encoder_global_attn=tuple(sorted({max(0, depth // 2 - 1), depth - 1})),
+        decoder_dim=args.decoder_dim,
+        decoder_mlp_dim=DECODER_MLP_RATIO * args.decoder_dim,
+        iou_head_hidden_dim=args.decoder_dim,
+    )
+
 
 # ----------------------------------------------------------------------------- data
 #: Label of padding pixels in the pre-processed label maps (never an object, outside the loss).
@@ -622,7 +647,7 @@ def train(sam: Sam, args: argparse.Namespace) -> None:
         emb_loss, peak_hit = embedding_loss(
             embeddings, frames["labels"], frames["content_hw"], sam.image_encoder.img_size
         )
-        loss = mask_loss + IOU_WEIGHT * iou_loss + EMBEDDING_WEIGHT * emb_loss
+        loss = mask_loss + IOU_WEIGHT * iou_loss + args.embedding_weight * emb_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(sam.parameters(), args.grad_clip)
@@ -827,6 +852,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="side of the square the mask losses are computed at (the logits upsampled, the "
         "ground truth area-averaged; the model input side at most)",
     )
+    parser.add_argument(
+        "--embedding-weight",
+        type=float,
+        default=EMBEDDING_WEIGHT,
+        help="weight of the auxiliary embedding loss (what PerSAM's location prior needs)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=DEMO_SPEC.image_size,
+        help="model input side (a multiple of 16; --loss-size must divide it)",
+    )
+    parser.add_argument(
+        "--encoder-dim", type=int, default=DEMO_SPEC.encoder_dim, help="image encoder width"
+    )
+    parser.add_argument(
+        "--encoder-depth", type=int, default=DEMO_SPEC.encoder_depth, help="image encoder blocks"
+    )
+    parser.add_argument(
+        "--encoder-heads",
+        type=int,
+        default=DEMO_SPEC.encoder_heads,
+        help="image encoder attention heads (must divide --encoder-dim)",
+    )
+    parser.add_argument(
+        "--decoder-dim",
+        type=int,
+        default=DEMO_SPEC.decoder_dim,
+        help="prompt encoder and mask decoder width (also the embedding width)",
+    )
+    parser.add_argument("--name", default="persam-video demo SAM", help="name in the metadata")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
     parser.add_argument("--warmup", type=int, default=200, help="linear warmup steps")
     parser.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
@@ -883,16 +939,17 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     command = shlex.join(["python", "tools/train_demo_model.py", *sys.argv[1:]])
-    sam = build_sam(DEMO_SPEC, seed=args.seed)
+    spec = model_spec(args)
+    sam = build_sam(spec, seed=args.seed)
     n_params = sum(p.numel() for p in sam.parameters())
-    print(f"demo SAM: {n_params:,} parameters, spec {json.dumps(DEMO_SPEC.to_dict())}", flush=True)
+    print(f"demo SAM: {n_params:,} parameters, spec {json.dumps(spec.to_dict())}", flush=True)
     start = time.perf_counter()
     train(sam, args)
     train_s = time.perf_counter() - start
 
     # Validate exactly what is stored: the weights rounded to the storage precision.
     state = rounded_state(sam, STORAGE_DTYPES[args.storage_dtype])
-    stored = build_sam(DEMO_SPEC)
+    stored = build_sam(spec)
     stored.load_state_dict({k: v.float() for k, v in state.items()})
     stored.eval()
     eval_start = time.perf_counter()
@@ -917,11 +974,11 @@ def main(argv: list[str] | None = None) -> None:
         },
     }
     metadata = {
-        "name": "persam-video demo SAM",
+        "name": args.name,
         "description": (
             "Small SAM-architecture demo/test model trained on procedural scenes; not SAM."
         ),
-        "spec": json.dumps(DEMO_SPEC.to_dict()),
+        "spec": json.dumps(spec.to_dict()),
         "training": json.dumps(training),
     }
     save_weights(args.out, state, metadata)

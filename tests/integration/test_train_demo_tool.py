@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import sys
 
 import numpy as np
@@ -125,3 +126,32 @@ def test_learning_rate_schedule(tool):
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in itertools.pairwise(lrs[9:]))
     assert lrs[-1] == pytest.approx(tool.MIN_LR_FRACTION, abs=1e-3)
+
+
+def test_model_spec_follows_the_command_line(tool):
+    default = tool.model_spec(tool.parse_args([]))
+    assert default == tool.DEMO_SPEC  # the defaults are the bundled demo model's recipe
+    args = tool.parse_args(["--image-size", "320", "--encoder-dim", "64", "--encoder-depth", "6",
+                            "--encoder-heads", "2", "--decoder-dim", "96"])  # fmt: skip
+    spec = tool.model_spec(args)
+    assert (spec.image_size, spec.encoder_dim, spec.encoder_depth) == (320, 64, 6)
+    assert spec.encoder_global_attn == (2, 5) and spec.encoder_heads == 2
+    assert (spec.decoder_dim, spec.decoder_mlp_dim, spec.iou_head_hidden_dim) == (96, 384, 96)
+    assert tool.parse_args(["--embedding-weight", "0.2"]).embedding_weight == 0.2
+
+
+@pytest.mark.slow
+def test_a_short_training_run_writes_a_model_of_the_asked_architecture(tool, tmp_path):
+    """Two steps of a small architecture, evaluated on a handful of scenes: the file loads back
+    with its spec and training facts (what the benchmark model suite is made of)."""
+    out = tmp_path / "m.safetensors"
+    tool.main(["--out", str(out), "--steps", "2", "--batch-size", "2", "--workers", "0",
+               "--image-size", "128", "--loss-size", "64", "--encoder-dim", "32",
+               "--encoder-depth", "2", "--encoder-heads", "2", "--decoder-dim", "32",
+               "--embedding-weight", "0.25", "--name", "suite test", "--val-scenes", "2",
+               "--val-pairs", "2", "--persam-pairs", "1", "--log-every", "1"])  # fmt: skip
+    sam, metadata = tool.load_weights(out)
+    assert metadata["name"] == "suite test"
+    assert sam.image_encoder.img_size == 128 and len(sam.image_encoder.blocks) == 2
+    training = json.loads(metadata["training"])
+    assert training["steps"] == 2 and training["args"]["embedding_weight"] == 0.25
