@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from persam_video.io.reader import natural_key
 from persam_video.labels import BACKGROUND_ID, VOID_ID
 
 __all__ = [
@@ -60,8 +61,10 @@ def read_label_png(path: str | Path) -> np.ndarray:
 class DavisDataset:
     """Sequences, frames and annotations of one DAVIS subset.
 
-    Frames and annotations are sorted by file name. The directory listing is checked when the
-    dataset is built; images are read only on request.
+    Frames and annotations are sorted by file name in natural order (``2.jpg`` before
+    ``10.jpg``, the order ``track`` reads a folder of frames in; for DAVIS's zero-padded names
+    it is plain name order, as the official code sorts). The directory listing is checked when
+    the dataset is built; images are read only on request.
 
     Args:
         root: DAVIS folder holding ``ImageSets``, ``JPEGImages`` and ``Annotations``.
@@ -109,11 +112,11 @@ class DavisDataset:
         )
 
     def frame_paths(self, seq: str) -> list[Path]:
-        """JPEG frames of ``seq``, sorted by name."""
+        """JPEG frames of ``seq``, in natural name order."""
         return list(self._frames[self._check_sequence(seq)])
 
     def annotation_paths(self, seq: str) -> list[Path]:
-        """Annotation PNGs of ``seq``, sorted by name."""
+        """Annotation PNGs of ``seq``, in natural name order."""
         return list(self._annotations[self._check_sequence(seq)])
 
     def frame_names(self, seq: str) -> list[str]:
@@ -187,7 +190,8 @@ class DavisDataset:
     @staticmethod
     def _list_files(folder: Path, seq: str, suffix: str, kind: str) -> list[Path]:
         seq_dir = folder / seq
-        paths = sorted(seq_dir.glob(f"*{suffix}")) if seq_dir.is_dir() else []
+        found = seq_dir.glob(f"*{suffix}") if seq_dir.is_dir() else ()
+        paths = sorted(found, key=lambda path: natural_key(path.name))
         if not paths:
             raise FileNotFoundError(f"sequence {seq!r} is listed but has no {kind} in {seq_dir}")
         return paths

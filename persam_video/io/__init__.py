@@ -7,7 +7,7 @@ from persam_video.io.errors import MaskError, VideoDecodeError, VideoReadError, 
 from persam_video.io.frame import Frame
 from persam_video.io.masks import DAVIS_PALETTE, read_mask, resize_labels, write_label_png
 from persam_video.io.probe import VideoInfo, probe
-from persam_video.io.reader import FrameSource, list_images, open_source, read_image
+from persam_video.io.reader import FrameSource, list_images, natural_key, open_source, read_image
 from persam_video.io.writer import AlphaVideoWriter, VideoWriter
 from persam_video.labels import MAX_OBJECTS, VOID_ID, object_ids, to_label_map
 
@@ -25,6 +25,7 @@ __all__ = [
     "VideoWriteError",
     "VideoWriter",
     "list_images",
+    "natural_key",
     "object_ids",
     "open_source",
     "probe",

@@ -160,3 +160,15 @@ def test_year_2016_original_frame_list_layout(tmp_path):
     assert DavisDataset(root, year=2016).sequences == ["bear", "boat"]
     with pytest.raises(FileNotFoundError, match="sequence list not found"):
         DavisDataset(root, year=2017)
+
+
+def test_frames_and_annotations_in_natural_name_order(tmp_path):
+    root = write_davis(tmp_path, {"dog": _labels(12)})
+    for kind, suffix in (("JPEGImages", ".jpg"), ("Annotations", ".png")):
+        folder = root / kind / "480p" / "dog"
+        for t in range(12):
+            (folder / f"{t:05d}{suffix}").rename(folder / f"{t + 1}{suffix}")
+    dataset = DavisDataset(root)
+    # The order `track` reads a folder of frames in: 2 before 10 (plain name order has 10 first).
+    assert [p.stem for p in dataset.frame_paths("dog")] == [str(t) for t in range(1, 13)]
+    assert dataset.frame_names("dog") == [str(t) for t in range(1, 13)]
