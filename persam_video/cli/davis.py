@@ -120,6 +120,7 @@ def davis(
     config = common.build_config(config_name, (*overrides, *old_overrides), finetune)
     model_name = common.model_for_targets(model_name, default=DAVIS_DEFAULT_MODEL)
     dataset = DavisDataset(davis_root, subset=subset, year=int(year))
+    dataset.check_references()  # before the model loads (run_davis checks again)
     sam = common.load_model(model_name, checkpoint, device, quiet)
     encoder = common.make_encoder(sam, precision, batch_frames, compile_encoder, stock_encoder)
     run = run_davis(

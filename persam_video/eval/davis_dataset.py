@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from persam_video.io.reader import natural_key
-from persam_video.labels import BACKGROUND_ID, VOID_ID
+from persam_video.labels import BACKGROUND_ID, VOID_ID, LabelMap, MaskError, describe_size
 
 __all__ = [
     "SUPPORTED_YEARS",
@@ -225,6 +225,38 @@ class DavisDataset:
         has no object.
         """
         return first_frame_object_ids(self.first_annotation(seq))
+
+    def check_first_annotation(self, seq: str) -> None:
+        """Refuse a DAVIS 2016-style first annotation (only 0 and 255) read as DAVIS 2017."""
+        first = read_label_png(self.annotation_paths(seq)[0])
+        check_first_annotation(first, seq, single_object=self.single_object)
+
+    def reference(self, seq: str) -> LabelMap:
+        """The first annotation of ``seq`` checked as a tracking reference.
+
+        Raises:
+            ValueError: naming the sequence, when the annotation looks like DAVIS 2016's under
+                2017 rules, holds no object, or differs in size from the first frame.
+        """
+        self.check_first_annotation(seq)
+        path = self.annotation_paths(seq)[0]
+        try:
+            reference = LabelMap.check(self.load_annotation(path))
+        except MaskError as exc:
+            raise MaskError(f"{seq}: first annotation {path.name}: {exc}") from None
+        with Image.open(self.frame_paths(seq)[0]) as frame:
+            frame_size = (frame.height, frame.width)
+        if reference.size != frame_size:
+            raise MaskError(
+                f"{seq}: first annotation {path.name} is {describe_size(reference.size)} but "
+                f"the frames are {describe_size(frame_size)} (WxH)"
+            )
+        return reference
+
+    def check_references(self) -> None:
+        """Check the first annotation of every sequence (:meth:`reference`) before any work."""
+        for seq in self.sequences:
+            self.reference(seq)
 
     def _check_sequence(self, seq: str) -> str:
         if seq not in self._frames:

@@ -203,3 +203,38 @@ def test_eval_says_to_use_year_2016(tmp_path, mode):
         assert "DAVIS 2016" in result.output
         assert json.loads(report.read_text())["global"]["J&F-Mean"] == 1.0
         report.unlink()
+
+
+def test_davis_says_to_use_year_2016_and_writes_nothing(tmp_path, fake_model):
+    names = [f"{t:05d}" for t in range(5)]
+    sequences = {SEQ: boxes(5), "blackswan": single_object()}
+    root = write_tree(tmp_path / "DAVIS", sequences, names, years=("2016", "2017"), mode="L")
+    out = tmp_path / "out"
+    result = invoke("davis", "--davis-root", root, "--out", out, "-q")
+    assert_one_line_error(result, "blackswan", "DAVIS 2016 single-object", "--year 2016")
+    assert not out.exists()
+    assert not fake_model  # refused before the model was loaded
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = invoke("davis", "--davis-root", root, "--out", out, "-q",
+                    "--json", out / "report.json")  # fmt: skip
+    assert_one_line_error(result, "blackswan", "--year 2016")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "mine"
+
+    shutil.rmtree(out)
+    result = invoke("davis", "--davis-root", root, "--out", out, "--year", "2016", "-q")
+    assert result.exit_code == 0, result.output
+    assert "2 sequences tracked" in result.output and "DAVIS 2016 val" in result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(["run.json", SEQ, "blackswan"])
+
+
+def test_davis_names_the_sequence_of_an_empty_first_annotation(tmp_path, fake_model):
+    empty = boxes(4)
+    empty[0] = 0
+    sequences = {SEQ: boxes(4), "ghost": empty}
+    root = write_tree(tmp_path / "DAVIS", sequences, [f"{t:05d}" for t in range(4)])
+    out = tmp_path / "out"
+    result = invoke("davis", "--davis-root", root, "--out", out, "-q")
+    assert_one_line_error(result, "ghost: first annotation 00000.png", "empty")
+    assert not out.exists() and not fake_model
