@@ -6,6 +6,10 @@ written into a hidden temporary folder and renamed into place only when every fr
 ``OUT/<seq>/`` exists only for complete sequences: after a crash or Ctrl-C, running the same
 command again skips them and redoes the rest. ``OUT/run.json`` records the model and config; a
 rerun with different settings into the same folder is refused rather than mixing results.
+
+Every sequence's first annotation is checked before anything is written (see
+:meth:`DavisDataset.reference`): a bad one, e.g. DAVIS 2016 annotations read under 2017 rules,
+leaves ``OUT`` as it was (not even created).
 """
 
 from __future__ import annotations
@@ -58,7 +62,12 @@ def run_davis(
             ``run.json`` and compared on resume.
         progress: progress bars over sequences and frames.
         on_sequence: called with each sequence name once it is complete (used by tests).
+
+    Raises:
+        ValueError: naming the sequence, for a first annotation that cannot be tracked (checked
+            for every sequence before ``out_dir`` is touched) or a frame that cannot be.
     """
+    dataset.check_references()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_run_record(out / RUN_RECORD, {**(record or {}), "config": tracker.config.to_dict()})
@@ -72,19 +81,37 @@ def run_davis(
             skipped.append(seq)
             continue
         sequences.set_postfix_str(seq)
-        with atomic_folder(final) as tmp:
-            source = open_source(dataset.frame_paths(seq)[0].parent)
-            bar = progress_bar(total=len(names), desc=seq, unit="frame", enabled=progress,
-                               nested=True)  # fmt: skip
-            with source, bar:
-                for result in tracker.track(source, dataset.first_annotation(seq)):
-                    write_label_png(tmp / f"{names[result.index]}.png", result.labels)
-                    bar.update(1)
+        try:
+            _track_sequence(tracker, dataset, seq, final, names, progress)
+        except ValueError as exc:
+            message = str(exc)
+            if message.startswith(f"{seq}:") or f"/{seq}/" in message:  # already named
+                raise
+            raise ValueError(f"{seq}: {exc}") from exc
         frames += len(names)
         done.append(seq)
         if on_sequence is not None:
             on_sequence(seq)
     return DavisRun(out, done, skipped, frames, time.perf_counter() - start)
+
+
+def _track_sequence(
+    tracker: VideoTracker,
+    dataset: DavisDataset,
+    seq: str,
+    final: Path,
+    names: list[str],
+    progress: bool,
+) -> None:
+    """Track one sequence into ``final`` (renamed into place once every frame is written)."""
+    with atomic_folder(final) as tmp:
+        source = open_source(dataset.frame_paths(seq)[0].parent)
+        bar = progress_bar(total=len(names), desc=seq, unit="frame", enabled=progress,
+                           nested=True)  # fmt: skip
+        with source, bar:
+            for result in tracker.track(source, dataset.reference(seq)):
+                write_label_png(tmp / f"{names[result.index]}.png", result.labels)
+                bar.update(1)
 
 
 def _complete(folder: Path, names: list[str]) -> bool:

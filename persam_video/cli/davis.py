@@ -23,10 +23,13 @@ DEFAULT_SUBSET = "val"
 DAVIS_DEFAULT_MODEL = "vit_h"
 
 
-def davis_set_options(func: Any) -> Any:
-    """--davis-root, --subset, --year: which DAVIS subset."""
+def davis_set_options(func: Any = None, *, required: bool = True) -> Any:
+    """--davis-root, --subset, --year: which DAVIS subset (--davis-root optional unless
+    ``required``)."""
+    if func is None:
+        return lambda f: davis_set_options(f, required=required)
     options = [
-        click.option("--davis-root", required=True,
+        click.option("--davis-root", required=required, default=None,
                      type=click.Path(file_okay=False, path_type=str),
                      help="DAVIS folder (with ImageSets/, JPEGImages/, Annotations/)."),
         click.option("--subset", default=None,
@@ -59,15 +62,22 @@ def split_old_subset(subset: str | None, overrides: tuple[str, ...]) -> tuple[st
 
 
 def evaluate_and_report(
-    davis_root: str, subset: str, year: str, results: str, json_path: str | None,
-    csv_path: str | None, quiet: bool,
+    davis_root: str | None, subset: str, year: str, results: str, json_path: str | None,
+    csv_path: str | None, quiet: bool, annotations: str | None = None,
 ) -> None:  # fmt: skip
-    """Evaluate DAVIS results, print the tables, write the JSON/CSV files asked for."""
-    from persam_video.eval.davis_dataset import DavisDataset
-    from persam_video.eval.evaluate import evaluate_davis
+    """Evaluate results (a DAVIS set, or one sequence's --annotations folder), print the
+    tables, write the JSON/CSV files asked for."""
+    from persam_video.eval.davis_dataset import SINGLE_OBJECT_YEAR, DavisDataset
+    from persam_video.eval.evaluate import evaluate_davis, evaluate_folder
 
-    dataset = DavisDataset(davis_root, subset=subset, year=int(year))
-    report = evaluate_davis(dataset, results, progress=not quiet)
+    if annotations is not None:
+        single_object = int(year) == SINGLE_OBJECT_YEAR
+        report = evaluate_folder(
+            annotations, results, single_object=single_object, progress=not quiet
+        )
+    else:
+        dataset = DavisDataset(davis_root, subset=subset, year=int(year))
+        report = evaluate_davis(dataset, results, progress=not quiet)
     click.echo(report.format_table())
     if json_path:
         report.to_json(json_path)
@@ -112,6 +122,7 @@ def davis(
     config = common.build_config(config_name, (*overrides, *old_overrides), finetune)
     model_name = common.model_for_targets(model_name, default=DAVIS_DEFAULT_MODEL)
     dataset = DavisDataset(davis_root, subset=subset, year=int(year))
+    dataset.check_references()  # before the model loads (run_davis checks again)
     sam = common.load_model(model_name, checkpoint, device, quiet)
     encoder = common.make_encoder(sam, precision, batch_frames, compile_encoder, stock_encoder)
     run = run_davis(
@@ -127,13 +138,19 @@ def davis(
 
 
 @click.command("eval")
-@davis_set_options
+@davis_set_options(required=False)
+@click.option(
+    "--annotations",
+    type=click.Path(file_okay=False, path_type=str),
+    help="Instead of --davis-root: the annotation PNGs of one sequence (in natural name order).",
+)
 @click.option("--set", "old_subset", hidden=True, default=None)
 @click.option(
     "--results",
     required=True,
     type=click.Path(file_okay=False, path_type=str),
-    help="Result folder: <sequence>/<frame>.png palette PNGs of object ids.",
+    help="Result folder: <sequence>/<frame>.png palette PNGs of object ids (with "
+    "--annotations: the PNGs of that sequence); a `track` output folder stands for its masks/.",
 )
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON."
@@ -147,9 +164,22 @@ def davis(
 @quiet_option
 @friendly_errors
 def eval_command(
-    davis_root: str, subset: str | None, year: str, old_subset: str | None, results: str,
-    json_path: str | None, csv_path: str | None, quiet: bool,
+    davis_root: str | None, subset: str | None, year: str, annotations: str | None,
+    old_subset: str | None, results: str, json_path: str | None, csv_path: str | None,
+    quiet: bool,
 ) -> None:  # fmt: skip
-    """Evaluate DAVIS results (semi-supervised J&F), equal to the official davis2017-evaluation."""
+    """Evaluate DAVIS results (semi-supervised J&F), equal to the official davis2017-evaluation.
+
+    Give a DAVIS set with --davis-root, or one sequence with --annotations FOLDER (its results
+    pair with the annotations by name, else by position; multi-object unless --year 2016).
+    """
+    if (davis_root is None) == (annotations is None):
+        raise InputError("give exactly one of --davis-root (a DAVIS set) and --annotations "
+                         "(one sequence's annotation folder)")  # fmt: skip
+    if annotations is not None and (subset is not None or old_subset is not None):
+        raise InputError("--subset picks an image set of --davis-root; --annotations is one "
+                         "sequence")  # fmt: skip
     subset, _ = split_old_subset(subset, (old_subset,) if old_subset else ())
-    evaluate_and_report(davis_root, subset, year, results, json_path, csv_path, quiet)
+    evaluate_and_report(
+        davis_root, subset, year, results, json_path, csv_path, quiet, annotations=annotations
+    )

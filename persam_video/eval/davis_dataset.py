@@ -16,21 +16,28 @@ annotations are then merged into one object); the original DAVIS-2016 download, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from persam_video.labels import BACKGROUND_ID, VOID_ID
+from persam_video.io.reader import natural_key
+from persam_video.labels import BACKGROUND_ID, VOID_ID, LabelMap, MaskError, describe_size
 
 __all__ = [
     "SUPPORTED_YEARS",
     "DavisDataset",
+    "check_first_annotation",
+    "first_frame_object_ids",
+    "load_annotation",
+    "read_annotations",
     "read_label_png",
 ]
 
 SUPPORTED_YEARS = (2016, 2017)
 SINGLE_OBJECT_YEAR = 2016
+MULTI_OBJECT_YEAR = 2017
 SINGLE_OBJECT_ID = 1
 FRAME_SUFFIX = ".jpg"
 ANNOTATION_SUFFIX = ".png"
@@ -57,11 +64,83 @@ def read_label_png(path: str | Path) -> np.ndarray:
         return np.array(image, dtype=np.uint8)
 
 
+def load_annotation(path: str | Path, *, single_object: bool = False) -> np.ndarray:
+    """Read one annotation: (H, W) uint8 labels, binarized to 0/1 when ``single_object``."""
+    labels = read_label_png(path)
+    if single_object:
+        labels = (labels != BACKGROUND_ID).astype(np.uint8) * SINGLE_OBJECT_ID
+    return labels
+
+
+def read_annotations(
+    paths: Sequence[Path], *, single_object: bool = False, where: str = ""
+) -> np.ndarray:
+    """Read the annotations of one sequence into (T, H, W) uint8 labels.
+
+    Args:
+        paths: the annotation PNGs in frame order (at least one).
+        single_object: merge every non-zero label into object 1 (DAVIS 2016).
+        where: the sequence name, to start error messages with.
+    """
+    first = load_annotation(paths[0], single_object=single_object)
+    labels = np.empty((len(paths), *first.shape), dtype=np.uint8)
+    labels[0] = first
+    for index, path in enumerate(paths[1:], start=1):
+        frame = load_annotation(path, single_object=single_object)
+        if frame.shape != first.shape:
+            raise ValueError(
+                f"{where}: annotation {Path(path).name} is {frame.shape}, "
+                f"the first one is {first.shape}"
+            )
+        labels[index] = frame
+    return labels
+
+
+def first_frame_object_ids(first: np.ndarray) -> list[int]:
+    """Object ids ``1..K`` evaluated in a sequence, K the largest non-void first-frame label.
+
+    As the official semi-supervised evaluation counts them: an id missing from the first frame
+    but below K is still an object; an id above K appearing later is ignored. Empty when the
+    first annotation has no object.
+    """
+    labels = first[first != VOID_ID]
+    max_id = int(labels.max()) if labels.size else BACKGROUND_ID
+    return list(range(1, max_id + 1))
+
+
+def looks_single_object(first: np.ndarray) -> bool:
+    """True when raw first-frame labels hold only 0 and 255, with some 255: under DAVIS 2017
+    that is background and void, no object; a DAVIS 2016 annotation (object = 255) reads so."""
+    values = np.unique(first)
+    return VOID_ID in values and set(values.tolist()) <= {BACKGROUND_ID, VOID_ID}
+
+
+def check_first_annotation(first: np.ndarray, where: str, *, single_object: bool) -> None:
+    """Refuse, under DAVIS 2017 rules, a first annotation that looks like DAVIS 2016's.
+
+    Args:
+        first: raw (H, W) labels of the first annotation (as :func:`read_label_png` gives them).
+        where: the sequence name, to start the message with.
+        single_object: True under DAVIS 2016 rules, where such an annotation is one object.
+
+    Raises:
+        ValueError: ``first`` holds only 0 and 255 while ``single_object`` is False.
+    """
+    if not single_object and looks_single_object(first):
+        raise ValueError(
+            f"{where}: the first annotation holds only 0 and 255, which DAVIS 2017 reads as "
+            "background and void (no object): these look like DAVIS 2016 single-object "
+            "annotations; use --year 2016"
+        )
+
+
 class DavisDataset:
     """Sequences, frames and annotations of one DAVIS subset.
 
-    Frames and annotations are sorted by file name. The directory listing is checked when the
-    dataset is built; images are read only on request.
+    Frames and annotations are sorted by file name in natural order (``2.jpg`` before
+    ``10.jpg``, the order ``track`` reads a folder of frames in; for DAVIS's zero-padded names
+    it is plain name order, as the official code sorts). The directory listing is checked when
+    the dataset is built; images are read only on request.
 
     Args:
         root: DAVIS folder holding ``ImageSets``, ``JPEGImages`` and ``Annotations``.
@@ -109,11 +188,11 @@ class DavisDataset:
         )
 
     def frame_paths(self, seq: str) -> list[Path]:
-        """JPEG frames of ``seq``, sorted by name."""
+        """JPEG frames of ``seq``, in natural name order."""
         return list(self._frames[self._check_sequence(seq)])
 
     def annotation_paths(self, seq: str) -> list[Path]:
-        """Annotation PNGs of ``seq``, sorted by name."""
+        """Annotation PNGs of ``seq``, in natural name order."""
         return list(self._annotations[self._check_sequence(seq)])
 
     def frame_names(self, seq: str) -> list[str]:
@@ -122,10 +201,7 @@ class DavisDataset:
 
     def load_annotation(self, path: str | Path) -> np.ndarray:
         """Read one annotation of this dataset: (H, W) uint8 labels, binarized for 2016."""
-        labels = read_label_png(path)
-        if self.single_object:
-            labels = (labels != BACKGROUND_ID).astype(np.uint8) * SINGLE_OBJECT_ID
-        return labels
+        return load_annotation(path, single_object=self.single_object)
 
     def load_annotations(self, seq: str) -> np.ndarray:
         """All annotations of ``seq``.
@@ -133,19 +209,9 @@ class DavisDataset:
         Returns:
             (T, H, W) uint8 labels: 0 background, 1..K objects, 255 void (2017); 0 or 1 (2016).
         """
-        paths = self.annotation_paths(seq)
-        first = self.load_annotation(paths[0])
-        labels = np.empty((len(paths), *first.shape), dtype=np.uint8)
-        labels[0] = first
-        for index, path in enumerate(paths[1:], start=1):
-            frame = self.load_annotation(path)
-            if frame.shape != first.shape:
-                raise ValueError(
-                    f"{seq}: annotation {path.name} is {frame.shape}, "
-                    f"the first one is {first.shape}"
-                )
-            labels[index] = frame
-        return labels
+        return read_annotations(
+            self.annotation_paths(seq), single_object=self.single_object, where=seq
+        )
 
     def first_annotation(self, seq: str) -> np.ndarray:
         """(H, W) uint8 labels of the first annotated frame: the one-shot reference."""
@@ -154,14 +220,43 @@ class DavisDataset:
     def object_ids(self, seq: str) -> list[int]:
         """Object ids evaluated in ``seq``, as the official semi-supervised evaluation counts them.
 
-        DAVIS 2017: ``1..K`` with K the largest non-void label of the first annotation (an id
-        missing from the first frame but below K is still an object; an id above K appearing
-        later is ignored). DAVIS 2016: ``[1]``. Empty when the first annotation has no object.
+        DAVIS 2017: ``1..K`` with K the largest non-void label of the first annotation (see
+        :func:`first_frame_object_ids`). DAVIS 2016: ``[1]``. Empty when the first annotation
+        has no object.
         """
-        first = self.first_annotation(seq)
-        labels = first[first != VOID_ID]
-        max_id = int(labels.max()) if labels.size else BACKGROUND_ID
-        return list(range(1, max_id + 1))
+        return first_frame_object_ids(self.first_annotation(seq))
+
+    def check_first_annotation(self, seq: str) -> None:
+        """Refuse a DAVIS 2016-style first annotation (only 0 and 255) read as DAVIS 2017."""
+        first = read_label_png(self.annotation_paths(seq)[0])
+        check_first_annotation(first, seq, single_object=self.single_object)
+
+    def reference(self, seq: str) -> LabelMap:
+        """The first annotation of ``seq`` checked as a tracking reference.
+
+        Raises:
+            ValueError: naming the sequence, when the annotation looks like DAVIS 2016's under
+                2017 rules, holds no object, or differs in size from the first frame.
+        """
+        self.check_first_annotation(seq)
+        path = self.annotation_paths(seq)[0]
+        try:
+            reference = LabelMap.check(self.load_annotation(path))
+        except MaskError as exc:
+            raise MaskError(f"{seq}: first annotation {path.name}: {exc}") from None
+        with Image.open(self.frame_paths(seq)[0]) as frame:
+            frame_size = (frame.height, frame.width)
+        if reference.size != frame_size:
+            raise MaskError(
+                f"{seq}: first annotation {path.name} is {describe_size(reference.size)} but "
+                f"the frames are {describe_size(frame_size)} (WxH)"
+            )
+        return reference
+
+    def check_references(self) -> None:
+        """Check the first annotation of every sequence (:meth:`reference`) before any work."""
+        for seq in self.sequences:
+            self.reference(seq)
 
     def _check_sequence(self, seq: str) -> str:
         if seq not in self._frames:
@@ -187,7 +282,8 @@ class DavisDataset:
     @staticmethod
     def _list_files(folder: Path, seq: str, suffix: str, kind: str) -> list[Path]:
         seq_dir = folder / seq
-        paths = sorted(seq_dir.glob(f"*{suffix}")) if seq_dir.is_dir() else []
+        found = seq_dir.glob(f"*{suffix}") if seq_dir.is_dir() else ()
+        paths = sorted(found, key=lambda path: natural_key(path.name))
         if not paths:
             raise FileNotFoundError(f"sequence {seq!r} is listed but has no {kind} in {seq_dir}")
         return paths

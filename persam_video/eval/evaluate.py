@@ -7,6 +7,9 @@ Typical use::
     print(report.format_table())
     report.to_json("davis_val.json")
 
+    # One sequence without a DAVIS tree: its annotation PNGs and a ``persam-video track`` output.
+    report = evaluate_folder("bear/Annotations", "bear-tracked")
+
 What is evaluated, as in the official semi-supervised evaluation:
 
 * every frame except the first (the given reference) and the last;
@@ -20,7 +23,13 @@ What is evaluated, as in the official semi-supervised evaluation:
 
 Prediction files: ``results_dir/<seq>/<frame>.png``, a palette (or grayscale) PNG of object ids
 named like the annotation of that frame. Only the evaluated frames are read, so the first and
-last ones may be absent. These raise an exception naming the sequence (and frame):
+last ones may be absent. ``results_dir/<seq>/`` may also be a ``persam-video track`` output
+folder (``masks/`` beside ``results.json``): its ``masks/00000.png ...`` are then read, by name
+when every evaluated annotation has a mask of the same name, else by position (the i-th mask in
+natural name order is frame i; this needs one mask per annotation). :func:`evaluate_folder`
+evaluates one sequence given as two folders, pairing its files the same way.
+
+These raise an exception naming the sequence (and frame):
 
 * a missing prediction file (``FileNotFoundError``; the official script prints a message and
   calls ``sys.exit``);
@@ -29,7 +38,12 @@ last ones may be absent. These raise an exception naming the sequence (and frame
 * a prediction of another size than the annotation, or a colour PNG (``ValueError``; the official
   code fails on a numpy shape error);
 * a sequence whose frames are not all annotated, or with fewer than 3 frames (``ValueError``;
-  the official code fails with an unrelated error).
+  the official code fails with an unrelated error);
+* under 2017 rules, a first annotation holding only 0 and 255 (``ValueError`` saying to use
+  year 2016): DAVIS 2017 reads that as background and void, so the sequence would have no
+  object; it is what a DAVIS 2016 single-object annotation looks like;
+* track output masks that pair with the annotations neither by name nor by position
+  (``ValueError``).
 
 For DAVIS 2016 (``dataset.single_object``), every non-zero prediction pixel is the one object, as
 the official single-object evaluation reads results.
@@ -43,9 +57,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from persam_video.eval.davis_dataset import DavisDataset, read_label_png
+from persam_video.eval.davis_dataset import (
+    MULTI_OBJECT_YEAR,
+    SINGLE_OBJECT_YEAR,
+    DavisDataset,
+    check_first_annotation,
+    first_frame_object_ids,
+    read_annotations,
+    read_label_png,
+)
 from persam_video.eval.metrics import (
     DEFAULT_BOUND_TH,
     boundary_map,
@@ -66,7 +87,9 @@ from persam_video.eval.report import (
     frame_statistics,
     recall,
 )
+from persam_video.io.reader import natural_key
 from persam_video.labels import BACKGROUND_ID, VOID_ID
+from persam_video.progress import progress_bar
 
 __all__ = [
     "DEFAULT_BOUND_TH",
@@ -83,6 +106,7 @@ __all__ = [
     "decay_bin_starts",
     "disk_kernel",
     "evaluate_davis",
+    "evaluate_folder",
     "evaluate_sequence",
     "frame_scores",
     "frame_statistics",
@@ -95,6 +119,10 @@ FIRST_EVALUATED_FRAME = 1
 MIN_SEQUENCE_FRAMES = 3
 N_LABELS = 256
 RESULT_SUFFIX = ".png"
+#: A ``persam-video track`` output folder: ``masks/`` beside ``results.json`` (the names
+#: ``persam_video.apps.track`` writes; ``apps`` is a layer above, so they are repeated here).
+TRACK_MASKS_DIR = "masks"
+TRACK_RECORD = "results.json"
 
 
 @dataclass(frozen=True)
@@ -168,40 +196,166 @@ def evaluate_davis(
 
     Args:
         dataset: the ground truth.
-        results_dir: folder holding ``<seq>/<frame>.png`` for every sequence of ``dataset``.
+        results_dir: folder holding ``<seq>/<frame>.png`` for every sequence of ``dataset``
+            (or ``<seq>/`` a ``persam-video track`` output folder, see the module docstring).
         progress: show a progress bar over the sequences.
 
     Returns:
         The report with the global and per-object tables.
     """
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise FileNotFoundError(f"results folder not found: {results_dir}")
+    results_dir = _check_folder(results_dir, "results")
     objects: list[ObjectScores] = []
-    for seq in tqdm(dataset.sequences, desc="DAVIS eval", unit="seq", disable=not progress):
+    for seq in progress_bar(dataset.sequences, desc="DAVIS eval", unit="seq", enabled=progress):
         n_frames = len(dataset.frame_paths(seq))
-        names = dataset.frame_names(seq)
-        if len(names) != n_frames:
+        n_annotations = len(dataset.annotation_paths(seq))
+        if n_annotations != n_frames:
             raise ValueError(
-                f"{seq}: {n_frames} frames but {len(names)} annotations; evaluation needs every "
-                "frame annotated"
+                f"{seq}: {n_frames} frames but {n_annotations} annotations; evaluation needs "
+                "every frame annotated"
             )
-        if n_frames < MIN_SEQUENCE_FRAMES:
-            raise ValueError(f"{seq}: evaluation needs at least {MIN_SEQUENCE_FRAMES} frames")
-        gt = dataset.load_annotations(seq)
-        ids = dataset.object_ids(seq)
-        pred = _read_predictions(results_dir / seq, names, gt.shape, ids, dataset.single_object)
-        scores = evaluate_sequence(gt, pred, ids)
+        seq_dir, is_track_output = result_folder(results_dir / seq)
         objects.extend(
-            ObjectScores.from_frames(seq, object_id, scores.j[row], scores.f[row])
-            for row, object_id in enumerate(scores.object_ids)
-        )
+            _evaluate_files(
+                seq, dataset.annotation_paths(seq), seq_dir,
+                single_object=dataset.single_object, by_position=is_track_output,
+            )
+        )  # fmt: skip
     return DavisReport(tuple(objects), subset=dataset.subset, year=dataset.year)
 
 
+def evaluate_folder(
+    annotations_dir: str | Path,
+    results_dir: str | Path,
+    *,
+    single_object: bool = False,
+    progress: bool = True,
+) -> DavisReport:
+    """Evaluate one sequence given as a folder of annotations and a folder of results.
+
+    The sequence is scored exactly as :func:`evaluate_davis` scores a sequence of a DAVIS tree
+    (see the module docstring); it is named after ``annotations_dir``, and the report's subset
+    is that name.
+
+    Args:
+        annotations_dir: the sequence's annotation PNGs (every frame), in natural name order
+            (:func:`~persam_video.io.natural_key`, as ``track`` reads frames).
+        results_dir: the predicted label PNGs, or a ``persam-video track`` output folder
+            (``masks/`` beside ``results.json``), whose ``masks/`` is then read. Results pair
+            with annotations by name when every evaluated annotation has a result of the same
+            name, else by position (the i-th result in natural name order is frame i), which
+            needs as many results as annotations.
+        single_object: DAVIS 2016 rules (every non-zero label is object 1); else DAVIS 2017
+            rules, objects ``1..K`` from the first annotation.
+        progress: show a progress bar.
+
+    Returns:
+        The report, with the same tables as :func:`evaluate_davis`.
+    """
+    annotations_dir = _check_folder(annotations_dir, "annotations")
+    annotation_paths = label_pngs(annotations_dir)
+    if not annotation_paths:
+        raise FileNotFoundError(f"no annotation PNGs in {annotations_dir}")
+    result_dir, _ = result_folder(_check_folder(results_dir, "results"))
+    if not label_pngs(result_dir):
+        raise FileNotFoundError(f"no result PNGs in {result_dir}")
+    seq = annotations_dir.resolve().name
+    objects: list[ObjectScores] = []
+    for name in progress_bar([seq], desc="DAVIS eval", unit="seq", enabled=progress):
+        objects.extend(
+            _evaluate_files(
+                name, annotation_paths, result_dir,
+                single_object=single_object, by_position=True, require_objects=True,
+            )
+        )  # fmt: skip
+    year = SINGLE_OBJECT_YEAR if single_object else MULTI_OBJECT_YEAR
+    return DavisReport(tuple(objects), subset=seq, year=year)
+
+
+def label_pngs(folder: Path) -> list[Path]:
+    """The PNG files of ``folder`` in natural name order (hidden temporary files left out)."""
+    paths = [p for p in folder.glob(f"*{RESULT_SUFFIX}") if not p.name.startswith(".")]
+    return sorted((p for p in paths if p.is_file()), key=lambda p: natural_key(p.name))
+
+
+def result_folder(folder: Path) -> tuple[Path, bool]:
+    """The folder of result PNGs for ``folder`` and whether it is a track output folder.
+
+    A ``persam-video track`` output folder (``results.json`` inside) gives its ``masks/``;
+    any other folder is its own result folder.
+    """
+    if not (folder / TRACK_RECORD).is_file():
+        return folder, False
+    masks = folder / TRACK_MASKS_DIR
+    if not masks.is_dir():
+        stopped = any(folder.glob(f"{TRACK_MASKS_DIR}.partial*"))
+        why = "the run stopped early" if stopped else "it was tracked without masks"
+        raise FileNotFoundError(
+            f"{folder} is a track output folder without {TRACK_MASKS_DIR}/ ({why})"
+        )
+    return masks, True
+
+
+def _check_folder(folder: str | Path, kind: str) -> Path:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{kind} folder not found: {folder}")
+    return folder
+
+
+def _evaluate_files(
+    seq: str,
+    annotation_paths: list[Path],
+    result_dir: Path,
+    *,
+    single_object: bool,
+    by_position: bool,
+    require_objects: bool = False,
+) -> list[ObjectScores]:
+    """Score the objects of one sequence: its annotation files against the results in
+    ``result_dir`` (paired by name, or by position when ``by_position`` allows it). A first
+    annotation without objects gives no scores, or an error with ``require_objects``."""
+    if len(annotation_paths) < MIN_SEQUENCE_FRAMES:
+        raise ValueError(f"{seq}: evaluation needs at least {MIN_SEQUENCE_FRAMES} frames")
+    gt = read_annotations(annotation_paths, single_object=single_object, where=seq)
+    # Under 2017 rules the first frame is read raw, so it can be checked as it is in the file.
+    check_first_annotation(gt[0], seq, single_object=single_object)
+    ids = first_frame_object_ids(gt[0])
+    if require_objects and not ids:
+        raise ValueError(
+            f"{seq}: the first annotation {annotation_paths[0].name} holds no object; "
+            "there is nothing to evaluate"
+        )
+    names = [path.stem for path in annotation_paths]
+    paths = _result_paths(seq, result_dir, names, by_position=by_position)
+    pred = _read_predictions(seq, paths, gt.shape, ids, single_object)
+    scores = evaluate_sequence(gt, pred, ids)
+    return [
+        ObjectScores.from_frames(seq, object_id, scores.j[row], scores.f[row])
+        for row, object_id in enumerate(scores.object_ids)
+    ]
+
+
+def _result_paths(seq: str, result_dir: Path, names: list[str], *, by_position: bool) -> list[Path]:
+    """The result file of every frame: named like its annotation when every evaluated frame has
+    one of that name (or ``by_position`` is False), else the i-th result PNG for frame i."""
+    by_name = [result_dir / f"{name}{RESULT_SUFFIX}" for name in names]
+    evaluated = by_name[FIRST_EVALUATED_FRAME:-1]
+    missing = next((path.name for path in evaluated if not path.is_file()), None)
+    if not by_position or missing is None:
+        return by_name
+    found = label_pngs(result_dir) if result_dir.is_dir() else []
+    if len(found) != len(names):
+        raise ValueError(
+            f"{seq}: cannot pair {len(found)} result PNGs in {result_dir} with {len(names)} "
+            f"annotations: the names differ (no {missing}) and pairing by position needs one "
+            "result per annotation"
+        )
+    return found
+
+
 def _read_predictions(
-    seq_dir: Path,
-    names: list[str],
+    seq: str,
+    paths: list[Path],
     shape: tuple[int, ...],
     object_ids: list[int],
     single_object: bool,
@@ -209,9 +363,9 @@ def _read_predictions(
     """(T, H, W) uint8 predicted labels of the evaluated frames; frames 0 and T-1 stay 0."""
     labels = np.zeros(shape, dtype=np.uint8)
     max_id = max(object_ids, default=BACKGROUND_ID)
-    for index in range(FIRST_EVALUATED_FRAME, len(names) - 1):
-        path = seq_dir / f"{names[index]}{RESULT_SUFFIX}"
-        where = f"{seq_dir.name}/{path.name}"
+    for index in range(FIRST_EVALUATED_FRAME, len(paths) - 1):
+        path = paths[index]
+        where = f"{seq}/{path.name}"
         if not path.is_file():
             raise FileNotFoundError(f"{where}: prediction not found at {path}")
         frame = read_label_png(path)

@@ -233,8 +233,8 @@ class DavisReport:
         """Global and per-object tables as fixed-width text, 3 decimals."""
         n_sequences = len({obj.sequence for obj in self.objects})
         lines = [
-            f"DAVIS {self.year} {self.subset}: {len(self.objects)} objects "
-            f"in {n_sequences} sequences",
+            f"DAVIS {self.year} {self.subset}: {_plural(len(self.objects), 'object')} "
+            f"in {_plural(n_sequences, 'sequence')}",
             *_text_table(GLOBAL_COLUMNS, [list(self.global_metrics.values())]),
             "",
             *_text_table(PER_OBJECT_COLUMNS, [list(row) for row in self.per_object_rows]),
@@ -252,6 +252,10 @@ def _csv_text(header: Sequence[str], rows: list[list[str]]) -> str:
     writer.writerow(header)
     writer.writerows(rows)
     return handle.getvalue()
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _fmt(value: float) -> str:

@@ -57,7 +57,7 @@ class _Failure:
         self.error = error
 
 
-def _natural_key(name: str) -> tuple[list[tuple[int, int, str]], str]:
+def natural_key(name: str) -> tuple[list[tuple[int, int, str]], str]:
     """Sort key that orders embedded numbers numerically: ``2.jpg`` < ``10.jpg``.
 
     The name itself breaks ties (``1.jpg`` / ``01.jpg``), so the order never depends on the
@@ -264,7 +264,7 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
             and not entry.name.startswith(".")
             and entry.is_file()
         ),
-        key=lambda entry: _natural_key(entry.name),
+        key=lambda entry: natural_key(entry.name),
     )
 
 

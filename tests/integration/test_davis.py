@@ -160,3 +160,52 @@ def test_year_2016_original_frame_list_layout(tmp_path):
     assert DavisDataset(root, year=2016).sequences == ["bear", "boat"]
     with pytest.raises(FileNotFoundError, match="sequence list not found"):
         DavisDataset(root, year=2017)
+
+
+def test_frames_and_annotations_in_natural_name_order(tmp_path):
+    root = write_davis(tmp_path, {"dog": _labels(12)})
+    for kind, suffix in (("JPEGImages", ".jpg"), ("Annotations", ".png")):
+        folder = root / kind / "480p" / "dog"
+        for t in range(12):
+            (folder / f"{t:05d}{suffix}").rename(folder / f"{t + 1}{suffix}")
+    dataset = DavisDataset(root)
+    # The order `track` reads a folder of frames in: 2 before 10 (plain name order has 10 first).
+    assert [p.stem for p in dataset.frame_paths("dog")] == [str(t) for t in range(1, 13)]
+    assert dataset.frame_names("dog") == [str(t) for t in range(1, 13)]
+
+
+def test_reference_is_the_checked_first_annotation(davis_root):
+    reference = DavisDataset(davis_root).reference("dog")
+    np.testing.assert_array_equal(reference.array, _labels(4)[0])
+    assert reference.ids == (1, 3)
+    DavisDataset(davis_root).check_references()
+
+
+@pytest.mark.parametrize("mode", ["L", "P"])
+def test_reference_of_2016_style_annotations_under_2017(tmp_path, mode):
+    labels = np.where(_labels(3) == 1, 255, 0).astype(np.uint8)
+    root = write_davis(tmp_path, {"dog": _labels(3), "blackswan": labels})
+    if mode == "L":
+        for t, frame in enumerate(labels):
+            path = root / "Annotations" / "480p" / "blackswan" / f"{t:05d}.png"
+            Image.fromarray(frame, mode="L").save(path)
+    dataset = DavisDataset(root)
+    with pytest.raises(ValueError, match=r"^blackswan: .*DAVIS 2016 single-object .*--year 2016$"):
+        dataset.check_references()
+    (root / "ImageSets" / "2016").mkdir()
+    (root / "ImageSets" / "2016" / "val.txt").write_text("blackswan\n")
+    single = DavisDataset(root, year=2016)
+    single.check_references()
+    assert single.reference("blackswan").ids == (1,)
+
+
+def test_reference_errors_name_the_sequence(tmp_path):
+    empty = _labels(3)
+    empty[0] = 0
+    root = write_davis(tmp_path, {"dog": _labels(3), "empty": empty})
+    with pytest.raises(ValueError, match=r"^empty: first annotation 00000\.png: .* is empty"):
+        DavisDataset(root).check_references()
+    write_labels(_labels(3, (4, 4))[0], root / "Annotations" / "480p" / "empty" / "00000.png")
+    with pytest.raises(ValueError, match=r"^empty: first annotation 00000\.png is 4x4 but the "
+                                         r"frames are 8x6"):  # fmt: skip
+        DavisDataset(root).check_references()

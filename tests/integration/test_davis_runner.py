@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 import persam_video.cli.common as cli_module
 from persam_video.apps.davis import run_davis
@@ -19,6 +20,7 @@ from persam_video.model import registry as models
 from persam_video.model.spec import build_sam, tiny_sam_spec
 from persam_video.synthetic.export import write_davis
 from persam_video.video.tracker import VideoTracker
+from tests.davis_layout import write_davis as write_layout
 
 SEEDS = (0, 1, 2)
 
@@ -101,3 +103,41 @@ def test_eval_errors_are_one_line(tmp_path):
                                       "--results", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 2 and result.output.startswith("error: ")
     assert result.output.count("\n") == 1
+
+
+def test_runner_checks_every_first_annotation_before_writing(tmp_path, tiny_sam):
+    good = np.zeros((3, 16, 16), np.uint8)
+    good[:, 4:10, 4:10] = 1
+    single = np.where(good > 0, 255, 0).astype(np.uint8)  # DAVIS 2016 style, the last sequence
+    root = write_layout(tmp_path / "DAVIS", {"dog": good, "blackswan": single})
+    tracker = VideoTracker(tiny_sam, PerSAMConfig())
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"^blackswan: .*--year 2016"):
+        run_davis(tracker, DavisDataset(root), out, progress=False)
+    assert not out.exists()
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"^blackswan: "):
+        run_davis(tracker, DavisDataset(root), out, progress=False)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_runner_names_the_sequence_of_a_tracking_error(tmp_path, tiny_sam, monkeypatch):
+    labels = np.zeros((3, 16, 16), np.uint8)
+    labels[:, 4:10, 4:10] = 1
+    root = write_layout(tmp_path / "DAVIS", {"dog": labels})
+    tracker = VideoTracker(tiny_sam, PerSAMConfig())
+    # An error that names a file of the sequence is kept as it is ...
+    Image.new("RGB", (20, 16)).save(root / "JPEGImages" / "480p" / "dog" / "00002.jpg")
+    with pytest.raises(ValueError, match=r"/dog/00002\.jpg: frame is \(16, 20\)"):
+        run_davis(tracker, DavisDataset(root), tmp_path / "out", progress=False)
+    # ... any other one gets the sequence's name in front.
+    Image.new("RGB", (16, 16)).save(root / "JPEGImages" / "480p" / "dog" / "00002.jpg")
+
+    def fail(frames, first_labels):
+        raise ValueError("object 1 of the first mask: too small")
+
+    monkeypatch.setattr(tracker, "track", fail)
+    with pytest.raises(ValueError, match=r"^dog: object 1 of the first mask: too small$"):
+        run_davis(tracker, DavisDataset(root), tmp_path / "out", progress=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["run.json"]
