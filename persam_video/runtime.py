@@ -13,6 +13,7 @@ Nothing here imports torch at module level (the command line's ``--help`` stays 
 from __future__ import annotations
 
 import os
+import time
 
 #: PyTorch's switch for transparent-huge-page backed CPU buffers.
 HUGE_PAGES_ENV = "THP_MEM_ALLOC_ENABLE"
@@ -42,14 +43,58 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+#: How long :func:`busy_cpus` watches the machine, in seconds.
+BUSY_SAMPLE_S = 0.25
+#: Fields of /proc/stat's ``cpu`` line that are work at normal priority (user, system, irq,
+#: softirq, steal); ``nice`` (background work that yields), ``idle`` and ``iowait`` are not.
+_BUSY_FIELDS = (0, 2, 5, 6, 7)
+_ALL_FIELDS = 8
+
+
+def busy_cpus() -> float:
+    """How many CPUs other processes keep busy right now, at normal priority.
+
+    Read from /proc/stat over :data:`BUSY_SAMPLE_S` seconds (work that was started with
+    ``nice`` is not counted: it yields the CPU); where that file does not exist, the 1-minute
+    load average.
+    """
+    first = _cpu_times()
+    if first is None:
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):  # not available on this platform
+            return 0.0
+    time.sleep(BUSY_SAMPLE_S)
+    second = _cpu_times()
+    if second is None:
+        return 0.0
+    delta = [b - a for a, b in zip(first, second, strict=True)]
+    total = sum(delta[:_ALL_FIELDS])
+    if total <= 0:
+        return 0.0
+    busy = sum(delta[i] for i in _BUSY_FIELDS)
+    return (os.cpu_count() or 1) * busy / total
+
+
+def _cpu_times() -> list[int] | None:
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) <= _ALL_FIELDS:
+        return None
+    return [int(value) for value in fields[1 : _ALL_FIELDS + 1]]
+
+
 def choose_threads(requested: int | str | None = None) -> int:
     """How many CPU threads torch should use.
 
     ``requested`` (or ``$PERSAM_VIDEO_THREADS`` when None) is a positive integer, or ``auto``
-    (the default): the usable CPUs less the machine's current load (the 1-minute load average,
-    rounded), at least 1. On a busy machine every thread of a parallel region waits for the
-    slowest, and a thread that the scheduler takes away stalls them all: fewer threads than
-    cores then run many times faster than one per core.
+    (the default): the usable CPUs less those other processes keep busy right now
+    (:func:`busy_cpus`, rounded), at least 1. On a busy machine every thread of a parallel
+    region waits for the slowest, and a thread that the scheduler takes away stalls them all:
+    fewer threads than cores then run many times faster than one per core.
     """
     value = requested if requested is not None else os.environ.get(THREADS_ENV, "auto")
     if str(value).strip().lower() != "auto":
@@ -61,11 +106,7 @@ def choose_threads(requested: int | str | None = None) -> int:
             raise ValueError(f"threads must be a positive integer or auto, got {value!r}")
         return count
     cpus = usable_cpus()
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not available on this platform
-        load = 0.0
-    return max(1, min(cpus, round(cpus - load)))
+    return max(1, min(cpus, round(cpus - busy_cpus())))
 
 
 def apply_threads(count: int) -> int:

@@ -25,14 +25,14 @@ from persam_video.labels import fragmentation_warning
 def test_auto_threads_leave_the_busy_cores_alone(monkeypatch, cpus, load, expected):
     monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
     monkeypatch.setattr(runtime, "usable_cpus", lambda: cpus)
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(runtime, "busy_cpus", lambda: load)
     assert runtime.choose_threads() == expected
     assert runtime.choose_threads("auto") == expected
 
 
 def test_explicit_threads_and_the_environment(monkeypatch):
     monkeypatch.setattr(runtime, "usable_cpus", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(runtime, "busy_cpus", lambda: 0.0)
     assert runtime.choose_threads(3) == 3
     assert runtime.choose_threads("1") == 1
     monkeypatch.setenv(runtime.THREADS_ENV, "1")
@@ -41,6 +41,21 @@ def test_explicit_threads_and_the_environment(monkeypatch):
     for bad in (0, -1, "two", "1.5"):
         with pytest.raises(ValueError, match="positive integer or auto"):
             runtime.choose_threads(bad)
+
+
+def test_busy_cpus_counts_normal_priority_work_only(monkeypatch, tmp_path):
+    """/proc/stat: user, system, irq, softirq and steal count; nice, idle and iowait do not."""
+    samples = iter([
+        [100, 500, 100, 1000, 50, 0, 0, 0],
+        [100 + 60, 500 + 90, 100 + 20, 1000 + 20, 50 + 10, 0, 0, 0],  # 200 ticks in all
+    ])  # fmt: skip
+    monkeypatch.setattr(runtime, "_cpu_times", lambda: next(samples))
+    monkeypatch.setattr(runtime.time, "sleep", lambda s: None)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert runtime.busy_cpus() == pytest.approx(2 * (60 + 20) / 200)  # the niced 90 are free
+    monkeypatch.setattr(runtime, "_cpu_times", lambda: None)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 0.5))
+    assert runtime.busy_cpus() == 1.5  # no /proc/stat: the load average
 
 
 def test_apply_threads_sets_torch_and_the_pools(monkeypatch):
