@@ -27,6 +27,53 @@ FILE_MODE = 0o666
 DEFAULT_UMASK = 0o022
 
 
+#: Longest file name most file systems take (bytes of UTF-8).
+MAX_NAME_BYTES = 255
+
+
+def check_component(name: str, what: str) -> str:
+    """``name`` if it can be one file or folder name inside an output folder, else ValueError.
+
+    Names that come from the user's data (DAVIS sequence names, manifest names) become paths
+    that are written and replaced: a name such as ``..`` or ``a/b`` would reach outside the
+    output folder, and a hidden name (``.x``) could be taken for one of our temporaries.
+    """
+    problem = None
+    if not name or name in (".", ".."):
+        problem = "is empty or a relative reference"
+    elif "/" in name or "\\" in name or "\0" in name:
+        problem = "holds a path separator or a NUL character"
+    elif name.startswith("."):
+        problem = "starts with '.' (hidden names are kept for temporary files)"
+    elif name != name.strip():
+        problem = "starts or ends with white space"
+    elif len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        problem = f"is longer than {MAX_NAME_BYTES} bytes"
+    if problem:
+        raise ValueError(f"{what} {name[:80]!r} {problem}: it must be a plain file or folder name")
+    return name
+
+
+def check_not_overwriting(
+    inputs: list[str | os.PathLike[str]], outputs: list[str | os.PathLike[str]]
+) -> None:
+    """Refuse (ValueError) when an output would replace an input, a folder holding one, or
+    something already in an input folder (a frame of a folder of frames, say).
+
+    Paths are compared resolved (links followed), so ``--out`` spelled differently from the
+    input is still caught.
+    """
+    written = [Path(out).resolve() for out in outputs]
+    for item in inputs:
+        source = Path(item).resolve()
+        for out in written:
+            inside_input = source.is_dir() and source in out.parents and out.exists()
+            if source == out or out in source.parents or inside_input:
+                raise ValueError(
+                    f"the output {out} would overwrite the input {item}: choose another --out"
+                )
+
+
 def temp_path(final: str | os.PathLike[str], *, folder: bool = False) -> Path:
     """Hidden temporary sibling of ``final`` for this process.
 

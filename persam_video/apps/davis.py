@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from persam_video.atomic import atomic_folder, write_text
+from persam_video.atomic import atomic_folder, check_not_overwriting, write_text
 from persam_video.config import ConfigError, PerSAMConfig
 from persam_video.eval.davis_dataset import DavisDataset
 from persam_video.io import open_source, write_label_png
@@ -69,6 +69,9 @@ def run_davis(
     """
     dataset.check_references()
     out = Path(out_dir)
+    inputs = [folder / seq for seq in dataset.sequences
+              for folder in (dataset.frames_dir, dataset.annotations_dir)]  # fmt: skip
+    check_not_overwriting(inputs, [out / RUN_RECORD, *(out / seq for seq in dataset.sequences)])
     out.mkdir(parents=True, exist_ok=True)
     _check_run_record(out / RUN_RECORD, {**(record or {}), "config": tracker.config.to_dict()})
     done, skipped, frames = [], [], 0

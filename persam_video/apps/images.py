@@ -19,7 +19,7 @@ from segment_anything.modeling import Sam
 
 from persam_video.apps import visualize
 from persam_video.apps.track import finite_or_none, prepare_out_dir, versions
-from persam_video.atomic import atomic_file, write_text
+from persam_video.atomic import atomic_file, check_not_overwriting, write_text
 from persam_video.config import PerSAMConfig
 from persam_video.io import list_images, read_image, write_label_png
 from persam_video.persam import PerSAM, Target
@@ -29,6 +29,7 @@ from persam_video.progress import progress_bar
 TARGET_ID = 1
 OVERLAY_SUFFIX = "_overlay.jpg"
 OVERLAY_JPEG_QUALITY = 90
+RESULTS_NAME = "results.json"
 
 
 @dataclass
@@ -58,6 +59,23 @@ def collect_images(inputs: list[str] | tuple[str, ...]) -> list[Path]:
     return files
 
 
+def image_outputs(files: list[Path], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Every file :func:`segment_images` writes for ``files`` in ``out_dir``."""
+    out = Path(out_dir)
+    per_image = [out / f"{f.stem}{suffix}" for f in files for suffix in (".png", OVERLAY_SUFFIX)]
+    return [*per_image, out / RESULTS_NAME]
+
+
+def check_images_survive(
+    inputs: list[str] | tuple[str, ...], out_dir: str | os.PathLike[str]
+) -> list[Path]:
+    """The image files of ``inputs`` (see :func:`collect_images`), after refusing an ``out_dir``
+    whose outputs would overwrite one of them (``segment album --out album``)."""
+    files = collect_images(inputs)
+    check_not_overwriting(files, image_outputs(files, out_dir))
+    return files
+
+
 def segment_images(
     sam: Sam,
     config: PerSAMConfig,
@@ -73,7 +91,7 @@ def segment_images(
     ``metadata`` (e.g. the model and checkpoint hash) goes into results.json's ``run`` record,
     with the config, the device and the library versions.
     """
-    files = collect_images(inputs)
+    files = check_images_survive(inputs, out_dir)
     out = prepare_out_dir(out_dir)
     persam = PerSAM(sam, config)
     records = []
@@ -95,5 +113,5 @@ def segment_images(
            "versions": versions()}  # fmt: skip
     document = {"format": "persam-video image results", "format_version": 1, "run": run,
                 "images": records}  # fmt: skip
-    write_text(out / "results.json", json.dumps(document, indent=1, allow_nan=False))
+    write_text(out / RESULTS_NAME, json.dumps(document, indent=1, allow_nan=False))
     return ImagesSummary(images=len(files), found=sum(r["found"] for r in records))

@@ -31,7 +31,13 @@ import numpy as np
 
 from persam_video._version import __version__
 from persam_video.apps import visualize
-from persam_video.atomic import remove_quietly, replace_folder, temp_path, write_text
+from persam_video.atomic import (
+    check_not_overwriting,
+    remove_quietly,
+    replace_folder,
+    temp_path,
+    write_text,
+)
 from persam_video.io import (
     AlphaVideoWriter,
     Frame,
@@ -153,6 +159,30 @@ def load_first_mask(
     if labels.shape != tuple(size) and resize:
         labels = resize_labels(labels, size)
     return dataclasses.replace(LabelMap.check(labels, size), sources=sources)
+
+
+def output_paths(out_dir: str | os.PathLike[str], options: OutputOptions) -> list[Path]:
+    """Every file and folder a run with ``options`` may write in ``out_dir`` (final and
+    ``.partial`` names)."""
+    out = Path(out_dir)
+    names = [RESULTS_NAME]
+    if options.save_masks:
+        names += [MASKS_DIR, f"{MASKS_DIR}{PARTIAL_SUFFIX}"]
+    videos = [OVERLAY_NAME] if options.overlay else []
+    if options.masked_video != "none":
+        videos.append(MASKED_NAMES[options.masked_video])
+    for name in videos:
+        stem, suffix = os.path.splitext(name)
+        names += [name, f"{stem}{PARTIAL_SUFFIX}{suffix}"]
+    return [out / name for name in names]
+
+
+def check_inputs_survive(
+    out_dir: str | os.PathLike[str], options: OutputOptions, inputs: list[Any]
+) -> None:
+    """Refuse a run whose outputs would overwrite one of its input files or folders."""
+    paths = [item for item in inputs if isinstance(item, (str, os.PathLike))]
+    check_not_overwriting(paths, output_paths(out_dir, options))
 
 
 def check_mask_or_targets(has_mask: bool, has_targets: bool) -> None:
@@ -333,6 +363,7 @@ def track_to_folder(
     """
     options = options or OutputOptions()
     check_mask_or_targets(first_mask is not None, targets is not None)
+    check_inputs_survive(out_dir, options, [source, first_mask])
     if start < 0 or (max_frames is not None and max_frames < 1):
         raise ValueError(f"start must be >= 0 and max_frames >= 1, got {start} and {max_frames}")
     out = prepare_out_dir(out_dir)

@@ -17,6 +17,8 @@ from persam_video.atomic import atomic_folder, write_text
 from persam_video.config import PerSAMConfig
 
 DONE_RECORD = "done.json"
+#: The batch's record of failed clips, in the output folder.
+FAILURES = "failures.jsonl"
 
 
 class ClipStatus(str, Enum):

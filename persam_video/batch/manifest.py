@@ -20,12 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from persam_video.apps.track import check_mask_or_targets, load_first_mask
-from persam_video.batch.clip import ClipJob
+from persam_video.atomic import check_component, check_not_overwriting
+from persam_video.batch.clip import FAILURES, ClipJob
 from persam_video.config import ConfigError, PerSAMConfig
 from persam_video.io import open_source, read_mask
 
 MANIFEST_FIELDS = ("input", "mask", "target", "name", "overrides")
 CSV_OVERRIDE_SEPARATOR = ";"
+#: Names of the batch's own files in the output folder, which no clip may take.
+RESERVED_NAMES = (FAILURES,)
 
 
 class ManifestError(ValueError):
@@ -33,12 +36,17 @@ class ManifestError(ValueError):
 
 
 def read_manifest(
-    path: str | os.PathLike[str], base_config: PerSAMConfig, *, resize_mask: bool = False
+    path: str | os.PathLike[str],
+    base_config: PerSAMConfig,
+    *,
+    resize_mask: bool = False,
+    out_dir: str | os.PathLike[str] | None = None,
 ) -> list[ClipJob]:
     """Parse and check a manifest; raise :class:`ManifestError` listing every problem.
 
     Masks are read and checked against their clip's frame size here (unless ``resize_mask``,
-    the size is not checked), so a bad mask is found before any clip runs.
+    the size is not checked), so a bad mask is found before any clip runs. Output names must be
+    plain folder names; with ``out_dir``, no clip's output folder may hold one of its inputs.
     """
     path = Path(path)
     if not path.is_file():
@@ -77,8 +85,16 @@ def read_manifest(
         except ConfigError as exc:
             problems.append(f"{where}: {exc}")
         name = str(row.get("name") or "").strip() or resolved.stem
-        if "/" in name or name.startswith("."):
-            problems.append(f"{where}: output name {name!r} must be a plain folder name")
+        try:
+            check_component(name, "output name")
+            if name in RESERVED_NAMES:
+                raise ValueError(f"output name {name!r} is the name of the batch's own record")
+            check_not_overwriting(
+                [resolved, *(_resolve(path.parent, v) for v in (mask, target) if v)],
+                [Path(out_dir) / name] if out_dir else [],
+            )
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
         if name in names:
             problems.append(f"{where}: output name {name!r} is also used on line {names[name]}")
         names.setdefault(name, line)

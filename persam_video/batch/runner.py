@@ -17,6 +17,7 @@ from pathlib import Path
 
 from persam_video.atomic import PARTIAL_MARKER, remove_quietly
 from persam_video.batch.clip import (
+    FAILURES,
     BatchSettings,
     ClipJob,
     ClipOutcome,
@@ -25,8 +26,6 @@ from persam_video.batch.clip import (
     is_done,
 )
 from persam_video.batch.ray_backend import run_on_ray
-
-FAILURES = "failures.jsonl"
 
 
 def run_batch(

@@ -81,7 +81,7 @@ def batch(
     config = common.build_config(config_name, overrides, finetune)
     model_name = common.model_for_targets(model_name)
     try:
-        jobs = read_manifest(manifest, config, resize_mask=resize_mask)
+        jobs = read_manifest(manifest, config, resize_mask=resize_mask, out_dir=out_dir)
     except ManifestError as exc:
         for line in str(exc).splitlines():
             click.echo(f"error: {line}", err=True)

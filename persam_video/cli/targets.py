@@ -79,6 +79,7 @@ def personalize(
     counts equally); --finetune also learns the PerSAM-F mask weights on all shots.
     """
     from persam_video.apps.target_file import save_target
+    from persam_video.atomic import check_not_overwriting
     from persam_video.io import read_image
     from persam_video.model.registry import model_metadata
     from persam_video.persam import PerSAM
@@ -87,6 +88,7 @@ def personalize(
     if output is None:
         raise click.UsageError("Missing option '--out' / '-o'.")
     paths = (image, *images)
+    check_not_overwriting([*paths, *masks], [output])
     if len(masks) != len(paths):
         raise InputError(f"got {len(paths)} images but {len(masks)} masks: give one --mask each")
     config = common.build_config(config_name, overrides, finetune)
@@ -150,7 +152,7 @@ def segment(
 
     Each image gets a mask (empty where the target is not confidently found) and an overlay.
     """
-    from persam_video.apps.images import collect_images, segment_images
+    from persam_video.apps.images import check_images_survive, segment_images
     from persam_video.model.registry import model_metadata
 
     if finetune:
@@ -159,7 +161,7 @@ def segment(
             "(persam-video personalize --finetune), and its PerSAM-F weights travel in the target"
         )
     config = common.build_config(config_name, overrides)
-    collect_images(images)  # check the inputs before loading the model
+    check_images_survive(images, out_dir)  # check the inputs before loading the model
     model_name = common.model_for_targets(model_name, (target_path,))
     metadata = model_metadata(model_name, checkpoint)
     targets = common.load_targets((target_path,), metadata)

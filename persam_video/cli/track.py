@@ -92,6 +92,7 @@ def track(
     from persam_video.apps.track import (
         OutputOptions,
         RunStatus,
+        check_inputs_survive,
         check_mask_or_targets,
         check_out_dir,
         load_first_mask,
@@ -105,6 +106,7 @@ def track(
     config = common.build_config(config_name, overrides, finetune)
     model_name = common.model_for_targets(model_name, target_paths)
     options = OutputOptions(save_masks, overlay, masked_video, draw_points)
+    check_inputs_survive(out_dir, options, [input_path, mask_path, *target_paths])
     with open_source(input_path, fps=fps) as frames:
         annotation = None
         if mask_path is not None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from persam_video.atomic import check_component
 from persam_video.io.reader import natural_key
 from persam_video.labels import BACKGROUND_ID, VOID_ID, LabelMap, MaskError, describe_size
 
@@ -277,6 +278,8 @@ class DavisDataset:
         sequences = list(dict.fromkeys(name for name in names if name))
         if not sequences:
             raise ValueError(f"DAVIS sequence list is empty: {list_path}")
+        for name in sequences:  # each becomes a folder that runs write and replace
+            check_component(name, f"{list_path.name}: sequence name")
         return sequences
 
     @staticmethod
