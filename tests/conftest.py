@@ -37,3 +37,16 @@ def small_sam():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    """The command line loads a fresh tiny random-weight SAM instead of downloading one, and
+    reports it as the model named on the command line."""
+    import persam_video.cli.common as cli_common
+    from persam_video.model import registry
+
+    sam = build_sam(tiny_sam_spec(), seed=0)
+    monkeypatch.setattr(cli_common, "load_model", lambda *args, **kwargs: sam)
+    monkeypatch.setattr(registry, "model_metadata", lambda name, checkpoint=None: {"model": name})
+    return sam

@@ -21,12 +21,15 @@ from segment_anything.modeling import Sam
 from torch import Tensor
 
 from persam_video.config import PerSAMConfig
+from persam_video.model.spec import NUM_MULTIMASK_OUTPUTS
 from persam_video.persam.cascade import first_step_prompts, multimask_outputs
 from persam_video.persam.features import FrameFeatures
 from persam_video.progress import progress_bar
 
 #: The official initialization: every output weighted 1/3.
-INITIAL_WEIGHT = 1.0 / 3.0
+INITIAL_WEIGHT = 1.0 / NUM_MULTIMASK_OUTPUTS
+#: Weights learned: one per multimask output but the first, which takes what the others leave.
+FREE_WEIGHTS = NUM_MULTIMASK_OUTPUTS - 1
 #: AdamW epsilon of the official code.
 ADAM_EPS = 1e-4
 FOCAL_ALPHA = 0.25
@@ -112,7 +115,7 @@ def fit_mask_weights(
             outputs.append(full[0].float())  # (3, H, W)
     gt_masks = [mask.to(outputs[0]) for _, mask in shots]
 
-    free = torch.full((2,), INITIAL_WEIGHT, device=outputs[0].device, requires_grad=True)
+    free = torch.full((FREE_WEIGHTS,), INITIAL_WEIGHT, device=outputs[0].device, requires_grad=True)
     steps, lr = config.finetune.steps, config.finetune.lr
     optimizer = torch.optim.AdamW([free], lr=lr, eps=ADAM_EPS)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)

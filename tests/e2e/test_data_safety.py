@@ -11,27 +11,16 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-import persam_video.cli.common as cli_module
 from persam_video.apps.target_file import save_target
 from persam_video.atomic import check_component, check_not_overwriting
 from persam_video.cli import cli
 from persam_video.config import PerSAMConfig
 from persam_video.io import write_label_png
-from persam_video.model import registry as models
-from persam_video.model.spec import build_sam, tiny_sam_spec
 from persam_video.persam import Target
 from persam_video.synthetic.export import write_davis
 from tests.video_factory import make_video, synthetic_labels
 
 SIZE = (48, 64)
-
-
-@pytest.fixture
-def fake_model(monkeypatch):
-    sam = build_sam(tiny_sam_spec(), seed=0)
-    monkeypatch.setattr(cli_module, "load_model", lambda *args, **kwargs: sam)
-    monkeypatch.setattr(models, "model_metadata", lambda name, checkpoint=None: {"model": name})
-    return sam
 
 
 def invoke(*args: str):

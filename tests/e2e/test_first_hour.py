@@ -14,7 +14,6 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-import persam_video.cli.common as cli_module
 from persam_video.apps.target_file import save_target
 from persam_video.atomic import file_mode
 from persam_video.cli import cli
@@ -22,19 +21,10 @@ from persam_video.config import PerSAMConfig, load_config
 from persam_video.io import open_source, probe, read_mask, write_label_png
 from persam_video.model import registry as models
 from persam_video.model.checkpoints import WeightsError
-from persam_video.model.spec import build_sam, tiny_sam_spec
 from persam_video.persam import Target
 from tests.video_factory import make_video, synthetic_labels
 
 SIZE = (48, 64)
-
-
-@pytest.fixture
-def fake_model(monkeypatch):
-    sam = build_sam(tiny_sam_spec(), seed=0)
-    monkeypatch.setattr(cli_module, "load_model", lambda *args, **kwargs: sam)
-    monkeypatch.setattr(models, "model_metadata", lambda name, checkpoint=None: {"model": name})
-    return sam
 
 
 @pytest.fixture

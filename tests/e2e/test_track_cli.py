@@ -12,21 +12,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import persam_video.cli.common as cli_module
 from persam_video.cli import cli
 from persam_video.io import probe, read_mask, write_label_png
-from persam_video.model import registry as models
-from persam_video.model.spec import build_sam, tiny_sam_spec
 from tests.video_factory import make_video, synthetic_frame, synthetic_labels
-
-
-@pytest.fixture
-def fake_model(monkeypatch):
-    """The CLI loads a tiny random-weight SAM instead of downloading one."""
-    sam = build_sam(tiny_sam_spec(), seed=0)
-    monkeypatch.setattr(cli_module, "load_model", lambda *args, **kwargs: sam)
-    monkeypatch.setattr(models, "model_metadata", lambda name, checkpoint=None: {"model": name})
-    return sam
 
 
 def run(*args: str):

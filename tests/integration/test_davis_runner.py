@@ -9,15 +9,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import persam_video.cli.common as cli_module
 from persam_video.apps.davis import run_davis
 from persam_video.cli import cli
 from persam_video.config import PerSAMConfig
 from persam_video.eval.davis_dataset import DavisDataset
 from persam_video.eval.evaluate import evaluate_davis
 from persam_video.io import read_mask
-from persam_video.model import registry as models
-from persam_video.model.spec import build_sam, tiny_sam_spec
 from persam_video.synthetic.export import write_davis
 from persam_video.video.tracker import VideoTracker
 from tests.davis_layout import write_davis as write_layout
@@ -30,15 +27,6 @@ def davis_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("davis")
     write_davis(root, SEEDS)
     return root
-
-
-@pytest.fixture
-def fake_model(monkeypatch):
-    """A fresh tiny model per test: the CLI configures (and so changes) the model it loads."""
-    tiny_sam = build_sam(tiny_sam_spec(), seed=0)
-    monkeypatch.setattr(cli_module, "load_model", lambda *args, **kwargs: tiny_sam)
-    monkeypatch.setattr(models, "model_metadata", lambda name, checkpoint=None: {"model": name})
-    return tiny_sam
 
 
 @pytest.mark.slow
