@@ -105,21 +105,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="busy processes of the loaded runs")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=2, help="runs per setting and load")
     parser.add_argument("--suite", action="store_true", help="also time the quick test suite")
+    parser.add_argument("--suite-repeats", type=int, default=1, help="suite runs per setting")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per run at most")
     args = parser.parse_args(argv)
     print(f"{usable_cpus()} usable CPUs; loaded runs beside {args.load} busy processes")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepare(work)
-        jobs = [("track", track_command(work), SETTINGS)]
+        jobs = [("track", track_command(work), SETTINGS, args.repeats)]
         if args.suite:
-            jobs.append(("suite", suite_command(), (None, "auto", "1")))
-        for name, command, settings in jobs:
+            jobs.append(("suite", suite_command(), (None, "auto", "1"), args.suite_repeats))
+        for name, command, settings, repeats in jobs:
             for load in (0, args.load):
                 with cpu_load(load):
                     for setting in settings:
                         env = environment(setting)
-                        runs = [timed(command, env, args.timeout) for _ in range(args.repeats)]
+                        runs = [timed(command, env, args.timeout) for _ in range(repeats)]
                         shown = ", ".join("failed/timeout" if r is None else f"{r:.1f}"
                                           for r in runs)  # fmt: skip
                         ok = [r for r in runs if r is not None]

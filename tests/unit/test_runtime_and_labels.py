@@ -43,8 +43,8 @@ def test_explicit_threads_and_the_environment(monkeypatch):
             runtime.choose_threads(bad)
 
 
-def test_busy_cpus_counts_normal_priority_work_only(monkeypatch, tmp_path):
-    """/proc/stat: user, system, irq, softirq and steal count; nice, idle and iowait do not."""
+def test_busy_cpus_counts_all_work(monkeypatch, tmp_path):
+    """/proc/stat: user, nice, system, irq, softirq and steal count; idle and iowait do not."""
     samples = iter([
         [100, 500, 100, 1000, 50, 0, 0, 0],
         [100 + 60, 500 + 90, 100 + 20, 1000 + 20, 50 + 10, 0, 0, 0],  # 200 ticks in all
@@ -52,7 +52,7 @@ def test_busy_cpus_counts_normal_priority_work_only(monkeypatch, tmp_path):
     monkeypatch.setattr(runtime, "_cpu_times", lambda: next(samples))
     monkeypatch.setattr(runtime.time, "sleep", lambda s: None)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert runtime.busy_cpus() == pytest.approx(2 * (60 + 20) / 200)  # the niced 90 are free
+    assert runtime.busy_cpus() == pytest.approx(2 * (60 + 90 + 20) / 200)  # niced work counts
     monkeypatch.setattr(runtime, "_cpu_times", lambda: None)
     monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 0.5))
     assert runtime.busy_cpus() == 1.5  # no /proc/stat: the load average
