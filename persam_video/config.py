@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import textwrap
 import types
 import typing
@@ -31,6 +32,8 @@ from typing import Any, Literal
 import yaml
 
 PRESET_NAMES = ("default", "paper_image", "paper_video", "fast")
+#: Longest value quoted back in an error message (characters).
+MAX_SHOWN_VALUE = 80
 #: Width of the field comments of :func:`describe_config`.
 DOC_WIDTH = 96
 
@@ -231,9 +234,10 @@ class PerSAMConfig:
                     f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}"
                 )
             try:
-                data[section][name] = yaml.safe_load(raw) if raw.strip() else raw
+                data[section][name] = load_yaml(raw) if raw.strip() else raw
             except yaml.YAMLError as exc:
-                raise ConfigError(f"cannot parse the value of {key!r}: {raw!r}") from exc
+                shown = raw if len(raw) <= MAX_SHOWN_VALUE else f"{raw[:MAX_SHOWN_VALUE]}..."
+                raise ConfigError(f"cannot parse the value of {key!r}: {shown!r}") from exc
         return PerSAMConfig.from_dict(data)
 
 
@@ -299,12 +303,28 @@ def load_config(name_or_path: str | Path) -> PerSAMConfig:
             )
         source, label = path, str(path)
     try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+        data = load_yaml(source.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read config {label}: {exc}".splitlines()[0]) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config {label} must be a mapping of sections")
     return PerSAMConfig.from_dict(data)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without anchors and aliases: a few hundred bytes of nested aliases
+    expand to gigabytes (the "billion laughs"), and a config never needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(f"YAML aliases (*{event.anchor}) are not allowed in a config")
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse config YAML (safe types only, no aliases)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader: no arbitrary objects
 
 
 def save_config(config: PerSAMConfig, path: str | Path) -> None:
@@ -398,6 +418,8 @@ def _coerce(key: str, kind: Any, value: Any) -> Any:
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number; got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number; got {value!r}")
         return float(value)
     if kind is str:
         if not isinstance(value, str):

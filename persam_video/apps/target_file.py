@@ -92,15 +92,23 @@ def load_target(path: str | os.PathLike[str]) -> TargetFile:
         config = PerSAMConfig.from_dict(json.loads(metadata["config"]))
         model = json.loads(metadata["model"])
         shots = int(metadata["shots"])
-    except (KeyError, ValueError, ConfigError) as exc:
-        raise ValueError(f"{path} has invalid metadata ({exc})") from None
+        if not isinstance(model, dict):
+            raise TypeError(f"the model record is a {type(model).__name__}, not a mapping")
+    except (KeyError, ValueError, TypeError, AttributeError, ConfigError) as exc:
+        raise ValueError(f"{path} has invalid metadata ({str(exc)[:200]})") from None
     embedding = tensors["embedding"]
     weights = tensors.get("mask_weights")
     if embedding.ndim != 1 or (weights is not None and weights.shape != (NUM_MULTIMASK_OUTPUTS,)):
         raise ValueError(f"{path} holds tensors of unexpected shapes")
-    info = json.loads(metadata.get("finetune") or "null")
+    tensors_checked = [embedding] if weights is None else [embedding, weights]
+    if not all(bool(t.isfinite().all()) for t in tensors_checked):
+        raise ValueError(f"{path} holds NaN or infinite values; personalize the target again")
+    try:
+        info = json.loads(metadata.get("finetune") or "null")
+    except ValueError as exc:
+        raise ValueError(f"{path} has invalid metadata ({str(exc)[:200]})") from None
     target = Target(embedding, weights, info)
-    return TargetFile(target, model, config, shots, metadata["persam_video"])
+    return TargetFile(target, model, config, shots, str(metadata.get("persam_video", "?")))
 
 
 def check_compatible(

@@ -103,6 +103,8 @@ class ClipRunner:
                     resize_mask=self.settings.resize_mask,
                     metadata=self.metadata,
                 )  # fmt: skip
+                if summary.status == RunStatus.INTERRUPTED:  # Ctrl-C stops the batch, not a clip
+                    raise KeyboardInterrupt
                 if summary.status != RunStatus.COMPLETE:
                     raise ValueError(summary.error or f"tracking {summary.status}")
                 record = {"name": job.name, "input": job.input, "frames": summary.frames,

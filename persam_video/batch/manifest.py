@@ -138,7 +138,7 @@ def _mask_problem(video: Path, mask: Path, resize_mask: bool) -> str | None:
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # a BOM, as Excel writes CSV, is not a column
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         for line, raw in enumerate(text.splitlines(), start=1):
             if not raw.strip():

@@ -8,7 +8,9 @@ on stderr and exit code 2; no traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
+from typing import Any
 
 import click
 
@@ -40,9 +42,16 @@ for _command in (weights, track, demo, personalize, segment, batch, davis, eval_
     cli.add_command(_command)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM (``kill``, a job scheduler stopping the run) is handled as Ctrl-C: what was
+    finished is kept under ``.partial`` names, the temporaries are removed."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     prefer_huge_pages()  # before torch is imported by a command
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="persam-video", standalone_mode=True)
     except KeyboardInterrupt:  # pragma: no cover - click handles it in standalone mode

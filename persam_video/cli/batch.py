@@ -11,6 +11,7 @@ import click
 from persam_video.cli import common
 from persam_video.cli.common import (
     EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
     EXIT_SOME_FAILED,
     config_options,
     friendly_errors,
@@ -103,12 +104,17 @@ def batch(
         bar.update(1)
         bar.set_postfix_str(f"{frames / max(time.perf_counter() - start, 1e-9):.1f} frames/s")
 
-    with bar:
-        outcomes = run_batch(
-            jobs, out_dir, settings, ray_address=ray_address, workers=workers,
-            gpus_per_worker=gpus_per_worker, on_outcome=progress,
-        )  # fmt: skip
-        bar.update(sum(o.status == ClipStatus.SKIPPED for o in outcomes))
+    try:
+        with bar:
+            outcomes = run_batch(
+                jobs, out_dir, settings, ray_address=ray_address, workers=workers,
+                gpus_per_worker=gpus_per_worker, on_outcome=progress,
+            )  # fmt: skip
+            bar.update(sum(o.status == ClipStatus.SKIPPED for o in outcomes))
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: the finished clips are kept in {out_dir}; run the same "
+                   "command again to do the rest", err=True)  # fmt: skip
+        sys.exit(EXIT_INTERRUPTED)
     width = max(len(o.name) for o in outcomes)
     click.echo(f"\n{'clip':{width}}  {'status':8} {'frames':>7} {'seconds':>8}  reason")
     for o in outcomes:

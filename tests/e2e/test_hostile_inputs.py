@@ -1,0 +1,159 @@
+"""Inputs a hostile or unlucky user gives: non-finite or aliased config values, damaged target
+files, a BOM in a manifest, Ctrl-C in a batch, SIGTERM during a track."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import save_file
+
+from persam_video.apps.target_file import load_target, save_target
+from persam_video.cli import cli
+from persam_video.config import ConfigError, PerSAMConfig, load_config
+from persam_video.io import write_label_png
+from persam_video.persam import Target
+from tests.helpers import REPO_ROOT
+from tests.video_factory import make_video, synthetic_labels
+
+SIZE = (48, 64)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_config_values_are_refused(value, tmp_path):
+    with pytest.raises(ConfigError, match="finite number"):
+        PerSAMConfig().with_overrides([f"track.momentum={value}"])
+    path = tmp_path / "c.yaml"
+    path.write_text(f"track:\n  box_margin: {value}\n")
+    with pytest.raises(ConfigError, match="finite number"):
+        load_config(path)
+
+
+def test_yaml_aliases_are_refused_and_messages_stay_short(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}" + f",*{chr(97 + i)}" * 8 + "]"
+              for i in range(8)]  # fmt: skip
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="aliases") as info:
+        load_config(bomb)
+    assert len(str(info.value)) < 200
+    with pytest.raises(ConfigError) as info:
+        PerSAMConfig().with_overrides(["track.momentum=[" + "x" * 10_000])
+    assert len(str(info.value)) < 300
+    result = invoke("config", "show", "--config", str(bomb))
+    assert result.exit_code == 2 and len(result.output) < 300
+
+
+def test_damaged_target_files_are_refused_in_one_line(tmp_path):
+    nan = tmp_path / "nan.target"
+    save_target(nan, Target(torch.full((32,), float("nan"))), model={"model": "demo"},
+                config=PerSAMConfig(), shots=1)  # fmt: skip
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        load_target(nan)
+    wrong = tmp_path / "wrong.target"
+    metadata = {"format": "persam-video target", "format_version": "1", "persam_video": "0.1",
+                "model": "[1, 2]", "config": "{}", "shots": "1"}  # fmt: skip
+    save_file({"embedding": torch.zeros(32)}, str(wrong), metadata=metadata)
+    with pytest.raises(ValueError, match="invalid metadata") as info:
+        load_target(wrong)
+    assert "\n" not in str(info.value)
+    missing = tmp_path / "missing.target"
+    save_file({"embedding": torch.zeros(32)}, str(missing),
+              metadata={"format": "persam-video target", "format_version": "1"})  # fmt: skip
+    with pytest.raises(ValueError, match="invalid metadata"):
+        load_target(missing)
+
+
+def _clips(tmp_path, count: int, n_frames: int = 4):
+    mask = tmp_path / "m.png"
+    write_label_png(mask, synthetic_labels(0, SIZE))
+    rows = []
+    for i in range(count):
+        video = tmp_path / f"c{i}.mp4"
+        make_video(video, n_frames=n_frames, size_hw=SIZE)
+        rows.append(f"{video.name},{mask.name},c{i}")
+    return mask, rows
+
+
+def test_a_manifest_with_a_bom_is_read(tmp_path):
+    _, rows = _clips(tmp_path, 1)
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(("\ufeffinput,mask,name\n" + "\n".join(rows) + "\n").encode("utf-8"))
+    result = invoke("batch", str(manifest), "--out", str(tmp_path / "runs"), "--model", "demo",
+                    "-q", "--no-overlay")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "c0" / "done.json").is_file()
+
+
+def test_ctrl_c_stops_the_batch_and_a_rerun_resumes(tmp_path, monkeypatch):
+    from persam_video.video.tracker import VideoTracker
+
+    _, rows = _clips(tmp_path, 3)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("input,mask,name\n" + "\n".join(rows) + "\n")
+    original = VideoTracker.step_features
+    calls = {"n": 0}
+
+    def interrupt_in_the_second_clip(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # clip c0 has 3 tracked frames; this is c1's second
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(VideoTracker, "step_features", interrupt_in_the_second_clip)
+    out = tmp_path / "runs"
+    args = ("batch", str(manifest), "--out", str(out), "--model", "demo", "-q", "--no-overlay")
+    stopped = invoke(*args)
+    assert stopped.exit_code == 130 and "run the same command again" in stopped.output
+    assert (out / "c0" / "done.json").is_file()
+    assert not (out / "c1").exists() and not (out / "c2").exists()  # c2 never started
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+    assert (out / "failures.jsonl").read_text() == ""  # an interruption is not a failure
+    monkeypatch.setattr(VideoTracker, "step_features", original)
+    resumed = invoke(*args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "2 done, 1 already done, 0 failed" in resumed.output
+
+
+@pytest.mark.slow
+def test_sigterm_keeps_the_partial_results_like_ctrl_c(tmp_path):
+    video = tmp_path / "long.mp4"
+    make_video(video, n_frames=400, size_hw=(96, 128))
+    mask = tmp_path / "m.png"
+    write_label_png(mask, synthetic_labels(0, (96, 128)))
+    out = tmp_path / "out"
+    env = {**os.environ, "PERSAM_VIDEO_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "persam_video.cli", "track", str(video), "--mask", str(mask),
+         "--out", str(out), "--model", "demo", "-q"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until some frames are written
+        temporaries = [p for p in out.glob(".masks.partial-*")] if out.is_dir() else []
+        if temporaries and len(list(temporaries[0].iterdir())) >= 3:
+            break
+        time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("the track wrote no frames in time")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["status"] == "interrupted"
+    assert len(list((out / "masks.partial").iterdir())) == len(doc["frames"]) >= 3
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no hidden temporaries
