@@ -74,6 +74,20 @@ def check_not_overwriting(
                 )
 
 
+def check_writable_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` if a file can be written there (its folder exists and is writable, and it is
+    not a folder), else ValueError: checked before the work, not after."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name")
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {path}: the folder {folder} is not writable")
+    return path
+
+
 def temp_path(final: str | os.PathLike[str], *, folder: bool = False) -> Path:
     """Hidden temporary sibling of ``final`` for this process.
 

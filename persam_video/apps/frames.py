@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from persam_video.atomic import atomic_file, check_not_overwriting
+from persam_video.atomic import atomic_file, check_not_overwriting, check_writable_file
 from persam_video.io import open_source
 
 #: Formats a frame may be written in, by file extension (lossless first).
@@ -29,6 +29,7 @@ def export_frame(
     if index < 0:
         raise ValueError(f"frame index must be >= 0, got {index}")
     check_not_overwriting([source], [out])
+    check_writable_file(out)
     seen = 0
     with open_source(source, prefetch=0) as frames:
         for frame in frames:

@@ -61,12 +61,22 @@ def split_old_subset(subset: str | None, overrides: tuple[str, ...]) -> tuple[st
     return subset or DEFAULT_SUBSET, tuple(value for value in overrides if "=" in value)
 
 
+def check_report_paths(*paths: str | None) -> None:
+    """Refuse report files that cannot be written, before any work."""
+    from persam_video.atomic import check_writable_file
+
+    for path in paths:
+        if path:
+            check_writable_file(path)
+
+
 def evaluate_and_report(
     davis_root: str | None, subset: str, year: str, results: str, json_path: str | None,
     csv_path: str | None, quiet: bool, annotations: str | None = None,
 ) -> None:  # fmt: skip
     """Evaluate results (a DAVIS set, or one sequence's --annotations folder), print the
     tables, write the JSON/CSV files asked for."""
+    check_report_paths(json_path, csv_path)
     from persam_video.eval.davis_dataset import SINGLE_OBJECT_YEAR, DavisDataset
     from persam_video.eval.evaluate import evaluate_davis, evaluate_folder
 
@@ -119,6 +129,7 @@ def davis(
     from persam_video.video import VideoTracker
 
     subset, overrides = split_old_subset(subset, overrides)
+    check_report_paths(json_path)  # before hours of tracking, not after
     config = common.build_config(config_name, (*overrides, *old_overrides), finetune)
     model_name = common.model_for_targets(model_name, default=DAVIS_DEFAULT_MODEL)
     dataset = DavisDataset(davis_root, subset=subset, year=int(year))

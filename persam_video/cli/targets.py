@@ -79,7 +79,7 @@ def personalize(
     counts equally); --finetune also learns the PerSAM-F mask weights on all shots.
     """
     from persam_video.apps.target_file import save_target
-    from persam_video.atomic import check_not_overwriting
+    from persam_video.atomic import check_not_overwriting, check_writable_file
     from persam_video.io import read_image
     from persam_video.model.registry import model_metadata
     from persam_video.persam import PerSAM
@@ -89,6 +89,7 @@ def personalize(
         raise click.UsageError("Missing option '--out' / '-o'.")
     paths = (image, *images)
     check_not_overwriting([*paths, *masks], [output])
+    check_writable_file(output)
     if len(masks) != len(paths):
         raise InputError(f"got {len(paths)} images but {len(masks)} masks: give one --mask each")
     config = common.build_config(config_name, overrides, finetune)

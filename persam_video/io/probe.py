@@ -85,6 +85,11 @@ def open_container(path: Path) -> av.container.InputContainer:
         raise VideoReadError(f"{path}: no such file or folder")
     if path.is_dir():
         raise VideoReadError(f"{path}: is a folder; expected a video file")
+    if _is_playlist(path):
+        raise VideoReadError(
+            f"{path}: is a playlist, which makes FFmpeg read other files (or URLs) it names; "
+            "give the video file itself"
+        )
     try:
         return av.open(str(path), mode="r")
     except av.FFmpegError as error:
@@ -92,6 +97,24 @@ def open_container(path: Path) -> av.container.InputContainer:
         raise VideoReadError(
             f"{path}: not a video file FFmpeg can read ({reason}); {EXPECTED_VIDEO}"
         ) from None
+
+
+#: Formats whose files name other inputs: HLS and M3U playlists, FFmpeg's concat lists, SDP.
+PLAYLIST_SUFFIXES = frozenset({".m3u8", ".m3u", ".ffconcat", ".sdp"})
+PLAYLIST_SIGNATURES = (b"#EXTM3U", b"ffconcat", b"v=0")
+_SIGNATURE_BYTES = 16
+
+
+def _is_playlist(path: Path) -> bool:
+    """Whether ``path`` is a playlist or another file that points FFmpeg to other inputs."""
+    if path.suffix.lower() in PLAYLIST_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SIGNATURE_BYTES).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:
+        return False
+    return head.startswith(PLAYLIST_SIGNATURES)
 
 
 def check_video_container(container: av.container.InputContainer, path: Path) -> None:

@@ -246,12 +246,31 @@ def read_image(path: str | os.PathLike[str], size: tuple[int, int] | None = None
     path = Path(path)
     try:
         with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
+            rgb = _to_rgb8(image)
     except (UnidentifiedImageError, OSError) as error:
         raise VideoReadError(f"{path}: cannot read image ({error})") from None
     if size is not None and rgb.shape[:2] != size:
         raise VideoReadError(f"{path}: frame is {rgb.shape[:2]}, expected {size} (H, W)")
     return np.ascontiguousarray(rgb)
+
+
+#: PIL modes of one channel with more than 8 bits (16-bit PNGs, 32-bit integer or float).
+_WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I")
+#: Largest value of a 16-bit sample, and of an 8-bit one.
+_MAX_16, _MAX_8 = 65535, 255
+
+
+def _to_rgb8(image: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an opened image. 16-bit gray is scaled to 8 bits (PIL's own
+    conversion clips it, turning most 16-bit frames white); other modes as PIL converts them."""
+    if image.mode in _WIDE_GRAY_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        gray = np.clip(np.round(values * (_MAX_8 / _MAX_16)), 0, _MAX_8).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode.startswith("RGB") and "16" in image.mode:  # wide colour: scale the same way
+        values = np.asarray(image, dtype=np.float64)[..., :3]
+        return np.clip(np.round(values * (_MAX_8 / _MAX_16)), 0, _MAX_8).astype(np.uint8)
+    return np.asarray(image.convert("RGB"))
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:

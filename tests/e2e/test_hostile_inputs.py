@@ -10,9 +10,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 from safetensors.torch import save_file
 
 from persam_video.apps.target_file import load_target, save_target
@@ -157,3 +159,30 @@ def test_sigterm_keeps_the_partial_results_like_ctrl_c(tmp_path):
     assert doc["status"] == "interrupted"
     assert len(list((out / "masks.partial").iterdir())) == len(doc["frames"]) >= 3
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no hidden temporaries
+
+
+def test_unwritable_output_files_are_refused_before_the_work(tmp_path, fake_model):
+    from persam_video.synthetic.export import write_davis
+
+    root = tmp_path / "davis"
+    write_davis(root, [1000])
+    missing = tmp_path / "no" / "such" / "report.json"
+    out = tmp_path / "results"
+    tracked = invoke("davis", "--davis-root", str(root), "--out", str(out), "-q",
+                     "--json", str(missing))  # fmt: skip
+    assert tracked.exit_code == 2 and "does not exist" in tracked.output
+    assert not out.exists()  # refused before any tracking
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    image = tmp_path / "ref.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    mask = tmp_path / "m.png"
+    labels = np.zeros((32, 32), np.uint8)
+    labels[8:20, 8:20] = 1
+    write_label_png(mask, labels)
+    made = invoke("personalize", str(image), "--mask", str(mask), "--out", str(folder))
+    assert made.exit_code == 2 and "is a directory" in made.output  # click refuses it first
+    video = tmp_path / "clip.mp4"
+    make_video(video, n_frames=2, size_hw=SIZE)
+    frame = invoke("frame", str(video), "0", "-o", str(tmp_path / "nope" / "f.png"))
+    assert frame.exit_code == 2 and "does not exist" in frame.output

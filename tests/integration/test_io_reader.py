@@ -432,3 +432,31 @@ def test_memory_does_not_grow_with_video_length(tmp_path):
     # depends on thread timing, so the long video may hold up to a full queue more.
     assert peak_long < peak_short + (PREFETCH + 2) * frame_bytes
     assert peak_long < 20 * frame_bytes
+
+
+def test_16_bit_frames_are_scaled_not_clipped(tmp_path):
+    """PIL's own RGB conversion clips 16-bit values, so most frames read as pure white."""
+    folder = tmp_path / "frames16"
+    folder.mkdir()
+    ramp = np.linspace(0, 65535, 48 * 64).reshape(48, 64).astype(np.uint16)
+    for i in range(3):
+        Image.fromarray(ramp).save(folder / f"{i:03d}.png")
+    with open_source(folder) as frames:
+        rgb = [f.rgb for f in frames]
+    assert len(rgb) == 3 and rgb[0].dtype == np.uint8
+    expected = np.round(ramp * (255 / 65535)).astype(np.uint8)
+    np.testing.assert_array_equal(rgb[0][..., 0], expected)
+    assert 100 < rgb[0].mean() < 155  # a ramp, not white
+
+
+@pytest.mark.parametrize("name,text", [
+    ("list.m3u8", "#EXTM3U\n#EXTINF:1,\n../secret.ts\n"),
+    ("innocent.mp4", "#EXTM3U\nfile:///etc/passwd\n"),
+    ("concat.txt", "ffconcat version 1.0\nfile 'other.mp4'\n"),
+])  # fmt: skip
+def test_playlists_are_refused_before_ffmpeg_follows_them(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(VideoReadError, match="is a playlist") as info:
+        open_source(path)
+    assert "\n" not in str(info.value)
