@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from persam_video.atomic import check_component
 from persam_video.io.reader import natural_key
@@ -56,13 +56,17 @@ def read_label_png(path: str | Path) -> np.ndarray:
         (H, W) uint8 array: the palette indices (not the colors) for a palette PNG, the gray
         values for a grayscale PNG, 0 or 1 for a 1-bit PNG.
     """
-    with Image.open(path) as image:
-        if image.mode not in LABEL_PNG_MODES:
-            raise ValueError(
-                f"{path}: expected a palette or grayscale PNG of label ids, "
-                f"got PIL mode {image.mode!r}"
-            )
-        return np.array(image, dtype=np.uint8)
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            values = np.array(image, dtype=np.uint8) if mode in LABEL_PNG_MODES else None
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        raise ValueError(f"{path}: cannot read a label PNG ({str(error)[:160]})") from None
+    if values is None:
+        raise ValueError(
+            f"{path}: expected a palette or grayscale PNG of label ids, got PIL mode {mode!r}"
+        )
+    return values
 
 
 def load_annotation(path: str | Path, *, single_object: bool = False) -> np.ndarray:

@@ -107,7 +107,7 @@ def _open_image(path: Path) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
         raise MaskError(f"{path}: cannot read mask image ({error}); expected a PNG") from None
     return image
 

@@ -232,7 +232,7 @@ def _image_size_hw(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             width, height = image.size
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise VideoReadError(f"{path}: cannot read image frame ({error})") from None
     return height, width
 
@@ -247,7 +247,7 @@ def read_image(path: str | os.PathLike[str], size: tuple[int, int] | None = None
     try:
         with Image.open(path) as image:
             rgb = _to_rgb8(image)
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise VideoReadError(f"{path}: cannot read image ({error})") from None
     if size is not None and rgb.shape[:2] != size:
         raise VideoReadError(f"{path}: frame is {rgb.shape[:2]}, expected {size} (H, W)")

@@ -164,6 +164,12 @@ def first_step_prompts(
     prior, dec = config.prior, config.decode
     sim_grid = similarity_grid(feats, embeddings)
     sim_map = similarity_map(sam, feats, sim_grid)
+    wanted = prior.num_positive + prior.num_negative
+    if wanted > sim_map[0].numel():
+        raise ValueError(
+            f"prior.num_positive + prior.num_negative = {wanted} points, but the frame has only "
+            f"{sim_map[0].numel()} pixels"
+        )
     prior_points, prior_labels = select_points(sim_map, prior.num_positive, prior.num_negative)
     points, labels = [], []
     for i, ex in enumerate(extra):

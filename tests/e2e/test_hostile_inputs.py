@@ -186,3 +186,37 @@ def test_unwritable_output_files_are_refused_before_the_work(tmp_path, fake_mode
     make_video(video, n_frames=2, size_hw=SIZE)
     frame = invoke("frame", str(video), "0", "-o", str(tmp_path / "nope" / "f.png"))
     assert frame.exit_code == 2 and "does not exist" in frame.output
+
+
+def test_decompression_bombs_and_corrupt_results_are_one_line(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    from persam_video.eval.davis_dataset import read_label_png
+    from persam_video.io import VideoReadError, read_image, read_mask
+
+    path = tmp_path / "big.png"
+    PILImage.new("L", (300, 300)).save(path)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)  # 300 x 300 is then a "bomb"
+    with pytest.raises(ValueError, match="cannot read") as info:
+        read_mask(path)
+    assert "\n" not in str(info.value)
+    with pytest.raises(VideoReadError, match="cannot read"):
+        read_image(path)
+    with pytest.raises(ValueError, match="cannot read a label PNG"):
+        read_label_png(path)
+    garbage = tmp_path / "corrupt.png"
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    with pytest.raises(ValueError, match="cannot read a label PNG"):
+        read_label_png(garbage)
+
+
+def test_more_points_than_pixels_is_one_line(tmp_path, fake_model):
+    video = tmp_path / "clip.mp4"
+    make_video(video, n_frames=3, size_hw=(32, 32))
+    mask = tmp_path / "m.png"
+    labels = np.zeros((32, 32), np.uint8)
+    labels[8:24, 8:24] = 1
+    write_label_png(mask, labels)
+    result = invoke("track", str(video), "--mask", str(mask), "--out", str(tmp_path / "o"), "-q",
+                    "--set", "prior.num_positive=2000")  # fmt: skip
+    assert result.exit_code == 2 and "frame has only 1024 pixels" in result.output
