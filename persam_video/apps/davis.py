@@ -14,16 +14,14 @@ leaves ``OUT`` as it was (not even created).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from persam_video.atomic import atomic_folder, check_not_overwriting, write_text
-from persam_video.config import ConfigError, PerSAMConfig
+from persam_video.apps.run_record import check_run_record
+from persam_video.atomic import atomic_folder, check_not_overwriting
 from persam_video.eval.davis_dataset import DavisDataset
 from persam_video.io import open_source, write_label_png
 from persam_video.progress import progress_bar
@@ -73,7 +71,7 @@ def run_davis(
               for folder in (dataset.frames_dir, dataset.annotations_dir)]  # fmt: skip
     check_not_overwriting(inputs, [out / RUN_RECORD, *(out / seq for seq in dataset.sequences)])
     out.mkdir(parents=True, exist_ok=True)
-    _check_run_record(out / RUN_RECORD, {**(record or {}), "config": tracker.config.to_dict()})
+    check_run_record(out / RUN_RECORD, {**(record or {}), "config": tracker.config.to_dict()})
     done, skipped, frames = [], [], 0
     start = time.perf_counter()
     sequences = progress_bar(dataset.sequences, desc="sequences", unit="seq", enabled=progress)
@@ -119,22 +117,3 @@ def _track_sequence(
 
 def _complete(folder: Path, names: list[str]) -> bool:
     return folder.is_dir() and all((folder / f"{n}.png").is_file() for n in names)
-
-
-def _check_run_record(path: Path, record: dict[str, Any]) -> None:
-    """Store ``record`` or check it equals the stored one (JSON-normalized)."""
-    normalized = json.loads(json.dumps(record))
-    if path.is_file():
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(stored.get("config"), dict):  # written by an older release: same keys now
-            with contextlib.suppress(ConfigError):
-                stored["config"] = PerSAMConfig.from_dict(stored["config"]).to_dict()
-        if stored != normalized:
-            changed = sorted(k for k in set(stored) | set(normalized)
-                             if stored.get(k) != normalized.get(k))  # fmt: skip
-            raise ValueError(
-                f"{path.parent} holds results of another run (different {', '.join(changed)}); "
-                "use another --out folder or delete it"
-            )
-        return
-    write_text(path, json.dumps(normalized, indent=1))

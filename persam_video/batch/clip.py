@@ -17,8 +17,9 @@ from persam_video.atomic import atomic_folder, write_text
 from persam_video.config import PerSAMConfig
 
 DONE_RECORD = "done.json"
-#: The batch's record of failed clips, in the output folder.
+#: The batch's record of failed clips, and of its settings, in the output folder.
 FAILURES = "failures.jsonl"
+RUN_RECORD = "batch.json"
 
 
 class ClipStatus(str, Enum):
@@ -108,7 +109,7 @@ class ClipRunner:
                 if summary.status != RunStatus.COMPLETE:
                     raise ValueError(summary.error or f"tracking {summary.status}")
                 record = {"name": job.name, "input": job.input, "frames": summary.frames,
-                          "outputs": summary.outputs}  # fmt: skip
+                          "outputs": summary.outputs, "clip": job_record(job)}  # fmt: skip
                 write_text(work / DONE_RECORD, json.dumps(record, indent=1))
             elapsed = time.perf_counter() - start
             return ClipOutcome(job.name, ClipStatus.DONE, summary.frames, elapsed)
@@ -118,6 +119,27 @@ class ClipRunner:
             return ClipOutcome(job.name, ClipStatus.FAILED, 0, elapsed, reason)
 
 
+def job_record(job: ClipJob) -> dict[str, Any]:
+    """What a finished clip was made from: inputs and overrides (compared on a rerun)."""
+    return {"input": job.input, "mask": job.mask, "target": job.target,
+            "overrides": list(job.overrides)}  # fmt: skip
+
+
 def is_done(out_root: Path, job: ClipJob) -> bool:
-    """Whether ``job`` finished in an earlier run (its done record exists)."""
-    return (out_root / job.name / DONE_RECORD).is_file()
+    """Whether ``job`` finished in an earlier run from the same inputs and overrides (its done
+    record exists and says so)."""
+    path = out_root / job.name / DONE_RECORD
+    if not path.is_file():
+        return False
+    try:
+        done = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return done.get("clip", job_record(job)) == job_record(job)
+
+
+def settings_record(settings: BatchSettings) -> dict[str, Any]:
+    """What every clip of a batch shares and its results depend on (not the device)."""
+    return {"model": settings.model, "checkpoint": settings.checkpoint,
+            "config": settings.config, "outputs": settings.outputs,
+            "resize_mask": settings.resize_mask}  # fmt: skip

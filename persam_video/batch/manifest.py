@@ -21,14 +21,14 @@ from typing import Any
 
 from persam_video.apps.track import check_mask_or_targets, load_first_mask
 from persam_video.atomic import check_component, check_not_overwriting
-from persam_video.batch.clip import FAILURES, ClipJob
+from persam_video.batch.clip import FAILURES, RUN_RECORD, ClipJob
 from persam_video.config import ConfigError, PerSAMConfig
 from persam_video.io import open_source, read_mask
 
 MANIFEST_FIELDS = ("input", "mask", "target", "name", "overrides")
 CSV_OVERRIDE_SEPARATOR = ";"
 #: Names of the batch's own files in the output folder, which no clip may take.
-RESERVED_NAMES = (FAILURES,)
+RESERVED_NAMES = (FAILURES, RUN_RECORD)
 
 
 class ManifestError(ValueError):

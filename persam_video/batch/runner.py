@@ -15,15 +15,19 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from persam_video.apps.run_record import check_run_record
 from persam_video.atomic import PARTIAL_MARKER, remove_quietly
 from persam_video.batch.clip import (
+    DONE_RECORD,
     FAILURES,
+    RUN_RECORD,
     BatchSettings,
     ClipJob,
     ClipOutcome,
     ClipRunner,
     ClipStatus,
     is_done,
+    settings_record,
 )
 from persam_video.batch.ray_backend import run_on_ray
 
@@ -45,6 +49,8 @@ def run_batch(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    check_run_record(out / RUN_RECORD, settings_record(settings))
+    redone: set[str] = set()
     (out / FAILURES).write_text("", encoding="utf-8")
     outcomes: dict[str, ClipOutcome] = {}
     todo = []
@@ -52,11 +58,15 @@ def run_batch(
         if is_done(out, job):
             outcomes[job.name] = ClipOutcome(job.name, ClipStatus.SKIPPED)
         else:
+            if (out / job.name / DONE_RECORD).is_file():  # finished, from other inputs
+                redone.add(job.name)
             todo.append(job)
             for stale in out.glob(f".{job.name}{PARTIAL_MARKER}*"):  # left by a killed run
                 remove_quietly(stale)
 
     def record(outcome: ClipOutcome) -> None:
+        if outcome.name in redone and outcome.status == ClipStatus.DONE:
+            outcome.reason = "redone: its inputs or overrides changed"
         outcomes[outcome.name] = outcome
         if outcome.status == ClipStatus.FAILED:
             job = next(j for j in todo if j.name == outcome.name)

@@ -220,3 +220,24 @@ def test_more_points_than_pixels_is_one_line(tmp_path, fake_model):
     result = invoke("track", str(video), "--mask", str(mask), "--out", str(tmp_path / "o"), "-q",
                     "--set", "prior.num_positive=2000")  # fmt: skip
     assert result.exit_code == 2 and "frame has only 1024 pixels" in result.output
+
+
+def test_batch_reruns_with_other_settings_are_refused_or_redone(tmp_path):
+    _, rows = _clips(tmp_path, 2)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("input,mask,name,overrides\n" + "\n".join(f"{r}," for r in rows) + "\n")
+    out = tmp_path / "runs"
+    args = ["batch", str(manifest), "--out", str(out), "--model", "demo", "-q", "--no-overlay"]
+    assert invoke(*args).exit_code == 0
+    other = invoke(*args, "--set", "track.momentum=0.5")
+    assert other.exit_code == 2 and "holds results of another run (different config)" in (
+        other.output
+    )
+    changed = rows[1] + ",decode.refine_steps=1"
+    manifest.write_text(f"input,mask,name,overrides\n{rows[0]},\n{changed}\n")
+    rerun = invoke(*args)
+    assert rerun.exit_code == 0, rerun.output
+    assert "1 done, 1 already done, 0 failed" in rerun.output
+    assert "redone: its inputs or overrides changed" in rerun.output
+    done = json.loads((out / "c1" / "done.json").read_text())
+    assert done["clip"]["overrides"] == ["decode.refine_steps=1"]
