@@ -219,17 +219,21 @@ def make_encoder(
     )  # fmt: skip
 
 
-def load_targets(paths: tuple[str, ...], model: dict[str, Any]) -> list[Any]:
-    """Read target files and check they were made with ``model`` (before the model is loaded:
-    a mismatch is said at once, not after a download)."""
-    from persam_video.apps.target_file import check_compatible, load_target
+def read_targets(paths: tuple[str, ...]) -> list[Any]:
+    """The target files of ``paths``, each read once (``TargetFile`` objects)."""
+    from persam_video.apps.target_file import load_target
 
-    targets = []
-    for path in paths:
-        loaded = load_target(path)
+    return [load_target(path) for path in paths]
+
+
+def load_targets(files: list[Any], paths: tuple[str, ...], model: dict[str, Any]) -> list[Any]:
+    """The targets of target ``files`` (read from ``paths``), checked to be made with ``model``
+    (before the model is loaded: a mismatch is said at once, not after a download)."""
+    from persam_video.apps.target_file import check_compatible
+
+    for loaded, path in zip(files, paths, strict=True):
         check_compatible(loaded, model, path)
-        targets.append(loaded.target)
-    return targets
+    return [loaded.target for loaded in files]
 
 
 def targets_on(targets: list[Any], device: Any) -> list[Any]:
@@ -240,15 +244,13 @@ def targets_on(targets: list[Any], device: Any) -> list[Any]:
 
 
 def model_for_targets(
-    model_name: str | None, target_paths: tuple[str, ...] = (), default: str = DEFAULT_MODEL
+    model_name: str | None, target_files: list[Any] | None = None, default: str = DEFAULT_MODEL
 ) -> str:
-    """The model to load: the one named, else the one the targets were made with, else
+    """The model to load: the one named, else the one the target files were made with, else
     ``default``."""
-    from persam_video.apps.target_file import load_target
-
     if model_name is not None:
         return check_model_name(model_name)
-    made = {str(load_target(path).model.get("model")) for path in target_paths}
+    made = {str(loaded.model.get("model")) for loaded in target_files or []}
     if len(made) > 1:
         raise InputError(f"the targets were made with different models ({', '.join(sorted(made))})")
     return check_model_name(made.pop() if made else default)

@@ -163,9 +163,10 @@ def segment(
         )
     config = common.build_config(config_name, overrides)
     check_images_survive(images, out_dir)  # check the inputs before loading the model
-    model_name = common.model_for_targets(model_name, (target_path,))
+    target_files = common.read_targets((target_path,))
+    model_name = common.model_for_targets(model_name, target_files)
     metadata = model_metadata(model_name, checkpoint)
-    targets = common.load_targets((target_path,), metadata)
+    targets = common.load_targets(target_files, (target_path,), metadata)
     sam = common.load_model(model_name, checkpoint, device, quiet)
     (target,) = common.targets_on(targets, sam.device)
     summary = segment_images(sam, config, target, images, out_dir, progress=not quiet,

@@ -104,7 +104,8 @@ def track(
 
     check_mask_or_targets(mask_path is not None, bool(target_paths))
     config = common.build_config(config_name, overrides, finetune)
-    model_name = common.model_for_targets(model_name, target_paths)
+    target_files = common.read_targets(target_paths)
+    model_name = common.model_for_targets(model_name, target_files)
     options = OutputOptions(save_masks, overlay, masked_video, draw_points)
     check_inputs_survive(out_dir, options, [input_path, mask_path, *target_paths])
     with open_source(input_path, fps=fps) as frames:
@@ -113,7 +114,7 @@ def track(
             annotation = load_first_mask(mask_path, frames.size, resize=resize_mask)
         check_out_dir(out_dir)
         metadata = model_metadata(model_name, checkpoint)
-        targets = common.load_targets(target_paths, metadata)
+        targets = common.load_targets(target_files, target_paths, metadata)
         sam = common.load_model(model_name, checkpoint, device, quiet)
         targets = common.targets_on(targets, sam.device) or None
         encoder = common.make_encoder(sam, precision, batch_frames, compile_encoder, stock_encoder)
