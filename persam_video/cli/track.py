@@ -107,7 +107,7 @@ def track(
     target_files = common.read_targets(target_paths)
     model_name = common.model_for_targets(model_name, target_files)
     options = OutputOptions(save_masks, overlay, masked_video, draw_points)
-    check_inputs_survive(out_dir, options, [input_path, mask_path, *target_paths])
+    check_inputs_survive(out_dir, [input_path, mask_path, *target_paths])
     with open_source(input_path, fps=fps) as frames:
         annotation = None
         if mask_path is not None:
