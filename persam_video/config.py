@@ -376,6 +376,13 @@ def _field_type(cls: type, name: str) -> Any:
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    keys = [key for key in data if not isinstance(key, str)]
+    if keys:
+        where = prefix.rstrip(".") or "the top level"
+        raise ConfigError(
+            f"config key {str(keys[0])[:40]!r} in {where} is not a name; "
+            f"valid keys: {', '.join(valid_keys())}"
+        )
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:

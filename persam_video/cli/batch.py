@@ -50,11 +50,7 @@ from persam_video.cli.common import (
     type=click.FloatRange(min=0.0),
     help="GPUs reserved per Ray actor.",
 )
-@click.option(
-    "--resize-mask",
-    is_flag=True,
-    help="Resize masks whose size differs from their clip's frames (nearest neighbour).",
-)
+@common.resize_mask_option("masks")
 @model_options(from_targets=False)
 @config_options
 @output_options

@@ -90,6 +90,14 @@ def _apply(func: F, options: list[Callable[[F], F]]) -> F:
     return func
 
 
+def resize_mask_option(what: str) -> Callable[[F], F]:
+    """--resize-mask: resize ``what`` of another size than its image (nearest neighbour)."""
+    return click.option(
+        "--resize-mask", is_flag=True,
+        help=f"Resize {what} whose size differs from the frames (nearest neighbour).",
+    )  # fmt: skip
+
+
 def quiet_option(func: F) -> F:
     """-q/--quiet."""
     return click.option("-q", "--quiet", is_flag=True, help="No progress bars.")(func)

@@ -62,6 +62,7 @@ def _deprecated_output(ctx: click.Context, param: click.Parameter, value: str | 
     hidden=True,
     callback=_deprecated_output,
 )
+@common.resize_mask_option("a mask")
 @model_options(from_targets=False)
 @config_options
 @quiet_option
@@ -69,7 +70,7 @@ def _deprecated_output(ctx: click.Context, param: click.Parameter, value: str | 
 @friendly_errors
 def personalize(
     image: str, masks: tuple[str, ...], images: tuple[str, ...], object_id: int | None,
-    out_path: str | None, old_out_path: str | None, model_name: str | None,
+    out_path: str | None, old_out_path: str | None, resize_mask: bool, model_name: str | None,
     checkpoint: str | None, device: str, config_name: str, overrides: tuple[str, ...],
     finetune: bool, quiet: bool, threads: int,
 ) -> None:  # fmt: skip
@@ -97,7 +98,7 @@ def personalize(
     shots = []
     for image_path, mask_path in zip(paths, masks, strict=True):
         rgb = read_image(image_path)
-        shots.append((rgb, select_object(mask_path, rgb.shape[:2], object_id)))
+        shots.append((rgb, select_object(mask_path, rgb.shape[:2], object_id, resize_mask)))
     metadata = model_metadata(model_name, checkpoint)
     sam = common.load_model(model_name, checkpoint, device, quiet)
     persam = PerSAM(sam, config, progress=not quiet)
@@ -114,11 +115,13 @@ def personalize(
     click.echo(f"saved {output} ({plural(len(shots), 'shot')}{tuned})")
 
 
-def select_object(mask_path: str, size: tuple[int, int], object_id: int | None) -> Any:
-    """The (H, W) bool mask of one object of a mask file."""
+def select_object(
+    mask_path: str, size: tuple[int, int], object_id: int | None, resize: bool = False
+) -> Any:
+    """The (H, W) bool mask of one object of a mask file (resized to ``size`` with ``resize``)."""
     from persam_video.apps.track import load_first_mask
 
-    annotation = load_first_mask(mask_path, size)
+    annotation = load_first_mask(mask_path, size, resize=resize)
     ids = list(annotation.ids)
     if object_id is None:
         if len(ids) != 1:

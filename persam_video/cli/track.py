@@ -56,11 +56,7 @@ from persam_video.cli.common import (
     show_default=True,
     help="Draw the prompt points on the overlay.",
 )
-@click.option(
-    "--resize-mask",
-    is_flag=True,
-    help="Resize a mask whose size differs from the frames (nearest neighbour).",
-)
+@common.resize_mask_option("a mask")
 @speed_options
 @click.option("--start", default=0, show_default=True, type=click.IntRange(min=0),
               help="First frame to track (0-based, decoding order); --mask annotates it. Outputs "

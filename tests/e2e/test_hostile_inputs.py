@@ -241,3 +241,30 @@ def test_batch_reruns_with_other_settings_are_refused_or_redone(tmp_path):
     assert "redone: its inputs or overrides changed" in rerun.output
     done = json.loads((out / "c1" / "done.json").read_text())
     assert done["clip"]["overrides"] == ["decode.refine_steps=1"]
+
+
+@pytest.mark.parametrize("text", ["1: 2\n", "track:\n  3: x\n"])
+def test_config_files_with_keys_that_are_not_names_are_one_line(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="is not a name"):
+        load_config(str(path))
+    result = invoke("config", "show", "--config", str(path))
+    assert result.exit_code == 2 and "is not a name" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_personalize_has_the_resize_mask_it_suggests(tmp_path, fake_model):
+    image = tmp_path / "ref.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
+    mask = tmp_path / "small.png"
+    labels = np.zeros((32, 32), np.uint8)
+    labels[5:20, 5:20] = 1
+    write_label_png(mask, labels)
+    target = tmp_path / "t.target"
+    refused = invoke("personalize", str(image), "--mask", str(mask), "-o", str(target))
+    assert refused.exit_code == 2 and "pass --resize-mask" in refused.output
+    made = invoke("personalize", str(image), "--mask", str(mask), "-o", str(target),
+                  "--resize-mask")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert target.is_file()

@@ -5,6 +5,7 @@ portrait phone video, EXIF-rotated frames, a damaged frame in a folder)."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -416,3 +417,33 @@ def test_frames_exported_for_drawing_a_mask_are_upright(tmp_path):
     assert invoke("frame", str(video), "1", "-o", str(frame)).exit_code == 0
     with Image.open(frame) as image:
         assert image.size == SIZE  # (W, H) of the upright frame: the stored H, W swapped
+
+
+def test_segment_results_are_strict_json_when_a_score_is_not_finite(
+    tmp_path, fake_model, monkeypatch
+):
+    from persam_video.persam import api
+
+    album = tmp_path / "album"
+    album.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(album / "a.png")
+    target = tmp_path / "t.target"
+    save_target(target, Target(torch.randn(32)), model={"model": "vit_b"},
+                config=PerSAMConfig(), shots=1)  # fmt: skip
+    real = api.PerSAM.segment_features
+
+    def nan_scores(self, *args, **kwargs):
+        return [dataclasses.replace(p, score=float("nan"), peak_similarity=float("inf"))
+                for p in real(self, *args, **kwargs)]  # fmt: skip
+
+    monkeypatch.setattr(api.PerSAM, "segment_features", nan_scores)
+    out = tmp_path / "found"
+    result = invoke("segment", str(album), "--target", str(target), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    text = (out / "results.json").read_text()
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"not JSON: {name}")
+
+    (record,) = json.loads(text, parse_constant=refuse)["images"]
+    assert record["score"] is None and record["peak_similarity"] is None
