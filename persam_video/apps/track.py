@@ -31,6 +31,7 @@ import numpy as np
 
 from persam_video._version import __version__
 from persam_video.apps import visualize
+from persam_video.apps.report import REPORT_NAME, KeyFrames, render_report
 from persam_video.atomic import (
     check_not_overwriting,
     commit,
@@ -49,19 +50,24 @@ from persam_video.io import (
     open_source,
     read_mask_sources,
     resize_labels,
-    write_label_png,
+)
+from persam_video.io.mask_formats import (
+    FORMAT_NAMES,
+    MASK_FORMATS,
+    MaskFormat,
+    MaskWriter,
+    open_mask_writer,
 )
 from persam_video.labels import LabelMap, fragmentation_warning, from_array
 from persam_video.persam import Target
 from persam_video.progress import progress_bar
 from persam_video.video import FrameResult, ObjectResult, VideoTracker
 
-MASKS_DIR = "masks"
+MASKS_DIR = FORMAT_NAMES["davis"]
 OVERLAY_NAME = "overlay.mp4"
 MASKED_NAMES = {"cutout": "masked.mp4", "blur": "masked.mp4", "alpha": "masked.mov"}
 RESULTS_NAME = "results.json"
 PARTIAL_SUFFIX = ".partial"
-MASK_NAME_FORMAT = "{:05d}.png"
 #: Frame rate given to the output videos of a folder/iterable source with no frame rate.
 DEFAULT_FPS = Fraction(24)
 SINK_QUEUE_SIZE = 8
@@ -99,8 +105,17 @@ class OutputOptions:
     draw_points: bool = False
     #: Draw a legend (each object's colour and id) on the overlay.
     legend: bool = True
+    #: How masks are written: ``davis`` (palette PNGs), ``per-object-png`` or ``coco-rle``
+    #: (see :mod:`persam_video.io.mask_formats`).
+    mask_format: MaskFormat = "davis"
+    #: Write ``report.html`` (see :mod:`persam_video.apps.report`).
+    report: bool = True
 
     def __post_init__(self) -> None:
+        if self.mask_format not in MASK_FORMATS:
+            raise ValueError(
+                f"unknown mask format {self.mask_format!r}; use {', '.join(MASK_FORMATS)}"
+            )
         if self.masked_video != "none" and self.masked_video not in visualize.MASKED_MODES:
             raise ValueError(
                 f"unknown masked video {self.masked_video!r}; use none, "
@@ -174,17 +189,26 @@ def output_paths(
     out = Path(out_dir)
     every = options is ALL_OUTPUTS
     names = [RESULTS_NAME]
-    if every or options.save_masks:
-        names += [MASKS_DIR, f"{MASKS_DIR}{PARTIAL_SUFFIX}"]
-    videos = [OVERLAY_NAME] if every or options.overlay else []
     if every:
-        videos += sorted(set(MASKED_NAMES.values()))
+        names += sorted(set(FORMAT_NAMES.values()))
+    elif options.save_masks:
+        names.append(FORMAT_NAMES[options.mask_format])
+    if every or options.overlay:
+        names.append(OVERLAY_NAME)
+    if every:
+        names += sorted(set(MASKED_NAMES.values()))
     elif options.masked_video != "none":
-        videos.append(MASKED_NAMES[options.masked_video])
-    for name in videos:
-        stem, suffix = os.path.splitext(name)
-        names += [name, f"{stem}{PARTIAL_SUFFIX}{suffix}"]
-    return [out / name for name in names]
+        names.append(MASKED_NAMES[options.masked_video])
+    if every or options.report:
+        names.append(REPORT_NAME)
+    finals = [name for name in names if name != RESULTS_NAME]
+    return [out / name for name in [*names, *(partial_name(n, PARTIAL_SUFFIX) for n in finals)]]
+
+
+def partial_name(name: str, suffix: str) -> str:
+    """``overlay.mp4`` -> ``overlay<suffix>.mp4``, ``masks`` -> ``masks<suffix>``."""
+    stem, ext = os.path.splitext(name)
+    return f"{stem}{suffix}{ext}"
 
 
 def check_inputs_survive(out_dir: str | os.PathLike[str], inputs: list[Any]) -> None:
@@ -237,12 +261,21 @@ class OutputSink:
     """
 
     def __init__(
-        self, out_dir: Path, source: FrameSource, options: OutputOptions, *, audio: bool = True
+        self,
+        out_dir: Path,
+        source: FrameSource,
+        options: OutputOptions,
+        *,
+        audio: bool = True,
+        object_ids: list[int] | None = None,
+        annotated: frozenset[int] = frozenset(),
     ) -> None:
         self.out_dir = out_dir
         self.options = options
         self.frames = 0
-        self._masks_tmp = temp_path(out_dir / MASKS_DIR, folder=True)
+        self._masks: MaskWriter | None = None
+        #: Key frames for the report (None without one).
+        self.key_frames = KeyFrames(annotated) if options.report else None
         self._moves: list[tuple[Path, Path]] = []
         self._writers: dict[str, VideoWriter] = {}
         self._error: BaseException | None = None
@@ -252,8 +285,8 @@ class OutputSink:
         common = {"fps": fps, "size_hw": source.size, "time_base": source.time_base}
         try:
             if options.save_masks:
-                remove_quietly(self._masks_tmp)
-                self._masks_tmp.mkdir()
+                final = out_dir / FORMAT_NAMES[options.mask_format]
+                self._masks = open_mask_writer(options.mask_format, final, object_ids or [])
             if options.overlay:
                 self._writers["overlay"] = VideoWriter(
                     out_dir / OVERLAY_NAME, audio_from=audio_from, **common
@@ -284,9 +317,12 @@ class OutputSink:
 
     def _write(self, result: FrameResult) -> None:
         opts = self.options
-        if opts.save_masks:
-            path = self._masks_tmp / MASK_NAME_FORMAT.format(self.frames)
-            write_label_png(path, result.labels)
+        if self._masks is not None:
+            scores = {o.obj_id: o.score for o in result.objects}
+            self._masks.write(self.frames, result.labels, scores)
+        if self.key_frames is not None:
+            present = {o.obj_id: o.present for o in result.objects}
+            self.key_frames.add(self.frames, result.frame, result.labels, present)
         if "overlay" in self._writers:
             points = None
             if opts.draw_points:
@@ -312,17 +348,16 @@ class OutputSink:
         outputs = {}
         suffix = PARTIAL_SUFFIX if partial else ""
         try:
-            if self.options.save_masks:
-                final = self.out_dir / f"{MASKS_DIR}{suffix}"
-                self._moves.append((self._masks_tmp, final))
+            if self._masks is not None:
+                self._masks.close()
+                final = self.out_dir / partial_name(FORMAT_NAMES[self.options.mask_format], suffix)
+                self._moves.append((self._masks.temporary, final))
                 outputs["masks"] = final.name
             for key, writer in self._writers.items():
                 if self.frames == 0:
                     writer.abort()
                     continue
-                final = writer.path
-                if partial:
-                    final = final.with_name(f"{final.stem}{suffix}{final.suffix}")
+                final = self.out_dir / partial_name(writer.path.name, suffix)
                 self._moves.append((writer.close(move=False), final))
                 outputs[key] = final.name
         except BaseException:
@@ -341,7 +376,8 @@ class OutputSink:
         """Delete every temporary output."""
         for writer in self._writers.values():
             writer.abort()
-        remove_quietly(self._masks_tmp)
+        if self._masks is not None:
+            self._masks.abort()
         self._moves = []
 
 
@@ -433,7 +469,9 @@ def _track_locked(
         else:
             results = tracker.track_targets(selected, targets)
             object_ids = list(range(1, len(targets) + 1))
-        sink = OutputSink(out, frames, options, audio=start == 0)
+        annotated = frozenset({0}) if annotation is not None else frozenset()
+        sink = OutputSink(out, frames, options, audio=start == 0, object_ids=object_ids,
+                          annotated=annotated)  # fmt: skip
         records: list[dict[str, Any]] = []
         finetune: dict[int, dict[str, Any]] = {}
         status, error = RunStatus.COMPLETE, None
@@ -476,13 +514,24 @@ def _track_locked(
         max_frames=max_frames,
     )
     final = out / RESULTS_NAME
-    results_tmp = temp_path(final)
+    staged: list[tuple[Path, Path]] = []
     try:
+        if sink.key_frames is not None:
+            suffix = "" if status == RunStatus.COMPLETE else PARTIAL_SUFFIX
+            report = out / partial_name(REPORT_NAME, suffix)
+            summary.outputs["report"] = report.name
         document = results_document(summary, records, frames, tracker, metadata)
-        results_tmp.write_text(json.dumps(document, indent=1, allow_nan=False), encoding="utf-8")
-        sink.commit(last=[(results_tmp, final)])
+        if sink.key_frames is not None:
+            page = render_report(document, sink.key_frames.finish(), annotated=annotated,
+                                 skipped=sink.key_frames.skipped)  # fmt: skip
+            staged.append((temp_path(report), report))
+            staged[-1][0].write_text(page, encoding="utf-8")
+        staged.append((temp_path(final), final))
+        staged[-1][0].write_text(json.dumps(document, indent=1, allow_nan=False), "utf-8")
+        sink.commit(last=staged)
     except BaseException:
-        remove_quietly(results_tmp)
+        for tmp, _ in staged:
+            remove_quietly(tmp)
         sink.abort()
         raise
     return summary

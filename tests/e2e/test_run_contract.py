@@ -72,13 +72,13 @@ def test_a_run_leaves_exactly_its_outputs_and_a_rerun_removes_the_older_ones(
     out = tmp_path / "out"
     first = track(video, mask, out, "--masked-video", "cutout")
     assert first.exit_code == 0, first.output
-    assert names(out) == {"masks", "overlay.mp4", "masked.mp4", "results.json"}
+    assert names(out) == {"masks", "overlay.mp4", "masked.mp4", "report.html", "results.json"}
     (out / "notes.txt").write_text("mine")  # the user's own file
     (out / "masks.partial").mkdir()  # what an interrupted older run kept
     (out / "overlay.partial.mp4").write_bytes(b"old")
     second = track(video, mask, out, "--no-overlay")
     assert second.exit_code == 0, second.output
-    assert names(out) == {"masks", "results.json", "notes.txt"}
+    assert names(out) == {"masks", "report.html", "results.json", "notes.txt"}
     assert (out / "notes.txt").read_text() == "mine"
     assert json.loads((out / "results.json").read_text())["status"] == "complete"
 
@@ -98,7 +98,7 @@ def test_stale_temporaries_of_dead_processes_are_removed_by_the_next_run(
     assert len(stale_temporaries(out)) == 2
     result = track(video, mask, out)
     assert result.exit_code == 0, result.output
-    assert names(out) == {"masks", "overlay.mp4", "results.json", alive.name}
+    assert names(out) == {"masks", "overlay.mp4", "report.html", "results.json", alive.name}
 
 
 @pytest.mark.slow
@@ -130,7 +130,7 @@ def test_sigkill_leaves_only_hidden_temporaries_and_the_next_run_removes_them(tm
     assert "results.json" not in left and "masks" not in left
     rerun = track(video, mask, out, "--model", "demo", "--max-frames", "2")
     assert rerun.exit_code == 0, rerun.output
-    assert names(out) == {"masks", "overlay.mp4", "results.json"}
+    assert names(out) == {"masks", "overlay.mp4", "report.html", "results.json"}
 
 
 # --------------------------------------------------------------------------- locks
@@ -164,7 +164,8 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_a_killed_holder_frees_
         holder.wait()
     result = track(video, mask, out)  # the kernel dropped the dead holder's lock
     assert result.exit_code == 0, result.output
-    assert names(out) == {"masks", "overlay.mp4", "results.json"}  # the lock file is gone
+    # the lock file is gone
+    assert names(out) == {"masks", "overlay.mp4", "report.html", "results.json"}
 
 
 def test_the_lock_is_exclusive_between_open_files(tmp_path):
@@ -257,7 +258,8 @@ def test_a_damaged_frame_in_a_folder_keeps_the_frames_before_it(tmp_path, fake_m
     doc = json.loads((out / "results.json").read_text())
     assert doc["status"] == "partial" and len(doc["frames"]) == 3
     assert len(list((out / "masks.partial").iterdir())) == 3
-    assert names(out) == {"masks.partial", "overlay.partial.mp4", "results.json"}
+    kept = {"masks.partial", "overlay.partial.mp4", "report.partial.html", "results.json"}
+    assert names(out) == kept
 
 
 def test_a_video_without_a_decodable_frame_writes_nothing(tmp_path, fake_model):

@@ -76,7 +76,8 @@ def test_track_writes_every_output(tmp_path, fake_model, size_hw, fps, audio, ob
     assert doc["status"] == "complete" and doc["error"] is None
     assert doc["object_ids"] == sorted(int(i) for i in np.unique(first) if i)
     assert doc["input"]["fps"] == str(fps) and doc["input"]["size_hw"] == list(size_hw)
-    assert doc["outputs"] == {"masks": "masks", "overlay": "overlay.mp4", "masked": "masked.mp4"}
+    assert doc["outputs"] == {"masks": "masks", "overlay": "overlay.mp4", "masked": "masked.mp4",
+                              "report": "report.html"}  # fmt: skip
     assert set(doc["run"]) >= {"model", "config", "versions", "device"}
     assert doc["run"]["config"]["track"]["momentum"] == 0.9
     assert doc["timings"]["frames"] == 12
