@@ -40,7 +40,14 @@ from persam_video.io._video_decode import (
 from persam_video.io.errors import VideoReadError
 from persam_video.io.frame import Frame
 from persam_video.io.probe import check_video_container, info_from_container, open_container
-from persam_video.io.reader import _as_fps, _check_rgb, _image_size_hw, list_images, read_image
+from persam_video.io.reader import (
+    _as_fps,
+    _check_rgb,
+    _image_size_hw,
+    list_images,
+    open_source,
+    read_image,
+)
 
 __all__ = ["DEFAULT_CHUNK", "SeekableFrames", "open_seekable"]
 
@@ -101,6 +108,19 @@ class SeekableFrames:
         index = self._check_index(index)
         (frame,) = self._read_range(index, index + 1)
         return frame
+
+    def forward(self, start: int = 0) -> Iterator[Frame]:
+        """Frames ``start``, ``start + 1``, ... to the end, streamed (as
+        :func:`~persam_video.io.open_source` decodes them, frames before ``start`` included:
+        a truncated file raises ``VideoDecodeError`` after its decodable frames)."""
+        start = self._check_index(start)
+        yield from self._stream(start)
+
+    def _stream(self, start: int) -> Iterator[Frame]:
+        with open_source(self.path, fps=self.fps if self.kind == "folder" else None) as frames:
+            for frame in frames:
+                if frame.index >= start:
+                    yield frame
 
     def backward(self, start: int, stop: int = 0, *, chunk: int = DEFAULT_CHUNK) -> Iterator[Frame]:
         """Frames ``start, start - 1, ..., stop`` (both included), decoded ``chunk`` at a time."""
@@ -168,6 +188,10 @@ class _SequenceFrames(SeekableFrames):
             )
             for i in range(start, stop)
         ]
+
+    def _stream(self, start: int) -> Iterator[Frame]:
+        for index in range(start, len(self._frames)):
+            yield self._read_range(index, index + 1)[0]
 
 
 class _VideoFrames(SeekableFrames):
