@@ -473,8 +473,10 @@ def write_results(
     source: FrameSource,
     tracker: VideoTracker,
     metadata: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write results.json atomically (schema documented in the README)."""
+    """Write results.json atomically (schema documented in the README); ``extra`` keys (the
+    prompts of a prompted run) go before ``frames``."""
     document = {
         "format": "persam-video results",
         "format_version": 1,
@@ -506,6 +508,7 @@ def write_results(
             "frames": summary.frames,
             "frames_per_s": round(summary.frames_per_second, 3),
         },
+        **(extra or {}),
         "frames": records,
     }
     write_text(path, json.dumps(document, indent=1, allow_nan=False))

@@ -23,6 +23,10 @@ Rules (what :meth:`VideoSession.propagate` computes):
   first annotations comes twice, once per direction, with disjoint objects:
   :func:`merge_labels` joins them.
 
+Saved targets (:meth:`VideoSession.add_target`) may join under other ids: they are searched in
+every frame of the forward pass, which then starts at frame 0 (with targets, the presence
+thresholds apply to every object of that pass, as in :meth:`VideoTracker.track_targets`).
+
 Clicks and boxes become masks right away (:func:`persam_video.persam.prompts.prompt_mask` on the
 frame's features: SAM's own prompt encoder and mask decoder). The session keeps only its prompts
 and their masks; the backward pass reads frames in reverse chunks
@@ -43,8 +47,9 @@ import torch
 from persam_video.io.frame import Frame
 from persam_video.io.seekable import DEFAULT_CHUNK, SeekableFrames, open_seekable
 from persam_video.labels import BACKGROUND_ID, LabelMap, binary_mask, check_object_id
+from persam_video.persam.api import Target
 from persam_video.persam.prompts import PromptMask, prompt_mask
-from persam_video.video.state import FrameResult, TrackState
+from persam_video.video.state import FrameResult, ObjectState, TrackState
 from persam_video.video.tracker import VideoTracker, _frames
 
 Direction = Literal["forward", "backward", "both"]
@@ -125,6 +130,7 @@ class VideoSession:
         #: Every prompt, in the order given.
         self.prompts: list[Prompt] = []
         self._masks: dict[int, dict[int, np.ndarray]] = {}  # frame -> object -> (H, W) bool
+        self._targets: dict[int, Target] = {}  # saved targets, searched in every frame
 
     @property
     def size(self) -> tuple[int, int]:
@@ -138,8 +144,22 @@ class VideoSession:
 
     @property
     def object_ids(self) -> list[int]:
-        """Ids of the objects prompted so far, sorted."""
+        """Ids of the objects prompted so far, sorted (saved targets not included)."""
         return sorted({p.obj_id for p in self.prompts})
+
+    @property
+    def target_ids(self) -> list[int]:
+        """Ids of the saved targets added, sorted."""
+        return sorted(self._targets)
+
+    def add_target(self, obj_id: int, target: Target) -> None:
+        """Search a saved target in every frame as object ``obj_id`` (as
+        :meth:`VideoTracker.track_targets`): the forward pass then starts at frame 0, and the
+        target takes no part in the backward pass. Its id cannot also be prompted."""
+        obj_id = check_object_id(obj_id)
+        if obj_id in self._targets or obj_id in self.object_ids:
+            raise ValueError(f"object id {obj_id} is taken: give the target another id")
+        self._targets[obj_id] = target
 
     def masks_on(self, frame: int) -> dict[int, np.ndarray]:
         """The prompted (H, W) bool masks of frame ``frame``, by object id."""
@@ -164,6 +184,8 @@ class VideoSession:
             raise ValueError(
                 f"frame {frame} is beyond the video: it has {count} frames (0..{count - 1})"
             )
+        if obj_id in self._targets:
+            raise ValueError(f"object id {obj_id} is a saved target: prompt another id")
         if obj_id in self._masks.get(int(frame), {}):
             raise ValueError(f"object {obj_id} already has a prompt on frame {frame}")
         return int(frame), obj_id
@@ -277,10 +299,12 @@ class VideoSession:
         """
         if direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}; use {', '.join(DIRECTIONS)}")
-        if not self._masks:
+        if not self._masks and not self._targets:
             raise ValueError("nothing to propagate: add a mask, points or a box first")
-        if direction in (FORWARD, "both"):
+        if direction in (FORWARD, "both") or not self._masks:
             yield from self._forward()
+        if not self._masks:
+            return
         if direction == BACKWARD:
             yield from self._backward(self._masks, keep_seeds=True)
         elif direction == "both":
@@ -291,8 +315,18 @@ class VideoSession:
             yield from self._backward(seeds, keep_seeds=False)
 
     def _forward(self) -> Iterator[SessionResult]:
-        start = min(self._masks)
-        state = TrackState(objects=[], frame_size=self.size)
+        start = 0 if self._targets else min(self._masks)
+        objects = [
+            ObjectState(
+                obj_id=obj_id,
+                first_embedding=t.embedding,
+                embedding=t.embedding,
+                present=False,
+                mask_weights=t.mask_weights,
+            )
+            for obj_id, t in sorted(self._targets.items())
+        ]
+        state = TrackState(objects=objects, frame_size=self.size, from_targets=bool(objects))
         yield from self._run(state, self.frames.forward(start), self._masks, FORWARD, True)
 
     def _backward(
