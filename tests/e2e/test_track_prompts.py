@@ -3,6 +3,7 @@ prompt: one line, exit 2, nothing written."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -99,7 +100,7 @@ def test_click_and_box_on_a_middle_frame_both_ways(tmp_path, video):
     assert len(decoded) == N_FRAMES
     # Frame order: object 1 moves right 3 px per frame; its colour's centroid follows.
     red = [np.nonzero((f[..., 0] > 150) & (f[..., 1] < 90))[1].mean() for f in decoded]
-    assert all(b > a for a, b in zip(red, red[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(red))
     assert [f["time"] for f in doc["frames"]] == [
         float(t) for t in frame_times(N_FRAMES, FPS, True)
     ]
@@ -206,8 +207,9 @@ def test_targets_combine_with_prompts_for_other_ids(tmp_path, video):
     one[one == 2] = 0
     write_label_png(mask, one)
     target = tmp_path / "red.target"
-    made = CliRunner().invoke(cli, ["personalize", str(image), "--mask", str(mask), "--object",
-                                    "1", "--out", str(target), "--model", "demo", "-q"])  # fmt: skip
+    made = CliRunner().invoke(cli, ["personalize", str(image), "--mask", str(mask),
+                                    "--object", "1", "--out", str(target), "--model", "demo",
+                                    "-q"])  # fmt: skip
     assert made.exit_code == 0, made.output
     out = tmp_path / "out"
     both = run(str(video), "--out", str(out), "--target", str(target),
