@@ -133,6 +133,7 @@ def make_video(
     vfr: bool = False,
     codec: str = "libx264",
     faststart: bool = False,
+    rotation: int = 0,
 ) -> list[np.ndarray]:
     """Write a synthetic video and return the RGB frames that were encoded.
 
@@ -145,6 +146,8 @@ def make_video(
         vfr: irregular timestamps (gaps of 1, 3, 1, 2 frame intervals, repeating).
         codec: video encoder (``libx264``, ``mpeg4``, ``libvpx-vp9``, ...).
         faststart: MP4/MOV only: put the index before the data (as streaming files do).
+        rotation: a display matrix turning the video this many degrees counter-clockwise
+            (90: a portrait phone video stored landscape); the frames returned are as stored.
 
     Returns:
         ``n_frames`` arrays of shape ``(H, W, 3)``, dtype ``uint8``.
@@ -161,6 +164,8 @@ def make_video(
         video.height, video.width = height, width
         video.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
         video.codec_context.time_base = time_base
+        if rotation:
+            video.set_display_rotation(rotation)
         if codec == "libx264":
             video.options = {"crf": FACTORY_CRF, "preset": FACTORY_PRESET}
         else:

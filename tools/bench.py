@@ -222,6 +222,7 @@ def stage_times(sam, config, video: Path, first: np.ndarray, frames: list[np.nda
     for result in results:
         sink.put(result)
     sink.finish(partial=False)
+    sink.commit()
     totals["write"] = time.perf_counter() - start
     return {k: totals[k] / len(frames) for k in STAGES}
 

@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from persam_video.apps.run_record import check_run_record
-from persam_video.atomic import atomic_folder, check_not_overwriting
+from persam_video.atomic import (
+    atomic_folder,
+    check_not_overwriting,
+    folder_lock,
+    remove_stale_temporaries,
+)
 from persam_video.eval.davis_dataset import DavisDataset
 from persam_video.io import open_source, write_label_png
 from persam_video.progress import progress_bar
@@ -71,29 +76,31 @@ def run_davis(
               for folder in (dataset.frames_dir, dataset.annotations_dir)]  # fmt: skip
     check_not_overwriting(inputs, [out / RUN_RECORD, *(out / seq for seq in dataset.sequences)])
     out.mkdir(parents=True, exist_ok=True)
-    check_run_record(out / RUN_RECORD, {**(record or {}), "config": tracker.config.to_dict()})
-    done, skipped, frames = [], [], 0
-    start = time.perf_counter()
-    sequences = progress_bar(dataset.sequences, desc="sequences", unit="seq", enabled=progress)
-    for seq in sequences:
-        names = [p.stem for p in dataset.frame_paths(seq)]
-        final = out / seq
-        if _complete(final, names):
-            skipped.append(seq)
-            continue
-        sequences.set_postfix_str(seq)
-        try:
-            _track_sequence(tracker, dataset, seq, final, names, progress)
-        except ValueError as exc:
-            message = str(exc)
-            if message.startswith(f"{seq}:") or f"/{seq}/" in message:  # already named
-                raise
-            raise ValueError(f"{seq}: {exc}") from exc
-        frames += len(names)
-        done.append(seq)
-        if on_sequence is not None:
-            on_sequence(seq)
-    return DavisRun(out, done, skipped, frames, time.perf_counter() - start)
+    with folder_lock(out):
+        remove_stale_temporaries(out)
+        check_run_record(out / RUN_RECORD, {**(record or {}), "config": tracker.config.to_dict()})
+        done, skipped, frames = [], [], 0
+        start = time.perf_counter()
+        sequences = progress_bar(dataset.sequences, desc="sequences", unit="seq", enabled=progress)
+        for seq in sequences:
+            names = [p.stem for p in dataset.frame_paths(seq)]
+            final = out / seq
+            if _complete(final, names):
+                skipped.append(seq)
+                continue
+            sequences.set_postfix_str(seq)
+            try:
+                _track_sequence(tracker, dataset, seq, final, names, progress)
+            except ValueError as exc:
+                message = str(exc)
+                if message.startswith(f"{seq}:") or f"/{seq}/" in message:  # already named
+                    raise
+                raise ValueError(f"{seq}: {exc}") from exc
+            frames += len(names)
+            done.append(seq)
+            if on_sequence is not None:
+                on_sequence(seq)
+        return DavisRun(out, done, skipped, frames, time.perf_counter() - start)
 
 
 def _track_sequence(

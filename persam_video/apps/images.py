@@ -19,9 +19,16 @@ from segment_anything.modeling import Sam
 
 from persam_video.apps import visualize
 from persam_video.apps.track import finite_or_none, prepare_out_dir, versions
-from persam_video.atomic import atomic_file, check_not_overwriting, write_text
+from persam_video.atomic import (
+    check_not_overwriting,
+    commit,
+    folder_lock,
+    remove_quietly,
+    remove_stale_temporaries,
+    temp_path,
+)
 from persam_video.config import PerSAMConfig
-from persam_video.io import list_images, read_image, write_label_png
+from persam_video.io import image_size_hw, list_images, read_image, write_label_png
 from persam_video.persam import PerSAM, Target
 from persam_video.persam.rules import is_found
 from persam_video.progress import progress_bar
@@ -92,26 +99,63 @@ def segment_images(
     with the config, the device and the library versions.
     """
     files = check_images_survive(inputs, out_dir)
+    for path in files:  # every image readable before anything is written
+        image_size_hw(path)
+    created = not Path(out_dir).exists()
     out = prepare_out_dir(out_dir)
+    try:
+        with folder_lock(out):
+            remove_stale_temporaries(out)
+            return _segment_locked(sam, config, target, files, out, progress, metadata or {})
+    finally:
+        if created and not any(out.iterdir()):
+            out.rmdir()
+
+
+def _segment_locked(
+    sam: Sam,
+    config: PerSAMConfig,
+    target: Target,
+    files: list[Path],
+    out: Path,
+    progress: bool,
+    metadata: dict[str, Any],
+) -> ImagesSummary:
+    """:func:`segment_images` once the output folder is locked: every output is written under
+    a temporary name and all move into place together at the end (results.json last), so a
+    failure on any image leaves no output of this run."""
     persam = PerSAM(sam, config)
     records = []
-    for path in progress_bar(files, desc="segmenting", unit="image", enabled=progress):
-        rgb = read_image(path)
-        (pred,) = persam.segment_features(persam.encode(rgb), [target])
-        found = is_found(pred, config.presence)
-        labels = np.where(pred.mask.cpu().numpy() & found, TARGET_ID, 0).astype(np.uint8)
-        write_label_png(out / f"{path.stem}.png", labels)
-        with atomic_file(out / f"{path.stem}{OVERLAY_SUFFIX}") as tmp:
+    moves: list[tuple[Path, Path]] = []
+    try:
+        for path in progress_bar(files, desc="segmenting", unit="image", enabled=progress):
+            rgb = read_image(path)
+            (pred,) = persam.segment_features(persam.encode(rgb), [target])
+            found = is_found(pred, config.presence)
+            labels = np.where(pred.mask.cpu().numpy() & found, TARGET_ID, 0).astype(np.uint8)
+            mask = out / f"{path.stem}.png"
+            moves.append((temp_path(mask), mask))
+            write_label_png(moves[-1][0], labels)
+            overlay = out / f"{path.stem}{OVERLAY_SUFFIX}"
+            moves.append((temp_path(overlay), overlay))
             Image.fromarray(visualize.overlay(rgb, labels)).save(
-                tmp, format="JPEG", quality=OVERLAY_JPEG_QUALITY
+                moves[-1][0], format="JPEG", quality=OVERLAY_JPEG_QUALITY
             )
-        records.append({
-            "image": str(path), "found": found, "score": finite_or_none(pred.score),
-            "peak_similarity": finite_or_none(pred.peak_similarity), "area": int(labels.sum()),
-        })  # fmt: skip
-    run = {**(metadata or {}), "config": config.to_dict(), "device": str(sam.device),
-           "versions": versions()}  # fmt: skip
-    document = {"format": "persam-video image results", "format_version": 1, "run": run,
-                "images": records}  # fmt: skip
-    write_text(out / RESULTS_NAME, json.dumps(document, indent=1, allow_nan=False))
+            records.append({
+                "image": str(path), "found": found, "score": finite_or_none(pred.score),
+                "peak_similarity": finite_or_none(pred.peak_similarity),
+                "area": int(labels.sum()),
+            })  # fmt: skip
+        run = {**metadata, "config": config.to_dict(), "device": str(sam.device),
+               "versions": versions()}  # fmt: skip
+        document = {"format": "persam-video image results", "format_version": 1, "run": run,
+                    "images": records}  # fmt: skip
+        results = out / RESULTS_NAME
+        moves.append((temp_path(results), results))
+        moves[-1][0].write_text(json.dumps(document, indent=1, allow_nan=False), "utf-8")
+        commit(moves)
+    except BaseException:
+        for tmp, _ in moves:
+            remove_quietly(tmp)
+        raise
     return ImagesSummary(images=len(files), found=sum(r["found"] for r in records))

@@ -23,6 +23,7 @@ Interrupted runs keep the partial contract of ``track_to_folder`` (``masks.parti
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Iterable
@@ -34,9 +35,11 @@ import numpy as np
 from PIL import Image
 
 from persam_video.apps.track import (
+    ALL_OUTPUTS,
     MASK_NAME_FORMAT,
     MASKS_DIR,
     PARTIAL_SUFFIX,
+    PROMPT_MASKS_DIR,
     RESULTS_NAME,
     OutputOptions,
     OutputSink,
@@ -45,10 +48,17 @@ from persam_video.apps.track import (
     check_inputs_survive,
     frame_record,
     load_first_mask,
+    output_paths,
     prepare_out_dir,
-    write_results,
+    results_document,
 )
-from persam_video.atomic import remove_quietly, replace_folder, temp_path
+from persam_video.atomic import (
+    commit,
+    folder_lock,
+    remove_quietly,
+    remove_stale_temporaries,
+    temp_path,
+)
 from persam_video.io import FrameSource, VideoDecodeError, open_source, write_label_png
 from persam_video.io.seekable import SeekableFrames, open_seekable
 from persam_video.labels import BACKGROUND_ID
@@ -58,7 +68,6 @@ from persam_video.progress import progress_bar
 from persam_video.video import FrameResult, VideoTracker
 from persam_video.video.session import BACKWARD, Direction, SessionResult, VideoSession
 
-PROMPT_MASKS_DIR = "prompt_masks"
 PromptKind = Literal["mask", "point", "neg-point", "box"]
 #: What results.json says of a frame no pass reached.
 UNTRACKED = "none"
@@ -204,83 +213,124 @@ def track_prompts_to_folder(
     """Track the objects prompted by ``specs`` (and saved ``targets``, as (id, target) pairs)
     through ``source`` and write the outputs to ``out_dir`` (see the module docstring).
 
+    The output folder follows ``track_to_folder``'s contract: locked while the run lasts, stale
+    temporaries of dead runs removed, every output moved into place together at the end
+    (results.json last), an older run's outputs removed.
+
     Returns:
         A :class:`~persam_video.apps.track.TrackSummary`; ``status`` as ``track_to_folder``.
     """
     options = options or OutputOptions()
     mask_files = [s.path for s in specs if s.path is not None]
-    check_inputs_survive(out_dir, options, [source, *mask_files])
+    check_inputs_survive(out_dir, [source, *mask_files])
     began = time.perf_counter()
-    frames = open_seekable(source, fps=fps)
-    with frames:
+    with open_seekable(source, fps=fps) as frames:
         session = build_session(tracker, frames, specs, targets=targets, resize_mask=resize_mask)
+        created = not Path(out_dir).exists()
         out = prepare_out_dir(out_dir)
+        try:
+            with folder_lock(out):
+                remove_stale_temporaries(out)
+                return _run_locked(
+                    tracker, session, source, out, direction, options, fps, progress,
+                    metadata or {}, save_prompt_masks, began,
+                )  # fmt: skip
+        finally:
+            if created and out.exists() and not any(out.iterdir()):
+                out.rmdir()  # a run that wrote nothing leaves nothing
+
+
+def _run_locked(
+    tracker: VideoTracker,
+    session: VideoSession,
+    source: Any,
+    out: Path,
+    direction: Direction,
+    options: OutputOptions,
+    fps: Any,
+    progress: bool,
+    metadata: dict[str, Any],
+    save_prompt_masks: bool,
+    began: float,
+) -> TrackSummary:
+    """:func:`track_prompts_to_folder` once the output folder is locked."""
+    masks_tmp = temp_path(out / MASKS_DIR, folder=True)
+    prompts_tmp = temp_path(out / PROMPT_MASKS_DIR, folder=True)
+    results_tmp = temp_path(out / RESULTS_NAME)
+    temporaries = [masks_tmp, prompts_tmp, results_tmp]
+    sink = None
+    try:
         if save_prompt_masks:
-            _write_prompt_masks(out, session)
-        masks_tmp = temp_path(out / MASKS_DIR, folder=True)
+            _write_prompt_masks(prompts_tmp, session)
         remove_quietly(masks_tmp)
         masks_tmp.mkdir()
-        try:
-            status, error, records = _track(session, masks_tmp, direction, progress)
-            outputs: dict[str, str] = {}
-            rendered = None
-            if status != RunStatus.INTERRUPTED:
-                status, error, outputs, rendered = _render(
-                    source, fps, out, masks_tmp, options, records, session, status, error
-                )
-        except BaseException:
-            remove_quietly(masks_tmp)
-            raise
+        status, error, records = _track(session, masks_tmp, direction, progress)
+        outputs: dict[str, str] = {}
+        rendered = None
+        if status != RunStatus.INTERRUPTED:
+            status, error, sink, outputs, rendered = _render(
+                source, fps, out, masks_tmp, options, records, session, status, error
+            )
+        if rendered is None:  # interrupted before the rendering pass: the input's facts
+            with open_source(source, fps=fps, prefetch=0) as rendered:
+                pass
         partial = status != RunStatus.COMPLETE
+        moves: list[tuple[Path, Path]] = []
         if options.save_masks:
             final = out / f"{MASKS_DIR}{PARTIAL_SUFFIX if partial else ''}"
-            replace_folder(masks_tmp, final)
+            moves.append((masks_tmp, final))
             outputs = {"masks": final.name, **outputs}
-        else:
-            remove_quietly(masks_tmp)
         if save_prompt_masks:
+            moves.append((prompts_tmp, out / PROMPT_MASKS_DIR))
             outputs["prompt_masks"] = PROMPT_MASKS_DIR
-    object_ids = sorted({*session.object_ids, *session.target_ids})
-    summary = TrackSummary(
-        out_dir=out,
-        status=status,
-        frames=len(records),
-        object_ids=object_ids,
-        seconds=time.perf_counter() - began,
-        outputs=outputs,
-        error=error,
-        finetune={o["id"]: o["finetune"] for r in records.values() for o in r["_finetune"] if o},
-    )
-    ordered = [_public(records[i], object_ids) for i in sorted(records)]
-    extra = {
-        "direction": direction,
-        "prompts": [p.record() for p in session.prompts],
-        "annotated_frames": session.annotated_frames,
-        "target_ids": session.target_ids,
-    }
-    if rendered is None:  # interrupted before the rendering pass: open the input for its facts
-        with open_source(source, fps=fps, prefetch=0) as rendered:
-            pass
-    write_results(out / RESULTS_NAME, summary, ordered, rendered, tracker, metadata or {}, extra)
+        object_ids = sorted({*session.object_ids, *session.target_ids})
+        summary = TrackSummary(
+            out_dir=out,
+            status=status,
+            frames=len(records),
+            object_ids=object_ids,
+            seconds=time.perf_counter() - began,
+            outputs=outputs,
+            error=error,
+            finetune={
+                o["id"]: o["finetune"] for r in records.values() for o in r["_finetune"] if o
+            },
+        )
+        ordered = [_public(records[i], object_ids) for i in sorted(records)]
+        extra = {
+            "direction": direction,
+            "prompts": [p.record() for p in session.prompts],
+            "annotated_frames": session.annotated_frames,
+            "target_ids": session.target_ids,
+        }
+        document = results_document(summary, ordered, rendered, tracker, metadata, extra)
+        results_tmp.write_text(json.dumps(document, indent=1, allow_nan=False), encoding="utf-8")
+        last = [(results_tmp, out / RESULTS_NAME)]
+        if sink is not None:
+            sink.commit(last=moves + last)
+        else:
+            commit(moves + last, remove=output_paths(out, ALL_OUTPUTS))
+        if not options.save_masks:
+            remove_quietly(masks_tmp)
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        for path in temporaries:
+            remove_quietly(path)
+        raise
     return summary
 
 
-def _write_prompt_masks(out: Path, session: VideoSession) -> None:
-    """``prompt_masks/NNNNN.png``: per annotated frame, the label map of its prompts' masks."""
-    final = out / PROMPT_MASKS_DIR
-    tmp = temp_path(final, folder=True)
-    remove_quietly(tmp)
-    tmp.mkdir()
-    try:
-        for frame in session.annotated_frames:
-            labels = np.zeros(session.size, np.uint8)
-            for obj_id, mask in sorted(session.masks_on(frame).items()):
-                labels[mask] = obj_id
-            write_label_png(tmp / MASK_NAME_FORMAT.format(frame), labels)
-        replace_folder(tmp, final)
-    except BaseException:
-        remove_quietly(tmp)
-        raise
+def _write_prompt_masks(folder: Path, session: VideoSession) -> None:
+    """``prompt_masks/NNNNN.png`` (into the temporary ``folder``): per annotated frame, the
+    label map of its prompts' masks."""
+    remove_quietly(folder)
+    folder.mkdir()
+    for frame in session.annotated_frames:
+        labels = np.zeros(session.size, np.uint8)
+        for obj_id, mask in sorted(session.masks_on(frame).items()):
+            labels[mask] = obj_id
+        write_label_png(folder / MASK_NAME_FORMAT.format(frame), labels)
 
 
 def _read_labels(path: Path) -> np.ndarray:
@@ -347,7 +397,7 @@ def _render(
     session: VideoSession,
     status: RunStatus,
     error: str | None,
-) -> tuple[RunStatus, str | None, dict[str, str], FrameSource]:
+) -> tuple[RunStatus, str | None, OutputSink | None, dict[str, str], FrameSource]:
     """Decode the input in frame order; give every frame its mask PNG (empty where no pass
     reached it) and encode the overlay and masked videos from them."""
     ids = sorted({*session.object_ids, *session.target_ids})
@@ -380,7 +430,7 @@ def _render(
                 sink.abort()
             raise
         outputs = sink.finish(partial=status != RunStatus.COMPLETE) if sink is not None else {}
-    return status, error, outputs, frames
+    return status, error, sink, outputs, frames
 
 
 def _absent(obj_id: int) -> Any:

@@ -33,16 +33,18 @@ from persam_video._version import __version__
 from persam_video.apps import visualize
 from persam_video.atomic import (
     check_not_overwriting,
+    commit,
+    folder_lock,
     remove_quietly,
-    replace_folder,
+    remove_stale_temporaries,
     temp_path,
-    write_text,
 )
 from persam_video.io import (
     AlphaVideoWriter,
     Frame,
     FrameSource,
     VideoDecodeError,
+    VideoReadError,
     VideoWriter,
     open_source,
     read_mask_sources,
@@ -58,11 +60,15 @@ MASKS_DIR = "masks"
 OVERLAY_NAME = "overlay.mp4"
 MASKED_NAMES = {"cutout": "masked.mp4", "blur": "masked.mp4", "alpha": "masked.mov"}
 RESULTS_NAME = "results.json"
+#: The masks a prompted run made of its clicks and boxes (``--save-prompt-masks``).
+PROMPT_MASKS_DIR = "prompt_masks"
 PARTIAL_SUFFIX = ".partial"
 MASK_NAME_FORMAT = "{:05d}.png"
 #: Frame rate given to the output videos of a folder/iterable source with no frame rate.
 DEFAULT_FPS = Fraction(24)
 SINK_QUEUE_SIZE = 8
+#: ``output_paths(out, ALL_OUTPUTS)``: the names of every output any run may write.
+ALL_OUTPUTS = None
 MaskedVideo = Literal["none", "cutout", "blur", "alpha"]
 
 
@@ -161,28 +167,35 @@ def load_first_mask(
     return dataclasses.replace(LabelMap.check(labels, size), sources=sources)
 
 
-def output_paths(out_dir: str | os.PathLike[str], options: OutputOptions) -> list[Path]:
+def output_paths(
+    out_dir: str | os.PathLike[str], options: OutputOptions | None = ALL_OUTPUTS
+) -> list[Path]:
     """Every file and folder a run with ``options`` may write in ``out_dir`` (final and
-    ``.partial`` names)."""
+    ``.partial`` names); with :data:`ALL_OUTPUTS`, those of any run (a run removes what an
+    older one left under these names, so its outputs are exactly its own)."""
     out = Path(out_dir)
+    every = options is ALL_OUTPUTS
     names = [RESULTS_NAME]
-    if options.save_masks:
+    if every or options.save_masks:
         names += [MASKS_DIR, f"{MASKS_DIR}{PARTIAL_SUFFIX}"]
-    videos = [OVERLAY_NAME] if options.overlay else []
-    if options.masked_video != "none":
+    videos = [OVERLAY_NAME] if every or options.overlay else []
+    if every:
+        videos += sorted(set(MASKED_NAMES.values()))
+    elif options.masked_video != "none":
         videos.append(MASKED_NAMES[options.masked_video])
     for name in videos:
         stem, suffix = os.path.splitext(name)
         names += [name, f"{stem}{PARTIAL_SUFFIX}{suffix}"]
+    if every:
+        names.append(PROMPT_MASKS_DIR)  # written by a prompted run (apps.prompted)
     return [out / name for name in names]
 
 
-def check_inputs_survive(
-    out_dir: str | os.PathLike[str], options: OutputOptions, inputs: list[Any]
-) -> None:
-    """Refuse a run whose outputs would overwrite one of its input files or folders."""
+def check_inputs_survive(out_dir: str | os.PathLike[str], inputs: list[Any]) -> None:
+    """Refuse a run whose outputs (or the older outputs it removes) would overwrite one of
+    its input files or folders."""
     paths = [item for item in inputs if isinstance(item, (str, os.PathLike))]
-    check_not_overwriting(paths, output_paths(out_dir, options))
+    check_not_overwriting(paths, output_paths(out_dir, ALL_OUTPUTS))
 
 
 def check_mask_or_targets(has_mask: bool, has_targets: bool) -> None:
@@ -234,6 +247,7 @@ class OutputSink:
         self.options = options
         self.frames = 0
         self._masks_tmp = temp_path(out_dir / MASKS_DIR, folder=True)
+        self._moves: list[tuple[Path, Path]] = []
         self._writers: dict[str, VideoWriter] = {}
         self._error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=SINK_QUEUE_SIZE)
@@ -290,7 +304,10 @@ class OutputSink:
         self.frames += 1
 
     def finish(self, *, partial: bool) -> dict[str, str]:
-        """Flush everything and move outputs into place; return output name -> relative path."""
+        """Flush everything; return output name -> its final name (relative to ``out_dir``).
+
+        The outputs stay under their temporary names until :meth:`commit`.
+        """
         self._queue.put(None)
         self._thread.join()
         if self._error is not None:
@@ -298,27 +315,38 @@ class OutputSink:
             raise self._error
         outputs = {}
         suffix = PARTIAL_SUFFIX if partial else ""
-        if self.options.save_masks:
-            final = self.out_dir / f"{MASKS_DIR}{suffix}"
-            replace_folder(self._masks_tmp, final)
-            outputs["masks"] = final.name
-        for key, writer in self._writers.items():
-            if self.frames == 0:
-                writer.abort()
-                continue
-            writer.close()
-            final = writer.path
-            if partial:
-                final = writer.path.with_name(f"{writer.path.stem}{suffix}{writer.path.suffix}")
-                os.replace(writer.path, final)
-            outputs[key] = final.name
+        try:
+            if self.options.save_masks:
+                final = self.out_dir / f"{MASKS_DIR}{suffix}"
+                self._moves.append((self._masks_tmp, final))
+                outputs["masks"] = final.name
+            for key, writer in self._writers.items():
+                if self.frames == 0:
+                    writer.abort()
+                    continue
+                final = writer.path
+                if partial:
+                    final = final.with_name(f"{final.stem}{suffix}{final.suffix}")
+                self._moves.append((writer.close(move=False), final))
+                outputs[key] = final.name
+        except BaseException:
+            self.abort()
+            raise
         return outputs
+
+    def commit(self, last: list[tuple[Path, Path]] | None = None) -> None:
+        """Move the finished outputs into place, then ``last`` (``(temporary, final)`` pairs:
+        results.json), removing whatever an older run left under any output name."""
+        moves = self._moves + (last or [])
+        commit(moves, remove=output_paths(self.out_dir, ALL_OUTPUTS))
+        self._moves = []
 
     def abort(self) -> None:
         """Delete every temporary output."""
         for writer in self._writers.values():
             writer.abort()
         remove_quietly(self._masks_tmp)
+        self._moves = []
 
 
 def track_to_folder(
@@ -363,10 +391,38 @@ def track_to_folder(
     """
     options = options or OutputOptions()
     check_mask_or_targets(first_mask is not None, targets is not None)
-    check_inputs_survive(out_dir, options, [source, first_mask])
+    check_inputs_survive(out_dir, [source, first_mask])
     if start < 0 or (max_frames is not None and max_frames < 1):
         raise ValueError(f"start must be >= 0 and max_frames >= 1, got {start} and {max_frames}")
+    created = not Path(out_dir).exists()
     out = prepare_out_dir(out_dir)
+    try:
+        with folder_lock(out):
+            remove_stale_temporaries(out)
+            return _track_locked(
+                tracker, source, first_mask, out, targets, options, resize_mask, fps,
+                progress, metadata or {}, start, max_frames,
+            )  # fmt: skip
+    finally:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a run that wrote nothing leaves nothing, not even its folder
+
+
+def _track_locked(
+    tracker: VideoTracker,
+    source: str | os.PathLike[str] | Iterable[np.ndarray] | FrameSource,
+    first_mask: str | os.PathLike[str] | np.ndarray | LabelMap | None,
+    out: Path,
+    targets: list[Target] | None,
+    options: OutputOptions,
+    resize_mask: bool,
+    fps: Fraction | None,
+    progress: bool,
+    metadata: dict[str, Any],
+    start: int,
+    max_frames: int | None,
+) -> TrackSummary:
+    """:func:`track_to_folder` once the output folder is locked."""
     began = time.perf_counter()
     frames = source if isinstance(source, FrameSource) else open_source(source, fps=fps)
     with frames:
@@ -398,6 +454,9 @@ def track_to_folder(
                     finetune.update({o.obj_id: o.finetune for o in result.objects if o.finetune})
                     bar.update(1)
         except VideoDecodeError as exc:
+            if not records:  # nothing to keep: the input is unreadable, not the run partial
+                sink.abort()
+                raise VideoReadError(str(exc)) from None
             status, error = RunStatus.PARTIAL, str(exc)
         except KeyboardInterrupt:
             status, error = RunStatus.INTERRUPTED, "interrupted by the user"
@@ -420,7 +479,16 @@ def track_to_folder(
         start=start,
         max_frames=max_frames,
     )
-    write_results(out / RESULTS_NAME, summary, records, frames, tracker, metadata or {})
+    final = out / RESULTS_NAME
+    results_tmp = temp_path(final)
+    try:
+        document = results_document(summary, records, frames, tracker, metadata)
+        results_tmp.write_text(json.dumps(document, indent=1, allow_nan=False), encoding="utf-8")
+        sink.commit(last=[(results_tmp, final)])
+    except BaseException:
+        remove_quietly(results_tmp)
+        sink.abort()
+        raise
     return summary
 
 
@@ -466,17 +534,16 @@ def _object_record(obj: ObjectResult) -> dict[str, Any]:
     return record
 
 
-def write_results(
-    path: Path,
+def results_document(
     summary: TrackSummary,
     records: list[dict[str, Any]],
     source: FrameSource,
     tracker: VideoTracker,
     metadata: dict[str, Any],
     extra: dict[str, Any] | None = None,
-) -> None:
-    """Write results.json atomically (schema documented in the README); ``extra`` keys (the
-    prompts of a prompted run) go before ``frames``."""
+) -> dict[str, Any]:
+    """The results.json document of a run (schema documented in the README); ``extra`` keys
+    (the prompts of a prompted run) go before ``frames``."""
     document = {
         "format": "persam-video results",
         "format_version": 1,
@@ -511,7 +578,7 @@ def write_results(
         **(extra or {}),
         "frames": records,
     }
-    write_text(path, json.dumps(document, indent=1, allow_nan=False))
+    return document
 
 
 def _annotation_record(annotation: LabelMap | None) -> dict[str, Any] | None:

@@ -16,7 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from persam_video.apps.run_record import check_run_record
-from persam_video.atomic import PARTIAL_MARKER, remove_quietly
+from persam_video.atomic import (
+    PARTIAL_MARKER,
+    folder_lock,
+    remove_quietly,
+    remove_stale_temporaries,
+)
 from persam_video.batch.clip import (
     DONE_RECORD,
     FAILURES,
@@ -49,38 +54,40 @@ def run_batch(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    check_run_record(out / RUN_RECORD, settings_record(settings))
-    redone: set[str] = set()
-    (out / FAILURES).write_text("", encoding="utf-8")
-    outcomes: dict[str, ClipOutcome] = {}
-    todo = []
-    for job in jobs:
-        if is_done(out, job):
-            outcomes[job.name] = ClipOutcome(job.name, ClipStatus.SKIPPED)
-        else:
-            if (out / job.name / DONE_RECORD).is_file():  # finished, from other inputs
-                redone.add(job.name)
-            todo.append(job)
-            for stale in out.glob(f".{job.name}{PARTIAL_MARKER}*"):  # left by a killed run
-                remove_quietly(stale)
+    with folder_lock(out):
+        remove_stale_temporaries(out)
+        check_run_record(out / RUN_RECORD, settings_record(settings))
+        redone: set[str] = set()
+        (out / FAILURES).write_text("", encoding="utf-8")
+        outcomes: dict[str, ClipOutcome] = {}
+        todo = []
+        for job in jobs:
+            if is_done(out, job):
+                outcomes[job.name] = ClipOutcome(job.name, ClipStatus.SKIPPED)
+            else:
+                if (out / job.name / DONE_RECORD).is_file():  # finished, from other inputs
+                    redone.add(job.name)
+                todo.append(job)
+                for stale in out.glob(f".{job.name}{PARTIAL_MARKER}*"):  # left by a killed run
+                    remove_quietly(stale)
 
-    def record(outcome: ClipOutcome) -> None:
-        if outcome.name in redone and outcome.status == ClipStatus.DONE:
-            outcome.reason = "redone: its inputs or overrides changed"
-        outcomes[outcome.name] = outcome
-        if outcome.status == ClipStatus.FAILED:
-            job = next(j for j in todo if j.name == outcome.name)
-            with open(out / FAILURES, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"name": job.name, "input": job.input,
-                                    "reason": outcome.reason}) + "\n")  # fmt: skip
-        if on_outcome is not None:
-            on_outcome(outcome)
+        def record(outcome: ClipOutcome) -> None:
+            if outcome.name in redone and outcome.status == ClipStatus.DONE:
+                outcome.reason = "redone: its inputs or overrides changed"
+            outcomes[outcome.name] = outcome
+            if outcome.status == ClipStatus.FAILED:
+                job = next(j for j in todo if j.name == outcome.name)
+                with open(out / FAILURES, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"name": job.name, "input": job.input,
+                                        "reason": outcome.reason}) + "\n")  # fmt: skip
+            if on_outcome is not None:
+                on_outcome(outcome)
 
-    if todo:
-        if ray_address is None:
-            runner = ClipRunner(settings)
-            for job in todo:
-                record(runner.run(job, str(out)))
-        else:
-            run_on_ray(todo, str(out), settings, ray_address, workers, gpus_per_worker, record)
-    return [outcomes[job.name] for job in jobs]
+        if todo:
+            if ray_address is None:
+                runner = ClipRunner(settings)
+                for job in todo:
+                    record(runner.run(job, str(out)))
+            else:
+                run_on_ray(todo, str(out), settings, ray_address, workers, gpus_per_worker, record)
+        return [outcomes[job.name] for job in jobs]

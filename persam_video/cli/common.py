@@ -8,6 +8,7 @@ Heavy modules (torch, segment-anything, decord, PyAV) are imported inside the fu
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -62,6 +63,11 @@ def friendly_errors(func: F) -> F:
         except _user_errors() as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise InputError(message) from None
+        except OSError as exc:  # a full disk, a read-only or vanished folder: the system's word
+            if exc.errno is None:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise InputError(f"{where}{exc.strerror or os.strerror(exc.errno)}") from None
 
     return wrapper  # type: ignore[return-value]
 

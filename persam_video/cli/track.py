@@ -150,7 +150,7 @@ def track(
     target_files = common.read_targets(target_paths)
     model_name = common.model_for_targets(model_name, target_files)
     options = OutputOptions(save_masks, overlay, masked_video, draw_points)
-    check_inputs_survive(out_dir, options, [input_path, mask_path, *target_paths])
+    check_inputs_survive(out_dir, [input_path, mask_path, *target_paths])
     with open_source(input_path, fps=fps) as frames:
         annotation = None
         if mask_path is not None:
@@ -200,7 +200,7 @@ def track_prompted(
     target_files = common.read_targets(target_paths)
     model_name = common.model_for_targets(model_name, target_files)
     mask_files = [s.path for s in specs if s.path is not None]
-    check_inputs_survive(out_dir, options, [input_path, *mask_files, *target_paths])
+    check_inputs_survive(out_dir, [input_path, *mask_files, *target_paths])
     target_ids = list(range(1, len(target_paths) + 1))
     with open_seekable(input_path, fps=fps) as frames:
         check_geometry(specs, frames.size, frames.num_frames, target_ids)

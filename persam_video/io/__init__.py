@@ -13,7 +13,14 @@ from persam_video.io.masks import (
     write_label_png,
 )
 from persam_video.io.probe import VideoInfo, probe
-from persam_video.io.reader import FrameSource, list_images, natural_key, open_source, read_image
+from persam_video.io.reader import (
+    FrameSource,
+    image_size_hw,
+    list_images,
+    natural_key,
+    open_source,
+    read_image,
+)
 from persam_video.io.writer import AlphaVideoWriter, VideoWriter
 from persam_video.labels import MAX_OBJECTS, VOID_ID, MaskSources, object_ids, to_label_map
 
@@ -31,6 +38,7 @@ __all__ = [
     "VideoReadError",
     "VideoWriteError",
     "VideoWriter",
+    "image_size_hw",
     "list_images",
     "natural_key",
     "object_ids",

@@ -13,6 +13,11 @@ decord quirks handled here (measured with decord 0.6.0):
   and correct) are kept and PyAV resumes decoding at frame ``i`` (seek to the keyframe before
   it, skip to its timestamp). PyAV stops deterministically at the first undecodable frame.
 * ``get_frame_timestamp`` returns float32 seconds; we snap them to the stream's time base.
+* decord applies a display matrix (frames come turned as players show them) but garbles the
+  pixels at some sizes (a 64x48 video turned by 90 degrees came out as 64x48x4), and some small
+  videos decode to 6 channels (16x16); rotated videos are therefore decoded with PyAV, which
+  does not turn frames, so we turn them (``np.rot90``), and any decord frame whose shape is
+  not the probed one switches to PyAV from that frame on.
 
 End-of-stream rule (truncated versus merely over-counted files)
 ---------------------------------------------------------------
@@ -24,10 +29,12 @@ file claims:
   ``D + END_SLACK_FRAMES``; containers and decord often count a few trailing packets that
   decode to nothing (B-frame reorder delay, a damaged last packet);
 * if the header has no frame count (Matroska/WebM) but gives the video stream's duration,
-  the last decoded frame starts no more than ``max(END_SLACK_SECONDS, (END_SLACK_FRAMES +
-  1) / fps)`` before that duration (time, not a count, so variable frame rates are fine; a
-  final frame shown for longer than that, as in a slideshow, would be reported as missing
-  frames).
+  the last decoded frame ends no more than ``END_SLACK_FRAMES`` frame intervals (at the
+  stream's average rate) before that duration. A truncated Matroska file keeps its duration
+  in the header but loses its index, so this is what tells it from a complete one (measured:
+  11 of 30 frames passed as complete with the former one-second slack). Time, not a count,
+  so variable frame rates are fine; a final frame shown for longer than that, as in a
+  slideshow, is reported as missing frames.
 
 Otherwise :class:`~persam_video.io.errors.VideoDecodeError` is raised for frame ``D`` after
 frames ``0..D-1`` were yielded.
@@ -47,13 +54,16 @@ import numpy as np
 
 from persam_video.io.errors import VideoDecodeError
 from persam_video.io.frame import Frame
+from persam_video.io.orientation import display_turns
 from persam_video.io.probe import VideoInfo
 
 logger = logging.getLogger(__name__)
 
 END_SLACK_FRAMES = 4
-END_SLACK_SECONDS = 1.0
+#: decord timestamps from here on (about 31,700 years) stand for "no timestamp".
+NO_TIMESTAMP_SECONDS = 1e12
 RGB_FORMAT = "rgb24"
+RGB_CHANNELS = 3
 DECORD_AUTO_THREADS = 0
 
 
@@ -76,6 +86,15 @@ def _snap_time(seconds: float, time_base: Fraction | None) -> float:
     return float(round(Fraction(float(seconds)) / time_base) * time_base)
 
 
+def _frame_time(seconds: float, index: int, info: VideoInfo) -> float | None:
+    """A decord timestamp snapped to the time base; for a packet without one (decord then
+    reports about 9.2e15 s, FFmpeg's "no timestamp" scaled) the frame's place at the average
+    rate, or None."""
+    if np.isfinite(seconds) and 0 <= seconds < NO_TIMESTAMP_SECONDS:
+        return _snap_time(seconds, info.time_base)
+    return float(index / info.fps) if info.fps else None
+
+
 def _as_numpy(pixels: object) -> np.ndarray:
     """decord NDArray (or a tensor, if the caller changed decord's bridge) -> numpy."""
     array = pixels.asnumpy() if hasattr(pixels, "asnumpy") else np.asarray(pixels)
@@ -93,8 +112,12 @@ def _decord_frames(reader: object, info: VideoInfo, progress: list[int]) -> Iter
         except decord.DECORDError as error:
             logger.debug("decord failed near frame %d: %s", index, error)
             raise
+        rgb = _as_numpy(pixels)
+        if rgb.shape != (*info.size_hw, RGB_CHANNELS):  # seen for some small frame sizes
+            logger.debug("decord gave frame %d of shape %s", index, rgb.shape)
+            raise decord.DECORDError(f"frame of shape {rgb.shape}, expected {info.size_hw}")
         start, _ = reader.get_frame_timestamp(index)
-        yield Frame(index, _snap_time(start, info.time_base), _as_numpy(pixels))
+        yield Frame(index, _frame_time(start, index, info), rgb)
         progress[0] = index + 1
 
 
@@ -111,6 +134,7 @@ def _pyav_frames(
     try:
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"
+        turns = display_turns(info.rotation)
         time_base = stream.time_base
         origin = stream.start_time or 0
         skip_before = None
@@ -127,8 +151,10 @@ def _pyav_frames(
                 time = float((frame.pts - origin) * time_base)
             else:
                 time = float(index / info.fps) if info.fps else None
-            rgb = np.ascontiguousarray(frame.to_ndarray(format=RGB_FORMAT))
-            yield Frame(index, time, rgb)
+            rgb = frame.to_ndarray(format=RGB_FORMAT)
+            if turns:  # PyAV decodes the stored orientation; decord already turns frames
+                rgb = np.rot90(rgb, turns)
+            yield Frame(index, time, np.ascontiguousarray(rgb))
             index += 1
     finally:
         container.close()
@@ -148,21 +174,34 @@ def _check_complete(
             decoded,
             f"{detail}; the file claims {claimed} frames (truncated or corrupt file)",
         )
-    if info.num_frames or info.duration is None or not info.fps:
+    promised = frames_in_duration(info)
+    if info.num_frames or promised is None:
         return  # a header frame count is exact; durations are only used when it is missing
-    slack = max(END_SLACK_SECONDS, (END_SLACK_FRAMES + 1) / float(info.fps))
-    reached = last_time if last_time is not None else 0.0
-    if info.duration - reached > slack:
+    frame_time = 1 / float(info.fps)
+    reached = (last_time if last_time is not None else 0.0) + frame_time  # end of the last frame
+    missing = round((info.duration - reached) / frame_time)
+    if missing > END_SLACK_FRAMES:
         raise VideoDecodeError(
             info.path,
             decoded,
-            f"{detail} at {reached:.2f}s; the file claims {info.duration:.2f}s of video "
-            "(truncated or corrupt file)",
+            f"{detail} at {reached:.2f}s; the file claims {info.duration:.2f}s of video, about "
+            f"{promised} frames, so about {missing} are missing (truncated or corrupt file)",
         )
 
 
-def open_decord(path: Path) -> object | None:
-    """Open (and index) ``path`` with decord; None if decord cannot, e.g. a truncated MP4."""
+def frames_in_duration(info: VideoInfo) -> int | None:
+    """The frame count the video stream's duration promises at its frame rate, or None."""
+    if info.duration is None or not info.fps:
+        return None
+    return max(1, round(info.duration * float(info.fps)))
+
+
+def open_decord(path: Path, info: VideoInfo | None = None) -> object | None:
+    """Open (and index) ``path`` with decord; None if decord cannot, e.g. a truncated MP4, or
+    should not: a video with a display matrix (``info.rotation``), which decord turns but
+    garbles at some frame sizes (frames of 4 or 6 channels), is left to PyAV."""
+    if info is not None and info.rotation:
+        return None
     decord = import_decord()
     try:
         return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=DECORD_AUTO_THREADS)
@@ -201,7 +240,7 @@ def decode_video(path: Path, info: VideoInfo, reader: object | None) -> Iterator
             use_pyav = True
             if progress[0]:
                 start, _ = reader.get_frame_timestamp(progress[0])
-                resume_time = _snap_time(start, info.time_base)
+                resume_time = _frame_time(start, progress[0], info)
         del reader
     if use_pyav:
         try:
@@ -217,13 +256,16 @@ def decode_video(path: Path, info: VideoInfo, reader: object | None) -> Iterator
 def frames_claimed(info: VideoInfo, reader: object | None) -> int | None:
     """Best estimate of a file's frame count before decoding.
 
-    decord's packet count when decord opened the file, else the header's frame count, else
-    duration times frame rate (rough for variable frame rates).
+    The header's frame count; else decord's packet count when decord opened the file (or the
+    stream's duration times its frame rate when that promises more: a truncated Matroska
+    file); else duration times frame rate (rough for variable frame rates).
     """
-    if reader is not None:
-        return len(reader)
     if info.num_frames:
         return info.num_frames
+    promised = frames_in_duration(info)
+    if reader is not None:  # a truncated Matroska file indexes only the packets left
+        packets = len(reader)
+        return promised if promised and promised - packets > END_SLACK_FRAMES else packets
     duration = info.duration if info.duration is not None else info.container_duration
     if duration is None or not info.fps:
         return None

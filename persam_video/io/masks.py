@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from persam_video.atomic import atomic_file
+from persam_video.io.orientation import upright
 from persam_video.labels import (
     BACKGROUND_ID,
     MAX_OBJECTS,
@@ -107,6 +108,7 @@ def _open_image(path: Path) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
+        image = upright(image)  # as viewers show it, so it lines up with upright frames
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
         raise MaskError(f"{path}: cannot read mask image ({error}); expected a PNG") from None
     return image

@@ -1,4 +1,10 @@
-"""Container metadata via PyAV (FFmpeg): exact frame rate, time base, counts, audio."""
+"""Container metadata via PyAV (FFmpeg): exact frame rate, time base, counts, audio, rotation.
+
+Orientation (see :mod:`persam_video.io.orientation`): sizes are in *display* orientation, as
+players show the video. A display matrix (portrait phone videos store landscape frames with a
+quarter-turn matrix) is read from the first frame's side data (PyAV exposes no stream-level
+side data), so probing decodes one frame.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from pathlib import Path
 import av
 
 from persam_video.io.errors import VideoReadError
+from persam_video.io.orientation import QUARTER_TURN, display_turns
 
 MICROSECONDS = 1_000_000  # av.container.Container.duration is in AV_TIME_BASE units
 MATROSKA_DURATION_TAG = "DURATION"  # per-stream "HH:MM:SS.nnnnnnnnn" written by FFmpeg
@@ -29,7 +36,8 @@ class VideoInfo:
         path: the probed file.
         format_name: FFmpeg demuxer name, e.g. ``"mov,mp4,m4a,3gp,3g2,mj2"``.
         codec: video codec name, e.g. ``"h264"``.
-        size_hw: ``(height, width)`` in pixels.
+        size_hw: ``(height, width)`` in pixels as players show the video: a display matrix
+            (portrait phone videos) of a quarter turn swaps the coded height and width.
         fps: exact average frame rate (``average_rate``, else ``guessed_rate``), or None.
         time_base: time base of the video stream's timestamps, or None.
         num_frames: frame count written in the container header, or None if it has none
@@ -41,6 +49,9 @@ class VideoInfo:
         start_time: timestamp of the first video frame in seconds (usually 0).
         has_audio: whether the file has at least one audio stream.
         audio_codec: codec name of the first audio stream, or None.
+        rotation: the display matrix's counter-clockwise rotation in degrees (0, 90, 180 or
+            270); frames are decoded already turned.
+        coded_size_hw: ``(height, width)`` as stored, before the rotation.
     """
 
     path: Path
@@ -55,6 +66,19 @@ class VideoInfo:
     start_time: float
     has_audio: bool
     audio_codec: str | None
+    rotation: int = 0
+    coded_size_hw: tuple[int, int] | None = None
+
+
+def _first_frame_rotation(container: av.container.InputContainer) -> int:
+    """The display rotation (degrees, 0/90/180/270) read from the first decoded frame's side
+    data; 0 when there is none or nothing decodes (decoding reports that later)."""
+    try:
+        for frame in container.decode(container.streams.video[0]):
+            return display_turns(frame.rotation or 0) * QUARTER_TURN
+    except (av.FFmpegError, ValueError):
+        pass
+    return 0
 
 
 def _positive(rate: Fraction | None) -> Fraction | None:
@@ -143,11 +167,14 @@ def info_from_container(container: av.container.InputContainer, path: Path) -> V
     if stream.start_time is not None and time_base is not None:
         start_time = float(stream.start_time * time_base)
     audio = container.streams.audio
+    coded = (stream.codec_context.height, stream.codec_context.width)
+    rotation = _first_frame_rotation(container)
+    shown = coded[::-1] if rotation % (2 * QUARTER_TURN) else coded
     return VideoInfo(
         path=path,
         format_name=container.format.name,
         codec=stream.codec_context.name,
-        size_hw=(stream.codec_context.height, stream.codec_context.width),
+        size_hw=shown,
         fps=fps,
         time_base=time_base,
         num_frames=stream.frames or None,
@@ -156,6 +183,8 @@ def info_from_container(container: av.container.InputContainer, path: Path) -> V
         start_time=start_time,
         has_audio=bool(audio),
         audio_codec=audio[0].codec_context.name if audio else None,
+        rotation=rotation,
+        coded_size_hw=coded,
     )
 
 

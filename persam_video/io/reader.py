@@ -35,8 +35,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from persam_video.io._video_decode import decode_video, frames_claimed, open_decord
-from persam_video.io.errors import VideoReadError
+from persam_video.io.errors import VideoDecodeError, VideoReadError
 from persam_video.io.frame import Frame
+from persam_video.io.orientation import upright, upright_size_hw
 from persam_video.io.probe import check_video_container, info_from_container, open_container
 
 __all__ = ["Frame", "FrameSource", "SourceKind", "open_source"]
@@ -44,6 +45,8 @@ __all__ = ["Frame", "FrameSource", "SourceKind", "open_source"]
 SourceKind = Literal["video", "folder", "iterable"]
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 DEFAULT_PREFETCH = 4
+#: Frame rates a folder of frames may be given (MP4's 32-bit time scale fails below ~1e-5).
+MIN_FPS, MAX_FPS = Fraction(1, 1000), Fraction(1000)
 STOP_POLL_SECONDS = 0.1  # how often a blocked producer thread checks for close()
 RGB_CHANNELS = 3
 _DIGITS = re.compile(r"(\d+)")
@@ -214,7 +217,7 @@ def _open_video(path: Path, fps: Fraction | None, prefetch: int) -> FrameSource:
         info = info_from_container(container, path)
     finally:
         container.close()
-    reader = open_decord(path)
+    reader = open_decord(path, info)
     return FrameSource(
         decode_video(path, info, reader),
         kind="video",
@@ -228,17 +231,19 @@ def _open_video(path: Path, fps: Fraction | None, prefetch: int) -> FrameSource:
     )
 
 
-def _image_size_hw(path: Path) -> tuple[int, int]:
+def image_size_hw(path: Path) -> tuple[int, int]:
+    """``(height, width)`` of an image file, upright, from its header (VideoReadError if it
+    is not an image)."""
     try:
         with Image.open(path) as image:
-            width, height = image.size
+            return upright_size_hw(image)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise VideoReadError(f"{path}: cannot read image frame ({error})") from None
-    return height, width
 
 
 def read_image(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB; with ``size``, check it is (H, W) = size.
+    """Read an image file as (H, W, 3) uint8 RGB, upright (its EXIF orientation applied);
+    with ``size``, check it is (H, W) = size.
 
     Raises:
         VideoReadError: the file is missing or not an image, or has another size.
@@ -246,7 +251,7 @@ def read_image(path: str | os.PathLike[str], size: tuple[int, int] | None = None
     path = Path(path)
     try:
         with Image.open(path) as image:
-            rgb = _to_rgb8(image)
+            rgb = _to_rgb8(upright(image))
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise VideoReadError(f"{path}: cannot read image ({error})") from None
     if size is not None and rgb.shape[:2] != size:
@@ -290,9 +295,15 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
 def _folder_frames(
     files: list[Path], size: tuple[int, int], fps: Fraction | None
 ) -> Iterator[Frame]:
+    """Frames of a folder; a frame that cannot be read ends the source with a
+    ``VideoDecodeError`` after the frames before it (as a damaged video file does)."""
     for index, file in enumerate(files):
         time = float(index / fps) if fps else None
-        yield Frame(index, time, read_image(file, size))
+        try:
+            rgb = read_image(file, size)
+        except VideoReadError as error:
+            raise VideoDecodeError(file.parent, index, str(error)) from None
+        yield Frame(index, time, rgb)
 
 
 def _open_folder(folder: Path, fps: Fraction | None, prefetch: int) -> FrameSource:
@@ -300,9 +311,9 @@ def _open_folder(folder: Path, fps: Fraction | None, prefetch: int) -> FrameSour
     if not files:
         extensions = "/".join(sorted(ext[1:] for ext in IMAGE_EXTENSIONS))
         raise VideoReadError(f"{folder}: folder has no image frames ({extensions})")
-    size = _image_size_hw(files[0])
+    size = image_size_hw(files[0])
     for file in files[1:]:
-        other = _image_size_hw(file)
+        other = image_size_hw(file)
         if other != size:
             raise VideoReadError(
                 f"{file}: frame is {other} (H, W) but {files[0].name} is {size}; "
@@ -382,6 +393,11 @@ def _as_fps(fps: Fraction | int | float | str | None) -> Fraction | None:
         raise VideoReadError(f"fps={fps!r}; expected a positive number or Fraction") from None
     if rate <= 0:
         raise VideoReadError(f"fps={fps!r}; expected a positive number or Fraction")
+    if not MIN_FPS <= rate <= MAX_FPS:
+        raise VideoReadError(
+            f"fps={fps!r}; expected a frame rate from {MIN_FPS} to {MAX_FPS} frames per second "
+            "(the output videos cannot time frames outside that range)"
+        )
     return rate.limit_denominator() if isinstance(fps, float) else rate
 
 

@@ -30,20 +30,22 @@ import av
 import numpy as np
 
 from persam_video.io._video_decode import (
+    RGB_CHANNELS,
     RGB_FORMAT,
     _as_numpy,
-    _snap_time,
+    _frame_time,
     frames_claimed,
     import_decord,
     open_decord,
 )
 from persam_video.io.errors import VideoReadError
 from persam_video.io.frame import Frame
+from persam_video.io.orientation import display_turns
 from persam_video.io.probe import check_video_container, info_from_container, open_container
 from persam_video.io.reader import (
     _as_fps,
     _check_rgb,
-    _image_size_hw,
+    image_size_hw,
     list_images,
     open_source,
     read_image,
@@ -155,7 +157,7 @@ class _FolderFrames(SeekableFrames):
         self._files = list_images(folder)
         if not self._files:
             raise VideoReadError(f"{folder}: folder has no image frames")
-        size = _image_size_hw(self._files[0])
+        size = image_size_hw(self._files[0])
         super().__init__(
             kind="folder", path=folder, size=size, fps=fps, num_frames=len(self._files)
         )
@@ -204,14 +206,19 @@ class _VideoFrames(SeekableFrames):
             self._info = info_from_container(container, path)
         finally:
             container.close()
-        self._decord = open_decord(path)
+        self._decord = open_decord(path, self._info)
         self._pts: list[int] | None = None  # PyAV's index, built when first needed
         super().__init__(
             kind="video",
             path=path,
             size=self._info.size_hw,
             fps=self._info.fps,
-            num_frames=frames_claimed(self._info, self._decord),
+            # What random access reaches: decord's packets (the container's own estimate
+            # can be a duration times an average rate), else the stream's claim until PyAV's
+            # timestamp index makes it exact.
+            num_frames=len(self._decord)
+            if self._decord is not None
+            else frames_claimed(self._info, None),
         )
 
     def close(self) -> None:
@@ -230,11 +237,14 @@ class _VideoFrames(SeekableFrames):
         reader = self._decord
         if stop > len(reader):
             raise self._beyond(stop - 1)
+        decord = import_decord()
         batch = _as_numpy(reader.get_batch(list(range(start, stop))))
+        if batch.shape[1:] != (*self._info.size_hw, RGB_CHANNELS):  # as the stream checks
+            raise decord.DECORDError(f"frames of shape {batch.shape[1:]}")
         frames = []
         for offset, index in enumerate(range(start, stop)):
             seconds, _ = reader.get_frame_timestamp(index)
-            time = _snap_time(seconds, self._info.time_base)
+            time = _frame_time(seconds, index, self._info)
             frames.append(Frame(index, time, np.ascontiguousarray(batch[offset])))
         return frames
 
@@ -256,6 +266,7 @@ class _VideoFrames(SeekableFrames):
                 raise self._beyond(stop - 1)
             self.num_frames = len(pts)
             origin = stream.start_time or 0
+            turns = display_turns(self._info.rotation)
             container.seek(pts[start], stream=stream, backward=True, any_frame=False)
             wanted = {value: start + i for i, value in enumerate(pts[start:stop])}
             frames: dict[int, Frame] = {}
@@ -263,8 +274,10 @@ class _VideoFrames(SeekableFrames):
                 if decoded.pts in wanted:
                     index = wanted[decoded.pts]
                     time = float((decoded.pts - origin) * stream.time_base)
-                    rgb = np.ascontiguousarray(decoded.to_ndarray(format=RGB_FORMAT))
-                    frames[index] = Frame(index, time, rgb)
+                    rgb = decoded.to_ndarray(format=RGB_FORMAT)
+                    if turns:  # PyAV decodes the stored orientation (as _video_decode)
+                        rgb = np.rot90(rgb, turns)
+                    frames[index] = Frame(index, time, np.ascontiguousarray(rgb))
                 if decoded.pts is not None and decoded.pts >= pts[stop - 1]:
                     break
         except av.FFmpegError as error:

@@ -354,15 +354,23 @@ class VideoWriter:
                 if not self._thread.is_alive():
                     raise VideoWriteError(f"{self.path}: encoder thread stopped") from None
 
-    def close(self) -> None:
-        """Finish encoding, flush, and move the file to ``path``.
+    @property
+    def temporary(self) -> Path:
+        """Where the file is written until it is moved to ``path``."""
+        return self._partial
+
+    def close(self, *, move: bool = True) -> Path:
+        """Finish encoding, flush, and move the file to ``path``; return where it is.
+
+        With ``move=False`` the finished file stays at :attr:`temporary` for the caller to
+        move (with the run's other outputs, see :func:`persam_video.atomic.commit`).
 
         Raises:
             VideoWriteError: encoding failed (no file is left), or no frame was written.
         """
         if self._state != "open":
-            return
-        self._state = "closed"
+            return self.path if self._state == "closed" else self._partial
+        self._state = "closed" if move else "finished"
         self._put(_FINISH)
         self._thread.join()
         if self._error is None and self.frames_written == 0:
@@ -371,10 +379,17 @@ class VideoWriter:
         if self._error is not None:
             remove_quietly(self._partial)
             self._raise_pending()
+        if not move:
+            return self._partial
         os.replace(self._partial, self.path)
+        return self.path
 
     def abort(self) -> None:
         """Stop encoding and delete the partial file; ``path`` is left untouched."""
+        if self._state == "finished":  # closed with move=False: only the file is left
+            self._state = "aborted"
+            remove_quietly(self._partial)
+            return
         if self._state != "open":
             return
         self._state = "aborted"
