@@ -22,6 +22,7 @@ _EXPORTS = {
     "FrameResult": "persam_video.video.state",
     "ObjectResult": "persam_video.video.state",
     "TrackState": "persam_video.video.state",
+    "VideoSession": "persam_video.video.session",
     "track_to_folder": "persam_video.apps.track",
     "OutputOptions": "persam_video.apps.track",
     "TrackSummary": "persam_video.apps.track",
@@ -50,6 +51,7 @@ __all__ = [
     "Target",
     "TrackState",
     "TrackSummary",
+    "VideoSession",
     "VideoTracker",
     "__version__",
     "build_sam",
@@ -68,6 +70,7 @@ if TYPE_CHECKING:
     from persam_video.model.spec import SamSpec, build_sam
     from persam_video.persam.api import PerSAM, SegmentResult, Target
     from persam_video.persam.encoder import FrameEncoder
+    from persam_video.video.session import VideoSession
     from persam_video.video.state import FrameResult, ObjectResult, TrackState
     from persam_video.video.tracker import VideoTracker
 

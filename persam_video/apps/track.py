@@ -67,6 +67,8 @@ MASKS_DIR = FORMAT_NAMES["davis"]
 OVERLAY_NAME = "overlay.mp4"
 MASKED_NAMES = {"cutout": "masked.mp4", "blur": "masked.mp4", "alpha": "masked.mov"}
 RESULTS_NAME = "results.json"
+#: The masks a prompted run made of its clicks and boxes (``--save-prompt-masks``).
+PROMPT_MASKS_DIR = "prompt_masks"
 PARTIAL_SUFFIX = ".partial"
 #: Frame rate given to the output videos of a folder/iterable source with no frame rate.
 DEFAULT_FPS = Fraction(24)
@@ -201,8 +203,9 @@ def output_paths(
         names.append(MASKED_NAMES[options.masked_video])
     if every or options.report:
         names.append(REPORT_NAME)
-    finals = [name for name in names if name != RESULTS_NAME]
-    return [out / name for name in [*names, *(partial_name(n, PARTIAL_SUFFIX) for n in finals)]]
+    partials = [partial_name(n, PARTIAL_SUFFIX) for n in names if n != RESULTS_NAME]
+    prompted = [PROMPT_MASKS_DIR] if every else []  # written by a prompted run (apps.prompted)
+    return [out / name for name in [*names, *prompted, *partials]]
 
 
 def partial_name(name: str, suffix: str) -> str:
@@ -513,28 +516,47 @@ def _track_locked(
         start=start,
         max_frames=max_frames,
     )
-    final = out / RESULTS_NAME
-    staged: list[tuple[Path, Path]] = []
     try:
         if sink.key_frames is not None:
-            suffix = "" if status == RunStatus.COMPLETE else PARTIAL_SUFFIX
-            report = out / partial_name(REPORT_NAME, suffix)
-            summary.outputs["report"] = report.name
+            summary.outputs["report"] = report_name(status)
         document = results_document(summary, records, frames, tracker, metadata)
-        if sink.key_frames is not None:
-            page = render_report(document, sink.key_frames.finish(), annotated=annotated,
-                                 skipped=sink.key_frames.skipped)  # fmt: skip
-            staged.append((temp_path(report), report))
-            staged[-1][0].write_text(page, encoding="utf-8")
-        staged.append((temp_path(final), final))
-        staged[-1][0].write_text(json.dumps(document, indent=1, allow_nan=False), "utf-8")
-        sink.commit(last=staged)
+        sink.commit(last=stage_final_files(out, document, sink.key_frames, annotated))
     except BaseException:
-        for tmp, _ in staged:
-            remove_quietly(tmp)
         sink.abort()
         raise
     return summary
+
+
+def report_name(status: RunStatus) -> str:
+    """``report.html``, or ``report.partial.html`` for a run that did not complete."""
+    return partial_name(REPORT_NAME, "" if status == RunStatus.COMPLETE else PARTIAL_SUFFIX)
+
+
+def stage_final_files(
+    out: Path,
+    document: dict[str, Any],
+    key_frames: KeyFrames | None,
+    annotated: Iterable[int],
+) -> list[tuple[Path, Path]]:
+    """Write the report (when ``key_frames`` were collected) and results.json under temporary
+    names; return their ``(temporary, final)`` moves, results.json last (for ``commit``).
+    Nothing is left behind when writing fails."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        if key_frames is not None:
+            report = out / document["outputs"]["report"]
+            page = render_report(document, key_frames.finish(), annotated=annotated,
+                                 skipped=key_frames.skipped)  # fmt: skip
+            staged.append((temp_path(report), report))
+            staged[-1][0].write_text(page, encoding="utf-8")
+        results = out / RESULTS_NAME
+        staged.append((temp_path(results), results))
+        staged[-1][0].write_text(json.dumps(document, indent=1, allow_nan=False), "utf-8")
+    except BaseException:
+        for tmp, _ in staged:
+            remove_quietly(tmp)
+        raise
+    return staged
 
 
 def frame_range(frames: Iterable[Frame], start: int, max_frames: int | None) -> Iterator[Frame]:
@@ -585,8 +607,10 @@ def results_document(
     source: FrameSource,
     tracker: VideoTracker,
     metadata: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The results.json document of a run (schema documented in the README)."""
+    """The results.json document of a run (schema documented in the README); ``extra`` keys
+    (the prompts of a prompted run) go before ``frames``."""
     document = {
         "format": "persam-video results",
         "format_version": 1,
@@ -618,6 +642,7 @@ def results_document(
             "frames": summary.frames,
             "frames_per_s": round(summary.frames_per_second, 3),
         },
+        **(extra or {}),
         "frames": records,
     }
     return document

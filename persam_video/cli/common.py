@@ -185,7 +185,8 @@ def speed_options(func: F) -> F:
 
 
 def output_options(func: F) -> F:
-    """--overlay/--no-overlay and --masked-video (what a tracked clip writes besides masks)."""
+    """--overlay/--no-overlay, --masked-video, --format and --report/--no-report (what a
+    tracked clip writes)."""
     return _apply(func, [
         click.option("--overlay/--no-overlay", default=True, show_default=True,
                      help="Write overlay.mp4 (objects in colour with contours)."),
@@ -193,6 +194,14 @@ def output_options(func: F) -> F:
                      default="none", show_default=True,
                      help="Also write masked.mp4 (cutout on black, blurred background) or "
                           "masked.mov (alpha: transparent background, PNG in MOV)."),
+        click.option("--format", "mask_format",
+                     type=click.Choice(["davis", "per-object-png", "coco-rle"]),
+                     default="davis", show_default=True,
+                     help="Masks as DAVIS palette PNGs (masks/00000.png), one binary PNG per "
+                          "object (masks/<id>/00000.png) or COCO RLE lines (masks.jsonl)."),
+        click.option("--report/--no-report", default=True, show_default=True,
+                     help="Write report.html (timelines per object, key frames, links to the "
+                          "videos)."),
     ])  # fmt: skip
 
 

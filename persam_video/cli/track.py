@@ -27,17 +27,33 @@ from persam_video.cli.common import (
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=str))
 @click.option(
     "--mask",
-    "mask_path",
-    type=click.Path(path_type=str),
-    help="First frame's mask: binary, palette PNG with ids 1..K, grayscale or colours.",
+    "mask_specs",
+    multiple=True,
+    metavar="PATH[@FRAME]",
+    help="Mask of frame FRAME (default 0): binary, palette PNG with ids 1..K, grayscale or "
+    "colours (repeatable, one per frame).",
 )
+@click.option("--point", "point_specs", multiple=True, metavar="[ID=]X,Y[@FRAME]",
+              help="A click on object ID (default 1) at pixel X,Y (origin top left) of frame "
+                   "FRAME (default 0); SAM makes the mask (repeatable).")  # fmt: skip
+@click.option("--neg-point", "neg_point_specs", multiple=True, metavar="[ID=]X,Y[@FRAME]",
+              help="A negative click: not object ID (repeatable).")  # fmt: skip
+@click.option("--box", "box_specs", multiple=True, metavar="[ID=]X0,Y0,X1,Y1[@FRAME]",
+              help="A box around object ID on frame FRAME, in pixels (repeatable).")  # fmt: skip
+@click.option("--direction", type=click.Choice(["both", "forward", "backward"]), default="both",
+              show_default=True,
+              help="Track each object from its first annotated frame to the end and back to "
+                   "frame 0 (both), or one way.")  # fmt: skip
+@click.option("--save-prompt-masks", is_flag=True,
+              help="Write prompt_masks/NNNNN.png: the masks SAM made of the clicks and boxes "
+                   "(and the --mask files), per annotated frame.")  # fmt: skip
 @click.option(
     "--target",
     "target_paths",
     multiple=True,
     type=click.Path(path_type=str),
-    help="Instead of --mask: a .target file from 'persam-video personalize' "
-    "(repeatable; object i gets id i).",
+    help="A .target file from 'persam-video personalize', searched in every frame "
+    "(repeatable; object i gets id i; prompts may add other ids).",
 )
 @out_option("Output folder (created if needed).")
 @model_options
@@ -72,19 +88,27 @@ from persam_video.cli.common import (
 @threads_option
 @friendly_errors
 def track(
-    input_path: str, mask_path: str | None, target_paths: tuple[str, ...], out_dir: str,
+    input_path: str, mask_specs: tuple[str, ...], point_specs: tuple[str, ...],
+    neg_point_specs: tuple[str, ...], box_specs: tuple[str, ...], direction: str,
+    save_prompt_masks: bool, target_paths: tuple[str, ...], out_dir: str,
     model_name: str | None, checkpoint: str | None, device: str, config_name: str,
     overrides: tuple[str, ...], finetune: bool, overlay: bool, masked_video: str,
-    save_masks: bool, draw_points: bool, resize_mask: bool, precision: str, batch_frames: int,
+    mask_format: str, report: bool, save_masks: bool, draw_points: bool, resize_mask: bool,
+    precision: str, batch_frames: int,
     compile_encoder: bool, stock_encoder: bool, start: int, max_frames: int | None,
     fps: str | None, quiet: bool, threads: int,
 ) -> None:  # fmt: skip
-    """Segment and track the object(s) of the first frame's mask through INPUT.
+    """Segment and track objects through INPUT, from a click, a box or a mask on any frame.
 
     INPUT is a video file (mp4, mov, avi, mkv, webm, ...) or a folder of frames sorted by name.
-    Writes masks/, overlay.mp4, optionally masked.mp4/.mov, and results.json to --out.
-    With --target instead of --mask, saved targets are searched for in every frame.
+    Writes masks/, overlay.mp4, optionally masked.mp4/.mov, report.html and results.json to
+    --out.
+    FRAME is the 0-based frame index in decoding order (an index, not a time). Each object is
+    tracked back to frame 0 and on to the end from its first annotated frame; a later
+    annotation corrects it from there. With --target, saved targets are searched for in every
+    frame (target i is object i; prompts then use other ids).
     """
+    from persam_video.apps.prompted import needs_prompt_path
     from persam_video.apps.track import (
         OutputOptions,
         RunStatus,
@@ -94,15 +118,38 @@ def track(
         load_first_mask,
         track_to_folder,
     )
+    from persam_video.cli.prompts import parse_prompts
     from persam_video.io import open_source
     from persam_video.model.registry import model_metadata
     from persam_video.video import VideoTracker
 
+    specs = parse_prompts(mask_specs, point_specs, neg_point_specs, box_specs)
+    outputs = OutputOptions(save_masks, overlay, masked_video, draw_points,
+                            mask_format=mask_format, report=report)  # fmt: skip
+    if (target_paths and specs) or needs_prompt_path(specs, direction):
+        if start or max_frames is not None:
+            raise InputError(
+                "--start and --max-frames work with a first-frame --mask only, not with "
+                "prompts on other frames, --point, --box or --direction backward"
+            )
+        track_prompted(
+            input_path, specs, target_paths, out_dir, direction=direction,
+            save_prompt_masks=save_prompt_masks, model_name=model_name, checkpoint=checkpoint,
+            device=device, config=common.build_config(config_name, overrides, finetune),
+            options=outputs,
+            resize_mask=resize_mask, speed=(precision, batch_frames, compile_encoder,
+                                            stock_encoder),
+            fps=fps, quiet=quiet, threads=threads,
+        )  # fmt: skip
+        return
+    if save_prompt_masks:
+        raise InputError("--save-prompt-masks needs --point, --box or --mask PATH@FRAME prompts")
+    mask_path = specs[0].path if specs else None
     check_mask_or_targets(mask_path is not None, bool(target_paths))
     config = common.build_config(config_name, overrides, finetune)
     target_files = common.read_targets(target_paths)
     model_name = common.model_for_targets(model_name, target_files)
-    options = OutputOptions(save_masks, overlay, masked_video, draw_points)
+    options = outputs
     check_inputs_survive(out_dir, [input_path, mask_path, *target_paths])
     with open_source(input_path, fps=fps) as frames:
         annotation = None
@@ -125,6 +172,58 @@ def track(
         f"tracked {plural(len(summary.object_ids), 'object')} through "
         f"{plural(summary.frames, 'frame')} in {summary.seconds:.1f} s "
         f"({summary.frames_per_second:.2f} frames/s)"
+    )
+    if summary.status == RunStatus.COMPLETE:
+        click.echo(f"{line}; outputs in {summary.out_dir}")
+        return
+    click.echo(f"{line}; partial results in {summary.out_dir}", err=True)
+    if summary.status == RunStatus.INTERRUPTED:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    raise InputError(summary.error or "tracking stopped early")
+
+
+def track_prompted(
+    input_path: str, specs: list[Any], target_paths: tuple[str, ...], out_dir: str, *,
+    direction: str, save_prompt_masks: bool, model_name: str | None, checkpoint: str | None,
+    device: str, config: Any, options: Any, resize_mask: bool, speed: tuple[Any, ...],
+    fps: str | None, quiet: bool, threads: int,
+) -> None:  # fmt: skip
+    """``track`` from prompts on any frames (see :mod:`persam_video.apps.prompted`)."""
+    from persam_video.apps.prompted import check_geometry, check_specs, track_prompts_to_folder
+    from persam_video.apps.track import RunStatus, check_inputs_survive, check_out_dir
+    from persam_video.io.seekable import open_seekable
+    from persam_video.model.registry import model_metadata
+    from persam_video.video import VideoTracker
+
+    check_specs(specs)
+    target_files = common.read_targets(target_paths)
+    model_name = common.model_for_targets(model_name, target_files)
+    mask_files = [s.path for s in specs if s.path is not None]
+    check_inputs_survive(out_dir, [input_path, *mask_files, *target_paths])
+    target_ids = list(range(1, len(target_paths) + 1))
+    with open_seekable(input_path, fps=fps) as frames:
+        check_geometry(specs, frames.size, frames.num_frames, target_ids)
+    check_out_dir(out_dir)
+    metadata = model_metadata(model_name, checkpoint)
+    targets = common.load_targets(target_files, target_paths, metadata)
+    sam = common.load_model(model_name, checkpoint, device, quiet)
+    targets = common.targets_on(targets, sam.device)
+    encoder = common.make_encoder(sam, *speed)
+    metadata["threads"] = threads
+    tracker = VideoTracker(sam, config, encoder, progress=not quiet)
+    if direction == "backward" and all(s.frame == 0 for s in specs):
+        click.echo("note: every annotation is on frame 0: nothing to track backward", err=True)
+    summary = track_prompts_to_folder(
+        tracker, input_path, specs, out_dir, direction=direction,  # type: ignore[arg-type]
+        targets=list(zip(target_ids, targets, strict=True)), options=options,
+        resize_mask=resize_mask, fps=fps, progress=not quiet, metadata=metadata,
+        save_prompt_masks=save_prompt_masks,
+    )  # fmt: skip
+    report_inputs(summary)
+    line = (
+        f"tracked {plural(len(summary.object_ids), 'object')} through "
+        f"{plural(summary.frames, 'frame')} ({direction}) in {summary.seconds:.1f} s"
     )
     if summary.status == RunStatus.COMPLETE:
         click.echo(f"{line}; outputs in {summary.out_dir}")

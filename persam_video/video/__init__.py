@@ -3,12 +3,23 @@
 - :mod:`~persam_video.video.state`: :class:`TrackState`, :class:`ObjectState` (explicit state,
   so one tracker follows several videos) and the per-frame results;
 - :mod:`~persam_video.video.rules`: box prompts, fusion, absence and momentum (pure functions);
-- :mod:`~persam_video.video.tracker`: :class:`VideoTracker`, PerSAM frame after frame.
+- :mod:`~persam_video.video.tracker`: :class:`VideoTracker`, PerSAM frame after frame;
+- :mod:`~persam_video.video.session`: :class:`VideoSession`, prompts on any frame propagated
+  forward and backward.
 
 Temporal propagation and a target memory belong here, beside the tracker.
 """
 
+from persam_video.video.session import SessionResult, VideoSession
 from persam_video.video.state import FrameResult, ObjectResult, ObjectState, TrackState
 from persam_video.video.tracker import VideoTracker
 
-__all__ = ["FrameResult", "ObjectResult", "ObjectState", "TrackState", "VideoTracker"]
+__all__ = [
+    "FrameResult",
+    "ObjectResult",
+    "ObjectState",
+    "SessionResult",
+    "TrackState",
+    "VideoSession",
+    "VideoTracker",
+]

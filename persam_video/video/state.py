@@ -27,6 +27,9 @@ class ObjectState:
     present: bool = True
     #: (3,) PerSAM-F mask weights learned on the first frame, or None.
     mask_weights: Tensor | None = None
+    #: How many user annotations ``first_embedding`` averages (a correction on a later frame
+    #: joins the anchor: its embedding enters the object's memory).
+    annotations: int = 1
 
 
 @dataclass
@@ -46,6 +49,8 @@ class ObjectResult:
     peak_similarity: float
     #: Whether the target embedding was updated from this frame.
     updated: bool = False
+    #: Whether the object's mask on this frame is the user's annotation (seed or correction).
+    annotated: bool = False
     #: (N, 2) float (x, y) point prompts and (N,) labels used on this frame (empty on frame 0).
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     point_labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))

@@ -237,27 +237,43 @@ class VideoTracker:
         *,
         index: int,
         time: float | None = None,
+        annotations: dict[int, np.ndarray] | None = None,
     ) -> FrameResult:
-        """:meth:`step` on features already computed (for pipelines that batch the encoder)."""
+        """:meth:`step` on features already computed (for pipelines that batch the encoder).
+
+        ``annotations`` maps object ids to (H, W) bool masks the user gave for this frame: an
+        id not in ``state`` is added (seeded here), a tracked one is re-seeded (its mask on this
+        frame is the annotation, its box and reference area restart from it, its embedding is
+        the annotation's and joins the average of its annotations that anchors the momentum
+        update). The other objects are tracked as usual; annotated pixels are theirs no more.
+        """
         cfg = self.config.track
         state.frames_seen += 1
-        if not state.objects:
+        annotations = self._check_annotations(annotations, state.frame_size, index)
+        tracked = [o for o in state.objects if o.obj_id not in annotations]
+        if not tracked and not annotations:
             empty = np.zeros(state.frame_size, np.uint8)
             return FrameResult(index, time, empty, [], frame)
-        targets = [Target(o.embedding, o.mask_weights) for o in state.objects]
-        prompts = [self._prompt(o, state.frame_size) for o in state.objects]
-        preds = self.persam.segment_features(feats, targets, prompts)
-        presence = self.config.presence
-        found = [not is_absent(p, cfg, presence, search=state.from_targets) for p in preds]
-        present_ids = [o.obj_id for o, f in zip(state.objects, found, strict=True) if f]
+        preds, found = [], []
+        if tracked:
+            targets = [Target(o.embedding, o.mask_weights) for o in tracked]
+            prompts = [self._prompt(o, state.frame_size) for o in tracked]
+            preds = self.persam.segment_features(feats, targets, prompts)
+            presence = self.config.presence
+            found = [not is_absent(p, cfg, presence, search=state.from_targets) for p in preds]
+        present_ids = [o.obj_id for o, f in zip(tracked, found, strict=True) if f]
         logits = [p.mask_logits for p, f in zip(preds, found, strict=True) if f]
         if logits:
             labels = fuse(torch.stack(logits), present_ids, self.sam.mask_threshold)
         else:
             labels = torch.zeros(state.frame_size, dtype=torch.uint8, device=feats.embedding.device)
+        for obj_id, mask in sorted(annotations.items()):
+            labels[torch.from_numpy(mask).to(labels.device)] = obj_id
 
-        results = []
-        for obj, pred, ok in zip(state.objects, preds, found, strict=True):
+        results = {}
+        for obj_id, mask in sorted(annotations.items()):
+            results[obj_id] = self._seed(state, feats, obj_id, mask, index)
+        for obj, pred, ok in zip(tracked, preds, found, strict=True):
             mask = labels == obj.obj_id
             area = int(mask.sum())
             box = _box_tuple(mask_box(mask)) if ok else None
@@ -270,20 +286,80 @@ class VideoTracker:
                 updated = self._update_embedding(obj, feats, mask)
                 if updated:
                     obj.reference_area = area
-            results.append(
-                ObjectResult(
-                    obj_id=obj.obj_id,
-                    present=obj.present,
-                    score=pred.score,
-                    area=area,
-                    bbox=_int_box(obj.box),
-                    peak_similarity=pred.peak_similarity,
-                    updated=updated,
-                    points=pred.points.cpu().numpy(),
-                    point_labels=pred.labels.cpu().numpy(),
+            results[obj.obj_id] = ObjectResult(
+                obj_id=obj.obj_id,
+                present=obj.present,
+                score=pred.score,
+                area=area,
+                bbox=_int_box(obj.box),
+                peak_similarity=pred.peak_similarity,
+                updated=updated,
+                points=pred.points.cpu().numpy(),
+                point_labels=pred.labels.cpu().numpy(),
+            )
+        ordered = [results[o.obj_id] for o in state.objects]
+        return FrameResult(index, time, labels.cpu().numpy(), ordered, frame)
+
+    @staticmethod
+    def _check_annotations(
+        annotations: dict[int, np.ndarray] | None, size: tuple[int, int], index: int
+    ) -> dict[int, np.ndarray]:
+        checked = {}
+        for obj_id, mask in (annotations or {}).items():
+            obj_id = check_object_id(obj_id)
+            mask = np.asarray(mask)
+            if mask.shape != tuple(size):
+                raise ValueError(
+                    f"the mask of object {obj_id} on frame {index} is {mask.shape}, the frames "
+                    f"{tuple(size)} (H, W)"
+                )
+            checked[obj_id] = mask.astype(bool)
+        return checked
+
+    def _seed(
+        self, state: TrackState, feats: FrameFeatures, obj_id: int, mask: np.ndarray, index: int
+    ) -> ObjectResult:
+        """Add object ``obj_id`` to ``state`` from an (H, W) bool mask, or re-seed it."""
+        try:
+            embedding = self.persam.embed(feats, mask)
+        except ValueError as exc:
+            raise ValueError(f"object {obj_id} on frame {index}: {exc}") from None
+        box = _box_tuple(mask_box(torch.from_numpy(mask)))
+        area = int(mask.sum())
+        existing = {o.obj_id: o for o in state.objects}.get(obj_id)
+        finetune_info = None
+        if existing is None:
+            weights = None
+            if self.config.finetune.enabled:
+                tuned = self.persam.finetune(Target(embedding), [(feats, mask)])
+                weights, finetune_info = tuned.weights, tuned.info()
+            state.objects.append(
+                ObjectState(
+                    obj_id=obj_id,
+                    first_embedding=embedding.clone(),
+                    embedding=embedding,
+                    box=box,
+                    reference_area=area,
+                    mask_weights=weights,
                 )
             )
-        return FrameResult(index, time, labels.cpu().numpy(), results, frame)
+            state.objects.sort(key=lambda o: o.obj_id)
+        else:
+            existing.annotations += 1
+            anchor = existing.first_embedding
+            existing.first_embedding = anchor + (embedding - anchor) / existing.annotations
+            existing.embedding = embedding
+            existing.box, existing.reference_area, existing.present = box, area, True
+        return ObjectResult(
+            obj_id=obj_id,
+            present=True,
+            score=1.0,
+            area=area,
+            bbox=_int_box(box),
+            peak_similarity=float("nan"),
+            annotated=True,
+            finetune=finetune_info,
+        )
 
     def _prompt(self, obj: ObjectState, size: tuple[int, int]) -> ExtraPrompt:
         """The previous frame's box (expanded) and optionally its centre, for a present object."""

@@ -176,7 +176,8 @@ def test_rough_edges(tmp_path, fake_model, clip, monkeypatch):
     assert download.exit_code == 0 and "nothing to download" in download.output
     both = invoke("track", str(video), "--mask", str(mask), "--target", "x.target",
                   "--out", str(tmp_path / "b"))  # fmt: skip
-    assert both.exit_code == 2 and "not both" in both.output
+    # A mask and targets together are prompts plus targets (issue 13): the target is read first.
+    assert both.exit_code == 2 and "target file x.target does not exist" in both.output
     fps = invoke("track", str(video), "--mask", str(mask), "--out", str(tmp_path / "f"),
                  "--fps", "30")  # fmt: skip
     assert fps.exit_code == 2 and "--fps" in fps.output and "fps=" not in fps.output

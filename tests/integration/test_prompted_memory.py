@@ -1,0 +1,49 @@
+"""Tracking both ways from a middle annotation keeps memory flat (the RSS test of
+test_tracker_api, on the prompted path: reverse chunks, out-of-order PNGs, rendering pass)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO_ROOT
+
+PEAK_RSS_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from persam_video.config import PerSAMConfig
+from persam_video import VideoTracker, build_sam
+from persam_video.apps.prompted import PromptSpec, track_prompts_to_folder
+from persam_video.io import write_label_png
+from persam_video.model import tiny_sam_spec
+from tests.video_factory import make_video, synthetic_labels
+
+n, work = int(sys.argv[1]), Path(sys.argv[2])
+work.mkdir()
+size = (48, 64)
+make_video(work / "in.mp4", n_frames=n, size_hw=size)
+write_label_png(work / "m.png", synthetic_labels(n // 2, size))
+tracker = VideoTracker(build_sam(tiny_sam_spec(), seed=0), PerSAMConfig())
+spec = PromptSpec("mask", n // 2, path=str(work / "m.png"), text="m.png")
+summary = track_prompts_to_folder(tracker, work / "in.mp4", [spec], work / "out", progress=False)
+assert summary.frames == n, summary
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _peak_rss_kib(tmp_path, n: int) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_SCRIPT, str(n), str(tmp_path / f"run{n}")],
+        capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_memory_is_flat_with_a_middle_annotation(tmp_path):
+    """Peak RSS for 1,000 frames annotated on frame 500 is within 10% of 100 frames on 50."""
+    short = _peak_rss_kib(tmp_path, 100)
+    long = _peak_rss_kib(tmp_path, 1000)
+    assert long < 1.10 * short, (short, long)
