@@ -73,6 +73,10 @@ PromptKind = Literal["mask", "point", "neg-point", "box"]
 UNTRACKED = "none"
 
 
+#: Name suffix of the working folder of the passes' mask PNGs (a hidden temporary).
+PASSES_SUFFIX = "-passes"
+
+
 @dataclass(frozen=True)
 class PromptSpec:
     """One prompt as the command line gives it (``--mask``, ``--point``, ``--neg-point``,
@@ -254,7 +258,8 @@ def _run_locked(
     began: float,
 ) -> TrackSummary:
     """:func:`track_prompts_to_folder` once the output folder is locked."""
-    masks_tmp = temp_path(out / MASKS_DIR, folder=True)
+    # the passes' DAVIS PNGs: moved into place as masks/, or only read by the rendering pass
+    masks_tmp = temp_path(out / f"{MASKS_DIR}{PASSES_SUFFIX}", folder=True)
     prompts_tmp = temp_path(out / PROMPT_MASKS_DIR, folder=True)
     temporaries = [masks_tmp, prompts_tmp]
     sink = None
