@@ -225,6 +225,11 @@ def track_prompts_to_folder(
         A :class:`~persam_video.apps.track.TrackSummary`; ``status`` as ``track_to_folder``.
     """
     options = options or OutputOptions()
+    if options.heatmap:
+        raise ValueError(
+            "--heatmap works with a first-frame --mask or --target only: the passes of a "
+            "prompted run keep no similarity maps"
+        )
     mask_files = [s.path for s in specs if s.path is not None]
     check_inputs_survive(out_dir, [source, *mask_files])
     began = time.perf_counter()

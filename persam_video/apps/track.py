@@ -67,6 +67,7 @@ MASKS_DIR = FORMAT_NAMES["davis"]
 OVERLAY_NAME = "overlay.mp4"
 MASKED_NAMES = {"cutout": "masked.mp4", "blur": "masked.mp4", "alpha": "masked.mov"}
 RESULTS_NAME = "results.json"
+HEATMAP_NAME = "similarity.mp4"
 #: The masks a prompted run made of its clicks and boxes (``--save-prompt-masks``).
 PROMPT_MASKS_DIR = "prompt_masks"
 PARTIAL_SUFFIX = ".partial"
@@ -112,6 +113,9 @@ class OutputOptions:
     mask_format: MaskFormat = "davis"
     #: Write ``report.html`` (see :mod:`persam_video.apps.report`).
     report: bool = True
+    #: Write ``similarity.mp4``: each object's location confidence over the frame, one panel
+    #: per object side by side (see :func:`persam_video.apps.visualize.heatmap`).
+    heatmap: bool = False
 
     def __post_init__(self) -> None:
         if self.mask_format not in MASK_FORMATS:
@@ -203,6 +207,8 @@ def output_paths(
         names.append(MASKED_NAMES[options.masked_video])
     if every or options.report:
         names.append(REPORT_NAME)
+    if every or options.heatmap:
+        names.append(HEATMAP_NAME)
     partials = [partial_name(n, PARTIAL_SUFFIX) for n in names if n != RESULTS_NAME]
     prompted = [PROMPT_MASKS_DIR] if every else []  # written by a prompted run (apps.prompted)
     return [out / name for name in [*names, *prompted, *partials]]
@@ -298,6 +304,10 @@ class OutputSink:
                 name = MASKED_NAMES[options.masked_video]
                 kind = AlphaVideoWriter if options.masked_video == "alpha" else VideoWriter
                 self._writers["masked"] = kind(out_dir / name, audio_from=audio_from, **common)
+            if options.heatmap:
+                height, width = source.size
+                panels = {**common, "size_hw": (height, width * max(1, len(object_ids or [])))}
+                self._writers["heatmap"] = VideoWriter(out_dir / HEATMAP_NAME, **panels)
         except BaseException:
             self.abort()
             raise
@@ -336,6 +346,11 @@ class OutputSink:
         if "masked" in self._writers:
             image = visualize.masked(result.frame, result.labels, opts.masked_video)
             self._writers["masked"].write(image, result.time)
+        if "heatmap" in self._writers:
+            maps = [(o.obj_id, o.similarity) for o in result.objects]
+            self._writers["heatmap"].write(
+                visualize.heatmap(result.frame, result.labels, maps), result.time
+            )
         self.frames += 1
 
     def finish(self, *, partial: bool) -> dict[str, str]:

@@ -32,6 +32,10 @@ LEGEND_FONT = cv2.FONT_HERSHEY_SIMPLEX
 HERSHEY_PX_AT_SCALE_1 = 22
 #: Background blur of the ``blur`` masked video: Gaussian sigma as a share of the short side.
 BLUR_SIGMA_SHARE = 0.02
+#: The heat map: the similarity range mapped onto the colour map, its weight over the frame.
+HEATMAP_RANGE = (-1.0, 1.0)
+HEATMAP_ALPHA = 0.6
+HEATMAP_COLORMAP = cv2.COLORMAP_JET
 
 MaskedMode = Literal["cutout", "blur", "alpha"]
 MASKED_MODES: tuple[str, ...] = ("cutout", "blur", "alpha")
@@ -125,3 +129,37 @@ def masked(frame: np.ndarray, labels: np.ndarray, mode: str) -> np.ndarray:
         alpha = np.where(inside, 255, 0).astype(np.uint8)
         return np.dstack([frame, alpha])
     raise ValueError(f"unknown masked-video mode {mode!r}; use one of {', '.join(MASKED_MODES)}")
+
+
+def heatmap(
+    frame: np.ndarray, labels: np.ndarray, maps: list[tuple[int, np.ndarray | None]]
+) -> np.ndarray:
+    """One panel per object, side by side: the frame under a colour map of the object's
+    location confidence (cosine similarity, -1 blue .. 1 red, one fixed scale so frames
+    compare), with the object's contour.
+
+    Args:
+        frame: (H, W, 3) uint8 RGB.
+        labels: (H, W) uint8 label map.
+        maps: (object id, (H, W) float similarity or None where there is none: drawn flat).
+
+    Returns:
+        (H, W * len(maps), 3) uint8 RGB image.
+    """
+    panels = []
+    width = line_width(labels.shape)
+    for obj_id, similarity in maps:
+        if similarity is None:
+            similarity = np.full(labels.shape, HEATMAP_RANGE[0], np.float32)
+        low, high = HEATMAP_RANGE
+        scaled = np.clip((similarity - low) / (high - low), 0.0, 1.0)
+        colours = cv2.applyColorMap((scaled * 255).astype(np.uint8), HEATMAP_COLORMAP)
+        colours = cv2.cvtColor(colours, cv2.COLOR_BGR2RGB).astype(np.float32)
+        panel = ((1 - HEATMAP_ALPHA) * frame + HEATMAP_ALPHA * colours).round().astype(np.uint8)
+        contours, _ = cv2.findContours(
+            (labels == obj_id).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+        )
+        cv2.drawContours(panel, contours, -1, object_color(obj_id), width)
+        draw_legend(panel, [obj_id])
+        panels.append(panel)
+    return np.concatenate(panels, axis=1) if panels else frame.copy()

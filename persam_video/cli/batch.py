@@ -61,7 +61,8 @@ def batch(
     manifest: str, out_dir: str, ray_address: str | None, workers: int, gpus_per_worker: float,
     resize_mask: bool, model_name: str | None, checkpoint: str | None, device: str,
     config_name: str, overrides: tuple[str, ...], finetune: bool, overlay: bool,
-    masked_video: str, mask_format: str, report: bool, quiet: bool, threads: int,
+    masked_video: str, mask_format: str, report: bool, heatmap: bool, quiet: bool,
+    threads: int,
 ) -> None:  # fmt: skip
     """Track every clip of MANIFEST (CSV or JSON lines: input, mask or target, name, overrides).
 
@@ -89,7 +90,7 @@ def batch(
     settings = BatchSettings(
         model=model_name, checkpoint=checkpoint, device=device, config=config.to_dict(),
         outputs={"overlay": overlay, "masked_video": masked_video, "mask_format": mask_format,
-                 "report": report},
+                 "report": report, "heatmap": heatmap},
         resize_mask=resize_mask,
     )  # fmt: skip
     start = time.perf_counter()

@@ -185,8 +185,8 @@ def speed_options(func: F) -> F:
 
 
 def output_options(func: F) -> F:
-    """--overlay/--no-overlay, --masked-video, --format and --report/--no-report (what a
-    tracked clip writes)."""
+    """--overlay/--no-overlay, --masked-video, --format, --report/--no-report and --heatmap
+    (what a tracked clip writes)."""
     return _apply(func, [
         click.option("--overlay/--no-overlay", default=True, show_default=True,
                      help="Write overlay.mp4 (objects in colour with contours)."),
@@ -202,6 +202,9 @@ def output_options(func: F) -> F:
         click.option("--report/--no-report", default=True, show_default=True,
                      help="Write report.html (timelines per object, key frames, links to the "
                           "videos)."),
+        click.option("--heatmap", is_flag=True,
+                     help="Also write similarity.mp4: each object's location confidence over "
+                          "the frame (one panel per object), to see why a frame failed."),
     ])  # fmt: skip
 
 

@@ -93,8 +93,8 @@ def track(
     save_prompt_masks: bool, target_paths: tuple[str, ...], out_dir: str,
     model_name: str | None, checkpoint: str | None, device: str, config_name: str,
     overrides: tuple[str, ...], finetune: bool, overlay: bool, masked_video: str,
-    mask_format: str, report: bool, save_masks: bool, draw_points: bool, resize_mask: bool,
-    precision: str, batch_frames: int,
+    mask_format: str, report: bool, heatmap: bool, save_masks: bool, draw_points: bool,
+    resize_mask: bool, precision: str, batch_frames: int,
     compile_encoder: bool, stock_encoder: bool, start: int, max_frames: int | None,
     fps: str | None, quiet: bool, threads: int,
 ) -> None:  # fmt: skip
@@ -125,7 +125,8 @@ def track(
 
     specs = parse_prompts(mask_specs, point_specs, neg_point_specs, box_specs)
     outputs = OutputOptions(save_masks, overlay, masked_video, draw_points,
-                            mask_format=mask_format, report=report)  # fmt: skip
+                            mask_format=mask_format, report=report,
+                            heatmap=heatmap)  # fmt: skip
     if (target_paths and specs) or needs_prompt_path(specs, direction):
         if start or max_frames is not None:
             raise InputError(

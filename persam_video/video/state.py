@@ -54,6 +54,9 @@ class ObjectResult:
     #: (N, 2) float (x, y) point prompts and (N,) labels used on this frame (empty on frame 0).
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     point_labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    #: (H, W) float32 location confidence of the frame (cosine similarity of the target to
+    #: the features, upsampled), or None where the object was not searched for (annotated).
+    similarity: np.ndarray | None = None
     #: On the annotated frame with PerSAM-F: the learned weights and how the training went
     #: (``weights``, ``steps``, ``seconds``, ``steps_per_second``, losses); else None.
     finetune: dict[str, Any] | None = None

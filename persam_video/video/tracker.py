@@ -296,6 +296,7 @@ class VideoTracker:
                 updated=updated,
                 points=pred.points.cpu().numpy(),
                 point_labels=pred.labels.cpu().numpy(),
+                similarity=pred.similarity.float().cpu().numpy(),
             )
         ordered = [results[o.obj_id] for o in state.objects]
         return FrameResult(index, time, labels.cpu().numpy(), ordered, frame)

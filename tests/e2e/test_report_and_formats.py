@@ -196,3 +196,27 @@ def test_the_report_opens_in_headless_chromium_without_console_errors(tmp_path, 
             shutil.copy(tmp_path / "report.png", Path(artifacts) / "report.png")
     finally:
         driver.quit()
+
+
+def test_heatmap_shows_each_objects_similarity_side_by_side(tmp_path, clip, fake_model):
+    from persam_video.apps import visualize
+    from persam_video.io import open_source
+
+    video, mask = clip
+    out = tmp_path / "out"
+    result = track(str(video), "--mask", str(mask), "--out", str(out), "--heatmap")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["outputs"]["heatmap"] == "similarity.mp4"
+    with open_source(out / "similarity.mp4") as heat:
+        assert heat.size == (SIZE[0], SIZE[1] * len(doc["object_ids"]))
+        assert sum(1 for _ in heat) == N_FRAMES
+    # the colour scale: a map of -1 is the colour map's low end, +1 its high end
+    frame = np.zeros((*SIZE, 3), np.uint8)
+    labels = np.zeros(SIZE, np.uint8)
+    low = visualize.heatmap(frame, labels, [(1, np.full(SIZE, -1.0, np.float32))])
+    high = visualize.heatmap(frame, labels, [(1, np.full(SIZE, 1.0, np.float32))])
+    corner = (SIZE[0] - 1, SIZE[1] - 1)  # away from the legend
+    assert low[corner][2] > low[corner][0] and high[corner][0] > high[corner][2]  # blue, red
+    prompted = track(str(video), "--mask", f"{mask}@2", "--out", str(tmp_path / "p"), "--heatmap")
+    assert prompted.exit_code == 2 and "--heatmap works with" in prompted.output
