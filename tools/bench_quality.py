@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import shutil
 import sys
 import time
@@ -90,6 +91,9 @@ KEY_CHARS = 12  # of a SHA-256 in folder names
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "persam_video"
 SOURCE_SUFFIXES = (".py", ".yaml")
 SCORES_FILE = "scores.json"
+JSON_DECIMALS = 5  # of the floats in --json (the tables show 3)
+#: Per-object fields of a run, as the columns of its ``per_object`` table in --json.
+OBJECT_COLUMNS = ("sequence", "object_id", "j", "f", "j_recall", "j_decay")
 DATA_DONE = "clips.json"
 
 
@@ -354,6 +358,30 @@ def mean_over_models(
     return result
 
 
+def rounded(value: Any, decimals: int = JSON_DECIMALS) -> Any:
+    """``value`` with every float rounded (NaN becomes None), for a compact JSON report."""
+    if isinstance(value, float):
+        return None if np.isnan(value) else round(value, decimals)
+    if isinstance(value, dict):
+        return {key: rounded(item, decimals) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(item, decimals) for item in value]
+    return value
+
+
+def compact_json(report: dict[str, Any]) -> str:
+    """``report`` as indented JSON with every list of plain values on one line."""
+    text = json.dumps(rounded(report), indent=1)
+
+    def one_line(match: re.Match[str]) -> str:
+        try:
+            return json.dumps(json.loads(match.group(0)))
+        except json.JSONDecodeError:  # a bracket inside a string: leave it as it is
+            return match.group(0)
+
+    return re.sub(r"\[[^\[\]{}]*\]", one_line, text)
+
+
 def format_delta(stats: dict[str, Any]) -> str:
     """``+0.012 ± 0.004`` (empty without a baseline, for the baseline itself)."""
     if "delta" not in stats or np.isnan(stats.get("delta_se", np.nan)):
@@ -552,7 +580,10 @@ def main(argv: list[str] | None = None) -> int:
     labels = [m.label for m in models]
     print_tables(labels, args.variants, groups, per_model, mean)
     wall = time.perf_counter() - started
-    print(f"\nwall time {wall:.0f} s")
+    runs_s = sum(  # the static baseline ran once, for every model
+        s["seconds"] for runs in per_model.values() for v, s in runs.items() if v != STATIC
+    ) + next((runs[STATIC]["seconds"] for runs in per_model.values() if STATIC in runs), 0.0)
+    print(f"\nwall time {wall:.0f} s (the runs took {runs_s:.0f} s when they ran)")
     if args.json:
         report = {
             "settings": {
@@ -579,14 +610,17 @@ def main(argv: list[str] | None = None) -> int:
             "objects": objects,
             "results": {
                 model: {variant: {"groups": s["groups"], "seconds": s["seconds"],
-                                  "per_object": s["objects"]} for variant, s in runs.items()}
+                                  "per_object": {"columns": list(OBJECT_COLUMNS), "rows": [
+                                      [o[c] for c in OBJECT_COLUMNS] for o in s["objects"]]}}
+                        for variant, s in runs.items()}
                 for model, runs in per_model.items()
             },
             "mean_over_models": mean,
+            "runs_s": runs_s,
             "wall_s": wall,
         }  # fmt: skip
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1))
+        args.json.write_text(compact_json(report))
     return 0
 
 

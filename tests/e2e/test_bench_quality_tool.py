@@ -65,9 +65,10 @@ def test_models_by_variants_per_attribute_and_the_cache(tool, tmp_path, capsys, 
                 stats = entry["groups"][group]
                 assert stats["clips"] == 1
                 assert 0.0 <= stats["J&F-Mean"] <= 1.0
-            assert {o["sequence"] for o in entry["per_object"]} == {
-                c["name"] for c in report["clips"]
-            }
+            table = entry["per_object"]
+            rows = [dict(zip(table["columns"], row, strict=True)) for row in table["rows"]]
+            assert {row["sequence"] for row in rows} == {c["name"] for c in report["clips"]}
+            assert len(rows) == sum(c["objects"] for c in report["clips"])
         static = report["results"][label]["static"]["groups"]["all"]
         assert "delta" in static and "delta_se" in static  # paired with default over clips
         assert "delta" not in report["results"][label]["default"]["groups"]["all"]
@@ -97,7 +98,9 @@ def test_models_by_variants_per_attribute_and_the_cache(tool, tmp_path, capsys, 
 
     def record_run(model, get_sam, variant, *args, **kwargs):
         ran.append((model.label, variant))
-        return {"seconds": 0.0, "objects": report["results"][model.label][variant]["per_object"]}
+        table = report["results"][model.label][variant]["per_object"]
+        objects = [dict(zip(table["columns"], row, strict=True)) for row in table["rows"]]
+        return {"seconds": 0.0, "objects": objects}
 
     monkeypatch.setattr(tool, "run_variant", record_run)
     assert tool.main([*argv, "--set", "track.box_margin=0.2"]) == 0
