@@ -10,6 +10,10 @@ model is trained, and the video pipeline tested and benchmarked, on procedural d
 - :func:`make_clip` / :func:`iter_clip`: 30-80 frame clips of 1-4 moving, occluding objects, with
   frame sizes that are neither square nor multiples of 16; some objects leave and come back.
 
+- :mod:`persam_video.synthetic.families`: :func:`make_family_clip` / :func:`iter_family_clip`:
+  clips built around one DAVIS-style attribute (occlusion, out of view, distractors, appearance
+  change, scale change, fast motion, camera motion), tagged with it (``ClipInfo.attributes``).
+
 Labels: 0 is background *and* every distractor (also where a foreground distractor covers an
 object); 1..K are the objects, drawn in label order, so a higher label occludes a lower one.
 
@@ -27,6 +31,16 @@ from persam_video.synthetic.clips import (
     iter_clip,
     make_clip,
 )
+from persam_video.synthetic.families import (
+    ATTRIBUTES,
+    FAMILIES,
+    FamilyPlan,
+    family_clip_info,
+    iter_family_clip,
+    make_family_clip,
+    plan_family_clip,
+    render_family_plan,
+)
 from persam_video.synthetic.scenes import (
     TRAIN_RADIUS_RANGE,
     TRAIN_SIZE_HW,
@@ -36,6 +50,7 @@ from persam_video.synthetic.scenes import (
     make_training_sample,
 )
 from persam_video.synthetic.splits import (
+    BENCHMARK_FIRST_SEED,
     SPLIT_SEED_OFFSETS,
     SPLIT_SEED_RANGE,
     SPLITS,
@@ -47,7 +62,10 @@ from persam_video.synthetic.splits import (
 )
 
 __all__ = [
+    "ATTRIBUTES",
+    "BENCHMARK_FIRST_SEED",
     "CLIP_SIZES_HW",
+    "FAMILIES",
     "FIRST_FRAME_MIN_AREA_FRACTION",
     "SPLITS",
     "SPLIT_SEED_OFFSETS",
@@ -59,13 +77,19 @@ __all__ = [
     "VAL_SEED_OFFSET",
     "Clip",
     "ClipInfo",
+    "FamilyPlan",
     "Scene",
     "clip_info",
+    "family_clip_info",
     "iter_clip",
+    "iter_family_clip",
     "make_clip",
+    "make_family_clip",
     "make_scene",
     "make_training_pair",
     "make_training_sample",
+    "plan_family_clip",
+    "render_family_plan",
     "split_rng",
     "split_seed",
 ]

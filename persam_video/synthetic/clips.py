@@ -102,6 +102,10 @@ class ClipInfo:
       fps (Fraction): frame rate.
       object_ids (tuple[int, ...]): target labels ``1..K``.
       leaving_ids (tuple[int, ...]): targets that leave the frame and come back.
+      family (str): the clip family (:mod:`persam_video.synthetic.families`); ``""`` for the
+        mixed clips of :func:`make_clip`.
+      attributes (tuple[str, ...]): DAVIS-style attribute tags of a family clip
+        (``families.ATTRIBUTES``); ``()`` for the mixed clips, which are not tagged.
     """
 
     name: str
@@ -112,6 +116,8 @@ class ClipInfo:
     fps: Fraction
     object_ids: tuple[int, ...]
     leaving_ids: tuple[int, ...]
+    family: str = ""
+    attributes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -126,6 +132,8 @@ class Clip:
       fps (Fraction): frame rate.
       object_ids (tuple[int, ...]): object labels ``1..K``; all present in the first frame.
       leaving_ids (tuple[int, ...]): objects that leave the frame for a while and come back.
+      family (str): the clip family, ``""`` for :func:`make_clip`'s mixed clips.
+      attributes (tuple[str, ...]): attribute tags (see :class:`ClipInfo`).
     """
 
     name: str
@@ -134,6 +142,8 @@ class Clip:
     fps: Fraction
     object_ids: tuple[int, ...]
     leaving_ids: tuple[int, ...] = ()
+    family: str = ""
+    attributes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -145,7 +155,7 @@ class Clip:
 
 
 @dataclass(frozen=True)
-class _Lighting:
+class ClipLighting:
     """Smooth global lighting over a clip: gain (3,) and bias as functions of the frame index."""
 
     gain: np.ndarray
@@ -155,6 +165,7 @@ class _Lighting:
     blur: bool
 
     def at(self, t: int) -> tuple[np.ndarray, float]:
+        """Per-channel gain (3,) float32 and additive bias at frame ``t``."""
         amplitude, period, phase = self.gain_wave
         gain = self.gain * (1.0 + amplitude * np.sin(2 * np.pi * t / period + phase))
         amplitude, period, phase = self.bias_wave
@@ -169,18 +180,20 @@ class _ClipPlan:
     background: np.ndarray
     actors: tuple[Actor, ...]
     motions: tuple[Motion, ...]
-    lighting: _Lighting
+    lighting: ClipLighting
     motion_seed: np.random.SeedSequence
     noise_seed: np.random.SeedSequence
 
 
-def _random_lighting(rng: np.random.Generator, n_frames: int) -> _Lighting:
+def random_clip_lighting(rng: np.random.Generator, n_frames: int) -> ClipLighting:
+    """Random smooth lighting over ``n_frames`` frames, with noise level and blur."""
+
     def wave(max_amplitude: float) -> tuple[float, float, float]:
         period = rng.uniform(*LIGHT_PERIOD_RANGE) * n_frames
         return rng.uniform(0.0, max_amplitude), period, rng.uniform(0.0, 2 * np.pi)
 
     gain = rng.uniform(*BASE_GAIN_RANGE) * (1.0 + rng.uniform(-TINT_RANGE, TINT_RANGE, 3))
-    return _Lighting(
+    return ClipLighting(
         gain=gain,
         gain_wave=wave(GAIN_AMPLITUDE_MAX),
         bias_wave=wave(BIAS_AMPLITUDE_MAX),
@@ -330,7 +343,7 @@ def _plan_clip(
         background=background,
         actors=tuple(actors),
         motions=tuple(motions),
-        lighting=_random_lighting(rng, n_frames),
+        lighting=random_clip_lighting(rng, n_frames),
         motion_seed=motion_seed,
         noise_seed=noise_seed,
     )

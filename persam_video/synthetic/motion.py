@@ -252,3 +252,65 @@ def random_static(rng: np.random.Generator, size_hw: tuple[int, int], n_frames: 
     height, width = size_hw
     point = (rng.uniform(*START_RANGE) * width, rng.uniform(*START_RANGE) * height)
     return Sweep(point, point, n_frames, rng.uniform(0.0, 360.0))
+
+
+@dataclass
+class Ramp:
+    """Linear motion from ``start`` to ``end`` over the clip with a geometric scale ramp from
+    ``scale_start`` to ``scale_end`` and a constant spin (objects that approach or recede, and
+    objects on straight paths that cross each other)."""
+
+    start: tuple[float, float]
+    end: tuple[float, float]
+    n_frames: int
+    scale_start: float = 1.0
+    scale_end: float = 1.0
+    angle: float = 0.0
+    omega: float = 0.0
+    t: int = 0
+
+    def pose(self) -> Pose:
+        fraction = self.t / max(self.n_frames - 1, 1)
+        x = self.start[0] + fraction * (self.end[0] - self.start[0])
+        y = self.start[1] + fraction * (self.end[1] - self.start[1])
+        scale = self.scale_start * (self.scale_end / self.scale_start) ** fraction
+        return Pose(x, y, float(scale), self.angle + self.omega * self.t)
+
+    def step(self, t: int, rng: np.random.Generator) -> None:
+        self.t = t
+
+
+@dataclass
+class Orbit:
+    """Motion along an ellipse at a constant angular step (fast motion).
+
+    The centre is ``(cx, cy)``, the semi-axes ``(a, b)`` pixels, the ellipse is rotated by
+    ``tilt`` radians and the object advances ``phase_step`` radians per frame. Between two frames
+    the object moves at least ``2 * min(a, b) * sin(|phase_step| / 2)`` pixels (a chord of the
+    ellipse is at least that long), see :meth:`min_step`.
+    """
+
+    cx: float
+    cy: float
+    a: float
+    b: float
+    tilt: float
+    phase: float
+    phase_step: float
+    angle: float = 0.0
+    omega: float = 0.0
+    t: int = 0
+
+    def pose(self) -> Pose:
+        phi = self.phase + self.phase_step * self.t
+        u, v = self.a * np.cos(phi), self.b * np.sin(phi)
+        cos, sin = np.cos(self.tilt), np.sin(self.tilt)
+        x, y = self.cx + u * cos - v * sin, self.cy + u * sin + v * cos
+        return Pose(float(x), float(y), 1.0, self.angle + self.omega * self.t)
+
+    def step(self, t: int, rng: np.random.Generator) -> None:
+        self.t = t
+
+    def min_step(self) -> float:
+        """The least distance in pixels the centre moves from one frame to the next."""
+        return float(2.0 * min(self.a, self.b) * np.sin(abs(self.phase_step) / 2.0))

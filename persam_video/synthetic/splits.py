@@ -8,6 +8,12 @@ contiguous, non-overlapping range of global seeds::
 so ``("train", s)`` and ``("test", s)`` never share a global seed, whatever ``s`` is. Training code
 must draw its random generator from :func:`split_rng` with ``split="train"``; evaluation and demo
 code use ``"val"`` or ``"test"`` (the default of :func:`persam_video.synthetic.make_clip`).
+
+Which test seeds are for what: the demo command and the tests use small ``"test"`` seeds (from 0);
+benchmarks (``tools/bench_quality.py``) use ``"test"`` seeds from :data:`BENCHMARK_FIRST_SEED`
+up, for :func:`~persam_video.synthetic.make_clip`'s mixed clips as for the clip families
+(:mod:`persam_video.synthetic.families`, which draw from streams of their own). No ``"test"``
+seed is ever used in training, whatever its value.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ import numpy as np
 
 SPLIT_SEED_RANGE = 1 << 40
 """Number of seeds in each split; a per-split seed must lie in ``[0, SPLIT_SEED_RANGE)``."""
+
+BENCHMARK_FIRST_SEED = 1000
+"""First ``"test"`` seed of benchmark sets (smaller test seeds are the demo's and the tests')."""
 
 TRAIN_SEED_OFFSET = 0
 VAL_SEED_OFFSET = SPLIT_SEED_RANGE

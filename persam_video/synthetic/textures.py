@@ -200,7 +200,11 @@ def _plain_background(rng: np.random.Generator, size_hw: tuple[int, int], kind: 
     return mix_colors(pattern(kind, rng, size_hw, scale), _muted_color_pair(rng))
 
 
-def make_background(rng: np.random.Generator, size_hw: tuple[int, int]) -> np.ndarray:
+def make_background(
+    rng: np.random.Generator,
+    size_hw: tuple[int, int],
+    kinds: tuple[str, ...] = BACKGROUND_KINDS,
+) -> np.ndarray:
     """A textured background: value noise, stripes, checker, dots, a gradient or a mixture of two.
 
     Every background gets a fine grain so that no region is perfectly flat.
@@ -208,11 +212,16 @@ def make_background(rng: np.random.Generator, size_hw: tuple[int, int]) -> np.nd
     Arguments:
       rng (np.random.Generator): random source.
       size_hw (tuple[int, int]): output size (H, W).
+      kinds (tuple[str, ...]): the kinds to draw from (default: all of ``BACKGROUND_KINDS``, with
+        the same draws as before this argument existed).
 
     Returns:
       (np.ndarray): (H, W, 3) float32 RGB in 0..255.
     """
-    kind = BACKGROUND_KINDS[rng.integers(len(BACKGROUND_KINDS))]
+    unknown = set(kinds) - set(BACKGROUND_KINDS)
+    if not kinds or unknown:
+        raise ValueError(f"background kinds must be among {BACKGROUND_KINDS}, got {kinds}")
+    kind = kinds[rng.integers(len(kinds))]
     if kind == "mixture":
         first, second = rng.choice(len(PATTERN_KINDS), size=2, replace=False)
         image = _plain_background(rng, size_hw, PATTERN_KINDS[first])
