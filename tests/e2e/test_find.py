@@ -285,3 +285,19 @@ def test_kill_and_resume_gives_the_same_reports(tmp_path, archive, first_run):
                 reference / span["thumbnail"]
             ).read_bytes()
     assert not [p for p in out.rglob(".*")]
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_find_matches_local_mode(tmp_path, archive, first_run):
+    pytest.importorskip("ray")
+    _, folder, target, _ = archive
+    reference, _ = first_run
+    out = tmp_path / "ray"
+    result = find(str(folder), "--target", str(target), "--out", str(out), "--ray", "local",
+                  "--workers", "2")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "5 done, 0 already done, 1 failed" in result.output
+    assert json.loads((out / "found.json").read_text()) == json.loads(
+        (reference / "found.json").read_text()
+    )
