@@ -435,6 +435,26 @@ def _coerce(key: str, kind: Any, value: Any) -> Any:
     raise ConfigError(f"{key}: unsupported field type {kind!r}")  # pragma: no cover
 
 
+@dataclass(frozen=True)
+class SpanRules:
+    """When the frames where a target is present make a *span* (``find``; hysteresis), apart
+    from :class:`PerSAMConfig`, which decides each frame."""
+
+    #: Runs of at most this many absent frames inside a span are bridged: one bad frame (or
+    #: two) does not split a span.
+    max_gap: int = 2
+    #: A span needs at least this many present frames: a shorter blip is not a span.
+    min_frames: int = 3
+
+    def __post_init__(self) -> None:
+        _check_range("max_gap", self.max_gap, 0, None)
+        _check_range("min_frames", self.min_frames, 1, None)
+
+    def to_dict(self) -> dict[str, int]:
+        """The rules as JSON-ready values."""
+        return dataclasses.asdict(self)
+
+
 def _check_range(
     key: str, value: float, low: float | None, high: float | None, *, low_open: bool = False
 ) -> None:
@@ -455,6 +475,7 @@ __all__ = [
     "PerSAMConfig",
     "PresenceConfig",
     "PriorConfig",
+    "SpanRules",
     "TrackConfig",
     "load_config",
     "save_config",

@@ -20,7 +20,7 @@ import platform
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
@@ -413,6 +413,7 @@ def track_to_folder(
     metadata: dict[str, Any] | None = None,
     start: int = 0,
     max_frames: int | None = None,
+    on_frame: Callable[[FrameResult], None] | None = None,
 ) -> TrackSummary:
     """Track the objects of ``first_mask`` through ``source`` and write the outputs to ``out_dir``.
 
@@ -434,6 +435,9 @@ def track_to_folder(
             The outputs start there: frame ``start`` becomes output frame 0 at time 0 (audio is
             not copied then, it would be out of step).
         max_frames: track at most this many frames.
+        on_frame: called with each frame's result as it is tracked, in the calling thread (to
+            gather something of one's own, e.g. the spans of ``find``); an exception it raises
+            ends the run as any other failure does.
 
     Returns:
         A :class:`TrackSummary`; ``status`` is ``partial`` when decoding failed in the middle
@@ -451,7 +455,7 @@ def track_to_folder(
             remove_stale_temporaries(out)
             return _track_locked(
                 tracker, source, first_mask, out, targets, options, resize_mask, fps,
-                progress, metadata or {}, start, max_frames,
+                progress, metadata or {}, start, max_frames, on_frame,
             )  # fmt: skip
     finally:
         if created and not any(out.iterdir()):
@@ -471,6 +475,7 @@ def _track_locked(
     metadata: dict[str, Any],
     start: int,
     max_frames: int | None,
+    on_frame: Callable[[FrameResult], None] | None = None,
 ) -> TrackSummary:
     """:func:`track_to_folder` once the output folder is locked."""
     began = time.perf_counter()
@@ -503,6 +508,8 @@ def _track_locked(
                 for result in results:
                     sink.put(result)
                     records.append(frame_record(result))
+                    if on_frame is not None:
+                        on_frame(result)
                     finetune.update({o.obj_id: o.finetune for o in result.objects if o.finetune})
                     bar.update(1)
         except VideoDecodeError as exc:

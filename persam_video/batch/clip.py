@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from persam_video.atomic import atomic_folder, write_text
 from persam_video.config import PerSAMConfig
@@ -20,6 +20,8 @@ DONE_RECORD = "done.json"
 #: The batch's record of failed clips, and of its settings, in the output folder.
 FAILURES = "failures.jsonl"
 RUN_RECORD = "batch.json"
+#: The reports of ``find`` in its output folder.
+FOUND_JSON, FOUND_CSV, FOUND_HTML = "found.json", "found.csv", "found.html"
 
 
 class ClipStatus(str, Enum):
@@ -58,9 +60,70 @@ class ClipOutcome:
     reason: str | None = None
 
 
+class ClipTask(Protocol):
+    """What a batch does with each clip (picklable: it travels to Ray workers with the
+    settings). :class:`TrackTask` tracks it (``batch``); ``find`` searches it for targets."""
+
+    def record(self) -> dict[str, Any]:
+        """What the task's results depend on, beyond the model and config (kept in
+        ``batch.json``: a rerun with another record is refused)."""
+        ...
+
+    def run(
+        self, runner: ClipRunner, job: ClipJob, config: PerSAMConfig, work: Path
+    ) -> tuple[int, dict[str, Any]]:
+        """Process ``job`` into the empty folder ``work``; return the frames processed and what
+        to add to its done record. Raise for a clip that fails (``KeyboardInterrupt`` stops the
+        batch)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TrackTask:
+    """Track each clip from its first-frame mask or saved target (what ``batch`` does)."""
+
+    def record(self) -> dict[str, Any]:
+        """Nothing beyond the settings' own fields (``batch.json`` keeps its older form)."""
+        return {}
+
+    def run(
+        self, runner: ClipRunner, job: ClipJob, config: PerSAMConfig, work: Path
+    ) -> tuple[int, dict[str, Any]]:
+        """Track ``job`` into ``work`` with the settings' outputs."""
+        from persam_video.apps.target_file import check_compatible, load_target, to_device
+        from persam_video.apps.track import OutputOptions, track_to_folder
+        from persam_video.video import VideoTracker
+
+        settings = runner.settings
+        targets = None
+        if job.target is not None:
+            loaded = load_target(job.target)
+            check_compatible(loaded, runner.metadata, job.target)
+            targets = [to_device(loaded.target, runner.sam.device)]
+        summary = track_to_folder(
+            VideoTracker(runner.sam, config), job.input, job.mask, work, targets=targets,
+            options=OutputOptions(**settings.outputs), progress=False,
+            resize_mask=settings.resize_mask, metadata=runner.metadata,
+        )  # fmt: skip
+        check_complete(summary)
+        return summary.frames, {"outputs": summary.outputs}
+
+
+def check_complete(summary: Any) -> None:
+    """Raise unless a :class:`~persam_video.apps.track.TrackSummary` is complete: Ctrl-C
+    stops the batch (``KeyboardInterrupt``), anything else fails the clip."""
+    from persam_video.apps.track import RunStatus
+
+    if summary.status == RunStatus.INTERRUPTED:  # Ctrl-C stops the batch, not a clip
+        raise KeyboardInterrupt
+    if summary.status != RunStatus.COMPLETE:
+        raise ValueError(summary.error or f"tracking {summary.status}")
+
+
 @dataclass
 class BatchSettings:
-    """What every clip shares: model, config and outputs (picklable, sent to Ray workers)."""
+    """What every clip shares: model, config, outputs and the task (picklable, sent to Ray
+    workers)."""
 
     model: str
     checkpoint: str | None
@@ -69,6 +132,8 @@ class BatchSettings:
     outputs: dict[str, Any] = field(default_factory=dict)
     #: Resize first-frame masks of another size than their clip (nearest neighbour).
     resize_mask: bool = False
+    #: What is done with each clip.
+    task: ClipTask = field(default_factory=TrackTask)
 
 
 class ClipRunner:
@@ -83,36 +148,18 @@ class ClipRunner:
 
     def run(self, job: ClipJob, out_root: str) -> ClipOutcome:
         """Process one clip into ``out_root/<name>``; never raises for a bad clip."""
-        from persam_video.apps.target_file import check_compatible, load_target, to_device
-        from persam_video.apps.track import OutputOptions, RunStatus, track_to_folder
-        from persam_video.video import VideoTracker
-
         start = time.perf_counter()
         try:
             config = PerSAMConfig.from_dict(self.settings.config).with_overrides(
                 list(job.overrides)
             )
-            targets = None
-            if job.target is not None:
-                loaded = load_target(job.target)
-                check_compatible(loaded, self.metadata, job.target)
-                targets = [to_device(loaded.target, self.sam.device)]
             with atomic_folder(Path(out_root) / job.name) as work:
-                summary = track_to_folder(
-                    VideoTracker(self.sam, config), job.input, job.mask, work, targets=targets,
-                    options=OutputOptions(**self.settings.outputs), progress=False,
-                    resize_mask=self.settings.resize_mask,
-                    metadata=self.metadata,
-                )  # fmt: skip
-                if summary.status == RunStatus.INTERRUPTED:  # Ctrl-C stops the batch, not a clip
-                    raise KeyboardInterrupt
-                if summary.status != RunStatus.COMPLETE:
-                    raise ValueError(summary.error or f"tracking {summary.status}")
-                record = {"name": job.name, "input": job.input, "frames": summary.frames,
-                          "outputs": summary.outputs, "clip": job_record(job)}  # fmt: skip
+                frames, extra = self.settings.task.run(self, job, config, work)
+                record = {"name": job.name, "input": job.input, "frames": frames, **extra,
+                          "clip": job_record(job)}  # fmt: skip
                 write_text(work / DONE_RECORD, json.dumps(record, indent=1))
             elapsed = time.perf_counter() - start
-            return ClipOutcome(job.name, ClipStatus.DONE, summary.frames, elapsed)
+            return ClipOutcome(job.name, ClipStatus.DONE, frames, elapsed)
         except Exception as exc:  # one bad clip must not stop the others
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             elapsed = time.perf_counter() - start
@@ -142,4 +189,4 @@ def settings_record(settings: BatchSettings) -> dict[str, Any]:
     """What every clip of a batch shares and its results depend on (not the device)."""
     return {"model": settings.model, "checkpoint": settings.checkpoint,
             "config": settings.config, "outputs": settings.outputs,
-            "resize_mask": settings.resize_mask}  # fmt: skip
+            "resize_mask": settings.resize_mask, **settings.task.record()}  # fmt: skip

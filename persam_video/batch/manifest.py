@@ -1,7 +1,8 @@
 """Batch manifests: a CSV file with a header, or JSON lines, one clip per row.
 
 - ``input`` (required): video file or folder of frames;
-- ``mask`` or ``target`` (exactly one): first-frame mask, or a ``.target`` file;
+- ``mask`` or ``target`` (exactly one): first-frame mask, or a ``.target`` file (neither in a
+  manifest of clips to search, whose targets are given once for every clip);
 - ``name`` (optional): output folder name (default: the input's name without extension);
 - ``overrides`` (optional): config overrides, ``key=value`` separated by ``;`` in CSV, a list of
   strings or a mapping in JSON lines.
@@ -21,14 +22,23 @@ from typing import Any
 
 from persam_video.apps.track import check_mask_or_targets, load_first_mask
 from persam_video.atomic import check_component, check_not_overwriting
-from persam_video.batch.clip import FAILURES, RUN_RECORD, ClipJob
+from persam_video.batch.clip import (
+    FAILURES,
+    FOUND_CSV,
+    FOUND_HTML,
+    FOUND_JSON,
+    RUN_RECORD,
+    ClipJob,
+)
 from persam_video.config import ConfigError, PerSAMConfig
 from persam_video.io import open_source, read_mask
 
 MANIFEST_FIELDS = ("input", "mask", "target", "name", "overrides")
+#: The columns of a manifest of clips to search (``find``): no per-clip annotation.
+SEARCH_MANIFEST_FIELDS = ("input", "name", "overrides")
 CSV_OVERRIDE_SEPARATOR = ";"
-#: Names of the batch's own files in the output folder, which no clip may take.
-RESERVED_NAMES = (FAILURES, RUN_RECORD)
+#: Names of the batch's (and find's) own files in the output folder, which no clip may take.
+RESERVED_NAMES = (FAILURES, RUN_RECORD, FOUND_JSON, FOUND_CSV, FOUND_HTML)
 
 
 class ManifestError(ValueError):
@@ -41,8 +51,12 @@ def read_manifest(
     *,
     resize_mask: bool = False,
     out_dir: str | os.PathLike[str] | None = None,
+    annotations: bool = True,
 ) -> list[ClipJob]:
     """Parse and check a manifest; raise :class:`ManifestError` listing every problem.
+
+    Without ``annotations`` (``find``: the targets are given once for every clip), rows have
+    no ``mask`` or ``target`` column.
 
     Masks are read and checked against their clip's frame size here (unless ``resize_mask``,
     the size is not checked), so a bad mask is found before any clip runs. Output names must be
@@ -57,7 +71,8 @@ def read_manifest(
     names: dict[str, int] = {}
     for line, row in rows:
         where = f"{path.name}:{line}"
-        unknown = sorted(set(row) - set(MANIFEST_FIELDS))
+        fields = MANIFEST_FIELDS if annotations else SEARCH_MANIFEST_FIELDS
+        unknown = sorted(set(row) - set(fields))
         if unknown:
             problems.append(f"{where}: unknown column(s) {', '.join(unknown)}")
         source = str(row.get("input") or "").strip()
@@ -68,8 +83,11 @@ def read_manifest(
         if not resolved.exists():
             problems.append(f"{where}: input {resolved} does not exist")
         mask, target = (str(row.get(k) or "").strip() or None for k in ("mask", "target"))
+        if not annotations:  # their columns are reported as unknown above
+            mask = target = None
         try:
-            check_mask_or_targets(mask is not None, target is not None)
+            if annotations:
+                check_mask_or_targets(mask is not None, target is not None)
         except ValueError:
             problems.append(f"{where}: give exactly one of mask and target")
         for kind, value in (("mask", mask), ("target", target)):

@@ -46,11 +46,14 @@ def run_batch(
     workers: int = 1,
     gpus_per_worker: float = 0.0,
     on_outcome: Callable[[ClipOutcome], None] | None = None,
+    on_finish: Callable[[Path, list[ClipOutcome]], None] | None = None,
 ) -> list[ClipOutcome]:
     """Process every job not done yet; return one outcome per job (in manifest order).
 
     ``ray_address`` None runs locally in this process; ``"local"`` starts a local Ray cluster;
-    anything else (``"auto"``, ``"ray://host:10001"``) connects to a running one.
+    anything else (``"auto"``, ``"ray://host:10001"``) connects to a running one. ``on_finish``
+    is called with the output folder and the outcomes once every clip is done or failed,
+    while the folder is still locked (``find`` writes its reports there); not after Ctrl-C.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,4 +93,7 @@ def run_batch(
                     record(runner.run(job, str(out)))
             else:
                 run_on_ray(todo, str(out), settings, ray_address, workers, gpus_per_worker, record)
-        return [outcomes[job.name] for job in jobs]
+        ordered = [outcomes[job.name] for job in jobs]
+        if on_finish is not None:
+            on_finish(out, ordered)
+        return ordered

@@ -1,6 +1,6 @@
 """The ``persam-video`` command line: a thin layer over the Python API.
 
-One module per command group (``track``, ``targets``: personalize/segment, ``batch``,
+One module per command group (``track``, ``targets``: personalize/segment, ``batch``, ``find``,
 ``davis``: davis/eval, ``weights``, ``demo``, ``frame``, ``config``); the options they share
 are declared once in :mod:`~persam_video.cli.common`. Errors in what the user gave are one line
 on stderr and exit code 2; no traceback.
@@ -20,6 +20,7 @@ from persam_video.cli.common import EXIT_INTERRUPTED
 from persam_video.cli.config import config_group
 from persam_video.cli.davis import davis, eval_command
 from persam_video.cli.demo import demo
+from persam_video.cli.find import find
 from persam_video.cli.frame import frame
 from persam_video.cli.targets import personalize, segment
 from persam_video.cli.track import track
@@ -37,7 +38,7 @@ def cli() -> None:
     """
 
 
-for _command in (weights, track, demo, personalize, segment, batch, davis, eval_command,
+for _command in (weights, track, demo, personalize, segment, batch, find, davis, eval_command,
                  frame, config_group):  # fmt: skip
     cli.add_command(_command)
 

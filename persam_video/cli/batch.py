@@ -26,30 +26,7 @@ from persam_video.cli.common import (
 @click.command()
 @click.argument("manifest", type=click.Path(dir_okay=False, path_type=str))
 @out_option("Output folder: one sub-folder per clip, failures.jsonl.", file_okay=False)
-@click.option(
-    "--ray",
-    "ray_address",
-    is_flag=False,
-    flag_value="local",
-    default=None,
-    metavar="[ADDRESS]",
-    help="Run on Ray: --ray alone (or --ray local) starts a local cluster; "
-    "--ray auto or ray://host:10001 connects to a running one.",
-)
-@click.option(
-    "--workers",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Ray actors (each loads the model once).",
-)
-@click.option(
-    "--gpus-per-worker",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(min=0.0),
-    help="GPUs reserved per Ray actor.",
-)
+@common.ray_options
 @common.resize_mask_option("masks")
 @model_options(from_targets=False)
 @config_options

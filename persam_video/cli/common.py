@@ -184,6 +184,20 @@ def speed_options(func: F) -> F:
     ])  # fmt: skip
 
 
+def ray_options(func: F) -> F:
+    """--ray [ADDRESS], --workers, --gpus-per-worker (commands run by the batch engine)."""
+    return _apply(func, [
+        click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+                     metavar="[ADDRESS]",
+                     help="Run on Ray: --ray alone (or --ray local) starts a local cluster; "
+                          "--ray auto or ray://host:10001 connects to a running one."),
+        click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+                     help="Ray actors (each loads the model once)."),
+        click.option("--gpus-per-worker", default=0.0, show_default=True,
+                     type=click.FloatRange(min=0.0), help="GPUs reserved per Ray actor."),
+    ])  # fmt: skip
+
+
 def output_options(func: F) -> F:
     """--overlay/--no-overlay, --masked-video, --format, --report/--no-report and --heatmap
     (what a tracked clip writes)."""

@@ -19,6 +19,7 @@ from persam_video.io.reader import (
     list_images,
     natural_key,
     open_source,
+    parse_fps,
     read_image,
 )
 from persam_video.io.writer import AlphaVideoWriter, VideoWriter
@@ -43,6 +44,7 @@ __all__ = [
     "natural_key",
     "object_ids",
     "open_source",
+    "parse_fps",
     "probe",
     "read_image",
     "read_mask",

@@ -384,7 +384,9 @@ def _open_iterable(frames: Iterable[object], fps: Fraction | None, prefetch: int
     )
 
 
-def _as_fps(fps: Fraction | int | float | str | None) -> Fraction | None:
+def parse_fps(fps: Fraction | int | float | str | None) -> Fraction | None:
+    """A frame rate given as a number, a ``Fraction`` or a string (``"30000/1001"``), checked
+    to lie in the range the writers can time; None stays None. Raises ``VideoReadError``."""
     if fps is None:
         return None
     try:
@@ -427,7 +429,7 @@ def open_source(
     """
     if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
         raise VideoReadError(f"prefetch={prefetch!r}; expected an integer >= 0")
-    rate = _as_fps(fps)
+    rate = parse_fps(fps)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
