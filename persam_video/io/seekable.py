@@ -43,11 +43,11 @@ from persam_video.io.frame import Frame
 from persam_video.io.orientation import display_turns
 from persam_video.io.probe import check_video_container, info_from_container, open_container
 from persam_video.io.reader import (
-    _as_fps,
     _check_rgb,
     image_size_hw,
     list_images,
     open_source,
+    parse_fps,
     read_image,
 )
 
@@ -302,7 +302,7 @@ def open_seekable(
     Raises:
         VideoReadError: missing path, not a video, empty folder or sequence.
     """
-    rate = _as_fps(fps)
+    rate = parse_fps(fps)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():

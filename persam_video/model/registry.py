@@ -145,7 +145,9 @@ def _load_failure(exc: BaseException) -> str:
     sentence = text.split(". ")[0].rstrip(".") or type(exc).__name__
     if len(sentence) > MAX_REASON_CHARS:
         sentence = sentence[:MAX_REASON_CHARS].rsplit(" ", 1)[0] + " ..."
-    return sentence
+    # torch's own words for damaged files are often bare ("pop from empty list", a number)
+    return f"torch.load with weights_only=True failed with {sentence!r}: it is not a file of " \
+        "plain tensors"  # fmt: skip
 
 
 def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
