@@ -270,7 +270,8 @@ def find_in_clip(
     try:
         summary = track_to_folder(
             tracker, source, None, out, targets=list(targets.values()),
-            options=OutputOptions(save_masks=save_masks, overlay=False), progress=progress,
+            options=OutputOptions(save_masks=save_masks, overlay=False, report=False),
+            progress=progress,
             fps=(fps or DEFAULT_FPS) if is_folder else None, metadata=metadata,
             on_frame=collector.observe,
         )  # fmt: skip
