@@ -10,7 +10,8 @@ family / attribute            what happens (DAVIS's own code, where one matches)
 ============================  ===================================================================
 ``occlusion``                 two targets on straight paths cross (the higher label passes in
                               front) and both pass behind an upright pole (OCC)
-``out-of-view``               a target leaves the frame wholly for 3-5 frames and comes back (OV)
+``out-of-view``               a target leaves the frame wholly for at least 3 frames and comes
+                              back (OV)
 ``distractors``               unannotated copies of a target, the very same sprite, walk among
                               the targets (labelled background)
 ``appearance-change``         the targets' colours drift in hue, their texture turns into

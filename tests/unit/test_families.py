@@ -30,7 +30,7 @@ from persam_video.synthetic.motion import MAX_SPEED
 
 SEEDS = range(BENCHMARK_FIRST_SEED, BENCHMARK_FIRST_SEED + 4)
 OCCLUDED_RATIO = 0.5  # an occluded target shows at most half of itself on some frame
-MIN_HIDDEN_RUN = 2  # frames wholly out of view in a row
+MIN_HIDDEN_RUN = 3  # frames wholly out of view in a row (HIDDEN_FRAMES_RANGE[0])
 LOOK_ALIKE_COLOR_TOLERANCE = 25.0  # mean RGB distance between a target and its copy
 APPEARANCE_MIN_EXTRA_CHANGE = 20.0  # mean RGB change beyond what the clip shows without drift
 FAST_STEP_SLACK = 0.8  # centroid steps vs the centre's (rotation and rasterization move it)
