@@ -385,6 +385,8 @@ def _write_result(masks_tmp: Path, result: SessionResult, records: dict[int, dic
         record["objects"][obj_id] = entry
     record["_finetune"] += [{"id": o.obj_id, "finetune": o.finetune} for o in result.objects
                             if o.finetune]  # fmt: skip
+    points = record.setdefault("_points", {})  # drawn by the rendering pass with --points
+    points.update({o.obj_id: (o.points, o.point_labels) for o in result.objects if o.present})
     if len(record["directions"]) > 1:  # areas and boxes after the merge
         for obj_id, entry in record["objects"].items():
             entry["area"], entry["bbox"] = _area_and_box(labels == int(obj_id))
@@ -436,7 +438,10 @@ def _render(
                 )  # fmt: skip
                 record["time"] = frame.time
                 if sink is not None:
-                    objects = [_object_result(i, record["objects"].get(str(i))) for i in ids]
+                    points = record.get("_points", {})
+                    objects = [
+                        _object_result(i, record["objects"].get(str(i)), points.get(i)) for i in ids
+                    ]
                     sink.put(FrameResult(frame.index, frame.time, labels, objects, frame.rgb))
         except VideoDecodeError as exc:
             status, error = RunStatus.PARTIAL, error or str(exc)
@@ -450,9 +455,13 @@ def _render(
     return status, error, sink, outputs, frames
 
 
-def _object_result(obj_id: int, entry: dict[str, Any] | None) -> ObjectResult:
+def _object_result(
+    obj_id: int,
+    entry: dict[str, Any] | None,
+    points: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ObjectResult:
     """An object's result on a frame from its record (absent where no pass tracked it), for
-    the rendering pass (legend, report, scores of the mask formats)."""
+    the rendering pass (legend, report, scores of the mask formats, prompt points)."""
     if entry is None:
         return ObjectResult(obj_id, present=False, score=0.0, area=0, bbox=None,
                             peak_similarity=float("nan"))  # fmt: skip
@@ -462,6 +471,7 @@ def _object_result(obj_id: int, entry: dict[str, Any] | None) -> ObjectResult:
         obj_id, present=entry["present"], score=float(entry["score"]), area=entry["area"],
         bbox=bbox, peak_similarity=float("nan") if peak is None else float(peak),
         annotated=entry["annotated"],
+        **({"points": points[0], "point_labels": points[1]} if points is not None else {}),
     )  # fmt: skip
 
 

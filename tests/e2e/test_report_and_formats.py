@@ -220,3 +220,20 @@ def test_heatmap_shows_each_objects_similarity_side_by_side(tmp_path, clip, fake
     assert low[corner][2] > low[corner][0] and high[corner][0] > high[corner][2]  # blue, red
     prompted = track(str(video), "--mask", f"{mask}@2", "--out", str(tmp_path / "p"), "--heatmap")
     assert prompted.exit_code == 2 and "--heatmap works with" in prompted.output
+
+
+def test_points_are_drawn_on_the_overlay_of_a_prompted_run(tmp_path, clip):
+    from persam_video.io import open_source
+
+    video, mask = clip
+    overlays = []
+    for extra in ([], ["--points"]):
+        out = tmp_path / f"run{len(extra)}"
+        result = track(str(video), "--mask", f"{mask}@2", "--out", str(out), "--model", "demo",
+                       *extra)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        with open_source(out / "overlay.mp4") as frames:
+            overlays.append([f.rgb.astype(int) for f in frames])
+    plain, drawn = overlays
+    changed = [i for i, (a, b) in enumerate(zip(plain, drawn, strict=True)) if np.abs(a - b).max()]
+    assert len(changed) >= len(plain) // 2  # the tracked frames show their prompt points
