@@ -57,5 +57,6 @@ def demo(out_dir: str, seed: int, config_name: str, quiet: bool, threads: int) -
         f"copying the first mask would give J&F {static['J&F-Mean']:.3f}\n"
         f"  input:   {result.video} and {result.first_mask}\n"
         f"  outputs: {out / 'overlay.mp4'}, {out / 'masked.mp4'}, {out / 'masks'}/\n"
+        f"  report:  {out / 'report.html'} (open it in a browser)\n"
         f"  scores:  {out / 'metrics.json'}; per-frame results: {out / 'results.json'}"
     )
