@@ -261,6 +261,9 @@ class AppSession:
         source = Path(path)
         if not source.is_file():
             raise AppError("the upload did not arrive; try again")
+        if self._busy.locked():
+            source.unlink(missing_ok=True)
+            self._check_idle()
         limit = self.models.settings.max_upload_mb
         size = source.stat().st_size
         if size > self.models.settings.max_upload_bytes:
@@ -284,6 +287,7 @@ class AppSession:
 
     def open_path(self, text: str) -> VideoInfo:
         """Open a video file or a folder of frames named by a path on this machine."""
+        self._check_idle()
         cleaned = (text or "").strip()
         if not cleaned:
             raise AppError("type the path of a video file or of a folder of frames")
