@@ -63,6 +63,9 @@ CLICK_MODES: tuple[str, ...] = (POSITIVE, NEGATIVE, BOX)
 MASKED_CHOICES: tuple[str, ...] = ("none", "cutout", "blur", "alpha")
 #: How long a new run waits for a cancelled one to stop, in seconds.
 CANCEL_WAIT_S = 30.0
+#: The frame view is scaled up by a whole factor (each pixel a square block) until its longer
+#: side has at least this many pixels, so that small frames are easy to click.
+VIEW_MIN_LONG_SIDE_PX = 480
 #: The first corner of a box being drawn, and a box, on the frame view.
 CORNER_RGB = (255, 255, 0)
 #: Sub-folders of a session's folder.
@@ -363,6 +366,23 @@ class AppSession:
             raise AppError(_one_line(exc)) from None
 
     # ------------------------------------------------------------------ the frame view
+    @property
+    def view_scale(self) -> int:
+        """The whole factor the frame view is scaled up by (see :data:`VIEW_MIN_LONG_SIDE_PX`)."""
+        if self.video is None:
+            return 1
+        return max(1, VIEW_MIN_LONG_SIDE_PX // max(self.video.size))
+
+    def shown(self, frame: int) -> np.ndarray:
+        """:meth:`view` scaled up by :attr:`view_scale` (what the page shows)."""
+        scale = self.view_scale
+        return np.repeat(np.repeat(self.view(frame), scale, axis=0), scale, axis=1)
+
+    def click_shown(self, frame: int, obj_id: int, mode: str, x: int, y: int) -> str:
+        """:meth:`click` at pixel (x, y) of :meth:`shown`'s image."""
+        scale = self.view_scale
+        return self.click(frame, obj_id, mode, x // scale, y // scale)
+
     def view(self, frame: int) -> np.ndarray:
         """``frame`` as the page shows it: the tracked masks of the latest run, SAM's masks of
         this frame's prompts over them, the clicks (green positive, red negative), the boxes

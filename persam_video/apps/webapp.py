@@ -45,10 +45,7 @@ TARGET_BUTTON_ID, TARGET_FILE_ID = "save-target", "target-file"
 VIEW_HEIGHT_PX = 420
 #: All handlers that run the model share one queue (one model, one computation at a time).
 MODEL_QUEUE = "model"
-#: The frame fills its box (small frames scaled up, pixels kept sharp), so clicks are easy.
-CSS = f"""
-#{FRAME_ID} img {{ object-fit: contain; width: 100%; height: 100%; image-rendering: pixelated; }}
-"""
+
 INTRO = (
     "Open a video, scrub to a frame, click on an object (or draw a box with two clicks): SAM's "
     "mask shows at once. Track, watch the overlay, correct on any frame and track again. The "
@@ -105,7 +102,7 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
         assert info is not None
         last = max(info.num_frames - 1, 0)
         return (
-            session.view(0),
+            session.shown(0),
             gr.Slider(minimum=0, maximum=last, value=0, step=1, interactive=True),
             f"**{info.describe()}**",
             _describe_prompts(session),
@@ -133,7 +130,7 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
         session = session_of(request)
         if session.video is None:
             return None
-        return session.view(int(frame))
+        return session.shown(int(frame))
 
     @_shown
     def on_click(
@@ -143,11 +140,11 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
         session = session_of(request)
         if evt.index is None or len(evt.index) != 2:
             raise AppError("click on the frame itself")
-        x, y = (float(v) for v in evt.index)
-        said = session.click(int(frame), obj_id, mode, x, y)
+        x, y = (int(v) for v in evt.index)
+        said = session.click_shown(int(frame), obj_id, mode, x, y)
         gr.Info(said)
         return (
-            session.view(int(frame)),
+            session.shown(int(frame)),
             _describe_prompts(session),
             session.command(direction, masked),
         )
@@ -158,7 +155,7 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
     ) -> tuple[Any, ...]:
         session = session_of(request)
         gr.Info(session.undo(int(frame), obj_id))
-        return (session.view(int(frame)), _describe_prompts(session),
+        return (session.shown(int(frame)), _describe_prompts(session),
                 session.command(direction, masked))  # fmt: skip
 
     @_shown
@@ -167,7 +164,7 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
     ) -> tuple[Any, ...]:
         session = session_of(request)
         gr.Info(session.clear(int(frame), obj_id))
-        return (session.view(int(frame)), _describe_prompts(session),
+        return (session.shown(int(frame)), _describe_prompts(session),
                 session.command(direction, masked))  # fmt: skip
 
     @_shown
@@ -195,7 +192,7 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
         return (
             str(run.overlay) if run.overlay is not None else None,
             [str(p) for p in run.downloads()],
-            session.view(int(frame)),
+            session.shown(int(frame)),
         )
 
     @_shown
@@ -294,5 +291,5 @@ def serve(
     app.launch(
         server_name=host, server_port=port, share=False, inbrowser=False, quiet=quiet,
         max_file_size=int(max_upload_mb * BYTES_PER_MB), allowed_paths=[str(sessions.root)],
-        ssr_mode=False, footer_links=[], show_error=True, css=CSS,
+        ssr_mode=False, footer_links=[], show_error=True,
     )  # fmt: skip

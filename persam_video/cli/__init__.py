@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from persam_video._version import __version__
-from persam_video.cli.app import app
+from persam_video.cli.app import app_command
 from persam_video.cli.batch import batch
 from persam_video.cli.common import EXIT_INTERRUPTED
 from persam_video.cli.config import config_group
@@ -39,7 +39,7 @@ def cli() -> None:
 
 
 for _command in (weights, track, demo, personalize, segment, batch, davis, eval_command,
-                 frame, config_group, app):  # fmt: skip
+                 frame, config_group, app_command):  # fmt: skip
     cli.add_command(_command)
 
 

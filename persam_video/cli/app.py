@@ -35,7 +35,7 @@ GRADIO_TEMP_ENV, GRADIO_ANALYTICS_ENV = "GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENA
 MAX_PORT = 65535
 
 
-@click.command()
+@click.command("app")
 @model_options(default=APP_DEFAULT_MODEL, from_targets=False)
 @config_options
 @click.option("--host", default=DEFAULT_HOST, show_default=True,
@@ -47,7 +47,7 @@ MAX_PORT = 65535
 @quiet_option
 @threads_option
 @friendly_errors
-def app(
+def app_command(
     model_name: str | None, checkpoint: str | None, device: str, config_name: str,
     overrides: tuple[str, ...], finetune: bool, host: str, port: int,
     max_upload_mb: float | None, quiet: bool, threads: int,
@@ -65,7 +65,7 @@ def app(
         ModelHolder,
     )
 
-    if importlib.util.find_spec("gradio") is None:
+    if not gradio_installed():
         raise InputError(INSTALL_HINT)
     model = common.check_model_name(model_name or APP_DEFAULT_MODEL)
     config = common.build_config(config_name, overrides, finetune)
@@ -87,6 +87,11 @@ def app(
         serve(sessions, host=host, port=port, max_upload_mb=limit, quiet=quiet)
     finally:
         sessions.close()
+
+
+def gradio_installed() -> bool:
+    """Whether Gradio can be imported (without importing it)."""
+    return importlib.util.find_spec("gradio") is not None
 
 
 def _config_args(config_name: str, overrides: tuple[str, ...], finetune: bool) -> tuple[str, ...]:
