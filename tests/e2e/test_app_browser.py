@@ -43,6 +43,8 @@ CLIP_SEED, CLIP_FRAMES, CLIP_SIZE = 2, 12, (180, 240)
 #: Seconds to wait for the server to answer, and for one step in the page.
 SERVER_WAIT_S, STEP_WAIT_S = 180, 120
 POLL_S = 0.25
+#: What the progress bar of a tracking run says (the descriptions app_state reports).
+PROGRESS_TEXTS = ("starting", "tracking", "writing the videos")
 
 
 def _tool(names: tuple[str, ...]) -> str | None:
@@ -222,9 +224,15 @@ def test_click_track_and_download_in_a_browser(tmp_path, app_server, browser):
     assert len(clicked) == 1 and clicked[0].endswith("@0"), said
     at_x, at_y = (int(v) for v in clicked[0][2:-2].split(","))
     assert abs(at_x - x) <= 1 and abs(at_y - y) <= 1, (said, x, y)  # the pixel clicked
-    browser.find_element(By.ID, webapp.TRACK_ID).click()
 
     player = f"#{webapp.OVERLAY_ID} video"
+    # Track, and cancel once the progress bar shows: a message, no overlay; the page goes on.
+    browser.find_element(By.ID, webapp.TRACK_ID).click()
+    _wait(browser, lambda d: any(_page_says(d, s) for s in PROGRESS_TEXTS), "the progress bar")
+    browser.find_element(By.ID, webapp.CANCEL_ID).click()
+    _wait(browser, lambda d: _page_says(d, "tracking cancelled"), "the cancel message")
+    assert not browser.find_elements(By.CSS_SELECTOR, player)
+    browser.find_element(By.ID, webapp.TRACK_ID).click()
 
     def playable(driver) -> bool:
         videos = driver.find_elements(By.CSS_SELECTOR, player)
