@@ -109,6 +109,7 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
             session.command(),
             None,
             None,
+            None,
         )
 
     @_shown
@@ -251,7 +252,8 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
                 target_file = gr.File(label="Target file", interactive=False,
                                       elem_id=TARGET_FILE_ID)  # fmt: skip
 
-        opened_outputs = [view, slider, info, prompts, command, overlay_video, downloads]
+        opened_outputs = [view, slider, info, prompts, command, overlay_video, downloads,
+                          target_file]  # fmt: skip
         upload.upload(on_upload, [upload], opened_outputs)
         open_button.click(on_open_path, [path], opened_outputs)
         path.submit(on_open_path, [path], opened_outputs)
