@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +69,12 @@ from persam_video.video import FrameResult, ObjectResult, VideoTracker
 from persam_video.video.session import BACKWARD, Direction, SessionResult, VideoSession
 
 PromptKind = Literal["mask", "point", "neg-point", "box"]
+#: Called once per frame result of the passes (``"track"``, frame index) and per frame of the
+#: rendering pass (``"render"``, frame index); an exception it raises stops the run as any
+#: other (temporaries removed, the folder as it was), so a caller can cancel through it.
+FrameHook = Callable[[str, int], None]
+#: The stages a :data:`FrameHook` is told of.
+TRACK_STAGE, RENDER_STAGE = "track", "render"
 #: What results.json says of a frame no pass reached.
 UNTRACKED = "none"
 
@@ -213,9 +219,11 @@ def track_prompts_to_folder(
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
     save_prompt_masks: bool = False,
+    on_frame: FrameHook | None = None,
 ) -> TrackSummary:
     """Track the objects prompted by ``specs`` (and saved ``targets``, as (id, target) pairs)
     through ``source`` and write the outputs to ``out_dir`` (see the module docstring).
+    ``on_frame`` (a :data:`FrameHook`) follows the progress and may stop the run by raising.
 
     The output folder follows ``track_to_folder``'s contract: locked while the run lasts, stale
     temporaries of dead runs removed, every output moved into place together at the end
@@ -242,7 +250,7 @@ def track_prompts_to_folder(
                 remove_stale_temporaries(out)
                 return _run_locked(
                     tracker, session, source, out, direction, options, fps, progress,
-                    metadata or {}, save_prompt_masks, began,
+                    metadata or {}, save_prompt_masks, began, on_frame,
                 )  # fmt: skip
         finally:
             if created and out.exists() and not any(out.iterdir()):
@@ -261,6 +269,7 @@ def _run_locked(
     metadata: dict[str, Any],
     save_prompt_masks: bool,
     began: float,
+    on_frame: FrameHook | None = None,
 ) -> TrackSummary:
     """:func:`track_prompts_to_folder` once the output folder is locked."""
     # the passes' DAVIS PNGs: moved into place as masks/, or only read by the rendering pass
@@ -273,12 +282,12 @@ def _run_locked(
             _write_prompt_masks(prompts_tmp, session)
         remove_quietly(masks_tmp)
         masks_tmp.mkdir()
-        status, error, records = _track(session, masks_tmp, direction, progress)
+        status, error, records = _track(session, masks_tmp, direction, progress, on_frame)
         outputs: dict[str, str] = {}
         rendered = None
         if status != RunStatus.INTERRUPTED:
             status, error, sink, outputs, rendered = _render(
-                source, fps, out, masks_tmp, options, records, session, status, error
+                source, fps, out, masks_tmp, options, records, session, status, error, on_frame
             )
         if rendered is None:  # interrupted before the rendering pass: the input's facts
             with open_source(source, fps=fps, prefetch=0) as rendered:
@@ -350,7 +359,11 @@ def _read_labels(path: Path) -> np.ndarray:
 
 
 def _track(
-    session: VideoSession, masks_tmp: Path, direction: Direction, progress: bool
+    session: VideoSession,
+    masks_tmp: Path,
+    direction: Direction,
+    progress: bool,
+    on_frame: FrameHook | None = None,
 ) -> tuple[RunStatus, str | None, dict[int, dict[str, Any]]]:
     """Run the passes, writing each result's mask PNG (merged with an earlier pass's)."""
     records: dict[int, dict[str, Any]] = {}
@@ -361,6 +374,8 @@ def _track(
             for result in session.propagate(direction):
                 _write_result(masks_tmp, result, records)
                 bar.update(1)
+                if on_frame is not None:
+                    on_frame(TRACK_STAGE, result.index)
     except VideoDecodeError as exc:
         status, error = RunStatus.PARTIAL, str(exc)
     except KeyboardInterrupt:
@@ -410,6 +425,7 @@ def _render(
     session: VideoSession,
     status: RunStatus,
     error: str | None,
+    on_frame: FrameHook | None = None,
 ) -> tuple[RunStatus, str | None, OutputSink | None, dict[str, str], FrameSource]:
     """Decode the input in frame order; give every frame its mask PNG (empty where no pass
     reached it) and encode the overlay and masked videos from them."""
@@ -443,6 +459,8 @@ def _render(
                         _object_result(i, record["objects"].get(str(i)), points.get(i)) for i in ids
                     ]
                     sink.put(FrameResult(frame.index, frame.time, labels, objects, frame.rgb))
+                if on_frame is not None:
+                    on_frame(RENDER_STAGE, frame.index)
         except VideoDecodeError as exc:
             status, error = RunStatus.PARTIAL, error or str(exc)
         except KeyboardInterrupt:

@@ -1,9 +1,9 @@
 """The ``persam-video`` command line: a thin layer over the Python API.
 
 One module per command group (``track``, ``targets``: personalize/segment, ``batch``, ``find``,
-``davis``: davis/eval, ``weights``, ``demo``, ``frame``, ``config``); the options they share
-are declared once in :mod:`~persam_video.cli.common`. Errors in what the user gave are one line
-on stderr and exit code 2; no traceback.
+``davis``: davis/eval, ``weights``, ``demo``, ``frame``, ``config``, ``app``: the web app); the
+options they share are declared once in :mod:`~persam_video.cli.common`. Errors in what the user
+gave are one line on stderr and exit code 2; no traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from persam_video._version import __version__
+from persam_video.cli.app import app_command
 from persam_video.cli.batch import batch
 from persam_video.cli.common import EXIT_INTERRUPTED
 from persam_video.cli.config import config_group
@@ -39,7 +40,7 @@ def cli() -> None:
 
 
 for _command in (weights, track, demo, personalize, segment, batch, find, davis, eval_command,
-                 frame, config_group):  # fmt: skip
+                 frame, config_group, app_command):  # fmt: skip
     cli.add_command(_command)
 
 
