@@ -110,7 +110,7 @@ def segment_images(
             "peak_similarity": finite_or_none(pred.peak_similarity), "area": int(labels.sum()),
         })  # fmt: skip
     run = {**(metadata or {}), "config": config.to_dict(), "device": str(sam.device),
-           "versions": versions()}  # fmt: skip
+           "encoder": persam.encoder.settings(), "versions": versions()}  # fmt: skip
     document = {"format": "persam-video image results", "format_version": 1, "run": run,
                 "images": records}  # fmt: skip
     write_text(out / RESULTS_NAME, json.dumps(document, indent=1, allow_nan=False))

@@ -498,6 +498,7 @@ def write_results(
             **metadata,
             "config": tracker.config.to_dict(),
             "device": str(tracker.sam.device),
+            "encoder": tracker.persam.encoder.settings(),
             "versions": versions(),
         },
         "timings": {
