@@ -28,6 +28,8 @@ it backs large CPU buffers with huge pages (``persam_video.runtime``) for every 
 ``THP_MEM_ALLOC_ENABLE=0`` turns that off. Example::
 
     python tools/bench.py --model vit_b --size 854x480 --frames 6 --objects 2 --json bench.json
+
+``--encoder-only`` stops after the encoder comparison (the encoders alternated, their profile).
 """
 
 from __future__ import annotations
@@ -352,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
         help="Precision of our loop end to end (on CPUs, int8 is measured too)",
     )
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--encoder-only",
+        action="store_true",
+        help="Stop after the encoder comparison (no stages, no loops)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
@@ -424,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         }  # fmt: skip
     if device.type == "cpu":  # the profiler's CPU times say little of an asynchronous device
         report["encoder"]["breakdown"] = encoder_breakdown(encoders, inputs, flops_by_encoder)
+    if args.encoder_only:
+        return finish(report, args.json)
 
     report["stages_s_per_frame"] = stage_times(sam, config, video, first, frames, work / "stages")
 
@@ -456,9 +465,14 @@ def main(argv: list[str] | None = None) -> int:
     stages = report["stages_s_per_frame"]
     beyond = sum(v for k, v in stages.items() if k not in ("encoder", "decode", "write"))
     report["beyond_encoder_share"] = beyond / stages["encoder"]
+    return finish(report, args.json)
+
+
+def finish(report: dict, json_path: Path | None) -> int:
+    """Print the report, write it as JSON if asked; the exit status."""
     print_report(report)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=1))
     return 0
 
 
@@ -496,6 +510,8 @@ def print_report(report: dict) -> None:
                 rate = f"({part['gflop_s']:.0f} {unit})" if part["gflop_s"] else ""
                 cells.append(f"{name} {part['s']:6.2f} s {rate:17}")
             print(f"    {kind:22} " + " ".join(cells).rstrip())
+    if "stages_s_per_frame" not in report:  # --encoder-only
+        return
     print("\nper-stage time per frame (each stage timed on its own):")
     for key, value in report["stages_s_per_frame"].items():
         print(f"  {key:12} {value * 1000:9.1f} ms")

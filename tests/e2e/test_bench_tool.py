@@ -72,3 +72,16 @@ def test_bench_reports_every_measure(tmp_path, huge_pages):
     assert iou["pairs"] > 0 and 0 <= iou["min"] <= iou["mean"] <= 1
     assert "int8 masks vs float32" in done.stdout
     assert report["peak_rss_mib_after_ours"] > 0
+
+
+@pytest.mark.slow
+def test_bench_encoder_only_stops_after_the_encoders(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["--model", "tiny", "--size", "96x64", "--frames", "2", "--encoder-only"]
+    done = subprocess.run([sys.executable, str(TOOL), *args, "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert {"int8_s", "ours_s", "stock_s", "int8_feature_cosine"} <= report["encoder"].keys()
+    assert "stages_s_per_frame" not in report and "ours_frames_per_s" not in report
+    assert "end to end" not in done.stdout
