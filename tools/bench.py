@@ -13,9 +13,14 @@ Measures, on the same generated video, model and settings:
   matrix-multiply rate (measured before each encoder round, best kept), giving the encoder's
   floor time; the stock and our encoder against it (alternated, best of three), with their CPU
   time (user and kernel) and page faults;
+- on CPUs, our encoder with int8 linear layers (``--precision int8``) too, alternated with the
+  others: its time against our float32 encoder's in each round, and the cosine of its features
+  to the float32 ones (per feature cell, on the benchmark frame);
 - on CPUs, where each encoder's time goes: one profiled call each, the self time of its ops by
-  kind (matrix multiplies, the fused attention kernel, convolutions, everything else) with the
-  FLOP rate each kind reaches;
+  kind (float and int8 matrix multiplies, the fused attention kernel, convolutions, everything
+  else) with the rate each kind reaches (int8: in GOP/s of the linear layers' operations);
+- on CPUs, our loop end to end with the int8 encoder too, its ratio to the official-style loop,
+  and the IoU of its masks to those of our loop at ``--precision`` (per frame and object);
 - peak resident memory.
 
 Weights are random by default (timing does not depend on weight values). Like the command line,
@@ -23,6 +28,8 @@ it backs large CPU buffers with huge pages (``persam_video.runtime``) for every 
 ``THP_MEM_ALLOC_ENABLE=0`` turns that off. Example::
 
     python tools/bench.py --model vit_b --size 854x480 --frames 6 --objects 2 --json bench.json
+
+``--encoder-only`` stops after the encoder comparison (the encoders alternated, their profile).
 """
 
 from __future__ import annotations
@@ -56,11 +63,12 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from persam_video.apps.track import OutputOptions, OutputSink, track_to_folder  # noqa: E402
 from persam_video.config import load_config  # noqa: E402
-from persam_video.io import open_source  # noqa: E402
+from persam_video.io import open_source, read_mask  # noqa: E402
 from persam_video.model import build_sam, load_sam, resolve_device, tiny_sam_spec  # noqa: E402
 from persam_video.model.attention import fast_image_encoder  # noqa: E402
+from persam_video.model.quantize import int8_image_encoder  # noqa: E402
 from persam_video.persam import cascade  # noqa: E402
-from persam_video.persam.encoder import FrameEncoder  # noqa: E402
+from persam_video.persam.encoder import PRECISIONS, FrameEncoder  # noqa: E402
 from persam_video.persam.features import FrameFeatures, preprocess  # noqa: E402
 from persam_video.synthetic import make_clip  # noqa: E402
 from persam_video.synthetic.export import write_clip_video  # noqa: E402
@@ -74,6 +82,7 @@ ENCODER_REPEATS = 3
 STAGES = ("decode", "preprocess", "encoder", "decoder", "postprocess", "write")
 #: Kinds of work in the encoder, by substrings of the profiler's op names (first match wins).
 OP_KINDS = {
+    "int8 matrix multiplies": ("linear_dynamic",),
     "matrix multiplies": ("addmm", "aten::mm", "bmm"),
     "attention kernel": ("scaled_dot_product",),
     "convolutions": ("convolution",),
@@ -83,6 +92,9 @@ OTHER_OPS = "everything else"
 #: FLOPs are those of the stock encoder's attention products, which it replaces).
 FLOP_KINDS = {"matrix multiplies": ("aten.addmm", "aten.mm", "aten.bmm"),
               "convolutions": ("aten.convolution",)}  # fmt: skip
+#: The flop counter's op of the linear layers (what the int8 encoder runs in int8 instead).
+LINEAR_OP = "aten.addmm"
+INT8_MATMULS = "int8 matrix multiplies"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -109,12 +121,13 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-def resource_use(fn, *args) -> dict[str, float]:
-    """Wall seconds, process CPU seconds (user, kernel) and minor page faults of one call."""
+def resource_use(fn, *args) -> tuple[object, dict[str, float]]:
+    """The output of one call, and its wall seconds, process CPU seconds (user, kernel) and minor
+    page faults."""
     before = resource.getrusage(resource.RUSAGE_SELF)
-    _, wall = timed(fn, *args)
+    out, wall = timed(fn, *args)
     after = resource.getrusage(resource.RUSAGE_SELF)
-    return {
+    return out, {
         "wall_s": wall,
         "user_cpu_s": after.ru_utime - before.ru_utime,
         "kernel_cpu_s": after.ru_stime - before.ru_stime,
@@ -131,16 +144,40 @@ def matmul_rate(device: torch.device) -> float:
     return 2 * m * k * n / best
 
 
-def encoder_flops(encoder, device: torch.device) -> dict[str, int]:
+def encoder_flops(encoder, device: torch.device) -> tuple[dict[str, int], int]:
     """FLOPs of one call of an image ``encoder`` by kind (``FLOP_KINDS``, the rest under
-    ``OTHER_OPS``)."""
+    ``OTHER_OPS``), and those of its linear layers (``LINEAR_OP``, part of the matrix
+    multiplies)."""
     size = encoder.img_size
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         encoder(torch.zeros(1, 3, size, size, device=device))
     by_op = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
     kinds = {kind: sum(by_op.get(op, 0) for op in ops) for kind, ops in FLOP_KINDS.items()}
     kinds[OTHER_OPS] = counter.get_total_flops() - sum(kinds.values())
-    return kinds
+    return kinds, by_op.get(LINEAR_OP, 0)
+
+
+def feature_cosines(reference: torch.Tensor, other: torch.Tensor) -> dict[str, float]:
+    """Cosine of (B, C, h, w) features to ``reference``'s, per feature cell: min and mean."""
+    cosines = F.cosine_similarity(reference.float(), other.float(), dim=1)
+    return {"min": float(cosines.min()), "mean": float(cosines.mean())}
+
+
+def mask_ious(reference: Path, other: Path) -> dict[str, float]:
+    """IoU of each object's mask in the label PNGs of folder ``other`` to those of
+    ``reference`` (same names), over frames and objects where either has the object: min, mean
+    and the number of (frame, object) pairs."""
+    ious = []
+    for path in sorted(reference.glob("*.png")):
+        a, b = read_mask(path), read_mask(other / path.name)
+        for obj in np.union1d(np.unique(a), np.unique(b)):
+            if obj == 0:
+                continue
+            ma, mb = a == obj, b == obj
+            ious.append((ma & mb).sum() / (ma | mb).sum())
+    if not ious:
+        return {"min": 1.0, "mean": 1.0, "pairs": 0}
+    return {"min": float(min(ious)), "mean": float(np.mean(ious)), "pairs": len(ious)}
 
 
 def op_kind(name: str) -> str:
@@ -311,8 +348,18 @@ def main(argv: list[str] | None = None) -> int:
         help="Settings of our loop (paper_video does the same work as the baseline)",
     )
     parser.add_argument("--batch-frames", type=int, default=1)
-    parser.add_argument("--precision", default="float32")
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=PRECISIONS,
+        help="Precision of our loop end to end (on CPUs, int8 is measured too)",
+    )
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--encoder-only",
+        action="store_true",
+        help="Stop after the encoder comparison (no stages, no loops)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
@@ -334,20 +381,25 @@ def main(argv: list[str] | None = None) -> int:
                      "batch_frames": args.batch_frames, "precision": args.precision},
     }  # fmt: skip
 
+    with_int8 = device.type == "cpu"  # torch's dynamic int8 quantization runs on CPUs only
     encoders = {"stock": sam.image_encoder, "ours": fast_image_encoder(sam.image_encoder)}
-    stock_flops = encoder_flops(encoders["stock"], device)
-    ours_flops = encoder_flops(encoders["ours"], device)
+    if with_int8:
+        encoders["int8"] = int8_image_encoder(encoders["ours"])
+    stock_flops, _ = encoder_flops(encoders["stock"], device)
+    ours_flops, linear_flops = encoder_flops(encoders["ours"], device)
     ours_flops["attention kernel"] = (
         stock_flops["matrix multiplies"] - ours_flops["matrix multiplies"]
     )
     flops = sum(stock_flops.values())
     inputs = preprocess(sam, frames[:1])[0]
-    runs: dict[str, list[dict[str, float]]] = {"stock": [], "ours": []}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in encoders}
+    features = {}
     rates = []
-    for _ in range(ENCODER_REPEATS):  # alternated, so drifts in machine speed hit both alike
+    for _ in range(ENCODER_REPEATS):  # alternated, so drifts in machine speed hit all alike
         rates.append(matmul_rate(device))  # and the floor takes the best rate seen among them
         for name in runs:
-            runs[name].append(resource_use(encoders[name], inputs))
+            features[name], use = resource_use(encoders[name], inputs)
+            runs[name].append(use)
     rate = max(rates)
     best = {name: min(r, key=lambda u: u["wall_s"]) for name, r in runs.items()}
     stock_encoder, fast_encoder = best["stock"]["wall_s"], best["ours"]["wall_s"]
@@ -362,20 +414,44 @@ def main(argv: list[str] | None = None) -> int:
         "ours_runs_s": [u["wall_s"] for u in runs["ours"]],
         "stock_best_run": best["stock"], "ours_best_run": best["ours"],
     }  # fmt: skip
+    flops_by_encoder = {"stock": stock_flops, "ours": ours_flops}
+    if with_int8:
+        int8_runs = [u["wall_s"] for u in runs["int8"]]
+        report["encoder"].update({
+            "int8_s": best["int8"]["wall_s"], "int8_runs_s": int8_runs,
+            "int8_best_run": best["int8"],
+            # within each round (ours and int8 ran one after the other), then of the bests
+            "int8_speedup_runs": [o / i for o, i in zip(report["encoder"]["ours_runs_s"],
+                                                        int8_runs, strict=True)],
+            "int8_speedup": fast_encoder / best["int8"]["wall_s"],
+            "int8_feature_cosine": feature_cosines(features["ours"], features["int8"]),
+        })  # fmt: skip
+        flops_by_encoder["int8"] = {
+            **ours_flops, INT8_MATMULS: linear_flops,
+            "matrix multiplies": ours_flops["matrix multiplies"] - linear_flops,
+        }  # fmt: skip
     if device.type == "cpu":  # the profiler's CPU times say little of an asynchronous device
-        flops_by_encoder = {"stock": stock_flops, "ours": ours_flops}
         report["encoder"]["breakdown"] = encoder_breakdown(encoders, inputs, flops_by_encoder)
+    if args.encoder_only:
+        return finish(report, args.json)
 
     report["stages_s_per_frame"] = stage_times(sam, config, video, first, frames, work / "stages")
 
     encoder = FrameEncoder(sam, precision=args.precision, batch_size=args.batch_frames)
+    loops = [("masks", encoder, OutputOptions(overlay=False)),
+             ("masks+overlay", encoder, OutputOptions(overlay=True))]  # fmt: skip
+    if with_int8 and args.precision != "int8":
+        int8 = FrameEncoder(sam, precision="int8", batch_size=args.batch_frames)
+        loops.append(("masks-int8", int8, OutputOptions(overlay=False)))
     ours = {}
-    for name, options in (("masks", OutputOptions(overlay=False)),
-                          ("masks+overlay", OutputOptions(overlay=True))):  # fmt: skip
-        _, seconds = timed(track_to_folder, VideoTracker(sam, config, encoder), video, mask,
+    for name, frame_encoder, options in loops:
+        _, seconds = timed(track_to_folder, VideoTracker(sam, config, frame_encoder), video, mask,
                            work / f"ours-{name}", options=options, progress=False)  # fmt: skip
         ours[name] = args.frames / seconds
     report["ours_frames_per_s"] = ours
+    if "masks-int8" in ours:
+        report["int8_mask_iou"] = mask_ious(work / "ours-masks" / "masks",
+                                            work / "ours-masks-int8" / "masks")  # fmt: skip
     report["peak_rss_mib_after_ours"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     if not args.skip_baseline:
@@ -384,13 +460,20 @@ def main(argv: list[str] | None = None) -> int:
         baseline = (args.frames - 1) / seconds
         report["baseline_frames_per_s"] = baseline
         report["speedup_vs_baseline"] = ours["masks"] / baseline
+        if "masks-int8" in ours:
+            report["int8_speedup_vs_baseline"] = ours["masks-int8"] / baseline
 
     stages = report["stages_s_per_frame"]
     beyond = sum(v for k, v in stages.items() if k not in ("encoder", "decode", "write"))
     report["beyond_encoder_share"] = beyond / stages["encoder"]
+    return finish(report, args.json)
+
+
+def finish(report: dict, json_path: Path | None) -> int:
+    """Print the report, write it as JSON if asked; the exit status."""
     print_report(report)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=1))
     return 0
 
 
@@ -407,7 +490,13 @@ def print_report(report: dict) -> None:
         f"  stock {e['stock_s']:.2f} s ({e['stock_over_floor']:.2f}x floor), ours "
         f"{e['ours_s']:.2f} s ({e['ours_over_floor']:.2f}x floor): {e['speedup']:.2f}x faster"
     )
-    for name in ("stock", "ours"):
+    if "int8_s" in e:
+        ratios = ", ".join(f"{r:.2f}" for r in e["int8_speedup_runs"])
+        cos = e["int8_feature_cosine"]
+        print(f"  int8 {e['int8_s']:.2f} s: {e['int8_speedup']:.2f}x faster than ours "
+              f"(per round {ratios}); feature cosine to ours min {cos['min']:.4f}, "
+              f"mean {cos['mean']:.4f}")  # fmt: skip
+    for name in [n for n in ("stock", "ours", "int8") if f"{n}_best_run" in e]:
         run = e[f"{name}_best_run"]
         runs = ", ".join(f"{v:.2f}" for v in e[f"{name}_runs_s"])
         print(f"  {name:5} runs {runs} s; best run: CPU {run['user_cpu_s']:.1f} s user + "
@@ -416,11 +505,14 @@ def print_report(report: dict) -> None:
         print("  where the time goes (one profiled call each; self time of its ops by kind):")
         for kind in e["breakdown"]["stock"]:
             cells = []
-            for name in ("stock", "ours"):
+            for name in e["breakdown"]:
                 part = e["breakdown"][name][kind]
-                rate = f"({part['gflop_s']:.0f} GFLOP/s)" if part["gflop_s"] else ""
+                unit = "GOP/s" if kind == INT8_MATMULS else "GFLOP/s"
+                rate = f"({part['gflop_s']:.0f} {unit})" if part["gflop_s"] else ""
                 cells.append(f"{name} {part['s']:6.2f} s {rate:17}")
-            print(f"    {kind:18} " + " ".join(cells).rstrip())
+            print(f"    {kind:22} " + " ".join(cells).rstrip())
+    if "stages_s_per_frame" not in report:  # --encoder-only
+        return
     print("\nper-stage time per frame (each stage timed on its own):")
     for key, value in report["stages_s_per_frame"].items():
         print(f"  {key:12} {value * 1000:9.1f} ms")
@@ -431,6 +523,12 @@ def print_report(report: dict) -> None:
     if "baseline_frames_per_s" in report:
         print(f"  official-style loop  {report['baseline_frames_per_s']:.3f} frames/s")
         print(f"  ours / baseline      {report['speedup_vs_baseline']:.2f}x")
+        if "int8_speedup_vs_baseline" in report:
+            print(f"  ours, int8 / baseline {report['int8_speedup_vs_baseline']:.2f}x")
+    if "int8_mask_iou" in report:
+        iou = report["int8_mask_iou"]
+        print(f"  int8 masks vs {report['settings']['precision']}: IoU min {iou['min']:.4f}, "
+              f"mean {iou['mean']:.4f} over {iou['pairs']} frame-object pairs")  # fmt: skip
     print(f"\npeak RSS after our loops: {report['peak_rss_mib_after_ours']:.0f} MiB")
 
 

@@ -147,7 +147,7 @@ def _segment_locked(
                 "area": int(labels.sum()),
             })  # fmt: skip
         run = {**metadata, "config": config.to_dict(), "device": str(sam.device),
-               "versions": versions()}  # fmt: skip
+               "encoder": persam.encoder.settings(), "versions": versions()}  # fmt: skip
         document = {"format": "persam-video image results", "format_version": 1, "run": run,
                     "images": records}  # fmt: skip
         results = out / RESULTS_NAME

@@ -656,6 +656,7 @@ def results_document(
             **metadata,
             "config": tracker.config.to_dict(),
             "device": str(tracker.sam.device),
+            "encoder": tracker.persam.encoder.settings(),
             "versions": versions(),
         },
         "timings": {

@@ -22,6 +22,9 @@ EXIT_INTERRUPTED = 130
 EXIT_SOME_FAILED = 1
 #: The model commands use when none is named (and no target names one).
 DEFAULT_MODEL = "vit_b"
+#: --precision's choices: ``persam_video.persam.encoder.PRECISIONS`` (not imported here, so
+#: that ``--help`` does not load torch; a test checks that the two agree).
+PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16", "int8")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -170,9 +173,10 @@ def model_options(func: F | None = None, *, default: str = DEFAULT_MODEL,
 def speed_options(func: F) -> F:
     """--precision, --batch-frames, --compile, --stock-encoder."""
     return _apply(func, [
-        click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-                     default="auto", show_default=True,
-                     help="Image encoder precision; auto is bfloat16 on CUDA, else float32."),
+        click.option("--precision", type=click.Choice(list(PRECISIONS)), default="auto",
+                     show_default=True,
+                     help="Image encoder precision; auto is bfloat16 on CUDA, else float32. "
+                          "int8 (CPUs only): the encoder's linear layers in int8."),
         click.option("--batch-frames", default=1, show_default=True, type=click.IntRange(min=1),
                      help="Frames encoded together (faster on GPUs; the encoder does not depend "
                           "on earlier masks)."),
@@ -245,6 +249,16 @@ def load_model(model_name: str, checkpoint: str | None, device: str, quiet: bool
     from persam_video.model.registry import load_sam
 
     return load_sam(model_name, checkpoint=checkpoint, device=device, progress=not quiet)
+
+
+def check_precision(precision: str, device: str) -> None:
+    """An :class:`InputError` for ``--precision int8`` on a device other than the CPU (said
+    before the model loads). ``--device auto`` counts as the device it picks."""
+    from persam_video.model.registry import resolve_device
+
+    if precision == "int8" and (kind := resolve_device(device).type) != "cpu":
+        raise InputError(f"--precision int8 runs on CPUs only (--device is {kind} here); use "
+                         "--device cpu, or --precision bfloat16/float16 on the GPU")  # fmt: skip
 
 
 def make_encoder(

@@ -131,6 +131,7 @@ def davis(
     subset, overrides = split_old_subset(subset, overrides)
     check_report_paths(json_path)  # before hours of tracking, not after
     config = common.build_config(config_name, (*overrides, *old_overrides), finetune)
+    common.check_precision(precision, device)
     model_name = common.model_for_targets(model_name, default=DAVIS_DEFAULT_MODEL)
     dataset = DavisDataset(davis_root, subset=subset, year=int(year))
     dataset.check_references()  # before the model loads (run_davis checks again)

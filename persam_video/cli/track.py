@@ -148,6 +148,7 @@ def track(
     mask_path = specs[0].path if specs else None
     check_mask_or_targets(mask_path is not None, bool(target_paths))
     config = common.build_config(config_name, overrides, finetune)
+    common.check_precision(precision, device)
     target_files = common.read_targets(target_paths)
     model_name = common.model_for_targets(model_name, target_files)
     options = outputs

@@ -7,6 +7,8 @@
 - :mod:`~persam_video.model.registry`: :func:`load_sam` by name;
 - :mod:`~persam_video.model.attention`: the SDPA attention of the image encoder, as a view that
   shares the model's parameters (the model is never modified).
+- :mod:`~persam_video.model.quantize`: the int8 image encoder for CPUs (dynamically quantized
+  linear layers, float32 attention), also a view (the model is never modified).
 """
 
 from persam_video.model.checkpoints import WeightsError

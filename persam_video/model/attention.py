@@ -140,10 +140,10 @@ def fast_image_encoder(encoder: ImageEncoderViT, mode: Mode = "auto") -> ImageEn
     so it follows the model's weights and device; ``encoder`` itself is not modified, and the
     stock ``SamPredictor`` keeps running segment-anything's own attention on it.
     """
-    view = _shallow(encoder)
+    view = shallow_view(encoder)
     blocks = []
     for block in encoder.blocks:
-        fast_block = _shallow(block)
+        fast_block = shallow_view(block)
         fast_block.attn = FastAttention.from_stock(block.attn, mode)
         blocks.append(fast_block)
     view.blocks = torch.nn.ModuleList(blocks)
@@ -155,7 +155,7 @@ def uses_fast_attention(encoder: torch.nn.Module) -> bool:
     return all(isinstance(block.attn, FastAttention) for block in encoder.blocks)
 
 
-def _shallow(module: torch.nn.Module) -> torch.nn.Module:
+def shallow_view(module: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``module`` with its own tables of children, parameters and buffers, holding
     the same objects: assigning a child of the copy leaves ``module`` as it was."""
     clone = copy.copy(module)

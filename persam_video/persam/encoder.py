@@ -5,7 +5,9 @@ batches. The encoder's attention is chosen here, not in the model: ``fast`` runs
 image encoder with :class:`~persam_video.model.attention.FastAttention` (same parameters, same
 features up to float rounding), ``stock`` runs segment-anything's own. On CUDA the encoder can
 run under bf16/fp16 autocast (its output is cast back to float32 for the decoder) and through
-``torch.compile``. The model is never modified.
+``torch.compile``. On CPUs, ``int8`` runs a view of the encoder whose linear layers are
+dynamically quantized to int8 (:mod:`persam_video.model.quantize`; attention stays float32).
+The model is never modified.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import torch
 from segment_anything.modeling import Sam
 
 from persam_video.model.attention import fast_image_encoder
+from persam_video.model.quantize import int8_image_encoder
 from persam_video.persam.features import FrameFeatures, preprocess
 
-Precision = Literal["auto", "float32", "bfloat16", "float16"]
+Precision = Literal["auto", "float32", "bfloat16", "float16", "int8"]
 AttentionKind = Literal["fast", "stock"]
 ATTENTION_KINDS: tuple[str, ...] = ("fast", "stock")
-PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16", "int8")
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -35,7 +38,9 @@ class FrameEncoder:
         attention: ``fast`` (SDPA attention sharing the model's parameters; the default) or
             ``stock`` (segment-anything's own image encoder).
         precision: ``float32``; ``bfloat16``/``float16`` run the image encoder under autocast;
-            ``auto`` is ``bfloat16`` on CUDA devices that support it, else ``float32``.
+            ``int8`` (CPUs only; a ``ValueError`` elsewhere) runs it with int8 linear layers;
+            ``auto`` is ``bfloat16`` on CUDA devices that support it, else ``float32`` (int8
+            changes the features slightly and was measured on random and demo weights only).
         batch_size: frames encoded per call by :meth:`encode_many` users (the tracker).
         compile: run the image encoder through ``torch.compile``.
     """
@@ -62,9 +67,21 @@ class FrameEncoder:
         image_encoder = sam.image_encoder
         if attention == "fast":
             image_encoder = fast_image_encoder(image_encoder)
+        if self.precision == "int8":
+            image_encoder = int8_image_encoder(image_encoder)
         #: The module that runs: the model's image encoder, or a view of it.
         self.image_encoder = image_encoder
+        self.compile = compile
         self._encoder = torch.compile(image_encoder) if compile else image_encoder
+
+    def settings(self) -> dict[str, str | int | bool]:
+        """What shapes the features: attention, precision (resolved), batch size, compile."""
+        return {
+            "attention": self.attention,
+            "precision": self.precision,
+            "batch_frames": self.batch_size,
+            "compile": self.compile,
+        }
 
     @staticmethod
     def _resolve(precision: Precision, device: torch.device) -> str:

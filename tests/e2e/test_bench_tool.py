@@ -40,9 +40,16 @@ def test_bench_reports_every_measure(tmp_path, huge_pages):
         run = encoder[f"{name}_best_run"]
         assert run["wall_s"] == min(encoder[f"{name}_runs_s"])
         assert {"user_cpu_s", "kernel_cpu_s", "page_faults"} <= run.keys()
-    kinds = {"matrix multiplies", "attention kernel", "convolutions", "everything else"}
+    assert len(encoder["int8_runs_s"]) == len(encoder["int8_speedup_runs"]) == 3
+    assert encoder["int8_best_run"]["wall_s"] == encoder["int8_s"] == min(encoder["int8_runs_s"])
+    assert encoder["int8_speedup"] == pytest.approx(encoder["ours_s"] / encoder["int8_s"])
+    cosine = encoder["int8_feature_cosine"]
+    assert 0.9 < cosine["min"] <= cosine["mean"] < 1  # int8 ran, and rounds the features
+    kinds = {"int8 matrix multiplies", "matrix multiplies", "attention kernel", "convolutions",
+             "everything else"}  # fmt: skip
     breakdown = encoder["breakdown"]
-    for name in ("stock", "ours"):
+    assert set(breakdown) == {"stock", "ours", "int8"}
+    for name in ("stock", "ours", "int8"):
         assert set(breakdown[name]) == kinds
         assert all(part["s"] >= 0 for part in breakdown[name].values())
         # Every FLOP of the encoder is in one kind (the attention kernel's come from the stock
@@ -52,9 +59,29 @@ def test_bench_reports_every_measure(tmp_path, huge_pages):
     assert breakdown["stock"]["attention kernel"] == {"s": 0.0, "gflop": 0.0, "gflop_s": None}
     assert breakdown["ours"]["attention kernel"]["gflop"] > 0
     assert breakdown["ours"]["attention kernel"]["s"] > 0
+    assert breakdown["ours"]["int8 matrix multiplies"]["s"] == 0.0
+    assert breakdown["int8"]["int8 matrix multiplies"]["gflop"] > 0
+    assert breakdown["int8"]["int8 matrix multiplies"]["s"] > 0
     assert "where the time goes" in done.stdout
     stages = report["stages_s_per_frame"]
     assert set(stages) == {"decode", "preprocess", "encoder", "decoder", "postprocess", "write"}
-    assert set(report["ours_frames_per_s"]) == {"masks", "masks+overlay"}
+    assert set(report["ours_frames_per_s"]) == {"masks", "masks+overlay", "masks-int8"}
     assert report["baseline_frames_per_s"] > 0 and report["speedup_vs_baseline"] > 0
+    assert report["int8_speedup_vs_baseline"] > 0
+    iou = report["int8_mask_iou"]
+    assert iou["pairs"] > 0 and 0 <= iou["min"] <= iou["mean"] <= 1
+    assert "int8 masks vs float32" in done.stdout
     assert report["peak_rss_mib_after_ours"] > 0
+
+
+@pytest.mark.slow
+def test_bench_encoder_only_stops_after_the_encoders(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["--model", "tiny", "--size", "96x64", "--frames", "2", "--encoder-only"]
+    done = subprocess.run([sys.executable, str(TOOL), *args, "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert {"int8_s", "ours_s", "stock_s", "int8_feature_cosine"} <= report["encoder"].keys()
+    assert "stages_s_per_frame" not in report and "ours_frames_per_s" not in report
+    assert "end to end" not in done.stdout

@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -236,3 +237,49 @@ def test_variable_frame_rate_keeps_timestamps(tmp_path, fake_model):
         stream = container.streams.video[0]
         got = sorted(float(f.pts * stream.time_base) for f in container.decode(stream))
     assert got == pytest.approx(want, abs=1e-3)
+
+
+def test_precision_choices_agree_with_the_encoder_and_the_readme():
+    from persam_video.cli.common import PRECISIONS as CLI_PRECISIONS
+    from persam_video.persam.encoder import PRECISIONS
+    from tests.helpers import REPO_ROOT
+
+    assert CLI_PRECISIONS == PRECISIONS
+    for command in ("track", "davis"):
+        help_text = CliRunner().invoke(cli, [command, "--help"]).output
+        assert f"[{'|'.join(PRECISIONS)}]" in " ".join(help_text.split()), command
+    assert f"--precision {'|'.join(PRECISIONS)}" in (REPO_ROOT / "README.md").read_text()
+
+
+def test_int8_precision_is_recorded(tmp_path, fake_model):
+    video, mask, _ = make_input(tmp_path, n_frames=3)
+    out = tmp_path / "out"
+    result = run(str(video), "--mask", str(mask), "--out", str(out), "--precision", "int8",
+                 "--device", "cpu", "--no-overlay")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    encoder = json.loads((out / "results.json").read_text())["run"]["encoder"]
+    assert encoder == {"attention": "fast", "precision": "int8", "batch_frames": 1,
+                       "compile": False}  # fmt: skip
+    default = tmp_path / "default"
+    result = run(str(video), "--mask", str(mask), "--out", str(default), "--no-overlay")
+    assert result.exit_code == 0, result.output
+    auto = json.loads((default / "results.json").read_text())["run"]["encoder"]
+    assert auto["precision"] == "float32"  # --precision auto on a CPU
+
+
+def test_int8_on_a_gpu_is_one_line_exit_2_before_the_model_loads(tmp_path, monkeypatch):
+    import persam_video.cli.common as cli_common
+    from persam_video.model import registry
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(cli_common, "load_model", no_model)
+    monkeypatch.setattr(registry, "resolve_device", lambda device: torch.device("cuda"))
+    video, mask, _ = make_input(tmp_path, n_frames=3)
+    result = run(str(video), "--mask", str(mask), "--out", str(tmp_path / "out"),
+                 "--precision", "int8")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and result.output.startswith("error: ")
+    assert "--precision int8 runs on CPUs only" in result.output
+    assert not (tmp_path / "out").exists()

@@ -77,6 +77,6 @@ def test_encoder_options_are_checked(tiny_sam):
     with pytest.raises(ValueError, match="batch_size"):
         FrameEncoder(tiny_sam, batch_size=0)
     with pytest.raises(ValueError, match="unknown precision"):
-        FrameEncoder(tiny_sam, precision="int8")
+        FrameEncoder(tiny_sam, precision="int4")
     assert FrameEncoder(tiny_sam, precision="auto").precision == "float32"  # on a CPU
     assert torch.isfinite(FrameEncoder(tiny_sam).encode(frames(1)[0]).embedding).all()
