@@ -145,13 +145,15 @@ class VideoTracker:
         for rgb, index, time in _frames(frames):
             if state is None:
                 state, result = begin(rgb, index, time)
+                gray = to_gray(result.frame)
             else:
                 rgb = self._check_frame(state, rgb, index)
+                gray = to_gray(rgb)
                 since_key += 1
                 key, reason = keyframe_due(cfg, since_key)
                 carried = None
                 if not key:
-                    carried = propagate(prev_gray, to_gray(rgb), prev_labels,
+                    carried = propagate(prev_gray, gray, prev_labels,
                                         fb_threshold=cfg.fb_threshold,
                                         preset=cfg.flow_preset)  # fmt: skip
                     if cfg.mode == "auto":
@@ -166,7 +168,7 @@ class VideoTracker:
             if result.keyframe:
                 since_key = 0
                 key_areas = {o.obj_id: o.area for o in result.objects}
-            prev_gray, prev_labels = to_gray(result.frame), result.labels
+            prev_gray, prev_labels = gray, result.labels
             yield result
 
     def step_propagated(
