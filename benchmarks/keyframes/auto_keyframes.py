@@ -3,7 +3,7 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/keyframes/auto_keyframes.py demo,benchmarks/models/suite-seed1.safetensors WORK
+    python benchmarks/keyframes/auto_keyframes.py demo,MODEL.safetensors WORK
 
 ``WORK`` is the ``--work`` folder of the quality run (its ``data-*`` clip set is used).
 """
