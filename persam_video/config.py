@@ -8,7 +8,9 @@ A :class:`PerSAMConfig` has one section per stage of the pipeline:
 - ``presence``: when a prediction counts as the target found (image search, saved targets, and
   the tracker's occlusion handling);
 - ``track``: what the video tracker adds (box prompts from the previous frame, momentum update of
-  the target embedding, occlusion handling).
+  the target embedding, occlusion handling);
+- ``keyframes``: which frames go through SAM; the others get the masks carried along the optical
+  flow from the frame before (``persam_video.video.flow``).
 
 The presets live as YAML files in ``configs/`` (shipped in the package as ``persam_video/presets``)
 and are loaded by name (``default``, ``paper_image``, ``paper_video``, ``fast``) or by path.
@@ -176,6 +178,50 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class KeyframesConfig:
+    """Which frames go through SAM (keyframes); the frames in between get the previous frame's
+    masks carried along the dense optical flow (OpenCV DIS, forward-backward checked)."""
+
+    #: ``interval``: SAM on every ``interval``-th frame. ``auto``: a new keyframe when carrying the
+    #: masks becomes unreliable (the thresholds below) and at the latest after ``max_gap`` frames.
+    mode: Literal["interval", "auto"] = "interval"
+    #: With ``mode: interval``, SAM on frames 0, N, 2N, ...; 1 is every frame (no flow at all,
+    #: the tracker exactly as without keyframes).
+    interval: int = 1
+    #: With ``mode: auto``, at most this many frames from one keyframe to the next.
+    max_gap: int = 8
+    #: Forward-backward error (pixels) above which a carried pixel is dropped (background).
+    fb_threshold: float = 1.0
+    #: ``auto`` re-keys (``flow``) when the dropped share of any object's pixels exceeds this...
+    max_dropped: float = 0.1
+    #: ... or when this share of the whole frame is inconsistent (a scene cut: every object,
+    #: present or not, is searched again).
+    max_frame_inconsistent: float = 0.5
+    #: ``auto`` re-keys (``area``) when an object's carried area differs from its area on the
+    #: last keyframe by more than this factor (either way; an object lost by the flow counts).
+    max_area_change: float = 1.25
+    #: ``auto`` re-keys (``border``) when the flow moves more than this share of an object's
+    #: pixels out of the frame.
+    max_leaving: float = 0.05
+    #: DIS preset: ``ultrafast``, ``fast`` or ``medium`` (slower, more accurate).
+    flow_preset: Literal["ultrafast", "fast", "medium"] = "fast"
+
+    def __post_init__(self) -> None:
+        _check_range("keyframes.interval", self.interval, 1, None)
+        _check_range("keyframes.max_gap", self.max_gap, 1, None)
+        _check_range("keyframes.fb_threshold", self.fb_threshold, 0.0, None, low_open=True)
+        _check_range("keyframes.max_dropped", self.max_dropped, 0.0, 1.0)
+        _check_range("keyframes.max_frame_inconsistent", self.max_frame_inconsistent, 0.0, 1.0)
+        _check_range("keyframes.max_area_change", self.max_area_change, 1.0, None)
+        _check_range("keyframes.max_leaving", self.max_leaving, 0.0, 1.0)
+
+    @property
+    def active(self) -> bool:
+        """Whether any frame skips SAM (``auto``, or an interval above 1)."""
+        return self.mode == "auto" or self.interval > 1
+
+
+@dataclass(frozen=True)
 class PerSAMConfig:
     """All settings of PerSAM and of the video tracker. Defaults are the ``default`` preset."""
 
@@ -184,6 +230,7 @@ class PerSAMConfig:
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    keyframes: KeyframesConfig = field(default_factory=KeyframesConfig)
 
     # ----------------------------------------------------------------- presets
     @classmethod
@@ -472,6 +519,7 @@ __all__ = [
     "ConfigError",
     "DecodeConfig",
     "FinetuneConfig",
+    "KeyframesConfig",
     "PerSAMConfig",
     "PresenceConfig",
     "PriorConfig",

@@ -21,6 +21,10 @@ Measures, on the same generated video, model and settings:
   else) with the rate each kind reaches (int8: in GOP/s of the linear layers' operations);
 - on CPUs, our loop end to end with the int8 encoder too, its ratio to the official-style loop,
   and the IoU of its masks to those of our loop at ``--precision`` (per frame and object);
+- with ``--keyframes`` (default ``1,2,4,8,auto``), our pipeline end to end (masks only) with SAM
+  on every frame, every N-th frame or on automatic keyframes (``--keyframes`` of ``track``), the
+  frames SAM ran on and the frames/s against keyframes 1, measured one after the other in this
+  run (``--keyframes-only`` skips everything else; ``--keyframes none`` skips this);
 - peak resident memory.
 
 Weights are random by default (timing does not depend on weight values). Like the command line,
@@ -29,7 +33,10 @@ it backs large CPU buffers with huge pages (``persam_video.runtime``) for every 
 
     python tools/bench.py --model vit_b --size 854x480 --frames 6 --objects 2 --json bench.json
 
-``--encoder-only`` stops after the encoder comparison (the encoders alternated, their profile).
+``--encoder-only`` stops after the encoder comparison (the encoders alternated, their profile);
+``--keyframes-only`` times only the keyframe settings::
+
+    python tools/bench.py --model vit_b --size 854x480 --frames 9 --keyframes-only
 """
 
 from __future__ import annotations
@@ -330,6 +337,40 @@ def official_loop(sam, frames: list[np.ndarray], first: np.ndarray, out: Path) -
         boxes = {obj: fused == obj for obj in ids}
 
 
+#: ``--keyframes`` by default: SAM on every frame, every 2nd, 4th, 8th, and automatic keyframes.
+KEYFRAME_SETTINGS = "1,2,4,8,auto"
+
+
+def keyframe_overrides(setting: str) -> list[str]:
+    """Config overrides of one ``--keyframes`` setting (``1``, ``N`` or ``auto``)."""
+    if setting == "auto":
+        return ["keyframes.mode=auto"]
+    return ["keyframes.mode=interval", f"keyframes.interval={int(setting)}"]
+
+
+def keyframe_speeds(
+    sam, config, encoder: FrameEncoder, video: Path, mask: Path, frames: int, settings: list[str],
+    out: Path,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """End-to-end frames/s (masks only) and the frames SAM ran on, per keyframe setting."""
+    speeds = {}
+    for setting in settings:
+        tracker = VideoTracker(sam, config.with_overrides(keyframe_overrides(setting)), encoder)
+        _, seconds = timed(track_to_folder, tracker, video, mask, out / f"keyframes-{setting}",
+                           options=OutputOptions(overlay=False, report=False),
+                           progress=False)  # fmt: skip
+        document = json.loads((out / f"keyframes-{setting}" / "results.json").read_text())
+        keys = sum(1 for f in document["frames"] if f["keyframe"])
+        speeds[setting] = {"frames_per_s": frames / seconds, "seconds": seconds,
+                           "keyframes": keys, "frames": len(document["frames"]),
+                           "rekeys": [f.get("rekey") for f in document["frames"]
+                                      if f.get("rekey")]}  # fmt: skip
+    if "1" in speeds:
+        for entry in speeds.values():
+            entry["speedup_vs_1"] = entry["frames_per_s"] / speeds["1"]["frames_per_s"]
+    return speeds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -360,8 +401,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Stop after the encoder comparison (no stages, no loops)",
     )
+    parser.add_argument("--keyframes", default=KEYFRAME_SETTINGS,
+                        help="Keyframe settings timed end to end (comma-separated 1, N or auto; "
+                             f"none to skip; default {KEYFRAME_SETTINGS})")  # fmt: skip
+    parser.add_argument(
+        "--keyframes-only",
+        action="store_true",
+        help="Only the keyframe timings (no encoder comparison, stages, baseline)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    settings = [] if args.keyframes == "none" else [k.strip() for k in args.keyframes.split(",")]
+    for setting in settings:
+        if setting != "auto" and not (setting.isdigit() and int(setting) >= 1):
+            parser.error(f"--keyframes: {setting!r} is not 1, N or auto")
+    if args.keyframes_only and not settings:
+        parser.error("--keyframes-only needs --keyframes settings")
     device = resolve_device(args.device)
     torch.set_grad_enabled(False)
 
@@ -380,6 +435,15 @@ def main(argv: list[str] | None = None) -> int:
                      "objects": len(clip.object_ids), "config": args.config,
                      "batch_frames": args.batch_frames, "precision": args.precision},
     }  # fmt: skip
+    if args.keyframes_only:
+        encoder = FrameEncoder(sam, precision=args.precision)
+        report["keyframes"] = keyframe_speeds(sam, config, encoder, video, mask, args.frames,
+                                              settings, work)  # fmt: skip
+        report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print_keyframes(report)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1))
+        return 0
 
     with_int8 = device.type == "cpu"  # torch's dynamic int8 quantization runs on CPUs only
     encoders = {"stock": sam.image_encoder, "ours": fast_image_encoder(sam.image_encoder)}
@@ -453,6 +517,10 @@ def main(argv: list[str] | None = None) -> int:
         report["int8_mask_iou"] = mask_ious(work / "ours-masks" / "masks",
                                             work / "ours-masks-int8" / "masks")  # fmt: skip
     report["peak_rss_mib_after_ours"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if settings:  # one frame at a time: keyframes skip the encoder, batching would encode ahead
+        single = FrameEncoder(sam, precision=args.precision)
+        report["keyframes"] = keyframe_speeds(sam, config, single, video, mask, args.frames,
+                                              settings, work)  # fmt: skip
 
     if not args.skip_baseline:
         (work / "baseline").mkdir()  # the stock model, as the official code runs it
@@ -529,7 +597,26 @@ def print_report(report: dict) -> None:
         iou = report["int8_mask_iou"]
         print(f"  int8 masks vs {report['settings']['precision']}: IoU min {iou['min']:.4f}, "
               f"mean {iou['mean']:.4f} over {iou['pairs']} frame-object pairs")  # fmt: skip
+    if "keyframes" in report:
+        print_keyframes(report, header=False)
     print(f"\npeak RSS after our loops: {report['peak_rss_mib_after_ours']:.0f} MiB")
+
+
+def print_keyframes(report: dict, *, header: bool = True) -> None:
+    """The keyframe timings: frames/s end to end (masks only) per setting, against 1."""
+    if header:
+        s = report["settings"]
+        print(f"\n{s['model']} at {s['size_hw'][1]}x{s['size_hw'][0]}, {s['frames']} frames, "
+              f"{s['objects']} objects, config {s['config']}, on {report['machine']['device']} "
+              f"({report['machine']['threads']} threads)")  # fmt: skip
+    print("\nkeyframes (end to end, masks only; SAM frames of all frames; vs keyframes 1):")
+    for setting, entry in report["keyframes"].items():
+        ratio = f"{entry['speedup_vs_1']:.2f}x" if "speedup_vs_1" in entry else ""
+        rekeys = f"  re-keys: {', '.join(entry['rekeys'])}" if entry["rekeys"] else ""
+        print(f"  {setting:>5}: {entry['frames_per_s']:.3f} frames/s, SAM on "
+              f"{entry['keyframes']}/{entry['frames']} frames {ratio}{rekeys}")  # fmt: skip
+    if "peak_rss_mib" in report:
+        print(f"\npeak RSS: {report['peak_rss_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Runs, on the same clips (``"test"`` split seeds from 1000, never used in training), each model
 with each variant: the static baseline (first mask copied to every frame), the ``paper_video``,
-``default`` and ``fast`` presets and ``default`` minus each of its parts. Every run is evaluated
+``default`` and ``fast`` presets, ``default`` minus each of its parts and ``default`` with SAM
+on keyframes only (``keyframes 2``, ``4``, ``8``, ``auto``). Every run is evaluated
 with the DAVIS measures (``persam_video.eval``, equal to the official code) and reported on all
 clips and per DAVIS-style attribute (the clip families of ``persam_video.synthetic.families``),
 per model and as the mean over models.
@@ -79,6 +80,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default - refinement": ("default", ["decode.refine_steps=0"]),
     "default - occlusion handling": ("default", ["track.occlusion=false"]),
     "default - box prompt": ("default", ["track.box_prompt=false"]),
+    # SAM on keyframes only, the masks carried along the optical flow in between (--keyframes).
+    "default, keyframes 2": ("default", ["keyframes.interval=2"]),
+    "default, keyframes 4": ("default", ["keyframes.interval=4"]),
+    "default, keyframes 8": ("default", ["keyframes.interval=8"]),
+    "default, keyframes auto": ("default", ["keyframes.mode=auto"]),
 }
 BASELINE = "default"
 STATIC = "static"

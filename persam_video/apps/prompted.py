@@ -66,7 +66,13 @@ from persam_video.persam import Target
 from persam_video.persam.prompts import PromptError, check_box, check_points
 from persam_video.progress import progress_bar
 from persam_video.video import FrameResult, ObjectResult, VideoTracker
-from persam_video.video.session import BACKWARD, Direction, SessionResult, VideoSession
+from persam_video.video.session import (
+    BACKWARD,
+    Direction,
+    SessionResult,
+    VideoSession,
+    check_every_frame,
+)
 
 PromptKind = Literal["mask", "point", "neg-point", "box"]
 #: Called once per frame result of the passes (``"track"``, frame index) and per frame of the
@@ -238,6 +244,7 @@ def track_prompts_to_folder(
             "--heatmap works with a first-frame --mask or --target only: the passes of a "
             "prompted run keep no similarity maps"
         )
+    check_every_frame(tracker.config)
     mask_files = [s.path for s in specs if s.path is not None]
     check_inputs_survive(out_dir, [source, *mask_files])
     began = time.perf_counter()

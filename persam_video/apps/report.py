@@ -3,8 +3,9 @@
 One HTML file, no external resources: the run's facts, links to its overlay and masked videos
 (relative paths, so the folder can be moved), per object a timeline (matplotlib, inline SVG) of
 presence, score, peak similarity and area over the frames with the annotated, lost and
-re-acquired frames marked, and a strip of key frames (first, annotated, lost, re-acquired,
-last) as embedded JPEG thumbnails with the masks drawn.
+re-acquired frames marked (and, when SAM skipped frames, a rug of ticks under the area panel at
+the frames SAM ran on: ``keyframes`` in the config), and a strip of key frames (first,
+annotated, lost, re-acquired, last) as embedded JPEG thumbnails with the masks drawn.
 
 The plotted series are embedded as JSON (``<script type="application/json" id="series">``),
 read back from the plotted lines themselves, so a test (or a user's script) can check the plot
@@ -50,6 +51,9 @@ SERIES = {
     "area": (2, "area (pixels)"),
 }
 PANEL_HEIGHTS = (1, 2, 2)
+#: The rug of SAM keyframes: colour, and tick height as a share of the area panel.
+KEYFRAME_COLOUR = "#555555"
+KEYFRAME_TICK = 0.08
 
 
 # --------------------------------------------------------------------------- key frames
@@ -162,6 +166,14 @@ def events(
     return found
 
 
+def keyframe_indices(document: Mapping[str, Any]) -> list[int] | None:
+    """Indices of the frames SAM ran on, or None when it ran on every frame (no rug drawn)."""
+    frames = document["frames"]
+    if all(f.get("keyframe", True) for f in frames):
+        return None
+    return [f["index"] for f in frames if f.get("keyframe", True)]
+
+
 def timeline_svg(
     document: Mapping[str, Any], obj_id: int, annotated: Iterable[int] = ()
 ) -> tuple[str, dict[str, Any]]:
@@ -186,6 +198,13 @@ def timeline_svg(
         for index in frames:
             for ax in axes:
                 ax.axvline(index, color=MARK_COLOURS[kind], linewidth=0.8, linestyle="--")
+    keys = keyframe_indices(document)
+    if keys is not None:
+        rug = axes[2].vlines(keys, 0.0, KEYFRAME_TICK, transform=axes[2].get_xaxis_transform(),
+                             colors=KEYFRAME_COLOUR, linewidth=0.8,
+                             label="SAM keyframes")  # fmt: skip
+        rug.set_gid(f"object-{obj_id}-keyframes")
+        axes[2].legend(loc="upper left", fontsize="small")
     axes[0].set_yticks([0, 1], ["absent", "present"])
     axes[1].set_ylim(-0.05, 1.05)
     axes[1].legend(loc="lower left", fontsize="small")
@@ -197,7 +216,7 @@ def timeline_svg(
     figure.savefig(buffer, format="svg", metadata={"Date": None})
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg") :]  # drop the XML prolog and doctype: inline in HTML
-    return svg, {"series": plotted, "events": marks}
+    return svg, {"series": plotted, "events": marks, "keyframes": keys}
 
 
 # --------------------------------------------------------------------------- page
@@ -253,6 +272,10 @@ def _facts(document: Mapping[str, Any]) -> str:
         ("model", str(document.get("run", {}).get("model", "?"))),
         ("speed", f"{timings.get('frames_per_s', '?')} frames/s"),
     ]  # fmt: skip
+    keys = keyframe_indices(document)
+    if keys is not None:
+        rows.append(("SAM keyframes", f"{len(keys)} of {len(document['frames'])} frames (the "
+                     "others carried along the optical flow)"))  # fmt: skip
     cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     warnings = "".join(f"<li>{_e(w)}</li>" for w in document.get("warnings", []))
     return f"<table class='facts'>{cells}</table>" + (f"<ul>{warnings}</ul>" if warnings else "")

@@ -601,18 +601,26 @@ def frame_range(frames: Iterable[Frame], start: int, max_frames: int | None) -> 
 
 
 def frame_record(result: FrameResult) -> dict[str, Any]:
-    """The results.json entry of one frame (``bbox``: inclusive pixel x0, y0, x1, y1)."""
-    return {
+    """The results.json entry of one frame (``bbox``: inclusive pixel x0, y0, x1, y1).
+
+    ``keyframe``: whether SAM ran on the frame (else its masks were carried along the optical
+    flow, and ``score`` and ``peak_similarity`` are null); ``rekey``, on the keyframes that
+    ``keyframes.mode: auto`` chose: why (``flow``, ``border``, ``area``, ``gap``)."""
+    record = {
         "index": result.index,
         "time": result.time,
+        "keyframe": result.keyframe,
         "objects": {str(o.obj_id): _object_record(o) for o in result.objects},
     }
+    if result.rekey is not None:
+        record["rekey"] = result.rekey
+    return record
 
 
 def _object_record(obj: ObjectResult) -> dict[str, Any]:
     record = {
         "present": obj.present,
-        "score": round(obj.score, 6),
+        "score": finite_or_none(obj.score),
         "area": obj.area,
         "bbox": list(obj.bbox) if obj.bbox is not None else None,
         "peak_similarity": finite_or_none(obj.peak_similarity),

@@ -30,6 +30,7 @@ from persam_video.cli.common import (
 @common.resize_mask_option("masks")
 @model_options(from_targets=False)
 @config_options
+@common.keyframes_option
 @output_options
 @quiet_option
 @threads_option

@@ -170,8 +170,46 @@ def model_options(func: F | None = None, *, default: str = DEFAULT_MODEL,
     ])  # fmt: skip
 
 
+#: What ``--keyframes`` accepts besides a positive interval.
+KEYFRAMES_AUTO = "auto"
+
+
+def keyframe_overrides(value: str | None) -> list[str]:
+    """The config overrides ``--keyframes 1|N|auto`` stands for (none when not given)."""
+    if value is None:
+        return []
+    text = value.strip().lower()
+    if text == KEYFRAMES_AUTO:
+        return ["keyframes.mode=auto"]
+    if not text.isdigit() or int(text) < 1:
+        raise InputError(f"--keyframes must be 1, a larger interval N or auto, got {value!r}")
+    return ["keyframes.mode=interval", f"keyframes.interval={int(text)}"]
+
+
+def keyframes_option(func: F) -> F:
+    """--keyframes 1|N|auto: a shortcut for the ``keyframes`` config section, appended to the
+    command's --set overrides (so it needs :func:`config_options`; later --set still win over
+    a preset, --keyframes over both)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, keyframes: str | None = None, **kwargs: Any) -> Any:
+        extra = keyframe_overrides(keyframes)
+        if extra:
+            kwargs["overrides"] = (*kwargs.get("overrides", ()), *extra)
+        return func(*args, **kwargs)
+
+    return click.option(
+        "--keyframes", metavar="1|N|auto", default=None,
+        help="SAM on every frame (1, the default), on every N-th frame, or on keyframes chosen "
+             "when the optical flow becomes unreliable (auto, at least every "
+             "keyframes.max_gap frames); the frames in between get the masks carried along "
+             "the flow. Sets keyframes.mode and keyframes.interval.",
+    )(wrapper)  # fmt: skip
+
+
 def speed_options(func: F) -> F:
-    """--precision, --batch-frames, --compile, --stock-encoder."""
+    """--precision, --batch-frames, --compile, --stock-encoder, --keyframes."""
+    func = keyframes_option(func)
     return _apply(func, [
         click.option("--precision", type=click.Choice(list(PRECISIONS)), default="auto",
                      show_default=True,

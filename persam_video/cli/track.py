@@ -122,12 +122,14 @@ def track(
     from persam_video.io import open_source
     from persam_video.model.registry import model_metadata
     from persam_video.video import VideoTracker
+    from persam_video.video.session import check_every_frame
 
     specs = parse_prompts(mask_specs, point_specs, neg_point_specs, box_specs)
     outputs = OutputOptions(save_masks, overlay, masked_video, draw_points,
                             mask_format=mask_format, report=report,
                             heatmap=heatmap)  # fmt: skip
     if (target_paths and specs) or needs_prompt_path(specs, direction):
+        check_every_frame(common.build_config(config_name, overrides, finetune))
         if start or max_frames is not None:
             raise InputError(
                 "--start and --max-frames work with a first-frame --mask only, not with "

@@ -5,7 +5,9 @@
 - :mod:`~persam_video.video.rules`: box prompts, fusion, absence and momentum (pure functions);
 - :mod:`~persam_video.video.tracker`: :class:`VideoTracker`, PerSAM frame after frame;
 - :mod:`~persam_video.video.session`: :class:`VideoSession`, prompts on any frame propagated
-  forward and backward.
+  forward and backward;
+- :mod:`~persam_video.video.flow`: dense optical flow and label propagation (keyframes);
+- :mod:`~persam_video.video.keyframes`: when SAM runs (the keyframe rules).
 
 Temporal propagation and a target memory belong here, beside the tracker.
 """

@@ -44,6 +44,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from persam_video.config import PerSAMConfig
 from persam_video.io.frame import Frame
 from persam_video.io.seekable import DEFAULT_CHUNK, SeekableFrames, open_seekable
 from persam_video.labels import BACKGROUND_ID, LabelMap, binary_mask, check_object_id
@@ -103,6 +104,16 @@ class SessionResult(FrameResult):
     annotated: list[int] = field(default_factory=list)
 
 
+def check_every_frame(config: PerSAMConfig) -> None:
+    """Prompted sessions run SAM on every frame: refuse a config with keyframes
+    (``keyframes.mode: auto`` or ``keyframes.interval`` above 1), in one line."""
+    if config.keyframes.active:
+        raise ValueError(
+            "--keyframes N|auto works with a first-frame --mask or --target only; prompted runs "
+            "(clicks, boxes, masks on later frames, --direction) track every frame"
+        )
+
+
 class VideoSession:
     """Prompts on any frame of one video, and their propagation (see the module docstring).
 
@@ -122,6 +133,7 @@ class VideoSession:
         fps: Any = None,
         chunk: int = DEFAULT_CHUNK,
     ) -> None:
+        check_every_frame(tracker.config)
         self.tracker = tracker
         self.frames = (
             source if isinstance(source, SeekableFrames) else open_seekable(source, fps=fps)

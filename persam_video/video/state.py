@@ -57,6 +57,9 @@ class ObjectResult:
     #: (H, W) float32 location confidence of the frame (cosine similarity of the target to
     #: the features, upsampled), or None where the object was not searched for (annotated).
     similarity: np.ndarray | None = None
+    #: Whether the mask was carried along the optical flow (a frame that was not a keyframe:
+    #: ``score`` and ``peak_similarity`` are NaN, nothing was searched).
+    propagated: bool = False
     #: On the annotated frame with PerSAM-F: the learned weights and how the training went
     #: (``weights``, ``steps``, ``seconds``, ``steps_per_second``, losses); else None.
     finetune: dict[str, Any] | None = None
@@ -75,6 +78,12 @@ class FrameResult:
     objects: list[ObjectResult]
     #: (H, W, 3) uint8 RGB frame the result belongs to (a reference, not a copy).
     frame: np.ndarray
+    #: Whether SAM ran on this frame (False: the masks were carried along the optical flow from
+    #: the frame before; see ``keyframes`` in the config).
+    keyframe: bool = True
+    #: Why ``keyframes.mode: auto`` made this frame a keyframe (``flow``, ``area``, ``border``,
+    #: ``gap``; see :data:`persam_video.video.keyframes.REKEY_REASONS`), else None.
+    rekey: str | None = None
 
     def mask(self, obj_id: int) -> np.ndarray:
         """(H, W) bool mask of one object."""

@@ -4,11 +4,18 @@ Data flows one way: frames -> SAM features (once per frame, shared by all object
 every object (:mod:`persam_video.persam`, the same code as image mode) -> fusion into one label
 map -> per-object state update. :class:`~persam_video.video.state.TrackState` holds everything a
 video needs between frames, so several videos can be tracked with one :class:`VideoTracker`.
+
+With ``keyframes`` active in the config (``mode: auto`` or an ``interval`` above 1), only the
+keyframes go through that step; every other frame gets the previous frame's masks carried along
+the optical flow (:mod:`persam_video.video.flow`, :mod:`persam_video.video.keyframes`) through
+:meth:`VideoTracker.step_propagated`, which keeps the per-object state consistent without the
+encoder. Only the previous frame (gray) and its labels are kept: memory does not grow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -23,6 +30,8 @@ from persam_video.persam.cascade import ExtraPrompt
 from persam_video.persam.encoder import FrameEncoder
 from persam_video.persam.features import FrameFeatures
 from persam_video.persam.geometry import mask_box
+from persam_video.video.flow import propagate, to_gray
+from persam_video.video.keyframes import keyframe_due, rekey_reason
 from persam_video.video.rules import (
     box_center,
     expand_box,
@@ -52,6 +61,10 @@ class VideoTracker:
         progress: bool = False,
     ) -> None:
         self.persam = PerSAM(sam, config, encoder, progress=progress)
+        if self.config.keyframes.active and self.persam.encoder.batch_size > 1:
+            raise ValueError(
+                "keyframes (--keyframes N|auto) encode one frame at a time; use --batch-frames 1"
+            )
 
     @property
     def config(self) -> PerSAMConfig:
@@ -72,6 +85,13 @@ class VideoTracker:
             first_labels: (H, W) uint8 label map of the first frame (0 background, 1..K objects),
                 or a :class:`~persam_video.labels.LabelMap` already checked.
         """
+        if self.config.keyframes.active:
+
+            def begin(rgb: np.ndarray, index: int, time: float | None) -> Any:
+                return self.start(rgb, first_labels, index=index, time=time)
+
+            yield from self._track_keyframes(frames, begin)
+            return
         state: TrackState | None = None
         for rgb, index, time, feats in self._encoded(_frames(frames)):
             if state is None:
@@ -95,21 +115,109 @@ class VideoTracker:
         if len(ids) != len(targets) or not targets:
             raise ValueError(f"need one object id per target, got {len(ids)} for {len(targets)}")
         ids = [check_object_id(i) for i in ids]
+        if self.config.keyframes.active:
+
+            def begin(rgb: np.ndarray, index: int, time: float | None) -> Any:
+                state = _target_state(rgb, targets, ids)
+                return state, self.step(state, rgb, index=index, time=time)
+
+            yield from self._track_keyframes(frames, begin)
+            return
         state: TrackState | None = None
         for rgb, index, time, feats in self._encoded(_frames(frames)):
             if state is None:
-                objects = [
-                    ObjectState(
-                        obj_id=i,
-                        first_embedding=t.embedding,
-                        embedding=t.embedding,
-                        present=False,
-                        mask_weights=t.mask_weights,
-                    )
-                    for i, t in zip(ids, targets, strict=True)
-                ]
-                state = TrackState(objects, check_image(rgb).shape[:2], from_targets=True)
+                state = _target_state(rgb, targets, ids)
             yield self._step_encoded(state, rgb, feats, index=index, time=time)
+
+    def _track_keyframes(
+        self,
+        frames: Iterable[Any],
+        begin: Callable[[np.ndarray, int, float | None], tuple[TrackState, FrameResult]],
+    ) -> Iterator[FrameResult]:
+        """The keyframe loop: SAM on the keyframes (``begin`` on the first frame, then
+        :meth:`step`), the flow-carried masks of the frame before on the others."""
+        cfg = self.config.keyframes
+        state: TrackState | None = None
+        prev_gray: np.ndarray | None = None
+        prev_labels: np.ndarray | None = None
+        since_key = 0
+        key_areas: dict[int, int] = {}
+        for rgb, index, time in _frames(frames):
+            if state is None:
+                state, result = begin(rgb, index, time)
+                gray = to_gray(result.frame)
+            else:
+                rgb = self._check_frame(state, rgb, index)
+                gray = to_gray(rgb)
+                since_key += 1
+                key, reason = keyframe_due(cfg, since_key)
+                carried = None
+                if not key:
+                    carried = propagate(prev_gray, gray, prev_labels,
+                                        fb_threshold=cfg.fb_threshold,
+                                        preset=cfg.flow_preset)  # fmt: skip
+                    if cfg.mode == "auto":
+                        reason = rekey_reason(cfg, carried, key_areas)
+                        key = reason is not None
+                if key or carried is None:
+                    result = self.step(state, rgb, index=index, time=time)
+                    result.rekey = reason
+                else:
+                    result = self.step_propagated(state, rgb, carried.labels, index=index,
+                                                  time=time)  # fmt: skip
+            if result.keyframe:
+                since_key = 0
+                key_areas = {o.obj_id: o.area for o in result.objects}
+            prev_gray, prev_labels = gray, result.labels
+            yield result
+
+    def step_propagated(
+        self,
+        state: TrackState,
+        frame: np.ndarray,
+        labels: np.ndarray,
+        *,
+        index: int,
+        time: float | None = None,
+    ) -> FrameResult:
+        """A frame that skips SAM: its masks are ``labels``, e.g. carried from the frame before
+        by :func:`persam_video.video.flow.propagate`.
+
+        Args:
+            state: the video's state; per object, ``present`` and ``box`` (the next keyframe's
+                box prompt) follow the carried mask, the embedding and the reference area stay
+                as they were (no momentum update without SAM's features and score).
+            frame: (H, W, 3) uint8 RGB frame.
+            labels: (H, W) uint8 label map of the frame (ids not in ``state`` become background).
+
+        Returns:
+            A :class:`FrameResult` with ``keyframe`` False; each object's ``score`` and
+            ``peak_similarity`` are NaN and ``propagated`` is True.
+        """
+        frame = self._check_frame(state, frame, index)
+        labels = np.asarray(labels, dtype=np.uint8)
+        if labels.shape != tuple(state.frame_size):
+            raise ValueError(f"labels {labels.shape} for frames of size {state.frame_size}")
+        state.frames_seen += 1
+        labels = np.where(np.isin(labels, state.object_ids), labels, 0).astype(np.uint8)
+        results = []
+        for obj in state.objects:
+            mask = labels == obj.obj_id
+            area = int(mask.sum())
+            obj.present = area > 0
+            obj.box = _box_tuple(mask_box(torch.from_numpy(mask))) if obj.present else None
+            results.append(
+                ObjectResult(
+                    obj_id=obj.obj_id,
+                    present=obj.present,
+                    score=math.nan,
+                    area=area,
+                    bbox=_int_box(obj.box),
+                    peak_similarity=math.nan,
+                    propagated=True,
+                )
+            )
+        return FrameResult(index, time, labels, results, frame, keyframe=False)
 
     def _encoded(
         self, frames: Iterator[tuple[np.ndarray, int, float | None]]
@@ -381,6 +489,21 @@ class VideoTracker:
             obj.embedding, observed, obj.first_embedding, cfg.momentum, cfg.anchor
         )
         return True
+
+
+def _target_state(rgb: np.ndarray, targets: list[Target], ids: list[int]) -> TrackState:
+    """The state of a video searched for saved ``targets`` (object ``ids``), before frame 0."""
+    objects = [
+        ObjectState(
+            obj_id=i,
+            first_embedding=t.embedding,
+            embedding=t.embedding,
+            present=False,
+            mask_weights=t.mask_weights,
+        )
+        for i, t in zip(ids, targets, strict=True)
+    ]
+    return TrackState(objects, check_image(rgb).shape[:2], from_targets=True)
 
 
 def _frames(frames: Iterable[Any]) -> Iterator[tuple[np.ndarray, int, float | None]]:

@@ -72,6 +72,11 @@ def test_bench_reports_every_measure(tmp_path, huge_pages):
     assert iou["pairs"] > 0 and 0 <= iou["min"] <= iou["mean"] <= 1
     assert "int8 masks vs float32" in done.stdout
     assert report["peak_rss_mib_after_ours"] > 0
+    keyframes = report["keyframes"]
+    assert list(keyframes) == ["1", "2", "4", "8", "auto"]
+    assert [keyframes[k]["keyframes"] for k in ("1", "2", "4", "8")] == [3, 2, 1, 1]
+    assert keyframes["1"]["speedup_vs_1"] == 1.0
+    assert "keyframes (end to end" in done.stdout
 
 
 @pytest.mark.slow
@@ -85,3 +90,21 @@ def test_bench_encoder_only_stops_after_the_encoders(tmp_path):
     assert {"int8_s", "ours_s", "stock_s", "int8_feature_cosine"} <= report["encoder"].keys()
     assert "stages_s_per_frame" not in report and "ours_frames_per_s" not in report
     assert "end to end" not in done.stdout
+
+
+@pytest.mark.slow
+def test_bench_keyframes_only(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["--model", "tiny", "--size", "96x64", "--frames", "5", "--keyframes-only",
+            "--keyframes", "1,4,auto", "--json", str(out)]  # fmt: skip
+    done = subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert "encoder" not in report and set(report["keyframes"]) == {"1", "4", "auto"}
+    assert [report["keyframes"][k]["keyframes"] for k in ("1", "4")] == [5, 2]
+    assert all(entry["frames"] == 5 and entry["frames_per_s"] > 0
+               for entry in report["keyframes"].values())  # fmt: skip
+    bad = subprocess.run([sys.executable, str(TOOL), "--keyframes", "0", "--keyframes-only"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert bad.returncode == 2 and "--keyframes" in bad.stderr
