@@ -79,6 +79,17 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default - refinement": ("default", ["decode.refine_steps=0"]),
     "default - occlusion handling": ("default", ["track.occlusion=false"]),
     "default - box prompt": ("default", ["track.box_prompt=false"]),
+    # Issue 12 section 3: each mechanism added to default.
+    "default + mask prior": ("default", ["track.temporal_prior=mask"]),
+    "default + affinity prior": ("default", ["track.temporal_prior=affinity"]),
+    "default + selection": ("default", ["decode.select=consistency"]),
+    "default + distractor negatives": (
+        "default",
+        ["prior.distractor_negatives=2", "prior.others_as_negatives=true"],
+    ),
+    "default + memory bank": ("default", ["memory.bank=8"]),
+    "default + part prototypes": ("default", ["memory.parts=3"]),
+    "default + hysteresis": ("default", ["track.lost_after=3", "track.reacquire_after=2"]),
 }
 BASELINE = "default"
 STATIC = "static"
