@@ -9,6 +9,7 @@ share one decoder call per step. The image and video modes both call it; nothing
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -319,8 +320,9 @@ def _at_working_resolution(
     work = FrameFeatures(feats.embedding, work_size, feats.input_size, feats.image_size)
     scaled = None
     if extra is not None:
-        scaled = [
-            ExtraPrompt(
+        scaled = [  # the low-resolution prompts and the memory do not depend on the frame size
+            dataclasses.replace(
+                e,
                 box=None if e.box is None else (e.box[0] * scale_x, e.box[1] * scale_y,
                                                 e.box[2] * scale_x, e.box[3] * scale_y),
                 points=tuple((x * scale_x, y * scale_y) for x, y in e.points),

@@ -305,3 +305,55 @@ def test_mechanism_fields_are_validated():
         PerSAMConfig().with_overrides(["memory.min_score=2"])
     assert PerSAMConfig.paper_video().memory.bank == 0
     assert PerSAMConfig.paper_image().decode.select == "last"
+
+
+def test_working_resolution_keeps_the_low_res_prompts_and_the_memory(tiny_sam, rng, monkeypatch):
+    import persam_video.persam.cascade as cascade
+    from persam_video.persam.cascade import ExtraPrompt
+
+    feats = encode_image(tiny_sam, random_image(rng, 96, 160))
+    seen = []
+    real = cascade._segment
+
+    def spy(*args):
+        seen.append(args[4])
+        return real(*args)
+
+    monkeypatch.setattr(cascade, "_segment", spy)
+    low = torch.zeros(1, 32, 32)
+    memory = feats.embedding[0, :, :2, 0].T
+    extra = [
+        ExtraPrompt(box=(10.0, 10.0, 80.0, 60.0), mask_prompt=low, expected=low, memory=memory)
+    ]
+    config = PerSAMConfig().with_overrides(["decode.work_size=80"])
+    segment_objects(tiny_sam, feats, feats.embedding[0, :, 1, 1][None], config, extra)
+    (scaled,) = seen[0]
+    assert scaled.box == (5.0, 5.0, 40.0, 30.0)
+    assert scaled.mask_prompt is low and scaled.expected is low and scaled.memory is memory
+
+
+MECHANISMS = {
+    "mask prior": ["track.temporal_prior=mask"],
+    "affinity prior": ["track.temporal_prior=affinity"],
+    "selection": ["decode.select=consistency"],
+    "negatives": ["prior.distractor_negatives=2", "prior.others_as_negatives=true"],
+    "memory": ["memory.bank=2", "memory.stride=1", "memory.min_score=0", "memory.parts=3"],
+    "hysteresis": ["track.lost_after=2", "track.reacquire_after=2"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(MECHANISMS))
+def test_the_tracker_runs_with_each_mechanism(tiny_sam, name):
+    """Two objects over four frames of a random-weight model: every mechanism runs through the
+    whole tracker, and the label maps stay well formed (only known ids, objects never share)."""
+    rng = np.random.default_rng(3)
+    frames = [random_image(rng, 64, 80) for _ in range(4)]
+    first = np.zeros((64, 80), np.uint8)
+    first[ellipse_mask(64, 80, 20, 20, 10, 12)] = 1
+    first[ellipse_mask(64, 80, 42, 58, 12, 14)] = 2
+    config = PerSAMConfig().with_overrides(["track.update_min_score=0", *MECHANISMS[name]])
+    results = list(VideoTracker(tiny_sam, config).track(frames, first))
+    assert len(results) == 4
+    for result in results:
+        assert set(np.unique(result.labels)) <= {0, 1, 2}
+        assert [o.obj_id for o in result.objects] == [1, 2]
