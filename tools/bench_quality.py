@@ -90,6 +90,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default + memory bank": ("default", ["memory.bank=8"]),
     "default + part prototypes": ("default", ["memory.parts=3"]),
     "default + hysteresis": ("default", ["track.lost_after=3", "track.reacquire_after=2"]),
+    "default + affinity prior + hysteresis": (
+        "default",
+        ["track.temporal_prior=affinity", "track.lost_after=3", "track.reacquire_after=2"],
+    ),
 }
 BASELINE = "default"
 STATIC = "static"
