@@ -8,7 +8,8 @@ A :class:`PerSAMConfig` has one section per stage of the pipeline:
 - ``presence``: when a prediction counts as the target found (image search, saved targets, and
   the tracker's occlusion handling);
 - ``track``: what the video tracker adds (box prompts from the previous frame, momentum update of
-  the target embedding, occlusion handling);
+  the target embedding, occlusion handling with hysteresis, the temporal prior);
+- ``memory``: the tracker's target memory (a bank of past embeddings, part prototypes);
 - ``keyframes``: which frames go through SAM; the others get the masks carried along the optical
   flow from the frame before (``persam_video.video.flow``).
 
@@ -66,8 +67,23 @@ class PriorConfig:
     num_positive: int = 1
     #: Number of negative points (lowest similarity).
     num_negative: int = 1
+    #: Distractor-aware negatives: up to this many extra negative points at the most similar
+    #: local peaks of the similarity grid outside where the object is expected (its previous
+    #: mask in a video, grown by ``distractor_margin`` cells). None without an expected region
+    #: (image mode, the first frame after a loss). 0: off.
+    distractor_negatives: int = 0
+    #: A distractor peak must reach this share of the object's own peak similarity.
+    distractor_ratio: float = 0.8
+    #: Feature cells added around the expected region before looking for distractor peaks.
+    distractor_margin: int = 2
+    #: The other objects' positive points become negative points of an object, where they lie
+    #: outside its expected region (its grown previous mask; not used without one).
+    others_as_negatives: bool = False
 
     def __post_init__(self) -> None:
+        _check_range("prior.distractor_negatives", self.distractor_negatives, 0, None)
+        _check_range("prior.distractor_ratio", self.distractor_ratio, 0.0, 1.0)
+        _check_range("prior.distractor_margin", self.distractor_margin, 0, None)
         _check_range("prior.ref_mask_value", self.ref_mask_value, 0.0, 255.0, low_open=True)
         _check_range("prior.ref_area_threshold", self.ref_area_threshold, 0.0, 1.0, low_open=True)
         _check_range("prior.num_positive", self.num_positive, 1, None)
@@ -105,8 +121,21 @@ class DecodeConfig:
     #: similarity map, and with ``intermediate: frame`` the intermediate masks) are computed at
     #: this size and the final mask logits upsampled to the frame. 0: the frame's own resolution.
     work_size: int = 0
+    #: Which mask is kept. ``last``: the last step of the cascade. ``consistency``: every
+    #: candidate (the first step's four outputs, each refinement's three multimask outputs) is
+    #: scored by SAM's predicted IoU + ``select_prior_weight`` x its IoU with where the object is
+    #: expected (its previous mask in a video; the term is 0 without one) +
+    #: ``select_contrast_weight`` x (mean similarity inside the mask - mean outside), and the
+    #: best one is kept. The cascade itself is unchanged.
+    select: Literal["last", "consistency"] = "last"
+    #: Weight of the agreement with the expected mask in the ``consistency`` score.
+    select_prior_weight: float = 1.0
+    #: Weight of the similarity contrast (inside - outside) in the ``consistency`` score.
+    select_contrast_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        _check_range("decode.select_prior_weight", self.select_prior_weight, 0.0, None)
+        _check_range("decode.select_contrast_weight", self.select_contrast_weight, 0.0, None)
         _check_range("decode.refine_steps", self.refine_steps, 0, 2)
         _check_range("decode.work_size", self.work_size, 0, None)
         if self.first_pick != "first" and not self.first_multimask:
@@ -139,8 +168,32 @@ class TrackConfig:
     #: Declare an object absent (empty mask, no update, no box prompt next frame) when it is not
     #: confidently found (the ``presence`` thresholds).
     occlusion: bool = True
+    #: Temporal prior of the first decoding step. ``none``: none. ``mask``: the object's previous
+    #: low-resolution logits are its mask prompt. ``affinity``: those logits carried to this
+    #: frame by feature affinity (each cell takes the softmax-weighted average of the previous
+    #: frame's cells within ``affinity_radius`` cells, weighted by the cosine similarity of their
+    #: SAM features over ``affinity_temperature``) are the mask prompt, and the box prompt is
+    #: the carried mask's box (grown by ``box_margin``), where it has one.
+    temporal_prior: Literal["none", "mask", "affinity"] = "none"
+    #: Search radius of the affinity propagation, in feature cells.
+    affinity_radius: int = 3
+    #: Softmax temperature of the affinity propagation (cosine similarity units).
+    affinity_temperature: float = 0.05
+    #: Absence with hysteresis: a tracked object is lost (empty mask, searched over the whole
+    #: frame) only after this many consecutive frames on which it is not found; on the frames
+    #: before, its predicted mask is kept (no embedding update). 1: lost on the first bad frame.
+    lost_after: int = 1
+    #: A lost object is re-acquired after this many consecutive frames on which it is found
+    #: (its mask stays empty until then). 1: re-acquired on the first good frame.
+    reacquire_after: int = 1
 
     def __post_init__(self) -> None:
+        _check_range("track.affinity_radius", self.affinity_radius, 0, None)
+        _check_range(
+            "track.affinity_temperature", self.affinity_temperature, 0.0, None, low_open=True
+        )
+        _check_range("track.lost_after", self.lost_after, 1, None)
+        _check_range("track.reacquire_after", self.reacquire_after, 1, None)
         _check_range("track.box_margin", self.box_margin, 0.0, None)
         _check_range("track.momentum", self.momentum, 0.0, 1.0)
         _check_range("track.anchor", self.anchor, 0.0, 1.0)
@@ -159,6 +212,30 @@ class PresenceConfig:
 
     def __post_init__(self) -> None:
         _check_range("presence.min_similarity", self.min_similarity, -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """Target memory of the video tracker: matched alongside the (momentum) target embedding,
+    the similarity of a cell being the best over the embedding and the memory's entries."""
+
+    #: Bank of past embeddings: up to this many embeddings of confidently segmented frames
+    #: (``embed(frame_t, mask_t)``; the oldest leaves first). 0: off.
+    bank: int = 0
+    #: A frame enters the bank only when its predicted score is at least this and it passes the
+    #: trust gating of the momentum update (``track.update_max_area_change``).
+    min_score: float = 0.8
+    #: At least this many frames between two entries of the bank (consecutive frames are alike).
+    stride: int = 5
+    #: Part prototypes: the reference cells of the first frame clustered (k-means) into this many
+    #: prototypes, kept for the whole video. 0 or 1: off.
+    parts: int = 0
+
+    def __post_init__(self) -> None:
+        _check_range("memory.bank", self.bank, 0, None)
+        _check_range("memory.min_score", self.min_score, 0.0, 1.0)
+        _check_range("memory.stride", self.stride, 1, None)
+        _check_range("memory.parts", self.parts, 0, None)
 
 
 @dataclass(frozen=True)
@@ -229,6 +306,7 @@ class PerSAMConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     keyframes: KeyframesConfig = field(default_factory=KeyframesConfig)
 
@@ -520,6 +598,7 @@ __all__ = [
     "DecodeConfig",
     "FinetuneConfig",
     "KeyframesConfig",
+    "MemoryConfig",
     "PerSAMConfig",
     "PresenceConfig",
     "PriorConfig",

@@ -507,7 +507,8 @@ def _public(record: dict[str, Any], object_ids: list[int]) -> dict[str, Any]:
         entry = record["objects"].get(str(obj_id))
         if entry is None:
             entry = {"present": False, "score": None, "area": 0, "bbox": None,
-                     "peak_similarity": None, "updated": False, "direction": UNTRACKED,
+                     "peak_similarity": None, "updated": False, "lost": False,
+                     "reacquired": False, "direction": UNTRACKED,
                      "annotated": False}  # fmt: skip
         objects[str(obj_id)] = entry
     return {

@@ -625,6 +625,8 @@ def _object_record(obj: ObjectResult) -> dict[str, Any]:
         "bbox": list(obj.bbox) if obj.bbox is not None else None,
         "peak_similarity": finite_or_none(obj.peak_similarity),
         "updated": obj.updated,
+        "lost": obj.lost,
+        "reacquired": obj.reacquired,
     }
     if obj.finetune is not None:
         record["finetune"] = obj.finetune

@@ -9,6 +9,7 @@ share one decoder call per step. The image and video modes both call it; nothing
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -27,13 +28,18 @@ from persam_video.persam.geometry import (
 )
 from persam_video.persam.guided_decoder import predict_masks
 from persam_video.persam.prior import (
+    NEGATIVE,
     POSITIVE,
     attention_bias,
+    distractor_points,
+    grid_region,
+    memory_similarity,
     peak_similarity,
     select_points,
     similarity_grid,
     similarity_map,
 )
+from persam_video.persam.selection import consistency_scores
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,16 @@ class ExtraPrompt:
     box: tuple[float, float, float, float] | None = None
     #: Extra positive points (x, y) in frame pixels, used in every step.
     points: tuple[tuple[float, float], ...] = ()
+    #: (1, 4h, 4w) low-resolution logits given to the first step as its mask prompt (the
+    #: temporal prior), or None.
+    mask_prompt: Tensor | None = None
+    #: (1, 4h, 4w) low-resolution logits of where the object is expected (its previous mask,
+    #: or that mask carried to this frame), or None: the region distractor-aware negatives
+    #: avoid and candidate selection compares with.
+    expected: Tensor | None = None
+    #: (M, C) more embeddings of the target (a memory bank, part prototypes), or None: a cell's
+    #: similarity is the best over the target embedding and these.
+    memory: Tensor | None = None
 
 
 @dataclass
@@ -147,6 +163,7 @@ class FirstStep:
     semantic: Tensor | None  # (K, C) target-semantic prompt
     sim_grid: Tensor  # (K, h, w)
     sim_map: Tensor  # (K, H, W)
+    mask_inputs: list[Tensor | None] | None = None  # K x (1, 4h, 4w) mask prompts, or None
 
 
 def first_step_prompts(
@@ -163,6 +180,10 @@ def first_step_prompts(
         raise ValueError(f"got {len(extra)} extra prompts for {k} embeddings")
     prior, dec = config.prior, config.decode
     sim_grid = similarity_grid(feats, embeddings)
+    if any(e.memory is not None for e in extra):
+        sim_grid = torch.stack(
+            [memory_similarity(feats, sim_grid[i], e.memory) for i, e in enumerate(extra)]
+        )
     sim_map = similarity_map(sam, feats, sim_grid)
     wanted = prior.num_positive + prior.num_negative
     if wanted > sim_map[0].numel():
@@ -177,6 +198,14 @@ def first_step_prompts(
         extra_labels = torch.full((len(ex.points),), POSITIVE, device=sim_map.device)
         points.append(torch.cat([prior_points[i], extra_xy.reshape(-1, 2)]))
         labels.append(torch.cat([prior_labels[i], extra_labels]))
+    if prior.distractor_negatives or prior.others_as_negatives:
+        for i, negatives in enumerate(
+            _distractor_negatives(sam, feats, sim_grid, prior_points, extra, config)
+        ):
+            points[i] = torch.cat([points[i], negatives])
+            labels[i] = torch.cat(
+                [labels[i], torch.full((negatives.shape[0],), NEGATIVE, device=sim_map.device)]
+            )
     bias = None
     if dec.guided_attention:
         bias = attention_bias(feats, sim_grid, sim_map, dec.guidance_map)
@@ -188,7 +217,56 @@ def first_step_prompts(
         semantic=embeddings if dec.semantic_prompt else None,
         sim_grid=sim_grid,
         sim_map=sim_map,
+        mask_inputs=[e.mask_prompt for e in extra]
+        if any(e.mask_prompt is not None for e in extra)
+        else None,
     )
+
+
+def _distractor_negatives(
+    sam: Sam,
+    feats: FrameFeatures,
+    sim_grid: Tensor,
+    prior_points: Tensor,
+    extra: list[ExtraPrompt],
+    config: PerSAMConfig,
+) -> list[Tensor]:
+    """Per object, (n, 2) float64 (x, y) extra negative points: distractor peaks outside its
+    expected region and the other objects' positives there (none without an expected region).
+
+    ``prior_points``: (K, N, 2) the location prior's points, positives first.
+    """
+    prior = config.prior
+    grid_h, grid_w = feats.grid_size
+    # Frame pixels per feature cell, along x and y.
+    stride_x = feats.image_size / grid_w * feats.original_size[1] / feats.input_size[1]
+    stride_y = feats.image_size / grid_h * feats.original_size[0] / feats.input_size[0]
+    result = []
+    for i, ex in enumerate(extra):
+        if ex.expected is None:
+            result.append(torch.zeros((0, 2), dtype=torch.float64, device=sim_grid.device))
+            continue
+        excluded = grid_region(feats, ex.expected[0], sam.mask_threshold, prior.distractor_margin)
+        found = []
+        if prior.distractor_negatives:
+            found.append(
+                distractor_points(
+                    feats, sim_grid[i], excluded, prior.distractor_negatives, prior.distractor_ratio
+                )
+            )
+        if prior.others_as_negatives and len(extra) > 1:
+            others = torch.cat(
+                [prior_points[j, : prior.num_positive] for j in range(len(extra)) if j != i]
+            )
+            cols = (others[:, 0] / stride_x).long().clamp(0, grid_w - 1)
+            rows = (others[:, 1] / stride_y).long().clamp(0, grid_h - 1)
+            found.append(others[~excluded[rows, cols]])
+        result.append(
+            torch.cat(found)
+            if found
+            else torch.zeros((0, 2), dtype=torch.float64, device=sim_grid.device)
+        )
+    return result
 
 
 def multimask_outputs(sam: Sam, feats: FrameFeatures, first: FirstStep) -> tuple[Tensor, Tensor]:
@@ -242,8 +320,9 @@ def _at_working_resolution(
     work = FrameFeatures(feats.embedding, work_size, feats.input_size, feats.image_size)
     scaled = None
     if extra is not None:
-        scaled = [
-            ExtraPrompt(
+        scaled = [  # the low-resolution prompts and the memory do not depend on the frame size
+            dataclasses.replace(
+                e,
                 box=None if e.box is None else (e.box[0] * scale_x, e.box[1] * scale_y,
                                                 e.box[2] * scale_x, e.box[3] * scale_y),
                 points=tuple((x * scale_x, y * scale_y) for x, y in e.points),
@@ -287,7 +366,22 @@ def _segment(
     weights = mask_weights if mask_weights is not None else [None] * k
     dec = config.decode
     first = first_step_prompts(sam, feats, embeddings, config, extra)
-    step = _keep_first(sam, feats, first, weights, dec)
+    step, first_low, first_iou = _keep_first(sam, feats, first, weights, dec)
+    select = dec.select == "consistency"
+    # Per object, the candidates' (n, 4h, 4w) logits and (n,) predicted IoUs.
+    candidates: list[list[tuple[Tensor, Tensor]]] = (
+        [
+            [
+                (
+                    torch.cat([first_low[i], step.low_res[i]]),
+                    torch.cat([first_iou[i], step.score[i : i + 1]]),
+                )
+            ]
+            for i in range(k)
+        ]
+        if select
+        else []
+    )
     later_bias = first.bias if dec.guide_refinement else None
     later_semantic = first.semantic if dec.guide_refinement else None
     for refinement in range(dec.refine_steps):
@@ -310,6 +404,10 @@ def _segment(
         best = iou.argmax(dim=1)
         rows = torch.arange(len(members), device=best.device)
         step = step.updated(members, low[rows, best][:, None], iou[rows, best])
+        for row, i in enumerate(members) if select else ():
+            candidates[i].append((low[row], iou[row]))
+    if select:
+        step = _select(sam, feats, first, candidates, extra, dec)
 
     full = step.full_logits(sam, feats)
     peaks = peak_similarity(feats, first.sim_grid)
@@ -333,15 +431,52 @@ SINGLE = slice(0, 1)
 MULTIMASK = slice(1, None)
 
 
+def _select(
+    sam: Sam,
+    feats: FrameFeatures,
+    first: FirstStep,
+    candidates: list[list[tuple[Tensor, Tensor]]],
+    extra: list[ExtraPrompt] | None,
+    dec: DecodeConfig,
+) -> _Step:
+    """Per object, the candidate of best consistency score (:func:`consistency_scores`)."""
+    low_size = candidates[0][0][0].shape[-2:]
+    rows, cols = feats.content_cells(tuple(low_size))
+    sim_low = F.interpolate(first.sim_grid[None], size=low_size, mode="bilinear")[0]
+    kept_low, kept_iou = [], []
+    for i, pieces in enumerate(candidates):
+        low = torch.cat([p[0] for p in pieces])
+        iou = torch.cat([p[1] for p in pieces])
+        expected = None if extra is None else extra[i].expected
+        if expected is not None:
+            expected = expected[0, :rows, :cols] > sam.mask_threshold
+        scores = consistency_scores(
+            low[:, :rows, :cols],
+            iou,
+            sim_low[i, :rows, :cols],
+            expected,
+            sam.mask_threshold,
+            dec.select_prior_weight,
+            dec.select_contrast_weight,
+        )
+        best = int(scores.argmax()) if bool(torch.isfinite(scores).any()) else low.shape[0] - 1
+        kept_low.append(low[best])
+        kept_iou.append(iou[best])
+    return _Step(torch.stack(kept_low)[:, None], torch.stack(kept_iou))
+
+
 def _keep_first(
     sam: Sam,
     feats: FrameFeatures,
     first: FirstStep,
     weights: list[Tensor | None],
     dec: DecodeConfig,
-) -> _Step:
-    """Decode the first step and keep one output per object (or the PerSAM-F weighted sum)."""
-    low, iou = _decode_all(sam, feats, first, first.boxes, None, first.bias, first.semantic)
+) -> tuple[_Step, Tensor, Tensor]:
+    """Decode the first step and keep one output per object (or the PerSAM-F weighted sum);
+    also returns all its (K, 4, 4h, 4w) outputs and (K, 4) predicted IoUs."""
+    low, iou = _decode_all(
+        sam, feats, first, first.boxes, first.mask_inputs, first.bias, first.semantic
+    )
     k = low.shape[0]
     rows = torch.arange(k, device=low.device)
     tuned = [i for i, w in enumerate(weights) if w is not None]
@@ -367,7 +502,7 @@ def _keep_first(
         iou_kept = iou_kept.clone()
         low_kept[tuned] = torch.einsum("tm,tmhw->thw", stacked, low[tuned][:, MULTIMASK])
         iou_kept[tuned] = torch.einsum("tm,tm->t", stacked, iou[tuned][:, MULTIMASK])
-    return _Step(low_kept[:, None], iou_kept, full_kept)
+    return _Step(low_kept[:, None], iou_kept, full_kept), low, iou
 
 
 def _decode_all(
@@ -375,7 +510,7 @@ def _decode_all(
     feats: FrameFeatures,
     first: FirstStep,
     boxes: list[Tensor | None],
-    mask_inputs: Tensor | None,
+    mask_inputs: Tensor | list[Tensor | None] | None,
     bias: Tensor | None,
     semantic: Tensor | None,
     *,
@@ -383,12 +518,15 @@ def _decode_all(
 ) -> tuple[Tensor, Tensor]:
     """All four outputs for objects ``only`` (default all), batching equal prompt structures.
 
-    Returns (n, 4, 4h, 4w) low-resolution logits and (n, 4) IoUs in the order of ``only``.
+    ``mask_inputs``: (K, 1, 4h, 4w) mask prompts of all K objects, K of them or None each, or
+    None. Returns (n, 4, 4h, 4w) low-resolution logits and (n, 4) IoUs in the order of ``only``.
     """
     indices = list(range(len(first.points))) if only is None else only
-    groups: dict[tuple[int, bool], list[int]] = {}
+    masks = [None] * len(first.points) if mask_inputs is None else list(mask_inputs)
+    groups: dict[tuple[int, bool, bool], list[int]] = {}
     for i in indices:
-        groups.setdefault((first.points[i].shape[0], boxes[i] is None), []).append(i)
+        key = (first.points[i].shape[0], boxes[i] is None, masks[i] is None)
+        groups.setdefault(key, []).append(i)
     low_all, iou_all = {}, {}
     for members in groups.values():
         sel = torch.tensor(members, device=feats.embedding.device)
@@ -398,7 +536,9 @@ def _decode_all(
             torch.stack([first.points[i] for i in members]),
             torch.stack([first.labels[i] for i in members]),
             boxes=None if boxes[members[0]] is None else torch.stack([boxes[i] for i in members]),
-            mask_inputs=None if mask_inputs is None else mask_inputs[sel],
+            mask_inputs=None
+            if masks[members[0]] is None
+            else torch.stack([masks[i] for i in members]),
             attn_bias=None if bias is None else bias[sel],
             target_embedding=None if semantic is None else semantic[sel],
         )

@@ -68,3 +68,22 @@ def to_input_coords(xy: Tensor, feats: FrameFeatures) -> Tensor:
     (old_h, old_w), (new_h, new_w) = feats.original_size, feats.input_size
     scale = torch.tensor([new_w / old_w, new_h / old_h], dtype=torch.float64, device=xy.device)
     return (xy.to(torch.float64) * scale).to(torch.float32).to(feats.embedding.device)
+
+
+#: Magnitude of the low-resolution logits made from a binary mask (:func:`mask_to_low_res`):
+#: about what SAM's own confident logits reach, so a mask prompt made from an annotation looks
+#: like one SAM made.
+BINARY_MASK_LOGIT = 10.0
+
+
+def mask_to_low_res(feats: FrameFeatures, mask: Tensor, low_size: tuple[int, int]) -> Tensor:
+    """An (H, W) bool frame mask as (1, h, w) low-resolution logits over SAM's padded input
+    (``low_size`` = (h, w), e.g. (4 * grid_h, 4 * grid_w)): +-:data:`BINARY_MASK_LOGIT` where
+    the mask covers more / less than half a cell."""
+    soft = mask.to(torch.float32).reshape(1, 1, *mask.shape[-2:])
+    soft = F.interpolate(soft, size=feats.input_size, mode="bilinear", antialias=True)
+    padded = F.pad(
+        soft, (0, feats.image_size - soft.shape[-1], 0, feats.image_size - soft.shape[-2])
+    )
+    coverage = F.adaptive_avg_pool2d(padded, low_size)[0]
+    return (2 * coverage - 1) * BINARY_MASK_LOGIT

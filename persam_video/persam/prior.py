@@ -136,3 +136,78 @@ def attention_bias(feats: FrameFeatures, sim_grid: Tensor, sim_map: Tensor, mode
         valid[:, :rows, :cols] = True
         standard = torch.where(valid, standard, floor)
     return standard.sigmoid().reshape(k, -1)
+
+
+def memory_similarity(feats: FrameFeatures, sim_grid: Tensor, memory: Tensor | None) -> Tensor:
+    """One target's (h, w) cell similarities with a memory: the best over the target embedding
+    (``sim_grid``, (h, w)) and each of the memory's (M, C) embeddings (None or M = 0: as is)."""
+    if memory is None or memory.shape[0] == 0:
+        return sim_grid
+    return torch.maximum(sim_grid, similarity_grid(feats, memory).amax(dim=0))
+
+
+def part_prototypes(features: Tensor, parts: int, iterations: int = 10) -> Tensor:
+    """``parts`` prototypes (P, C) of (n, C) reference-cell features, by k-means on cosine
+    similarity (spherical k-means), seeded deterministically by farthest-point sampling from the
+    cell most similar to the mean. Fewer prototypes when there are fewer cells; a prototype is
+    the mean of its cells' features (not normalized, like a target embedding).
+    """
+    count = min(parts, features.shape[0])
+    unit = F.normalize(features, dim=-1)
+    chosen = [int((unit @ F.normalize(features.mean(0), dim=0)).argmax())]
+    while len(chosen) < count:
+        nearest = (unit @ unit[chosen].T).amax(dim=1)
+        chosen.append(int(nearest.argmin()))
+    centres = features[chosen].clone()
+    for _ in range(iterations):
+        assign = (unit @ F.normalize(centres, dim=-1).T).argmax(dim=1)
+        for p in range(count):
+            members = features[assign == p]
+            if members.shape[0]:
+                centres[p] = members.mean(0)
+    return centres
+
+
+def cell_centres(feats: FrameFeatures, cells: Tensor) -> Tensor:
+    """(n, 2) (row, col) feature cells to (n, 2) float64 (x, y) frame pixels of their centres,
+    clipped to the frame."""
+    stride = feats.image_size / feats.grid_size[0]
+    (height, width), (in_h, in_w) = feats.original_size, feats.input_size
+    rows = (cells[:, 0].to(torch.float64) + 0.5) * stride * height / in_h
+    cols = (cells[:, 1].to(torch.float64) + 0.5) * stride * width / in_w
+    return torch.stack([cols.clamp(0, width - 1), rows.clamp(0, height - 1)], dim=-1)
+
+
+def grid_region(feats: FrameFeatures, low_res: Tensor, threshold: float, margin: int) -> Tensor:
+    """(h, w) bool feature cells where a (4h, 4w) low-resolution mask (logits above
+    ``threshold``) has any pixel, grown by ``margin`` cells on every side."""
+    scale = low_res.shape[-1] // feats.grid_size[1]
+    inside = (low_res > threshold).to(torch.float32).reshape(1, 1, *low_res.shape[-2:])
+    cells = F.max_pool2d(inside, scale)
+    if margin:
+        cells = F.max_pool2d(cells, 2 * margin + 1, stride=1, padding=margin)
+    return cells[0, 0] > 0
+
+
+def distractor_points(
+    feats: FrameFeatures, sim_grid: Tensor, excluded: Tensor, count: int, ratio: float
+) -> Tensor:
+    """Distractor-aware negative points of one target: (n <= count, 2) float64 (x, y) frame pixels.
+
+    The local maxima (3 x 3) of its (h, w) cell similarities that lie in the image content,
+    outside the (h, w) bool ``excluded`` cells (where the object is expected), and reach
+    ``ratio`` x its highest similarity, most similar first; each point is its cell's centre.
+    """
+    rows, cols = feats.content_grid
+    grid = sim_grid.clone()
+    content = torch.zeros_like(excluded)
+    content[:rows, :cols] = True
+    grid[~content] = -torch.inf
+    pooled = F.max_pool2d(grid[None, None], 3, stride=1, padding=1)[0, 0]
+    peak = grid.max()
+    candidate = (grid == pooled) & content & ~excluded & (grid >= ratio * peak)
+    cells = torch.nonzero(candidate)
+    if cells.shape[0] == 0:
+        return torch.zeros((0, 2), dtype=torch.float64, device=sim_grid.device)
+    order = grid[candidate].argsort(descending=True)[:count]
+    return cell_centres(feats, cells[order])

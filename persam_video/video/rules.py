@@ -1,8 +1,10 @@
-"""The tracker's rules, as pure functions: box prompts, fusion, absence, momentum."""
+"""The tracker's rules, as pure functions: box prompts, fusion, absence (with hysteresis),
+momentum."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -74,3 +76,36 @@ def momentum_update(
     """e_t = anchor * e_0 + (1 - anchor) * (momentum * e_{t-1} + (1 - momentum) * observed)."""
     blended = momentum * previous + (1.0 - momentum) * observed
     return anchor * first + (1.0 - anchor) * blended
+
+
+def area_trusted(area: int, reference_area: int | None, max_change: float) -> bool:
+    """Whether a mask's area changed by at most ``max_change`` (a factor, either way) since
+    ``reference_area`` (False for an empty mask or without a reference)."""
+    if area == 0 or not reference_area:
+        return False
+    return max(area / reference_area, reference_area / area) <= max_change
+
+
+@dataclass(frozen=True)
+class Hysteresis:
+    """An object's absence state: lost or tracked, with the current run of frames against it."""
+
+    #: Lost: its mask is empty and it is searched for over the whole frame.
+    lost: bool = False
+    #: While tracked: consecutive frames on which it was not found.
+    bad: int = 0
+    #: While lost: consecutive frames on which it was found.
+    good: int = 0
+
+
+def hysteresis_step(
+    state: Hysteresis, found: bool, lost_after: int, reacquire_after: int
+) -> Hysteresis:
+    """The next absence state: a tracked object is lost on its ``lost_after``-th consecutive
+    frame not found; a lost one is tracked again on its ``reacquire_after``-th consecutive
+    frame found."""
+    if not state.lost:
+        bad = 0 if found else state.bad + 1
+        return Hysteresis(lost=True) if bad >= lost_after else Hysteresis(bad=bad)
+    good = state.good + 1 if found else 0
+    return Hysteresis() if good >= reacquire_after else Hysteresis(lost=True, good=good)

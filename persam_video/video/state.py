@@ -9,6 +9,9 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from persam_video.video.memory import MemoryBank
+from persam_video.video.rules import Hysteresis
+
 
 @dataclass
 class ObjectState:
@@ -30,6 +33,22 @@ class ObjectState:
     #: How many user annotations ``first_embedding`` averages (a correction on a later frame
     #: joins the anchor: its embedding enters the object's memory).
     annotations: int = 1
+    #: Absence state (lost or tracked, and the current run of bad or good frames).
+    #: None at construction: tracked when ``present``, else lost (a saved target not yet seen).
+    hysteresis: Hysteresis | None = None
+    #: (1, 4h, 4w) the object's own low-resolution logits on the previous frame (None when it
+    #: was lost there, or its mask came from an annotation and has not been predicted since
+    #: unless the temporal prior needs it).
+    previous_logits: Tensor | None = None
+    #: Bank of embeddings of confident past frames (``memory.bank``), made by the tracker on
+    #: first use.
+    bank: MemoryBank | None = None
+    #: (P, C) part prototypes of the first frame's reference (``memory.parts``), or None.
+    parts: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.hysteresis is None:
+            self.hysteresis = Hysteresis(lost=not self.present)
 
 
 @dataclass
@@ -63,6 +82,12 @@ class ObjectResult:
     #: On the annotated frame with PerSAM-F: the learned weights and how the training went
     #: (``weights``, ``steps``, ``seconds``, ``steps_per_second``, losses); else None.
     finetune: dict[str, Any] | None = None
+    #: The object became lost on this frame (``track.lost_after`` bad frames in a row).
+    lost: bool = False
+    #: The object was re-acquired on this frame (``track.reacquire_after`` good frames in a row).
+    reacquired: bool = False
+    #: Whether the embedding of this frame entered the object's memory bank.
+    remembered: bool = False
 
 
 @dataclass
@@ -101,6 +126,9 @@ class TrackState:
     #: an object counts as present only when confidently found (the absence thresholds apply
     #: even with ``track.occlusion`` off).
     from_targets: bool = False
+    #: (1, C, h, w) SAM features of the previous frame, kept only for the affinity temporal
+    #: prior (``track.temporal_prior: affinity``).
+    previous_features: Tensor | None = None
 
     @property
     def object_ids(self) -> list[int]:

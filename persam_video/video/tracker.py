@@ -28,14 +28,20 @@ from persam_video.labels import LabelMap, check_object_id
 from persam_video.persam.api import PerSAM, Target, check_image
 from persam_video.persam.cascade import ExtraPrompt
 from persam_video.persam.encoder import FrameEncoder
-from persam_video.persam.features import FrameFeatures
-from persam_video.persam.geometry import mask_box
+from persam_video.persam.features import LOW_RES_SCALE, FrameFeatures
+from persam_video.persam.geometry import low_res_box, mask_box, mask_to_low_res
+from persam_video.persam.prior import part_prototypes, reference_cells
+from persam_video.video.affinity import propagate_logits
 from persam_video.video.flow import propagate, to_gray
 from persam_video.video.keyframes import keyframe_due, rekey_reason
+from persam_video.video.memory import MemoryBank, memory_embeddings
 from persam_video.video.rules import (
+    Hysteresis,
+    area_trusted,
     box_center,
     expand_box,
     fuse,
+    hysteresis_step,
     is_absent,
     momentum_update,
     should_update,
@@ -304,6 +310,8 @@ class VideoTracker:
                     box=box,
                     reference_area=area,
                     mask_weights=weights,
+                    previous_logits=self._annotation_logits(feats, mask),
+                    parts=self._parts(feats, mask),
                 )
             )
             results.append(
@@ -318,6 +326,8 @@ class VideoTracker:
                 )
             )
         state = TrackState(objects=objects, frame_size=frame.shape[:2], frames_seen=1)
+        if self.config.track.temporal_prior == "affinity":
+            state.previous_features = feats.embedding
         return state, FrameResult(index, time, annotation.without_void(), results, frame)
 
     @torch.inference_mode()
@@ -362,15 +372,22 @@ class VideoTracker:
         if not tracked and not annotations:
             empty = np.zeros(state.frame_size, np.uint8)
             return FrameResult(index, time, empty, [], frame)
-        preds, found = [], []
+        preds, found, kept = [], [], []
+        before = {o.obj_id: o.hysteresis for o in tracked}
         if tracked:
             targets = [Target(o.embedding, o.mask_weights) for o in tracked]
-            prompts = [self._prompt(o, state.frame_size) for o in tracked]
+            prompts = [self._prompt(o, state, feats) for o in tracked]
             preds = self.persam.segment_features(feats, targets, prompts)
             presence = self.config.presence
             found = [not is_absent(p, cfg, presence, search=state.from_targets) for p in preds]
-        present_ids = [o.obj_id for o, f in zip(tracked, found, strict=True) if f]
-        logits = [p.mask_logits for p, f in zip(preds, found, strict=True) if f]
+            for obj, ok in zip(tracked, found, strict=True):
+                obj.hysteresis = hysteresis_step(
+                    obj.hysteresis, ok, cfg.lost_after, cfg.reacquire_after
+                )
+            # Kept: found, or not found for fewer than track.lost_after frames in a row.
+            kept = [not o.hysteresis.lost for o in tracked]
+        present_ids = [o.obj_id for o, f in zip(tracked, kept, strict=True) if f]
+        logits = [p.mask_logits for p, f in zip(preds, kept, strict=True) if f]
         if logits:
             labels = fuse(torch.stack(logits), present_ids, self.sam.mask_threshold)
         else:
@@ -381,19 +398,25 @@ class VideoTracker:
         results = {}
         for obj_id, mask in sorted(annotations.items()):
             results[obj_id] = self._seed(state, feats, obj_id, mask, index)
-        for obj, pred, ok in zip(tracked, preds, found, strict=True):
+        for obj, pred, ok, keep in zip(tracked, preds, found, kept, strict=True):
             mask = labels == obj.obj_id
             area = int(mask.sum())
-            box = _box_tuple(mask_box(mask)) if ok else None
-            obj.present = ok and area > 0
-            obj.box = box if obj.present else None
-            updated = False
-            if obj.present and obj.reference_area is None:  # first sighting of a saved target
+            box = _box_tuple(mask_box(mask)) if keep else None
+            obj.present = keep and area > 0
+            # On a kept frame not found with an empty mask, the previous box stays the prompt.
+            obj.box = box if obj.present else (obj.box if keep and not ok else None)
+            obj.previous_logits = pred.low_res_logits if keep else None
+            updated = remembered = False
+            trusted = area_trusted(area, obj.reference_area, cfg.update_max_area_change)
+            if ok and obj.present:
+                remembered = self._remember(obj, feats, mask, pred.score, trusted, index)
+            if ok and obj.present and obj.reference_area is None:  # first sighting (target)
                 obj.reference_area = area
-            elif obj.present and should_update(pred.score, area, obj.reference_area, cfg):
+            elif ok and obj.present and should_update(pred.score, area, obj.reference_area, cfg):
                 updated = self._update_embedding(obj, feats, mask)
                 if updated:
                     obj.reference_area = area
+            was, now = before[obj.obj_id], obj.hysteresis
             results[obj.obj_id] = ObjectResult(
                 obj_id=obj.obj_id,
                 present=obj.present,
@@ -405,7 +428,12 @@ class VideoTracker:
                 points=pred.points.cpu().numpy(),
                 point_labels=pred.labels.cpu().numpy(),
                 similarity=pred.similarity.float().cpu().numpy(),
+                lost=not was.lost and now.lost,
+                reacquired=was.lost and not now.lost,
+                remembered=remembered,
             )
+        if cfg.temporal_prior == "affinity":
+            state.previous_features = feats.embedding
         ordered = [results[o.obj_id] for o in state.objects]
         return FrameResult(index, time, labels.cpu().numpy(), ordered, frame)
 
@@ -450,6 +478,8 @@ class VideoTracker:
                     box=box,
                     reference_area=area,
                     mask_weights=weights,
+                    previous_logits=self._annotation_logits(feats, mask),
+                    parts=self._parts(feats, mask),
                 )
             )
             state.objects.sort(key=lambda o: o.obj_id)
@@ -459,6 +489,10 @@ class VideoTracker:
             existing.first_embedding = anchor + (embedding - anchor) / existing.annotations
             existing.embedding = embedding
             existing.box, existing.reference_area, existing.present = box, area, True
+            existing.hysteresis = Hysteresis()
+            existing.previous_logits = self._annotation_logits(feats, mask)
+            if existing.parts is None:
+                existing.parts = self._parts(feats, mask)
         return ObjectResult(
             obj_id=obj_id,
             present=True,
@@ -470,14 +504,88 @@ class VideoTracker:
             finetune=finetune_info,
         )
 
-    def _prompt(self, obj: ObjectState, size: tuple[int, int]) -> ExtraPrompt:
-        """The previous frame's box (expanded) and optionally its centre, for a present object."""
+    def _prompt(self, obj: ObjectState, state: TrackState, feats: FrameFeatures) -> ExtraPrompt:
+        """An object's prompts beyond its location prior: the previous frame's box (expanded)
+        and optionally its centre, where it is expected (its previous logits, or those carried
+        here by feature affinity) and the temporal prior's mask prompt, and its memory."""
         cfg = self.config.track
-        if not cfg.box_prompt or obj.box is None:
-            return ExtraPrompt()
-        box = expand_box(obj.box, cfg.box_margin, size)
+        box, expected = obj.box, obj.previous_logits
+        if (
+            expected is not None
+            and cfg.temporal_prior == "affinity"
+            and state.previous_features is not None
+        ):
+            expected = propagate_logits(
+                state.previous_features[0],
+                feats.embedding[0],
+                expected,
+                cfg.affinity_radius,
+                cfg.affinity_temperature,
+            )
+            carried = low_res_box(self.sam, feats, expected)
+            box = _box_tuple(carried) if carried is not None else box
+        mask_prompt = expected if cfg.temporal_prior != "none" else None
+        memory = memory_embeddings(obj.parts, self._bank(obj))
+        if not cfg.box_prompt or box is None:
+            return ExtraPrompt(mask_prompt=mask_prompt, expected=expected, memory=memory)
+        box = expand_box(box, cfg.box_margin, state.frame_size)
         points = (box_center(box),) if cfg.box_center_point else ()
-        return ExtraPrompt(box=box, points=points)
+        return ExtraPrompt(
+            box=box, points=points, mask_prompt=mask_prompt, expected=expected, memory=memory
+        )
+
+    def _bank(self, obj: ObjectState) -> MemoryBank:
+        """The object's memory bank (made on first use, with the ``memory`` settings)."""
+        if obj.bank is None:
+            mem = self.config.memory
+            obj.bank = MemoryBank(mem.bank, mem.min_score, mem.stride)
+        return obj.bank
+
+    def _remember(
+        self,
+        obj: ObjectState,
+        feats: FrameFeatures,
+        mask: Tensor,
+        score: float,
+        trusted: bool,
+        index: int,
+    ) -> bool:
+        """Offer this frame's embedding of the object to its bank; True when admitted."""
+        bank = self._bank(obj)
+        if not bank.admits(score=score, trusted=trusted, frame=index):
+            return False
+        try:
+            observed = self.persam.embed(feats, mask.cpu().numpy())
+        except ValueError:  # the mask covers no feature cell under the 'paper' rule
+            return False
+        return bank.offer(observed, score=score, trusted=trusted, frame=index)
+
+    def _needs_expected(self) -> bool:
+        """Whether anything uses where an object is expected (its previous logits)."""
+        cfg = self.config
+        return (
+            cfg.track.temporal_prior != "none"
+            or cfg.decode.select == "consistency"
+            or cfg.prior.distractor_negatives > 0
+            or cfg.prior.others_as_negatives
+        )
+
+    def _annotation_logits(self, feats: FrameFeatures, mask: np.ndarray) -> Tensor | None:
+        """(1, 4h, 4w) low-resolution logits of an annotated (H, W) bool mask, when needed."""
+        if not self._needs_expected():
+            return None
+        low = tuple(LOW_RES_SCALE * n for n in feats.grid_size)
+        return mask_to_low_res(feats, torch.from_numpy(mask).to(feats.embedding.device), low)
+
+    def _parts(self, feats: FrameFeatures, mask: np.ndarray) -> Tensor | None:
+        """(P, C) part prototypes of an annotated (H, W) bool mask (``memory.parts``), or None."""
+        parts = self.config.memory.parts
+        if parts < 2:
+            return None
+        cells = reference_cells(self.sam, feats, mask, self.config.prior)
+        if not bool(cells.any()):
+            return None
+        return part_prototypes(feats.embedding[0].permute(1, 2, 0)[cells], parts)
 
     def _update_embedding(self, obj: ObjectState, feats: FrameFeatures, mask: Tensor) -> bool:
         try:

@@ -1,0 +1,359 @@
+"""Issue 12 section 3's mechanisms on constructed inputs: the temporal prior (affinity
+propagation), candidate selection, distractor-aware negatives, the memory bank and part
+prototypes, absence with hysteresis (alone and in the tracker)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from persam_video.apps.track import frame_record
+from persam_video.config import ConfigError, PerSAMConfig
+from persam_video.persam.cascade import Prediction, segment_objects
+from persam_video.persam.features import FrameFeatures
+from persam_video.persam.geometry import mask_to_low_res
+from persam_video.persam.prior import (
+    distractor_points,
+    grid_region,
+    memory_similarity,
+    part_prototypes,
+    similarity_grid,
+)
+from persam_video.persam.selection import consistency_scores, mask_iou, similarity_contrast
+from persam_video.video.affinity import affinity_weights, propagate_logits
+from persam_video.video.memory import MemoryBank, memory_embeddings
+from persam_video.video.rules import Hysteresis, area_trusted, hysteresis_step
+from persam_video.video.tracker import VideoTracker
+from tests.helpers import ellipse_mask, encode_image, random_image
+
+
+# --------------------------------------------------------------------------- a. temporal prior
+def _shifted(features: torch.Tensor, dy: int, dx: int, generator: torch.Generator) -> torch.Tensor:
+    """(C, h, w) features moved by (dy, dx) cells; the uncovered cells get new random ones."""
+    moved = torch.randn(features.shape, generator=generator)
+    h, w = features.shape[-2:]
+    src = features[:, max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+    moved[:, max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)] = src
+    return moved
+
+
+@pytest.mark.parametrize("dy, dx", [(1, -2), (0, 3), (-2, 0)])
+def test_affinity_propagation_moves_a_mask_by_a_known_shift(dy, dx):
+    g = torch.Generator().manual_seed(0)
+    previous = torch.randn(32, 12, 12, generator=g)
+    current = _shifted(previous, dy, dx, g)
+    logits = torch.full((1, 48, 48), -8.0)
+    logits[0, 16:28, 12:32] = 8.0  # a 12 x 20 low-res box, well inside
+    carried = propagate_logits(previous, current, logits, radius=3, temperature=0.02)
+    expected = torch.roll(logits, shifts=(4 * dy, 4 * dx), dims=(1, 2))
+    assert carried.shape == logits.shape
+    # Compared where the current frame's cells came from the previous frame (the uncovered
+    # cells hold new content, matched to whatever is most alike).
+    covered = torch.zeros(12, 12, dtype=torch.bool)
+    covered[max(0, dy) : 12 + min(0, dy), max(0, dx) : 12 + min(0, dx)] = True
+    covered = covered.repeat_interleave(4, 0).repeat_interleave(4, 1)
+    assert torch.equal((carried[0] > 0)[covered], (expected[0] > 0)[covered])
+    assert (carried[0] > 0)[covered].sum() == (logits > 0).sum()  # all of the mask arrived
+    # Without motion the mask stays where it was.
+    still = propagate_logits(previous, previous, logits, radius=3, temperature=0.02)
+    assert torch.equal(still > 0, logits > 0)
+
+
+def test_affinity_weights_sum_to_one_and_never_leave_the_grid():
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(8, 5, 6, generator=g)
+    weights = affinity_weights(feats, feats, radius=2, temperature=0.1)
+    assert weights.shape == (25, 5, 6)
+    assert torch.allclose(weights.sum(0), torch.ones(5, 6))
+    # Offset (-2, -2) (index 0) points outside the grid from the top-left cell.
+    assert weights[0, 0, 0] == 0 and weights[0, 4, 5] > 0
+
+
+def _features(grid: int = 16, size: int = 64) -> FrameFeatures:
+    return FrameFeatures(torch.zeros(1, 4, grid, grid), (size, size), (size, size), size)
+
+
+def test_a_binary_mask_becomes_low_res_logits_of_its_sign():
+    feats = _features()
+    mask = torch.zeros(64, 64, dtype=torch.bool)
+    mask[8:24, 32:56] = True
+    low = mask_to_low_res(feats, mask, (64, 64))
+    assert low.shape == (1, 64, 64)
+    assert torch.equal(low[0] > 0, mask)
+
+
+# --------------------------------------------------------------------------- b. selection
+def _box(h: int, w: int, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+    mask = torch.zeros(h, w, dtype=torch.bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def test_selection_picks_the_candidate_that_agrees_with_the_prior():
+    a, b = _box(20, 20, 2, 8, 2, 8), _box(20, 20, 10, 18, 10, 18)
+    logits = torch.stack([torch.where(a, 4.0, -4.0), torch.where(b, 4.0, -4.0)])
+    iou = torch.tensor([0.9, 0.8])  # SAM prefers the first
+    flat = torch.zeros(20, 20)
+    args = dict(threshold=0.0, prior_weight=1.0, contrast_weight=1.0)
+    assert consistency_scores(logits, iou, flat, None, **args).argmax() == 0
+    expected = _box(20, 20, 11, 18, 9, 17)  # where the object was: over the second
+    scores = consistency_scores(logits, iou, flat, expected, **args)
+    assert scores.argmax() == 1
+    assert scores[1] == pytest.approx(0.8 + float(mask_iou(b[None], expected)[0]))
+    # With no weight on the prior, the prior does not matter.
+    assert consistency_scores(logits, iou, flat, expected, 0.0, 0.0, 1.0).argmax() == 0
+
+
+def test_selection_prefers_the_mask_over_the_similar_pixels_and_never_an_empty_one():
+    a, b = _box(20, 20, 2, 8, 2, 8), _box(20, 20, 10, 18, 10, 18)
+    similarity = torch.where(b, 0.9, 0.1)
+    logits = torch.stack(
+        [torch.where(a, 4.0, -4.0), torch.where(b, 4.0, -4.0), -torch.ones(20, 20)]
+    )
+    iou = torch.tensor([0.85, 0.8, 0.99])
+    contrast = similarity_contrast(logits > 0, similarity)
+    assert contrast[1] == pytest.approx(0.8) and contrast[2] == 0
+    scores = consistency_scores(logits, iou, similarity, None, 0.0, 1.0, 1.0)
+    assert scores.argmax() == 1 and scores[2] == -torch.inf
+
+
+def test_consistency_selection_in_the_cascade(tiny_sam, rng):
+    """On a real (random-weight) decoder, with (almost) all the weight on agreeing with the
+    expected mask, the kept mask is the candidate equal to it: here the first step's output."""
+    from persam_video.persam.cascade import ExtraPrompt
+
+    image = random_image(rng, 64, 80)
+    feats = encode_image(tiny_sam, image)
+    embedding = feats.embedding[0, :, 3, 4][None]
+    no_refinement = PerSAMConfig().with_overrides(["decode.refine_steps=0"])
+    first = segment_objects(tiny_sam, feats, embedding, no_refinement)[0]
+    last = segment_objects(tiny_sam, feats, embedding, PerSAMConfig())[0]
+    rows, cols = feats.content_cells(tuple(first.low_res_logits.shape[-2:]))
+    content = (slice(None), slice(0, rows), slice(0, cols))
+    if torch.equal((first.low_res_logits > 0)[content], (last.low_res_logits > 0)[content]):
+        pytest.skip("the cascade did not change the mask on this image")
+    config = PerSAMConfig().with_overrides(
+        ["decode.select=consistency", "decode.select_prior_weight=100"]
+    )
+    extra = [ExtraPrompt(expected=first.low_res_logits)]
+    chosen = segment_objects(tiny_sam, feats, embedding, config, extra)[0]
+    assert torch.equal((chosen.low_res_logits > 0)[content], (first.low_res_logits > 0)[content])
+    # Without an expected mask, the score decides among the candidates.
+    free = segment_objects(tiny_sam, feats, embedding, config)[0]
+    assert free.mask.shape == last.mask.shape
+
+
+# --------------------------------------------------------------------------- c. negatives
+def test_distractor_negatives_land_on_a_planted_distractor():
+    feats = _features()
+    sim = torch.full((16, 16), 0.1)
+    sim += 0.01 * torch.rand(16, 16, generator=torch.Generator().manual_seed(0))
+    sim[3, 3] = 1.0  # the object
+    sim[9, 10] = 0.9  # the planted distractor
+    sim[13, 2] = 0.5  # similar, but below the ratio
+    previous = torch.full((64, 64), -5.0)
+    previous[12:16, 12:16] = 5.0  # the object's previous mask: cell (3, 3)
+    excluded = grid_region(feats, previous, 0.0, margin=1)
+    assert excluded[2:5, 2:5].all() and excluded.sum() == 9
+    points = distractor_points(feats, sim, excluded, count=2, ratio=0.8)
+    # Cell (row 9, col 10) of 4-pixel cells: centre x = 42, y = 38.
+    assert points.tolist() == [[42.0, 38.0]]
+    # Nothing is excluded without the object's region, and its own peak comes first.
+    none = torch.zeros(16, 16, dtype=torch.bool)
+    assert distractor_points(feats, sim, none, 2, 0.8).tolist() == [[14.0, 14.0], [42.0, 38.0]]
+    assert distractor_points(feats, sim, excluded, 2, 0.95).shape == (0, 2)
+
+
+def test_other_objects_positives_become_negatives_outside_the_expected_region(tiny_sam, rng):
+    from persam_video.persam.cascade import ExtraPrompt, first_step_prompts
+
+    image = random_image(rng, 64, 64)
+    feats = encode_image(tiny_sam, image)
+    embeddings = torch.stack([feats.embedding[0, :, 1, 1], feats.embedding[0, :, 6, 6]])
+    config = PerSAMConfig().with_overrides(["prior.others_as_negatives=true"])
+    low = tuple(4 * n for n in feats.grid_size)
+    plain = first_step_prompts(tiny_sam, feats, embeddings, config)
+    positives = [p[0] for p in plain.points]
+    # Object 0 is expected around its own positive only: object 1's positive is a negative.
+    region = torch.zeros(64, 64, dtype=torch.bool)
+    x, y = (int(v) for v in positives[0])
+    region[max(0, y - 2) : y + 3, max(0, x - 2) : x + 3] = True
+    expected = mask_to_low_res(feats, region, low)
+    extra = [ExtraPrompt(expected=expected), ExtraPrompt()]
+    first = first_step_prompts(tiny_sam, feats, embeddings, config, extra)
+    same = bool(torch.equal(positives[0], positives[1]))
+    if not same:
+        assert first.points[0].shape[0] == plain.points[0].shape[0] + 1
+        assert torch.equal(first.points[0][-1], positives[1]) and first.labels[0][-1] == 0
+    assert torch.equal(first.points[1], plain.points[1])  # no expected region: unchanged
+
+
+# --------------------------------------------------------------------------- d. memory
+def test_the_bank_holds_at_most_k_entries_and_admits_only_confident_frames():
+    bank = MemoryBank(capacity=3, min_score=0.8, stride=1)
+    assert bank.embeddings() is None
+    assert not bank.offer(torch.ones(4), score=0.5, trusted=True, frame=0)  # not confident
+    assert not bank.offer(torch.ones(4), score=0.95, trusted=False, frame=1)  # area jumped
+    assert len(bank) == 0
+    for frame in range(2, 10):
+        assert bank.offer(torch.full((4,), float(frame)), score=0.9, trusted=True, frame=frame)
+        assert len(bank) <= 3
+    assert bank.embeddings()[:, 0].tolist() == [7.0, 8.0, 9.0]  # the oldest left first
+    spaced = MemoryBank(capacity=10, min_score=0.0, stride=5)
+    admitted = [f for f in range(12) if spaced.offer(torch.ones(2), score=1, trusted=True, frame=f)]
+    assert admitted == [0, 5, 10]
+    off = MemoryBank(capacity=0, min_score=0.0, stride=1)
+    assert not off.offer(torch.ones(2), score=1.0, trusted=True, frame=0) and len(off) == 0
+
+
+def test_memory_matching_is_the_best_over_the_embedding_and_the_memory():
+    feats = FrameFeatures(torch.eye(3).reshape(1, 3, 1, 3), (16, 48), (16, 48), 48)
+    target = torch.tensor([[1.0, 0.0, 0.0]])
+    sim = similarity_grid(feats, target)[0]
+    assert sim.tolist() == [[1.0, 0.0, 0.0]]
+    memory = torch.tensor([[0.0, 0.0, 2.0]])
+    assert memory_similarity(feats, sim, memory).tolist() == [[1.0, 0.0, 1.0]]
+    assert torch.equal(memory_similarity(feats, sim, None), sim)
+    bank = MemoryBank(2, 0.0, 1)
+    assert memory_embeddings(None, bank) is None
+    bank.offer(torch.ones(3), score=1.0, trusted=True, frame=0)
+    assert memory_embeddings(memory, bank).shape == (2, 3)
+
+
+def test_part_prototypes_find_the_reference_parts():
+    g = torch.Generator().manual_seed(0)
+    left = torch.tensor([5.0, 0.0, 0.0, 0.0]) + 0.1 * torch.randn(20, 4, generator=g)
+    right = torch.tensor([0.0, 0.0, 3.0, 0.0]) + 0.1 * torch.randn(10, 4, generator=g)
+    prototypes = part_prototypes(torch.cat([left, right]), parts=2)
+    found = sorted(prototypes.tolist(), key=lambda p: -p[0])
+    assert torch.allclose(torch.tensor(found[0]), left.mean(0), atol=1e-5)
+    assert torch.allclose(torch.tensor(found[1]), right.mean(0), atol=1e-5)
+    assert part_prototypes(left[:1], parts=3).shape == (1, 4)  # no more parts than cells
+
+
+def test_area_trust():
+    assert area_trusted(100, 80, 2.0) and not area_trusted(300, 100, 2.0)
+    assert not area_trusted(0, 100, 2.0) and not area_trusted(10, None, 2.0)
+
+
+# --------------------------------------------------------------------------- e. hysteresis
+def test_hysteresis_keeps_an_object_through_n_minus_1_bad_frames_and_drops_it_on_the_nth():
+    state = Hysteresis()
+    for _ in range(2):
+        state = hysteresis_step(state, False, lost_after=3, reacquire_after=2)
+        assert not state.lost
+    assert hysteresis_step(state, True, 3, 2) == Hysteresis()  # a good frame resets the run
+    state = hysteresis_step(state, False, 3, 2)
+    assert state.lost
+    state = hysteresis_step(state, True, 3, 2)
+    assert state.lost  # one good frame is not enough to come back
+    state = hysteresis_step(hysteresis_step(state, False, 3, 2), True, 3, 2)
+    assert state.lost  # the run was broken
+    assert not hysteresis_step(state, True, 3, 2).lost
+    # lost_after = 1, reacquire_after = 1: absent on every bad frame, back on every good one.
+    assert hysteresis_step(Hysteresis(), False, 1, 1).lost
+    assert not hysteresis_step(Hysteresis(lost=True), True, 1, 1).lost
+
+
+def _scripted(mask: torch.Tensor, score: float) -> Prediction:
+    logits = torch.where(mask, 5.0, -5.0)
+    return Prediction(
+        mask=mask, mask_logits=logits, low_res_logits=logits[None, :16, :16], score=score,
+        points=torch.tensor([[40.0, 30.0]], dtype=torch.float64),
+        labels=torch.ones(1, dtype=torch.int64), similarity=torch.zeros(mask.shape),
+        peak_similarity=0.9,
+    )  # fmt: skip
+
+
+def test_the_tracker_loses_and_reacquires_with_hysteresis(tiny_sam, monkeypatch):
+    """Scores per frame: good, bad, bad, bad, good, good, good with lost_after 3 and
+    reacquire_after 2: kept through two bad frames, lost on the third, back on the second
+    good frame; results.json marks the two events."""
+    rng = np.random.default_rng(0)
+    frames = [random_image(rng, 64, 80) for _ in range(8)]
+    first = ellipse_mask(64, 80, 30, 40, 12, 15).astype(np.uint8)
+    truth = torch.from_numpy(ellipse_mask(64, 80, 32, 42, 12, 15))
+    scores = [0.9, 0.05, 0.05, 0.05, 0.9, 0.9, 0.9]
+    calls = []
+
+    def fake(feats, targets, extra):
+        calls.append(extra[0])
+        return [_scripted(truth, scores[len(calls) - 1])]
+
+    config = PerSAMConfig().with_overrides(["track.lost_after=3", "track.reacquire_after=2"])
+    tracker = VideoTracker(tiny_sam, config)
+    monkeypatch.setattr(tracker.persam, "segment_features", fake)
+    results = list(tracker.track(frames, first))
+    present = [r.objects[0].present for r in results]
+    assert present == [True, True, True, True, False, False, True, True]
+    assert results[4].labels.max() == 0 and results[3].labels.max() == 1
+    records = [frame_record(r)["objects"]["1"] for r in results]
+    assert [i for i, r in enumerate(records) if r["lost"]] == [4]
+    assert [i for i, r in enumerate(records) if r["reacquired"]] == [6]
+    assert not any(r.objects[0].updated for r in results[2:5])  # no update on bad frames
+    assert calls[2].box is not None  # still tracked: its box is the prompt
+    assert calls[4].box is None and calls[5].box is None  # lost: searched over the frame
+
+
+def test_mechanism_fields_are_validated():
+    with pytest.raises(ConfigError, match="track.lost_after"):
+        PerSAMConfig().with_overrides(["track.lost_after=0"])
+    with pytest.raises(ConfigError, match="temporal_prior"):
+        PerSAMConfig().with_overrides(["track.temporal_prior=flow"])
+    with pytest.raises(ConfigError, match="memory.min_score"):
+        PerSAMConfig().with_overrides(["memory.min_score=2"])
+    assert PerSAMConfig.paper_video().memory.bank == 0
+    assert PerSAMConfig.paper_image().decode.select == "last"
+
+
+def test_working_resolution_keeps_the_low_res_prompts_and_the_memory(tiny_sam, rng, monkeypatch):
+    import persam_video.persam.cascade as cascade
+    from persam_video.persam.cascade import ExtraPrompt
+
+    feats = encode_image(tiny_sam, random_image(rng, 96, 160))
+    seen = []
+    real = cascade._segment
+
+    def spy(*args):
+        seen.append(args[4])
+        return real(*args)
+
+    monkeypatch.setattr(cascade, "_segment", spy)
+    low = torch.zeros(1, 32, 32)
+    memory = feats.embedding[0, :, :2, 0].T
+    extra = [
+        ExtraPrompt(box=(10.0, 10.0, 80.0, 60.0), mask_prompt=low, expected=low, memory=memory)
+    ]
+    config = PerSAMConfig().with_overrides(["decode.work_size=80"])
+    segment_objects(tiny_sam, feats, feats.embedding[0, :, 1, 1][None], config, extra)
+    (scaled,) = seen[0]
+    assert scaled.box == (5.0, 5.0, 40.0, 30.0)
+    assert scaled.mask_prompt is low and scaled.expected is low and scaled.memory is memory
+
+
+MECHANISMS = {
+    "mask prior": ["track.temporal_prior=mask"],
+    "affinity prior": ["track.temporal_prior=affinity"],
+    "selection": ["decode.select=consistency"],
+    "negatives": ["prior.distractor_negatives=2", "prior.others_as_negatives=true"],
+    "memory": ["memory.bank=2", "memory.stride=1", "memory.min_score=0", "memory.parts=3"],
+    "hysteresis": ["track.lost_after=2", "track.reacquire_after=2"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(MECHANISMS))
+def test_the_tracker_runs_with_each_mechanism(tiny_sam, name):
+    """Two objects over four frames of a random-weight model: every mechanism runs through the
+    whole tracker, and the label maps stay well formed (only known ids, objects never share)."""
+    rng = np.random.default_rng(3)
+    frames = [random_image(rng, 64, 80) for _ in range(4)]
+    first = np.zeros((64, 80), np.uint8)
+    first[ellipse_mask(64, 80, 20, 20, 10, 12)] = 1
+    first[ellipse_mask(64, 80, 42, 58, 12, 14)] = 2
+    config = PerSAMConfig().with_overrides(["track.update_min_score=0", *MECHANISMS[name]])
+    results = list(VideoTracker(tiny_sam, config).track(frames, first))
+    assert len(results) == 4
+    for result in results:
+        assert set(np.unique(result.labels)) <= {0, 1, 2}
+        assert [o.obj_id for o in result.objects] == [1, 2]
