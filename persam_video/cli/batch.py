@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import sys
-import time
-from typing import Any
 
 import click
 
 from persam_video.cli import common
 from persam_video.cli.common import (
     EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
     EXIT_SOME_FAILED,
     config_options,
     friendly_errors,
@@ -52,7 +49,6 @@ def batch(
     from persam_video.batch.manifest import ManifestError, read_manifest
     from persam_video.batch.ray_backend import import_ray
     from persam_video.batch.runner import run_batch
-    from persam_video.progress import progress_bar
 
     config = common.build_config(config_name, overrides, finetune)
     model_name = common.model_for_targets(model_name)
@@ -71,27 +67,12 @@ def batch(
                  "report": report, "heatmap": heatmap},
         resize_mask=resize_mask,
     )  # fmt: skip
-    start = time.perf_counter()
-    frames = 0
-    bar = progress_bar(total=len(jobs), unit="clip", desc="clips", enabled=not quiet)
-
-    def progress(outcome: Any) -> None:
-        nonlocal frames
-        frames += outcome.frames
-        bar.update(1)
-        bar.set_postfix_str(f"{frames / max(time.perf_counter() - start, 1e-9):.1f} frames/s")
-
-    try:
-        with bar:
-            outcomes = run_batch(
-                jobs, out_dir, settings, ray_address=ray_address, workers=workers,
-                gpus_per_worker=gpus_per_worker, on_outcome=progress,
-            )  # fmt: skip
-            bar.update(sum(o.status == ClipStatus.SKIPPED for o in outcomes))
-    except KeyboardInterrupt:
-        click.echo(f"interrupted: the finished clips are kept in {out_dir}; run the same "
-                   "command again to do the rest", err=True)  # fmt: skip
-        sys.exit(EXIT_INTERRUPTED)
+    with common.ClipProgress(len(jobs), quiet, out_dir) as progress:
+        outcomes = run_batch(
+            jobs, out_dir, settings, ray_address=ray_address, workers=workers,
+            gpus_per_worker=gpus_per_worker, on_outcome=progress,
+        )  # fmt: skip
+        progress.skipped(sum(o.status == ClipStatus.SKIPPED for o in outcomes))
     width = max(len(o.name) for o in outcomes)
     click.echo(f"\n{'clip':{width}}  {'status':8} {'frames':>7} {'seconds':>8}  reason")
     for o in outcomes:
@@ -103,7 +84,7 @@ def batch(
     skipped = sum(o.status == ClipStatus.SKIPPED for o in outcomes)
     click.echo(
         f"{done} done, {skipped} already done, {len(failed)} failed; "
-        f"{frames} frames in {time.perf_counter() - start:.1f} s; outputs in {out_dir}"
+        f"{progress.frames} frames in {progress.seconds:.1f} s; outputs in {out_dir}"
     )
     if failed:
         sys.exit(EXIT_SOME_FAILED)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,6 +22,8 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 #: Exit code when some clips of a batch failed (the others are done).
 EXIT_SOME_FAILED = 1
+#: Floor of the elapsed time in a rate (no division by zero on the first clip).
+MIN_SECONDS = 1e-9
 #: The model commands use when none is named (and no target names one).
 DEFAULT_MODEL = "vit_b"
 #: --precision's choices: ``persam_video.persam.encoder.PRECISIONS`` (not imported here, so
@@ -79,6 +83,45 @@ def deprecated(old: str, new: str) -> None:
     """One line on stderr saying that an old spelling still works for this release."""
     click.echo(f"note: {old} is deprecated and will be removed in the next release; use {new}",
                err=True)  # fmt: skip
+
+
+class ClipProgress:
+    """The clips bar of ``batch`` and ``find`` (frames/s over the clips finished), used as a
+    context manager: Ctrl-C inside it says the finished clips are kept and exits 130."""
+
+    def __init__(self, total: int, quiet: bool, out_dir: str) -> None:
+        from persam_video.progress import progress_bar
+
+        self.out_dir = out_dir
+        self.frames = 0
+        self.start = time.perf_counter()
+        self.bar = progress_bar(total=total, unit="clip", desc="clips", enabled=not quiet)
+
+    def __call__(self, outcome: Any) -> None:
+        """Count one finished (or failed) clip."""
+        self.frames += outcome.frames
+        self.bar.update(1)
+        rate = self.frames / max(time.perf_counter() - self.start, MIN_SECONDS)
+        self.bar.set_postfix_str(f"{rate:.1f} frames/s")
+
+    def skipped(self, count: int) -> None:
+        """Count the clips a rerun found already done."""
+        self.bar.update(count)
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    def __enter__(self) -> ClipProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.bar.__exit__(exc_type, exc, tb)
+        if exc_type is KeyboardInterrupt:
+            click.echo(f"interrupted: the finished clips are kept in {self.out_dir}; run the same "
+                       "command again to do the rest", err=True)  # fmt: skip
+            sys.exit(EXIT_INTERRUPTED)
 
 
 def plural(count: int, noun: str) -> str:

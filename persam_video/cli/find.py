@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import sys
-import time
-from typing import Any
 
 import click
 
 from persam_video.cli import common
 from persam_video.cli.common import (
     EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
     EXIT_SOME_FAILED,
     InputError,
     config_options,
@@ -84,7 +81,6 @@ def find(
     from persam_video.batch.ray_backend import import_ray
     from persam_video.io import parse_fps
     from persam_video.model.registry import model_metadata
-    from persam_video.progress import progress_bar
 
     if finetune:
         raise InputError(
@@ -109,27 +105,12 @@ def find(
     task = FindTask(refs, SpanRules(max_gap=max_gap, min_frames=min_frames), save_masks, fps)
     settings = BatchSettings(model=model_name, checkpoint=checkpoint, device=device,
                              config=config.to_dict(), task=task)  # fmt: skip
-    start = time.perf_counter()
-    frames = 0
-    bar = progress_bar(total=len(jobs), unit="clip", desc="clips", enabled=not quiet)
-
-    def progress(outcome: Any) -> None:
-        nonlocal frames
-        frames += outcome.frames
-        bar.update(1)
-        bar.set_postfix_str(f"{frames / max(time.perf_counter() - start, 1e-9):.1f} frames/s")
-
-    try:
-        with bar:
-            run = run_find(
-                jobs, out_dir, settings, ray_address=ray_address, workers=workers,
-                gpus_per_worker=gpus_per_worker, on_outcome=progress,
-            )  # fmt: skip
-            bar.update(sum(o.status == ClipStatus.SKIPPED for o in run.outcomes))
-    except KeyboardInterrupt:
-        click.echo(f"interrupted: the finished clips are kept in {out_dir}; run the same "
-                   "command again to do the rest", err=True)  # fmt: skip
-        sys.exit(EXIT_INTERRUPTED)
+    with common.ClipProgress(len(jobs), quiet, out_dir) as progress:
+        run = run_find(
+            jobs, out_dir, settings, ray_address=ray_address, workers=workers,
+            gpus_per_worker=gpus_per_worker, on_outcome=progress,
+        )  # fmt: skip
+        progress.skipped(sum(o.status == ClipStatus.SKIPPED for o in run.outcomes))
     spans = {clip["name"]: clip["targets"] for clip in (run.found or {}).get("clips", [])}
     width = max(len(o.name) for o in run.outcomes)
     click.echo(f"\n{'clip':{width}}  {'status':8} {'frames':>7} {'seconds':>8}  found / reason")
@@ -145,8 +126,8 @@ def find(
     with_spans = sum(any(s for s in targets.values()) for targets in spans.values())
     click.echo(
         f"{done} done, {skipped} already done, {failed} failed; targets found in "
-        f"{with_spans} of {len(spans)} clips; {frames} frames in "
-        f"{time.perf_counter() - start:.1f} s; found.html in {out_dir}"
+        f"{with_spans} of {len(spans)} clips; {progress.frames} frames in "
+        f"{progress.seconds:.1f} s; found.html in {out_dir}"
     )
     if failed:
         sys.exit(EXIT_SOME_FAILED)

@@ -296,24 +296,9 @@ class VideoTracker:
                 embedding = self.persam.embed(feats, mask)
             except ValueError as exc:
                 raise ValueError(f"object {obj_id} of the first mask: {exc}") from None
-            box = _box_tuple(mask_box(torch.from_numpy(mask)))
-            area = int(mask.sum())
-            weights, finetune_info = None, None
-            if self.config.finetune.enabled:
-                tuned = self.persam.finetune(Target(embedding), [(feats, mask)])
-                weights, finetune_info = tuned.weights, tuned.info()
-            objects.append(
-                ObjectState(
-                    obj_id=obj_id,
-                    first_embedding=embedding.clone(),
-                    embedding=embedding,
-                    box=box,
-                    reference_area=area,
-                    mask_weights=weights,
-                    previous_logits=self._annotation_logits(feats, mask),
-                    parts=self._parts(feats, mask),
-                )
-            )
+            obj, finetune_info = self._new_object(feats, obj_id, embedding, mask)
+            objects.append(obj)
+            box, area = obj.box, obj.reference_area
             results.append(
                 ObjectResult(
                     obj_id=obj_id,
@@ -453,6 +438,28 @@ class VideoTracker:
             checked[obj_id] = mask.astype(bool)
         return checked
 
+    def _new_object(
+        self, feats: FrameFeatures, obj_id: int, embedding: Tensor, mask: np.ndarray
+    ) -> tuple[ObjectState, dict[str, Any] | None]:
+        """The state of an object annotated by an (H, W) bool ``mask`` on a frame with
+        ``feats`` (its (C,) target ``embedding`` already computed), and PerSAM-F's training
+        record when fine-tuning is on."""
+        weights, finetune_info = None, None
+        if self.config.finetune.enabled:
+            tuned = self.persam.finetune(Target(embedding), [(feats, mask)])
+            weights, finetune_info = tuned.weights, tuned.info()
+        obj = ObjectState(
+            obj_id=obj_id,
+            first_embedding=embedding.clone(),
+            embedding=embedding,
+            box=_box_tuple(mask_box(torch.from_numpy(mask))),
+            reference_area=int(mask.sum()),
+            mask_weights=weights,
+            previous_logits=self._annotation_logits(feats, mask),
+            parts=self._parts(feats, mask),
+        )
+        return obj, finetune_info
+
     def _seed(
         self, state: TrackState, feats: FrameFeatures, obj_id: int, mask: np.ndarray, index: int
     ) -> ObjectResult:
@@ -466,22 +473,8 @@ class VideoTracker:
         existing = {o.obj_id: o for o in state.objects}.get(obj_id)
         finetune_info = None
         if existing is None:
-            weights = None
-            if self.config.finetune.enabled:
-                tuned = self.persam.finetune(Target(embedding), [(feats, mask)])
-                weights, finetune_info = tuned.weights, tuned.info()
-            state.objects.append(
-                ObjectState(
-                    obj_id=obj_id,
-                    first_embedding=embedding.clone(),
-                    embedding=embedding,
-                    box=box,
-                    reference_area=area,
-                    mask_weights=weights,
-                    previous_logits=self._annotation_logits(feats, mask),
-                    parts=self._parts(feats, mask),
-                )
-            )
+            obj, finetune_info = self._new_object(feats, obj_id, embedding, mask)
+            state.objects.append(obj)
             state.objects.sort(key=lambda o: o.obj_id)
         else:
             existing.annotations += 1
