@@ -174,7 +174,7 @@ class TrackConfig:
     #: frame's cells within ``affinity_radius`` cells, weighted by the cosine similarity of their
     #: SAM features over ``affinity_temperature``) are the mask prompt, and the box prompt is
     #: the carried mask's box (grown by ``box_margin``), where it has one.
-    temporal_prior: Literal["none", "mask", "affinity"] = "none"
+    temporal_prior: Literal["none", "mask", "affinity"] = "affinity"
     #: Search radius of the affinity propagation, in feature cells.
     affinity_radius: int = 3
     #: Softmax temperature of the affinity propagation (cosine similarity units).
@@ -182,10 +182,11 @@ class TrackConfig:
     #: Absence with hysteresis: a tracked object is lost (empty mask, searched over the whole
     #: frame) only after this many consecutive frames on which it is not found; on the frames
     #: before, its predicted mask is kept (no embedding update). 1: lost on the first bad frame.
-    lost_after: int = 1
+    lost_after: int = 3
     #: A lost object is re-acquired after this many consecutive frames on which it is found
-    #: (its mask stays empty until then). 1: re-acquired on the first good frame.
-    reacquire_after: int = 1
+    #: (its mask stays empty until then). 1: re-acquired on the first good frame. A saved
+    #: target not seen yet is taken on the first frame it is found.
+    reacquire_after: int = 2
 
     def __post_init__(self) -> None:
         _check_range("track.affinity_radius", self.affinity_radius, 0, None)

@@ -4,8 +4,9 @@ Measures, on the same generated video, model and settings:
 
 - our pipeline end to end (decode thread -> encoder -> PerSAM per object -> writer thread), with
   mask PNGs only (the work the official code does) and with the overlay video too;
-- per-stage time per frame (decode, preprocess, encoder, decoder passes, post-processing,
-  writing), each stage timed on its own;
+- per-stage time per frame (decode, preprocess, encoder, decoder passes, post-processing, the
+  tracker's other work, writing), each stage timed on its own; ``--stages-only`` measures only
+  these, for each of several configs (``--config default,fast,my.yaml``) on the same frames;
 - a baseline that does what the official ``persam_video.py`` does per frame: all frames loaded
   first, ``SamPredictor.set_image`` with the stock encoder, per object three separate ``predict``
   calls each post-processed to full resolution with numpy round trips, argmax fusion, PNGs;
@@ -86,7 +87,12 @@ GEMM_SHAPE = (4096, 768, 3072)
 GEMM_REPEATS = 5
 #: Encoder timings: stock and ours alternated this many times, best of each kept.
 ENCODER_REPEATS = 3
-STAGES = ("decode", "preprocess", "encoder", "decoder", "postprocess", "write")
+#: "other" is the tracker's work besides the decoder passes and their post-processing (the
+#: location prior, prompts, fusion, embedding updates, the optional mechanisms).
+STAGES = ("decode", "preprocess", "encoder", "decoder", "postprocess", "other", "write")
+#: Stages not counted as work beyond the encoder (input decoding and output writing run in
+#: background threads in the real loop).
+NOT_BEYOND = ("encoder", "decode", "write")
 #: Kinds of work in the encoder, by substrings of the profiler's op names (first match wins).
 OP_KINDS = {
     "int8 matrix multiplies": ("linear_dynamic",),
@@ -216,9 +222,22 @@ def encoder_breakdown(
     return breakdown
 
 
-def stage_times(sam, config, video: Path, first: np.ndarray, frames: list[np.ndarray], out: Path):
-    """Seconds per frame of each stage, each run on its own (encoder with our fast attention)."""
+def stage_times(
+    sam,
+    config,
+    video: Path,
+    first: np.ndarray,
+    frames: list[np.ndarray],
+    out: Path,
+    encoded: dict[int, tuple[torch.Tensor, float]] | None = None,
+):
+    """Seconds per frame of each stage, each run on its own (encoder with our fast attention).
+
+    ``encoded`` (frame index -> embedding, encoder seconds) caches the encoder's work across
+    calls: a frame found there is not encoded again and its recorded time is counted.
+    """
     fast = fast_image_encoder(sam.image_encoder)
+    encoded = {} if encoded is None else encoded
     totals: dict[str, float] = defaultdict(float)
     _, totals["decode"] = timed(lambda: sum(1 for _ in open_source(video, prefetch=0)))
     originals = {
@@ -246,14 +265,18 @@ def stage_times(sam, config, video: Path, first: np.ndarray, frames: list[np.nda
             for index, frame in enumerate(frames):
                 (inputs, sizes), seconds = timed(preprocess, sam, [frame])
                 totals["preprocess"] += seconds
-                embedding, seconds = timed(fast, inputs)
+                if index not in encoded:
+                    encoded[index] = timed(fast, inputs)
+                embedding, seconds = encoded[index]
                 totals["encoder"] += seconds
                 feats = FrameFeatures(embedding, frame.shape[:2], sizes[0],
                                       sam.image_encoder.img_size)  # fmt: skip
+                begin = time.perf_counter()
                 if state is None:
                     state, result = tracker.start(frame, first, feats=feats)
                 else:
                     result = tracker.step_features(state, feats, frame, index=index)
+                totals["tracker"] += time.perf_counter() - begin
                 results.append(result)
     finally:
         cascade.decode = originals["decode"]
@@ -268,7 +291,40 @@ def stage_times(sam, config, video: Path, first: np.ndarray, frames: list[np.nda
     sink.finish(partial=False)
     sink.commit()
     totals["write"] = time.perf_counter() - start
+    totals["other"] = totals["tracker"] - totals["decoder"] - totals["postprocess"]
     return {k: totals[k] / len(frames) for k in STAGES}
+
+
+def beyond_share(stages: dict[str, float]) -> float:
+    """Work beyond the encoder (preprocessing and all the tracker's work) over the encoder's."""
+    return sum(v for k, v in stages.items() if k not in NOT_BEYOND) / stages["encoder"]
+
+
+def stages_only(args, sam, video: Path, first: np.ndarray, frames: list[np.ndarray], work: Path):
+    """``--stages-only``: per-stage times of each ``--config`` on the same frames, the encoder
+    run once per frame and its time shared; prints a table and returns the report."""
+    encoded: dict[int, tuple[torch.Tensor, float]] = {}
+    settings = {"model": args.model, "size_hw": list(args.size), "frames": args.frames,
+                "objects": args.objects, "threads": torch.get_num_threads()}  # fmt: skip
+    report: dict = {"settings": settings, "configs": {}}
+    for number, name in enumerate(args.config.split(",")):
+        config = load_config(name)
+        stages = stage_times(sam, config, video, first, frames, work / f"stages-{number}", encoded)
+        report["configs"][name] = {
+            "stages_s_per_frame": stages,
+            "beyond_encoder_share": beyond_share(stages),
+        }
+    h, w = args.size
+    print(
+        f"\n{args.model} at {w}x{h}, {args.frames} frames, {args.objects} objects, "
+        f"{torch.get_num_threads()} threads; ms per frame (the encoder run once per frame)\n"
+    )
+    print("| config | " + " | ".join(STAGES) + " | beyond the encoder |")
+    print("|---|" + "---:|" * (len(STAGES) + 1))
+    for name, entry in report["configs"].items():
+        cells = " | ".join(f"{entry['stages_s_per_frame'][k] * 1000:.1f}" for k in STAGES)
+        print(f"| {name} | {cells} | {entry['beyond_encoder_share']:.1%} |")
+    return report
 
 
 def official_loop(sam, frames: list[np.ndarray], first: np.ndarray, out: Path) -> None:
@@ -409,6 +465,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Only the keyframe timings (no encoder comparison, stages, baseline)",
     )
+    parser.add_argument(
+        "--stages-only",
+        action="store_true",
+        help="Only the per-stage times, of each of --config's comma-separated presets or files "
+        "(the encoder run once per frame for all of them).",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     settings = [] if args.keyframes == "none" else [k.strip() for k in args.keyframes.split(",")]
@@ -426,6 +488,11 @@ def main(argv: list[str] | None = None) -> int:
     first = clip.labels[0]
     frames = [f.rgb for f in open_source(video)]
     sam = make_model(args.model, device, args.checkpoint)
+    if args.stages_only:
+        report = stages_only(args, sam, video, first, frames, work)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1))
+        return 0
     config = load_config(args.config)
     report: dict = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -531,9 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         if "masks-int8" in ours:
             report["int8_speedup_vs_baseline"] = ours["masks-int8"] / baseline
 
-    stages = report["stages_s_per_frame"]
-    beyond = sum(v for k, v in stages.items() if k not in ("encoder", "decode", "write"))
-    report["beyond_encoder_share"] = beyond / stages["encoder"]
+    report["beyond_encoder_share"] = beyond_share(report["stages_s_per_frame"])
     return finish(report, args.json)
 
 

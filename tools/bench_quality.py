@@ -85,9 +85,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default, keyframes 4": ("default", ["keyframes.interval=4"]),
     "default, keyframes 8": ("default", ["keyframes.interval=8"]),
     "default, keyframes auto": ("default", ["keyframes.mode=auto"]),
-    # Issue 12 section 3: each mechanism added to default.
-    "default + mask prior": ("default", ["track.temporal_prior=mask"]),
-    "default + affinity prior": ("default", ["track.temporal_prior=affinity"]),
+    # Issue 12 section 3 (default has the affinity temporal prior and hysteresis since then).
+    "default before issue 12 §3": (
+        "default",
+        ["track.temporal_prior=none", "track.lost_after=1", "track.reacquire_after=1"],
+    ),
+    "default - temporal prior": ("default", ["track.temporal_prior=none"]),
+    "default, mask prior for affinity": ("default", ["track.temporal_prior=mask"]),
+    "default - hysteresis": ("default", ["track.lost_after=1", "track.reacquire_after=1"]),
     "default + selection": ("default", ["decode.select=consistency"]),
     "default + distractor negatives": (
         "default",
@@ -95,11 +100,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     ),
     "default + memory bank": ("default", ["memory.bank=8"]),
     "default + part prototypes": ("default", ["memory.parts=3"]),
-    "default + hysteresis": ("default", ["track.lost_after=3", "track.reacquire_after=2"]),
-    "default + affinity prior + hysteresis": (
-        "default",
-        ["track.temporal_prior=affinity", "track.lost_after=3", "track.reacquire_after=2"],
-    ),
 }
 BASELINE = "default"
 STATIC = "static"

@@ -96,6 +96,9 @@ class Hysteresis:
     bad: int = 0
     #: While lost: consecutive frames on which it was found.
     good: int = 0
+    #: Whether it was ever tracked: a saved target not seen yet (False) is taken on the first
+    #: frame it is found, whatever ``reacquire_after``.
+    acquired: bool = True
 
 
 def hysteresis_step(
@@ -103,7 +106,9 @@ def hysteresis_step(
 ) -> Hysteresis:
     """The next absence state: a tracked object is lost on its ``lost_after``-th consecutive
     frame not found; a lost one is tracked again on its ``reacquire_after``-th consecutive
-    frame found."""
+    frame found (a target never acquired: on the first)."""
+    if state.lost and not state.acquired:
+        return Hysteresis() if found else state
     if not state.lost:
         bad = 0 if found else state.bad + 1
         return Hysteresis(lost=True) if bad >= lost_after else Hysteresis(bad=bad)

@@ -48,7 +48,7 @@ class ObjectState:
 
     def __post_init__(self) -> None:
         if self.hysteresis is None:
-            self.hysteresis = Hysteresis(lost=not self.present)
+            self.hysteresis = Hysteresis(lost=not self.present, acquired=self.present)
 
 
 @dataclass

@@ -64,7 +64,9 @@ def test_bench_reports_every_measure(tmp_path, huge_pages):
     assert breakdown["int8"]["int8 matrix multiplies"]["s"] > 0
     assert "where the time goes" in done.stdout
     stages = report["stages_s_per_frame"]
-    assert set(stages) == {"decode", "preprocess", "encoder", "decoder", "postprocess", "write"}
+    assert set(stages) == {
+        "decode", "preprocess", "encoder", "decoder", "postprocess", "other", "write"
+    }  # fmt: skip
     assert set(report["ours_frames_per_s"]) == {"masks", "masks+overlay", "masks-int8"}
     assert report["baseline_frames_per_s"] > 0 and report["speedup_vs_baseline"] > 0
     assert report["int8_speedup_vs_baseline"] > 0
@@ -108,3 +110,25 @@ def test_bench_keyframes_only(tmp_path):
     bad = subprocess.run([sys.executable, str(TOOL), "--keyframes", "0", "--keyframes-only"],
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "--keyframes" in bad.stderr
+
+
+def test_stages_only_times_several_configs_on_one_encoding(tmp_path):
+    out = tmp_path / "stages.json"
+    extra = tmp_path / "selection.yaml"
+    extra.write_text("decode:\n  select: consistency\n")
+    args = ["--model", "tiny", "--size", "96x64", "--frames", "3", "--objects", "2"]
+    done = subprocess.run(
+        [sys.executable, str(TOOL), *args, "--stages-only", "--config", f"default,{extra}",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert list(report["configs"]) == ["default", str(extra)]
+    first, second = (c["stages_s_per_frame"] for c in report["configs"].values())
+    assert first["encoder"] == second["encoder"] > 0  # encoded once, the time shared
+    for entry in report["configs"].values():
+        stages = entry["stages_s_per_frame"]
+        beyond = sum(stages[k] for k in ("preprocess", "decoder", "postprocess", "other"))
+        assert entry["beyond_encoder_share"] == pytest.approx(beyond / stages["encoder"])
+    assert "| default |" in done.stdout

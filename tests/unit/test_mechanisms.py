@@ -357,3 +357,12 @@ def test_the_tracker_runs_with_each_mechanism(tiny_sam, name):
     for result in results:
         assert set(np.unique(result.labels)) <= {0, 1, 2}
         assert [o.obj_id for o in result.objects] == [1, 2]
+
+
+def test_a_saved_target_is_taken_on_the_first_frame_it_is_found():
+    never = Hysteresis(lost=True, acquired=False)
+    assert hysteresis_step(never, False, 3, 2) == never
+    assert not hysteresis_step(never, True, 3, 2).lost  # no reacquire_after run needed
+    # Once acquired and lost, re-acquisition takes reacquire_after frames again.
+    lost = Hysteresis(lost=True)
+    assert hysteresis_step(lost, True, 3, 2).lost

@@ -118,7 +118,8 @@ def test_absent_objects_are_searched_again_without_box(tiny_sam, monkeypatch):
     def script(call, feats):
         return [_scripted(truth, scores[call], 0.9)]
 
-    tracker = VideoTracker(tiny_sam, PerSAMConfig().with_overrides(["track.anchor=0"]))
+    single = ["track.lost_after=1", "track.reacquire_after=1"]  # absent on the bad frame itself
+    tracker = VideoTracker(tiny_sam, PerSAMConfig().with_overrides(["track.anchor=0", *single]))
     fake = _FakeSegmenter(script)
     monkeypatch.setattr(tracker.persam, "segment_features", fake)
     results = list(tracker.track(frames, first))
