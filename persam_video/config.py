@@ -182,11 +182,11 @@ class TrackConfig:
     #: Absence with hysteresis: a tracked object is lost (empty mask, searched over the whole
     #: frame) only after this many consecutive frames on which it is not found; on the frames
     #: before, its predicted mask is kept (no embedding update). 1: lost on the first bad frame.
-    lost_after: int = 3
+    lost_after: int = 1
     #: A lost object is re-acquired after this many consecutive frames on which it is found
     #: (its mask stays empty until then). 1: re-acquired on the first good frame. A saved
     #: target not seen yet is taken on the first frame it is found.
-    reacquire_after: int = 2
+    reacquire_after: int = 1
 
     def __post_init__(self) -> None:
         _check_range("track.affinity_radius", self.affinity_radius, 0, None)

@@ -85,14 +85,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default, keyframes 4": ("default", ["keyframes.interval=4"]),
     "default, keyframes 8": ("default", ["keyframes.interval=8"]),
     "default, keyframes auto": ("default", ["keyframes.mode=auto"]),
-    # Issue 12 section 3 (default has the affinity temporal prior and hysteresis since then).
-    "default before issue 12 §3": (
-        "default",
-        ["track.temporal_prior=none", "track.lost_after=1", "track.reacquire_after=1"],
-    ),
+    # Issue 12 section 3 (default has had the affinity temporal prior since then).
     "default - temporal prior": ("default", ["track.temporal_prior=none"]),
     "default, mask prior for affinity": ("default", ["track.temporal_prior=mask"]),
-    "default - hysteresis": ("default", ["track.lost_after=1", "track.reacquire_after=1"]),
+    "default + hysteresis": ("default", ["track.lost_after=3", "track.reacquire_after=2"]),
     "default + selection": ("default", ["decode.select=consistency"]),
     "default + distractor negatives": (
         "default",
