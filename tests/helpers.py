@@ -37,3 +37,49 @@ def ellipse_mask(height: int, width: int, cy: float, cx: float, ry: float, rx: f
     """(H, W) bool filled ellipse."""
     yy, xx = np.mgrid[0:height, 0:width]
     return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+
+
+#: Size and length of the clip a test interrupts: long enough not to finish before the signal.
+LONG_TRACK_SIZE = (96, 128)
+LONG_TRACK_FRAMES = 400
+#: How long to wait for the interrupted track to write its first frames.
+LONG_TRACK_WAIT_S = 120
+
+
+def start_long_track(tmp_path: Path, *, frames_written: int, capture: bool):
+    """Start ``persam-video track`` (demo model, one thread) on a long generated clip in a
+    subprocess and return once its temporary masks folder holds ``frames_written`` PNGs.
+
+    Returns ``(process, video, mask, out)``; with ``capture`` the process's stdout and stderr
+    are pipes (text), else discarded. Fails the test if no frames come in time.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    from persam_video.io import write_label_png
+    from tests.video_factory import make_video, synthetic_labels
+
+    video = tmp_path / "long.mp4"
+    make_video(video, n_frames=LONG_TRACK_FRAMES, size_hw=LONG_TRACK_SIZE)
+    mask = tmp_path / "m.png"
+    write_label_png(mask, synthetic_labels(0, LONG_TRACK_SIZE))
+    out = tmp_path / "out"
+    env = {**os.environ, "PERSAM_VIDEO_THREADS": "1"}
+    pipe = subprocess.PIPE if capture else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [sys.executable, "-m", "persam_video.cli", "track", str(video), "--mask", str(mask),
+         "--out", str(out), "--model", "demo", "-q"],
+        cwd=REPO_ROOT, env=env, stdout=pipe, stderr=pipe, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + LONG_TRACK_WAIT_S
+    while time.monotonic() < deadline:
+        temporaries = list(out.glob(".masks.partial-*")) if out.is_dir() else []
+        if temporaries and len(list(temporaries[0].iterdir())) >= frames_written:
+            return process, video, mask, out
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail("the track wrote no frames in time")

@@ -4,11 +4,7 @@ files, a BOM in a manifest, Ctrl-C in a batch, SIGTERM during a track."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -22,7 +18,7 @@ from persam_video.cli import cli
 from persam_video.config import ConfigError, PerSAMConfig, load_config
 from persam_video.io import write_label_png
 from persam_video.persam import Target
-from tests.helpers import REPO_ROOT
+from tests.helpers import start_long_track
 from tests.video_factory import make_video, synthetic_labels
 
 SIZE = (48, 64)
@@ -131,26 +127,7 @@ def test_ctrl_c_stops_the_batch_and_a_rerun_resumes(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_sigterm_keeps_the_partial_results_like_ctrl_c(tmp_path):
-    video = tmp_path / "long.mp4"
-    make_video(video, n_frames=400, size_hw=(96, 128))
-    mask = tmp_path / "m.png"
-    write_label_png(mask, synthetic_labels(0, (96, 128)))
-    out = tmp_path / "out"
-    env = {**os.environ, "PERSAM_VIDEO_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "persam_video.cli", "track", str(video), "--mask", str(mask),
-         "--out", str(out), "--model", "demo", "-q"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # wait until some frames are written
-        temporaries = [p for p in out.glob(".masks.partial-*")] if out.is_dir() else []
-        if temporaries and len(list(temporaries[0].iterdir())) >= 3:
-            break
-        time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("the track wrote no frames in time")
+    process, _, _, out = start_long_track(tmp_path, frames_written=3, capture=True)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from persam_video.io import VideoDecodeError, open_source, read_mask, write_labe
 from persam_video.io._video_decode import decode_video
 from persam_video.io.probe import probe
 from persam_video.persam import Target
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, start_long_track
 from tests.video_factory import make_video, synthetic_labels
 
 SIZE = (48, 64)
@@ -103,26 +102,7 @@ def test_stale_temporaries_of_dead_processes_are_removed_by_the_next_run(
 
 @pytest.mark.slow
 def test_sigkill_leaves_only_hidden_temporaries_and_the_next_run_removes_them(tmp_path):
-    video = tmp_path / "long.mp4"
-    make_video(video, n_frames=400, size_hw=(96, 128))
-    mask = tmp_path / "m.png"
-    write_label_png(mask, synthetic_labels(0, (96, 128)))
-    out = tmp_path / "out"
-    env = {**os.environ, "PERSAM_VIDEO_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "persam_video.cli", "track", str(video), "--mask", str(mask),
-         "--out", str(out), "--model", "demo", "-q"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        temporaries = list(out.glob(".masks.partial-*")) if out.is_dir() else []
-        if temporaries and len(list(temporaries[0].iterdir())) >= 2:
-            break
-        time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("the track wrote no frames in time")
+    process, video, mask, out = start_long_track(tmp_path, frames_written=2, capture=False)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     left = names(out)
