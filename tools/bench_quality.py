@@ -46,7 +46,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from safetensors import safe_open
+from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
 from persam_video.apps.davis import run_davis
@@ -65,11 +67,14 @@ from persam_video.synthetic.export import (
     read_sequence_attributes,
     write_clip_set,
 )
-from persam_video.video import VideoTracker
+from persam_video.video import FrameResult, VideoTracker
 
-#: name -> (preset, overrides). "static" is the first mask copied to every frame.
+#: name -> (preset, overrides). "static" is the first mask copied to every frame; "oracle
+#: box" is not a tracker but the model's own ceiling: SAM (the official ``SamPredictor``)
+#: prompted on every frame with each object's ground-truth box of that very frame.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "static": ("", []),
+    "oracle box": ("", []),
     "paper_video": ("paper_video", []),
     "default": ("default", []),
     "fast": ("fast", []),
@@ -90,15 +95,20 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default, mask prior for affinity": ("default", ["track.temporal_prior=mask"]),
     "default + hysteresis": ("default", ["track.lost_after=3", "track.reacquire_after=2"]),
     "default + selection": ("default", ["decode.select=consistency"]),
-    "default + distractor negatives": (
+    "default + others as negatives": ("default", ["prior.others_as_negatives=true"]),
+    # The search window and distractor negatives joined default after that ablation.
+    "default - search window": ("default", ["prior.search_window=0"]),
+    "default - distractor negatives": ("default", ["prior.distractor_negatives=0"]),
+    "default - both (the earlier default)": (
         "default",
-        ["prior.distractor_negatives=2", "prior.others_as_negatives=true"],
+        ["prior.search_window=0", "prior.distractor_negatives=0"],
     ),
     "default + memory bank": ("default", ["memory.bank=8"]),
     "default + part prototypes": ("default", ["memory.parts=3"]),
 }
 BASELINE = "default"
 STATIC = "static"
+ORACLE = "oracle box"
 ALL_CLIPS = "all"
 ALL_FAMILIES = "all"
 COLUMNS = ("J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "J-Decay")
@@ -108,6 +118,7 @@ KEY_CHARS = 12  # of a SHA-256 in folder names
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "persam_video"
 SOURCE_SUFFIXES = (".py", ".yaml")
 SCORES_FILE = "scores.json"
+SAM_FRAMES_FILE = "sam-frames.json"  # per clip: [keyframes, frames]
 JSON_DECIMALS = 5  # of the floats in --json (the tables show 3)
 #: Per-object fields of a run, as the columns of its ``per_object`` table in --json.
 OBJECT_COLUMNS = ("sequence", "object_id", "j", "f", "j_recall", "j_decay")
@@ -215,6 +226,33 @@ def write_static(dataset: DavisDataset, out: Path) -> None:
             write_label_png(folder / f"{path.stem}.png", first)
 
 
+def write_oracle(sam: Sam, dataset: DavisDataset, out: Path) -> None:
+    """The model's ceiling: every frame segmented by SAM from each object's ground-truth box
+    of that frame (single-mask output; an object absent from the frame gets no mask; where
+    masks overlap, the larger logit wins)."""
+    predictor = SamPredictor(sam)
+    for seq in dataset.sequences:
+        folder = out / seq
+        folder.mkdir(parents=True, exist_ok=True)
+        ids = dataset.object_ids(seq)
+        annotations = dataset.load_annotations(seq)
+        for path, truth in zip(dataset.frame_paths(seq), annotations, strict=True):
+            with Image.open(path) as image:
+                predictor.set_image(np.asarray(image.convert("RGB")))
+            best = np.full(truth.shape, -np.inf, np.float32)
+            labels = np.zeros(truth.shape, np.uint8)
+            for obj_id in ids:
+                ys, xs = np.nonzero(truth == obj_id)
+                if not len(xs):
+                    continue
+                box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float32)
+                logits, _, _ = predictor.predict(box=box, multimask_output=False,
+                                                 return_logits=True)  # fmt: skip
+                wins = (logits[0] > sam.mask_threshold) & (logits[0] > best)
+                labels[wins], best[wins] = obj_id, logits[0][wins]
+            write_label_png(folder / f"{path.stem}.png", labels)
+
+
 def run_variant(
     model: ModelRef | None,
     get_sam: Callable[[], Sam],
@@ -229,11 +267,15 @@ def run_variant(
     results = folder / "results"
     if variant == STATIC:
         write_static(dataset, results)
+    elif variant == ORACLE:
+        write_oracle(get_sam(), dataset, results)
     else:
         preset, overrides = VARIANTS[variant]
         config = load_config(preset).with_overrides([*overrides, *extra])
         tracker = VideoTracker(get_sam(), config)
-        run_davis(tracker, dataset, results, progress=progress, record=model.record)
+        counter = SamFrames(folder / SAM_FRAMES_FILE)
+        run_davis(tracker, dataset, results, progress=progress, record=model.record,
+                  on_result=counter.add, on_sequence=counter.save)  # fmt: skip
     seconds = time.perf_counter() - start
     report = evaluate_davis(dataset, results, progress=False)
     objects = [
@@ -247,7 +289,38 @@ def run_variant(
         }
         for o in report.objects
     ]
-    return {"seconds": seconds, "objects": objects}
+    scores: dict[str, Any] = {"seconds": seconds, "objects": objects}
+    if variant not in (STATIC, ORACLE):
+        scores["sam_frames"] = SamFrames(folder / SAM_FRAMES_FILE).share()
+    return scores
+
+
+class SamFrames:
+    """Per clip, how many frames SAM ran on (keyframes) out of how many, kept in a JSON file
+    as each clip completes, so that a resumed run still counts every clip."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.counts: dict[str, list[int]] = json.loads(path.read_text()) if path.is_file() else {}
+        self.pending: dict[str, list[int]] = {}
+
+    def add(self, sequence: str, result: FrameResult) -> None:
+        counts = self.pending.setdefault(sequence, [0, 0])
+        counts[0] += int(result.keyframe)
+        counts[1] += 1
+
+    def save(self, sequence: str) -> None:
+        self.counts[sequence] = self.pending.pop(sequence, [0, 0])
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.counts))
+        tmp.replace(self.path)
+
+    def share(self) -> float:
+        """Share of all counted frames that were keyframes (NaN before any clip)."""
+        keys = sum(c[0] for c in self.counts.values())
+        total = sum(c[1] for c in self.counts.values())
+        return keys / total if total else float("nan")
 
 
 def cached_run(
@@ -265,7 +338,9 @@ def cached_run(
     """Scores of (model, variant) from the cache, or run and cache them; True when reused."""
     preset, overrides = VARIANTS[variant]
     fields: dict[str, Any] = {"variant": variant, "data": data_key, "code": code_key}
-    if variant != STATIC:  # the static baseline needs no model and no config
+    if variant == ORACLE:  # a model, no tracker config
+        fields |= {"model_sha256": model.sha256, "device": device}
+    elif variant != STATIC:  # the static baseline needs no model and no config
         config = load_config(preset).with_overrides([*overrides, *extra])
         fields |= {
             "model_sha256": model.sha256,
@@ -415,14 +490,22 @@ def print_tables(
 ) -> None:
     """The measured tables, in Markdown."""
     print(f"\nAll clips, per model and variant (J&F vs {BASELINE}: paired over clips)\n")
-    print("| model | variant | " + " | ".join(COLUMNS) + f" | J&F vs {BASELINE} | run s |")
-    print("|---|---|" + "---:|" * len(COLUMNS) + "---:|---:|")
+    print(
+        "| model | variant | " + " | ".join(COLUMNS) + f" | J&F vs {BASELINE} | SAM frames | "
+        "run s |"
+    )
+    print("|---|---|" + "---:|" * len(COLUMNS) + "---:|---:|---:|")
     for model in models:
         for variant in variants:
-            stats = per_model[model][variant]["groups"][ALL_CLIPS]
+            run = per_model[model][variant]
+            stats = run["groups"][ALL_CLIPS]
             cells = " | ".join(f"{stats[c]:.3f}" for c in COLUMNS)
-            seconds = per_model[model][variant]["seconds"]
-            print(f"| {model} | {variant} | {cells} | {format_delta(stats)} | {seconds:.0f} |")
+            share = run.get("sam_frames")
+            keys = "" if share is None or np.isnan(share) else f"{share:.2f}"
+            print(
+                f"| {model} | {variant} | {cells} | {format_delta(stats)} | {keys} | "
+                f"{run['seconds']:.0f} |"
+            )
     print(
         f"\nJ&F per attribute: each model, their mean, and the mean's difference to {BASELINE} "
         "(paired over the same clips)\n"
@@ -627,6 +710,8 @@ def main(argv: list[str] | None = None) -> int:
             "objects": objects,
             "results": {
                 model: {variant: {"groups": s["groups"], "seconds": s["seconds"],
+                                  **({"sam_frames": s["sam_frames"]} if "sam_frames" in s
+                                     else {}),
                                   "per_object": {"columns": list(OBJECT_COLUMNS), "rows": [
                                       [o[c] for c in OBJECT_COLUMNS] for o in s["objects"]]}}
                         for variant, s in runs.items()}

@@ -31,6 +31,7 @@ from persam_video.eval.davis_dataset import DavisDataset
 from persam_video.io import open_source, write_label_png
 from persam_video.progress import progress_bar
 from persam_video.video import VideoTracker
+from persam_video.video.state import FrameResult
 
 RUN_RECORD = "run.json"
 
@@ -54,6 +55,7 @@ def run_davis(
     record: dict[str, Any] | None = None,
     progress: bool = True,
     on_sequence: Callable[[str], None] | None = None,
+    on_result: Callable[[str, FrameResult], None] | None = None,
 ) -> DavisRun:
     """Track every sequence of ``dataset`` from its first annotation into ``out_dir``.
 
@@ -65,6 +67,8 @@ def run_davis(
             ``run.json`` and compared on resume.
         progress: progress bars over sequences and frames.
         on_sequence: called with each sequence name once it is complete (used by tests).
+        on_result: called with the sequence name and each frame's result as it is tracked
+            (e.g. to count the keyframes SAM ran on).
 
     Raises:
         ValueError: naming the sequence, for a first annotation that cannot be tracked (checked
@@ -90,7 +94,7 @@ def run_davis(
                 continue
             sequences.set_postfix_str(seq)
             try:
-                _track_sequence(tracker, dataset, seq, final, names, progress)
+                _track_sequence(tracker, dataset, seq, final, names, progress, on_result)
             except ValueError as exc:
                 message = str(exc)
                 if message.startswith(f"{seq}:") or f"/{seq}/" in message:  # already named
@@ -110,6 +114,7 @@ def _track_sequence(
     final: Path,
     names: list[str],
     progress: bool,
+    on_result: Callable[[str, FrameResult], None] | None = None,
 ) -> None:
     """Track one sequence into ``final`` (renamed into place once every frame is written)."""
     with atomic_folder(final) as tmp:
@@ -119,6 +124,8 @@ def _track_sequence(
         with source, bar:
             for result in tracker.track(source, dataset.reference(seq)):
                 write_label_png(tmp / f"{names[result.index]}.png", result.labels)
+                if on_result is not None:
+                    on_result(seq, result)
                 bar.update(1)
 
 

@@ -17,7 +17,7 @@ from tests.helpers import REPO_ROOT
 
 TOOL = REPO_ROOT / "tools" / "bench_quality.py"
 FAMILIES = ("occlusion", "fast-motion")
-VARIANTS = ("static", "default")
+VARIANTS = ("static", "oracle box", "default", "default, keyframes 2")
 FRAMES = 16  # the shortest family clip
 
 
@@ -69,6 +69,11 @@ def test_models_by_variants_per_attribute_and_the_cache(tool, tmp_path, capsys, 
             rows = [dict(zip(table["columns"], row, strict=True)) for row in table["rows"]]
             assert {row["sequence"] for row in rows} == {c["name"] for c in report["clips"]}
             assert len(rows) == sum(c["objects"] for c in report["clips"])
+        results = report["results"][label]
+        # The share of frames SAM ran on: all of them, or every second one (16 frames a clip).
+        assert results["default"]["sam_frames"] == 1.0
+        assert results["default, keyframes 2"]["sam_frames"] == 0.5
+        assert "sam_frames" not in results["static"] and "sam_frames" not in results["oracle box"]
         static = report["results"][label]["static"]["groups"]["all"]
         assert "delta" in static and "delta_se" in static  # paired with default over clips
         assert "delta" not in report["results"][label]["default"]["groups"]["all"]
@@ -105,7 +110,9 @@ def test_models_by_variants_per_attribute_and_the_cache(tool, tmp_path, capsys, 
     monkeypatch.setattr(tool, "run_variant", record_run)
     assert tool.main([*argv, "--set", "track.box_margin=0.2"]) == 0
     capsys.readouterr()
-    assert sorted(ran) == [(label, "default") for label in labels]
+    assert sorted(ran) == sorted(
+        (label, variant) for label in labels for variant in ("default", "default, keyframes 2")
+    )
 
 
 def test_unknown_families_and_variants_are_refused(tool):
