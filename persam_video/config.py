@@ -71,16 +71,23 @@ class PriorConfig:
     #: local peaks of the similarity grid outside where the object is expected (its previous
     #: mask in a video, grown by ``distractor_margin`` cells). None without an expected region
     #: (image mode, the first frame after a loss). 0: off.
-    distractor_negatives: int = 0
+    distractor_negatives: int = 2
     #: A distractor peak must reach this share of the object's own peak similarity.
-    distractor_ratio: float = 0.8
+    distractor_ratio: float = 0.6
     #: Feature cells added around the expected region before looking for distractor peaks.
-    distractor_margin: int = 2
+    distractor_margin: int = 1
     #: The other objects' positive points become negative points of an object, where they lie
     #: outside its expected region (its grown previous mask; not used without one).
     others_as_negatives: bool = False
+    #: Search window: where an object is tracked (it has a box prompt, its previous box in a
+    #: video), its positive points are the most similar pixels inside that box grown by this
+    #: many box sizes on every side, instead of anywhere in the frame; the negatives stay the
+    #: least similar pixels anywhere. Without a box (image mode, the first frame after a loss,
+    #: a saved target searched for) the search is global. 0: off (always global, as the paper).
+    search_window: float = 0.5
 
     def __post_init__(self) -> None:
+        _check_range("prior.search_window", self.search_window, 0.0, None)
         _check_range("prior.distractor_negatives", self.distractor_negatives, 0, None)
         _check_range("prior.distractor_ratio", self.distractor_ratio, 0.0, 1.0)
         _check_range("prior.distractor_margin", self.distractor_margin, 0, None)

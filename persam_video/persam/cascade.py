@@ -35,6 +35,7 @@ from persam_video.persam.prior import (
     grid_region,
     memory_similarity,
     peak_similarity,
+    search_windows,
     select_points,
     similarity_grid,
     similarity_map,
@@ -191,7 +192,11 @@ def first_step_prompts(
             f"prior.num_positive + prior.num_negative = {wanted} points, but the frame has only "
             f"{sim_map[0].numel()} pixels"
         )
-    prior_points, prior_labels = select_points(sim_map, prior.num_positive, prior.num_negative)
+    boxes = [e.box for e in extra]
+    windows = search_windows(sim_map.shape[-2:], boxes, prior.search_window, sim_map.device)
+    prior_points, prior_labels = select_points(
+        sim_map, prior.num_positive, prior.num_negative, windows
+    )
     points, labels = [], []
     for i, ex in enumerate(extra):
         extra_xy = torch.tensor(ex.points, dtype=torch.float64, device=sim_map.device)

@@ -92,8 +92,14 @@ def peak_similarity(feats: FrameFeatures, sim_grid: Tensor) -> Tensor:
     return sim_grid[:, :rows, :cols].flatten(1).max(dim=1).values
 
 
-def select_points(sim_map: Tensor, num_positive: int, num_negative: int) -> tuple[Tensor, Tensor]:
+def select_points(
+    sim_map: Tensor, num_positive: int, num_negative: int, windows: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Point prompts from (K, H, W) similarity maps.
+
+    ``windows``: optional (K, H, W) bool search windows; a target's positives are then its
+    most similar pixels inside its window (anywhere when the window holds fewer pixels than
+    ``num_positive``). Negatives are always taken anywhere.
 
     Returns:
         points: (K, num_positive + num_negative, 2) float64 (x, y) pixel coordinates: the
@@ -103,7 +109,12 @@ def select_points(sim_map: Tensor, num_positive: int, num_negative: int) -> tupl
     """
     width = sim_map.shape[-1]
     flat = sim_map.flatten(1)
-    index = flat.topk(num_positive, dim=1).indices
+    searched = flat
+    if windows is not None:
+        inside = windows.flatten(1)
+        usable = inside.sum(dim=1, keepdim=True) >= num_positive
+        searched = torch.where(inside | ~usable, flat, torch.finfo(flat.dtype).min)
+    index = searched.topk(num_positive, dim=1).indices
     if num_negative:
         lowest = flat.topk(num_negative, dim=1, largest=False).indices
         index = torch.cat([index, lowest], dim=1)
@@ -111,6 +122,32 @@ def select_points(sim_map: Tensor, num_positive: int, num_negative: int) -> tupl
     labels = torch.full(index.shape, POSITIVE, dtype=torch.int64, device=sim_map.device)
     labels[:, num_positive:] = NEGATIVE
     return points, labels
+
+
+def search_windows(
+    size: tuple[int, int],
+    boxes: list[tuple[float, float, float, float] | None],
+    grow: float,
+    device: torch.device | str | None = None,
+) -> Tensor | None:
+    """(K, H, W) bool search windows of K targets on an (H, W) frame: each ``(x0, y0, x1, y1)``
+    box in frame pixels grown by ``grow`` times its width (height) on the left and right (top
+    and bottom); the whole frame for a target without a box. None when no target has a box or
+    ``grow`` is 0 (the search is global)."""
+    if grow <= 0 or all(box is None for box in boxes):
+        return None
+    height, width = size
+    windows = torch.ones((len(boxes), height, width), dtype=torch.bool, device=device)
+    for i, box in enumerate(boxes):
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        pad_x, pad_y = grow * max(x1 - x0, 1.0), grow * max(y1 - y0, 1.0)
+        left, right = max(0, int(x0 - pad_x)), min(width, int(np.ceil(x1 + pad_x)) + 1)
+        top, bottom = max(0, int(y0 - pad_y)), min(height, int(np.ceil(y1 + pad_y)) + 1)
+        windows[i] = False
+        windows[i, top:bottom, left:right] = True
+    return windows
 
 
 def attention_bias(feats: FrameFeatures, sim_grid: Tensor, sim_map: Tensor, mode: str) -> Tensor:

@@ -18,6 +18,8 @@ from persam_video.persam.prior import (
     grid_region,
     memory_similarity,
     part_prototypes,
+    search_windows,
+    select_points,
     similarity_grid,
 )
 from persam_video.persam.selection import consistency_scores, mask_iou, similarity_contrast
@@ -187,6 +189,32 @@ def test_other_objects_positives_become_negatives_outside_the_expected_region(ti
         assert first.points[0].shape[0] == plain.points[0].shape[0] + 1
         assert torch.equal(first.points[0][-1], positives[1]) and first.labels[0][-1] == 0
     assert torch.equal(first.points[1], plain.points[1])  # no expected region: unchanged
+
+
+def test_the_search_window_keeps_positives_near_the_tracked_box():
+    sim = torch.zeros(2, 40, 60)
+    sim[:, 30, 50] = 1.0  # a distractor, the global peak
+    sim[:, 12, 14] = 0.8  # the object, near its previous box
+    sim[:, 0, 0] = -1.0  # the least similar pixel
+    boxes = [(10.0, 10.0, 20.0, 16.0), None]  # object 1 has no box: it is searched for anywhere
+    windows = search_windows((40, 60), boxes, grow=0.5)
+    assert windows is not None and windows.shape == (2, 40, 60)
+    # 10 x 6 box grown by 5 (x) and 3 (y) on each side: columns 5..25, rows 7..19.
+    assert windows[0].nonzero().amin(0).tolist() == [7, 5]
+    assert windows[0].nonzero().amax(0).tolist() == [19, 25]
+    assert bool(windows[1].all())
+    points, labels = select_points(sim, 1, 1, windows)
+    assert points[0].tolist() == [[14.0, 12.0], [0.0, 0.0]]  # positive inside, negative anywhere
+    assert points[1].tolist() == [[50.0, 30.0], [0.0, 0.0]]
+    assert labels.tolist() == [[1, 0], [1, 0]]
+    # Off (grow 0) or no box at all: global, as the paper.
+    assert search_windows((40, 60), boxes, grow=0.0) is None
+    assert search_windows((40, 60), [None, None], grow=0.5) is None
+    assert select_points(sim, 1, 1)[0][0].tolist() == [[50.0, 30.0], [0.0, 0.0]]
+    # A window smaller than the number of positives asked for falls back to the whole frame.
+    tiny = torch.zeros(2, 40, 60, dtype=torch.bool)
+    tiny[0, 12, 14] = True
+    assert select_points(sim, 2, 0, tiny)[0][0].tolist() == [[50.0, 30.0], [14.0, 12.0]]
 
 
 # --------------------------------------------------------------------------- d. memory
