@@ -328,16 +328,7 @@ class VideoSession:
 
     def _forward(self) -> Iterator[SessionResult]:
         start = 0 if self._targets else min(self._masks)
-        objects = [
-            ObjectState(
-                obj_id=obj_id,
-                first_embedding=t.embedding,
-                embedding=t.embedding,
-                present=False,
-                mask_weights=t.mask_weights,
-            )
-            for obj_id, t in sorted(self._targets.items())
-        ]
+        objects = [ObjectState.from_target(i, t) for i, t in sorted(self._targets.items())]
         state = TrackState(objects=objects, frame_size=self.size, from_targets=bool(objects))
         yield from self._run(state, self.frames.forward(start), self._masks, FORWARD, True)
 

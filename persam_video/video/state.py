@@ -4,13 +4,16 @@ several videos)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import Tensor
 
 from persam_video.video.memory import MemoryBank
 from persam_video.video.rules import Hysteresis
+
+if TYPE_CHECKING:
+    from persam_video.persam.api import Target
 
 
 @dataclass
@@ -49,6 +52,18 @@ class ObjectState:
     def __post_init__(self) -> None:
         if self.hysteresis is None:
             self.hysteresis = Hysteresis(lost=not self.present, acquired=self.present)
+
+    @classmethod
+    def from_target(cls, obj_id: int, target: Target) -> ObjectState:
+        """The state of a saved ``target`` searched for as object ``obj_id``: absent (lost)
+        until its first sighting, no box and no reference area yet."""
+        return cls(
+            obj_id=obj_id,
+            first_embedding=target.embedding,
+            embedding=target.embedding,
+            present=False,
+            mask_weights=target.mask_weights,
+        )
 
 
 @dataclass

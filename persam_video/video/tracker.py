@@ -594,16 +594,7 @@ class VideoTracker:
 
 def _target_state(rgb: np.ndarray, targets: list[Target], ids: list[int]) -> TrackState:
     """The state of a video searched for saved ``targets`` (object ``ids``), before frame 0."""
-    objects = [
-        ObjectState(
-            obj_id=i,
-            first_embedding=t.embedding,
-            embedding=t.embedding,
-            present=False,
-            mask_weights=t.mask_weights,
-        )
-        for i, t in zip(ids, targets, strict=True)
-    ]
+    objects = [ObjectState.from_target(i, t) for i, t in zip(ids, targets, strict=True)]
     return TrackState(objects, check_image(rgb).shape[:2], from_targets=True)
 
 
