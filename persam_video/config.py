@@ -139,9 +139,17 @@ class DecodeConfig:
     select_prior_weight: float = 1.0
     #: Weight of the similarity contrast (inside - outside) in the ``consistency`` score.
     select_contrast_weight: float = 1.0
+    #: Jump guard: where an object is expected (a video's temporal prior) and its final mask
+    #: overlaps that expected region by an IoU below this, SAM also decodes the object from the
+    #: temporal prompts alone (the box and the expected logits as mask prompt, no location
+    #: prior, no guidance); that mask replaces the jump where it agrees with the expected
+    #: region (IoU at least this) and more than the jump does: the object is still there.
+    #: Elsewhere (the object hidden or gone) the jump stands. 0: off.
+    jump_iou: float = 0.0
 
     def __post_init__(self) -> None:
         _check_range("decode.select_prior_weight", self.select_prior_weight, 0.0, None)
+        _check_range("decode.jump_iou", self.jump_iou, 0.0, 1.0)
         _check_range("decode.select_contrast_weight", self.select_contrast_weight, 0.0, None)
         _check_range("decode.refine_steps", self.refine_steps, 0, 2)
         _check_range("decode.work_size", self.work_size, 0, None)
@@ -180,12 +188,16 @@ class TrackConfig:
     #: frame by feature affinity (each cell takes the softmax-weighted average of the previous
     #: frame's cells within ``affinity_radius`` cells, weighted by the cosine similarity of their
     #: SAM features over ``affinity_temperature``) are the mask prompt, and the box prompt is
-    #: the carried mask's box (grown by ``box_margin``), where it has one.
-    temporal_prior: Literal["none", "mask", "affinity"] = "affinity"
+    #: the carried mask's box (grown by ``box_margin``), where it has one. ``flow``: the same,
+    #: with the logits carried along the dense optical flow (OpenCV DIS, ``flow_preset``) from
+    #: this frame back to the previous one.
+    temporal_prior: Literal["none", "mask", "affinity", "flow"] = "affinity"
     #: Search radius of the affinity propagation, in feature cells.
     affinity_radius: int = 3
     #: Softmax temperature of the affinity propagation (cosine similarity units).
     affinity_temperature: float = 0.05
+    #: DIS preset of the ``flow`` temporal prior (``ultrafast``, ``fast``, ``medium``).
+    flow_preset: Literal["ultrafast", "fast", "medium"] = "fast"
     #: Absence with hysteresis: a tracked object is lost (empty mask, searched over the whole
     #: frame) only after this many consecutive frames on which it is not found; on the frames
     #: before, its predicted mask is kept (no embedding update). 1: lost on the first bad frame.

@@ -93,6 +93,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     # Issue 12 section 3 (default has had the affinity temporal prior since then).
     "default - temporal prior": ("default", ["track.temporal_prior=none"]),
     "default, mask prior for affinity": ("default", ["track.temporal_prior=mask"]),
+    "default, flow prior for affinity": ("default", ["track.temporal_prior=flow"]),
+    "default + jump guard": ("default", ["decode.jump_iou=0.3"]),
     "default + hysteresis": ("default", ["track.lost_after=3", "track.reacquire_after=2"]),
     "default + selection": ("default", ["decode.select=consistency"]),
     "default + others as negatives": ("default", ["prior.others_as_negatives=true"]),

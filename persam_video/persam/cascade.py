@@ -40,7 +40,7 @@ from persam_video.persam.prior import (
     similarity_grid,
     similarity_map,
 )
-from persam_video.persam.selection import consistency_scores
+from persam_video.persam.selection import consistency_scores, mask_iou
 
 
 @dataclass(frozen=True)
@@ -413,6 +413,8 @@ def _segment(
             candidates[i].append((low[row], iou[row]))
     if select:
         step = _select(sam, feats, first, candidates, extra, dec)
+    if dec.jump_iou and extra is not None:
+        step = _guard_jumps(sam, feats, step, extra, dec.jump_iou)
 
     full = step.full_logits(sam, feats)
     peaks = peak_similarity(feats, first.sim_grid)
@@ -429,6 +431,54 @@ def _segment(
         )
         for i in range(k)
     ]
+
+
+def _guard_jumps(
+    sam: Sam, feats: FrameFeatures, step: _Step, extra: list[ExtraPrompt], threshold: float
+) -> _Step:
+    """Objects whose mask jumped away from where they were expected (IoU with the expected
+    region below ``threshold``) are decoded again from their temporal prompts alone (box and
+    expected logits, SAM's single-mask output); that mask replaces the jump where it agrees
+    with the expected region (IoU at least ``threshold``) and more than the jump does (see
+    ``decode.jump_iou``)."""
+    low_size = tuple(step.low_res.shape[-2:])
+    rows, cols = feats.content_cells(low_size)
+    jumped, regions = [], []
+    for i, ex in enumerate(extra):
+        if ex.expected is None or ex.box is None:
+            continue
+        region = ex.expected[0, :rows, :cols] > sam.mask_threshold
+        if not bool(region.any()):
+            continue
+        mask = step.low_res[i, :, :rows, :cols] > sam.mask_threshold
+        if float(mask_iou(mask, region)[0]) < threshold:
+            jumped.append(i)
+            regions.append(region)
+    if not jumped:
+        return step
+    device = feats.embedding.device
+    low, iou = decode(
+        sam,
+        feats,
+        torch.zeros((len(jumped), 0, 2), dtype=torch.float64, device=device),
+        torch.zeros((len(jumped), 0), dtype=torch.int64, device=device),
+        boxes=torch.tensor([extra[i].box for i in jumped], dtype=torch.float64),
+        mask_inputs=torch.stack([extra[i].expected for i in jumped]),
+    )
+    kept, new_low, new_iou = [], [], []
+    for row, (i, region) in enumerate(zip(jumped, regions, strict=True)):
+        current = step.low_res[i, :, :rows, :cols] > sam.mask_threshold
+        temporal = low[row, SINGLE, :rows, :cols] > sam.mask_threshold
+        agreement = float(mask_iou(temporal, region)[0])
+        # Kept where the object is still there (SAM alone reproduces the expected region),
+        # not where it is gone (hidden, out of view): PerSAM's search decides then.
+        if agreement >= threshold and agreement > float(mask_iou(current, region)[0]):
+            kept.append(i)
+            new_low.append(low[row, SINGLE])
+            new_iou.append(iou[row, 0])
+    if not kept:
+        return step
+    return step.updated(kept, torch.stack(new_low), torch.stack(new_iou))
 
 
 #: Index of SAM's single-mask output and slice of its three multimask outputs.

@@ -23,6 +23,9 @@ from typing import Literal
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 FlowPreset = Literal["ultrafast", "fast", "medium"]
 #: OpenCV's DIS presets by name (speed against accuracy).
@@ -144,4 +147,63 @@ def propagate(
     )
 
 
-__all__ = ["DIS_PRESETS", "Propagation", "dense_flow", "propagate", "to_gray"]
+def warp_low_res(
+    logits: Tensor,
+    backward: np.ndarray,
+    input_size: tuple[int, int],
+    image_size: int,
+) -> Tensor:
+    """Carry low-resolution mask logits of the previous frame to the new one along the flow.
+
+    Args:
+        logits: (1, h, w) logits over SAM's padded (``image_size``)^2 input of the previous
+            frame (the decoder's low-resolution output).
+        backward: (H, W, 2) float32 flow from the new frame to the previous one
+            (:func:`dense_flow` of (new, previous)), at frame resolution.
+        input_size: (H', W') of the frame resized for SAM (before padding).
+        image_size: side of SAM's padded input.
+
+    Returns:
+        (1, h, w) logits of the new frame: each cell over the frame takes the previous logits
+        (bilinear) where the backward flow at its centre points; sources outside the frame
+        take the nearest edge value. Cells over the padding keep their previous values.
+    """
+    low_h, low_w = logits.shape[-2:]
+    height, width = backward.shape[:2]
+    # Centres of the low-resolution cells in SAM's input, then in frame pixels.
+    cell_y, cell_x = image_size / low_h, image_size / low_w
+    to_frame_y, to_frame_x = height / input_size[0], width / input_size[1]
+    cy = ((np.arange(low_h, dtype=np.float32) + 0.5) * cell_y * to_frame_y - 0.5)[:, None]
+    cx = ((np.arange(low_w, dtype=np.float32) + 0.5) * cell_x * to_frame_x - 0.5)[None, :]
+    map_x = np.ascontiguousarray(np.broadcast_to(cx, (low_h, low_w)), dtype=np.float32)
+    map_y = np.ascontiguousarray(np.broadcast_to(cy, (low_h, low_w)), dtype=np.float32)
+    flow = cv2.remap(backward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # Source positions in frame pixels, back to fractional low-resolution cells.
+    src_x = ((map_x + flow[..., 0] + 0.5) / to_frame_x / cell_x - 0.5).clip(
+        -0.5, input_size[1] / cell_x - 0.5
+    )
+    src_y = ((map_y + flow[..., 1] + 0.5) / to_frame_y / cell_y - 0.5).clip(
+        -0.5, input_size[0] / cell_y - 0.5
+    )
+    # grid_sample's normalized coordinates (align_corners=False: -1 and 1 are the outer edges).
+    grid = np.stack([(src_x + 0.5) / low_w * 2 - 1, (src_y + 0.5) / low_h * 2 - 1], axis=-1)
+    grid_t = torch.from_numpy(grid).to(device=logits.device, dtype=torch.float32)[None]
+    warped = F.grid_sample(
+        logits[None].to(torch.float32), grid_t, mode="bilinear", padding_mode="border",
+        align_corners=False,
+    )[0].to(logits.dtype)  # fmt: skip
+    rows = min(low_h, int(np.ceil(input_size[0] / cell_y)))
+    cols = min(low_w, int(np.ceil(input_size[1] / cell_x)))
+    out = logits.clone()
+    out[:, :rows, :cols] = warped[:, :rows, :cols]
+    return out
+
+
+__all__ = [
+    "DIS_PRESETS",
+    "Propagation",
+    "dense_flow",
+    "propagate",
+    "to_gray",
+    "warp_low_res",
+]

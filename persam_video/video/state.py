@@ -144,6 +144,9 @@ class TrackState:
     #: (1, C, h, w) SAM features of the previous frame, kept only for the affinity temporal
     #: prior (``track.temporal_prior: affinity``).
     previous_features: Tensor | None = None
+    #: (H, W) uint8 gray previous frame, kept only for the flow temporal prior
+    #: (``track.temporal_prior: flow``).
+    previous_gray: np.ndarray | None = None
 
     @property
     def object_ids(self) -> list[int]:

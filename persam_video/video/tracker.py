@@ -32,7 +32,7 @@ from persam_video.persam.features import LOW_RES_SCALE, FrameFeatures
 from persam_video.persam.geometry import low_res_box, mask_box, mask_to_low_res
 from persam_video.persam.prior import part_prototypes, reference_cells
 from persam_video.video.affinity import propagate_logits
-from persam_video.video.flow import propagate, to_gray
+from persam_video.video.flow import dense_flow, propagate, to_gray, warp_low_res
 from persam_video.video.keyframes import keyframe_due, rekey_reason
 from persam_video.video.memory import MemoryBank, memory_embeddings
 from persam_video.video.rules import (
@@ -311,8 +311,7 @@ class VideoTracker:
                 )
             )
         state = TrackState(objects=objects, frame_size=frame.shape[:2], frames_seen=1)
-        if self.config.track.temporal_prior == "affinity":
-            state.previous_features = feats.embedding
+        self._keep_previous(state, feats, frame)
         return state, FrameResult(index, time, annotation.without_void(), results, frame)
 
     @torch.inference_mode()
@@ -361,7 +360,8 @@ class VideoTracker:
         before = {o.obj_id: o.hysteresis for o in tracked}
         if tracked:
             targets = [Target(o.embedding, o.mask_weights) for o in tracked]
-            prompts = [self._prompt(o, state, feats) for o in tracked]
+            backward = self._backward_flow(state, frame, tracked)
+            prompts = [self._prompt(o, state, feats, backward) for o in tracked]
             preds = self.persam.segment_features(feats, targets, prompts)
             presence = self.config.presence
             found = [not is_absent(p, cfg, presence, search=state.from_targets) for p in preds]
@@ -417,8 +417,7 @@ class VideoTracker:
                 reacquired=was.lost and not now.lost,
                 remembered=remembered,
             )
-        if cfg.temporal_prior == "affinity":
-            state.previous_features = feats.embedding
+        self._keep_previous(state, feats, frame)
         ordered = [results[o.obj_id] for o in state.objects]
         return FrameResult(index, time, labels.cpu().numpy(), ordered, frame)
 
@@ -497,12 +496,42 @@ class VideoTracker:
             finetune=finetune_info,
         )
 
-    def _prompt(self, obj: ObjectState, state: TrackState, feats: FrameFeatures) -> ExtraPrompt:
+    def _keep_previous(self, state: TrackState, feats: FrameFeatures, frame: np.ndarray) -> None:
+        """Keep what the temporal prior needs of this frame for the next one."""
+        prior = self.config.track.temporal_prior
+        if prior == "affinity":
+            state.previous_features = feats.embedding
+        elif prior == "flow":
+            state.previous_gray = to_gray(frame)
+
+    def _backward_flow(
+        self, state: TrackState, frame: np.ndarray, tracked: list[ObjectState]
+    ) -> np.ndarray | None:
+        """(H, W, 2) flow from ``frame`` back to the previous frame, when the flow temporal
+        prior has something to carry (else None)."""
+        cfg = self.config.track
+        if (
+            cfg.temporal_prior != "flow"
+            or state.previous_gray is None
+            or all(o.previous_logits is None for o in tracked)
+        ):
+            return None
+        return dense_flow(to_gray(frame), state.previous_gray, cfg.flow_preset)
+
+    def _prompt(
+        self,
+        obj: ObjectState,
+        state: TrackState,
+        feats: FrameFeatures,
+        backward: np.ndarray | None = None,
+    ) -> ExtraPrompt:
         """An object's prompts beyond its location prior: the previous frame's box (expanded)
         and optionally its centre, where it is expected (its previous logits, or those carried
-        here by feature affinity) and the temporal prior's mask prompt, and its memory."""
+        here by feature affinity or along the ``backward`` flow) and the temporal prior's mask
+        prompt, and its memory."""
         cfg = self.config.track
         box, expected = obj.box, obj.previous_logits
+        carried = None
         if (
             expected is not None
             and cfg.temporal_prior == "affinity"
@@ -515,8 +544,13 @@ class VideoTracker:
                 cfg.affinity_radius,
                 cfg.affinity_temperature,
             )
-            carried = low_res_box(self.sam, feats, expected)
-            box = _box_tuple(carried) if carried is not None else box
+            carried = expected
+        elif expected is not None and backward is not None:
+            expected = warp_low_res(expected, backward, feats.input_size, feats.image_size)
+            carried = expected
+        if carried is not None:
+            carried_box = low_res_box(self.sam, feats, carried)
+            box = _box_tuple(carried_box) if carried_box is not None else box
         mask_prompt = expected if cfg.temporal_prior != "none" else None
         memory = memory_embeddings(obj.parts, self._bank(obj))
         if not cfg.box_prompt or box is None:

@@ -5,9 +5,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from persam_video.config import KeyframesConfig
-from persam_video.video.flow import LABEL_BINS, Propagation, dense_flow, propagate, to_gray
+from persam_video.video.flow import (
+    LABEL_BINS,
+    Propagation,
+    dense_flow,
+    propagate,
+    to_gray,
+    warp_low_res,
+)
 from persam_video.video.keyframes import keyframe_due, rekey_reason
 
 SIZE = (120, 160)
@@ -55,6 +63,31 @@ def test_a_known_shift_moves_the_masks_by_that_shift(dy, dx):
         want_ys, want_xs = np.nonzero(boxes(dy, dx) == obj_id)
         assert abs(ys.mean() - want_ys.mean()) < 1 and abs(xs.mean() - want_xs.mean()) < 1
     assert carried.frame_inconsistent < 0.15  # the strip that enters the frame, at most
+
+
+@pytest.mark.parametrize("dy,dx", [(4, 8), (-8, 4), (0, -8)])
+def test_low_res_logits_move_along_the_flow_by_a_known_shift(dy, dx):
+    """The flow temporal prior: SAM-style low-resolution logits over a padded square input
+    (frames 120 x 160 -> input 48 x 64 in a 64 x 64 square, 2.5 frame pixels per cell) move
+    by the frame's shift, in cells; the cells over the padding are left as they were."""
+    image = texture(0)
+    backward = dense_flow(view(image, dy, dx), view(image, 0, 0))
+    input_size, image_size = (48, 64), 64
+    logits = torch.full((1, 64, 64), -8.0)
+    logits[0, 48:64] = 5.0  # padding rows (the input has 48): must stay
+    logits[0, 12:28, 16:36] = 8.0  # frame pixels y 30..70, x 40..90
+    carried = warp_low_res(logits, backward, input_size, image_size)
+    assert carried.shape == logits.shape
+    assert torch.equal(carried[0, 48:], logits[0, 48:])
+    moved = torch.nonzero(carried[0, :48] > 0)
+    origin = torch.nonzero(logits[0, :48] > 0)
+    shift = moved.float().mean(0) - origin.float().mean(0)
+    # (dy, dx) frame pixels are (dy, dx) / 2.5 cells.
+    assert torch.allclose(shift, torch.tensor([dy / 2.5, dx / 2.5]), atol=0.5)
+    assert abs(len(moved) - len(origin)) <= 0.1 * len(origin)
+    # No motion: the logits stay.
+    still = warp_low_res(logits, dense_flow(view(image, 0, 0), view(image, 0, 0)), input_size, 64)
+    assert torch.allclose(still, logits, atol=1e-3)
 
 
 def test_the_flow_follows_the_convention():

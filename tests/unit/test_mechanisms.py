@@ -147,6 +147,51 @@ def test_consistency_selection_in_the_cascade(tiny_sam, rng):
 
 
 # --------------------------------------------------------------------------- c. negatives
+def _square(low: int, top: int, left: int, side: int = 16) -> torch.Tensor:
+    logits = torch.full((1, low, low), -8.0)
+    logits[0, top : top + side, left : left + side] = 8.0
+    return logits
+
+
+@pytest.mark.parametrize("still_there", [True, False])
+def test_the_jump_guard_keeps_an_object_that_is_still_where_it_was_expected(
+    tiny_sam, monkeypatch, still_there
+):
+    """Object 0's mask jumped away from its expected region (IoU 0): SAM decodes it again
+    from its temporal prompts alone (no points, its box, the expected logits as mask prompt);
+    where that reproduces the expected region the jump is undone, where it does not (the
+    object is gone) the jump stands. Object 1 did not jump and is not decoded again."""
+    import persam_video.persam.cascade as cascade
+
+    feats = FrameFeatures(torch.zeros(1, 4, 16, 16), (64, 64), (64, 64), 64)
+    jumped, expected, steady = _square(64, 0, 0), _square(64, 40, 40), _square(64, 20, 20)
+    step = cascade._Step(torch.stack([jumped, steady]), torch.tensor([0.9, 0.8]))
+    extra = [
+        cascade.ExtraPrompt(box=(40.0, 40.0, 56.0, 56.0), expected=expected, mask_prompt=expected),
+        cascade.ExtraPrompt(box=(20.0, 20.0, 36.0, 36.0), expected=steady, mask_prompt=steady),
+    ]
+    calls = []
+
+    def fake_decode(sam, feats, points, labels, *, boxes=None, mask_inputs=None, **kwargs):
+        calls.append((points.shape, boxes, mask_inputs, kwargs))
+        again = expected if still_there else _square(64, 0, 60, side=2)
+        return again.expand(1, 4, 64, 64).clone(), torch.full((1, 4), 0.7)
+
+    monkeypatch.setattr(cascade, "decode", fake_decode)
+    kept = cascade._guard_jumps(tiny_sam, feats, step, extra, threshold=0.3)
+    assert len(calls) == 1
+    shape, boxes, mask_inputs, kwargs = calls[0]
+    assert shape == (1, 0, 2) and boxes.tolist() == [[40.0, 40.0, 56.0, 56.0]]
+    assert torch.equal(mask_inputs, expected[None]) and not kwargs  # no guidance either
+    assert torch.equal(kept.low_res[1], steady)
+    if still_there:
+        assert torch.equal(kept.low_res[0], expected)
+        assert float(kept.score[0]) == pytest.approx(0.7)
+    else:
+        assert torch.equal(kept.low_res[0], jumped)
+        assert float(kept.score[0]) == pytest.approx(0.9)
+
+
 def test_distractor_negatives_land_on_a_planted_distractor():
     feats = _features()
     sim = torch.full((16, 16), 0.1)
@@ -328,7 +373,7 @@ def test_mechanism_fields_are_validated():
     with pytest.raises(ConfigError, match="track.lost_after"):
         PerSAMConfig().with_overrides(["track.lost_after=0"])
     with pytest.raises(ConfigError, match="temporal_prior"):
-        PerSAMConfig().with_overrides(["track.temporal_prior=flow"])
+        PerSAMConfig().with_overrides(["track.temporal_prior=optical"])
     with pytest.raises(ConfigError, match="memory.min_score"):
         PerSAMConfig().with_overrides(["memory.min_score=2"])
     assert PerSAMConfig.paper_video().memory.bank == 0
@@ -363,10 +408,12 @@ def test_working_resolution_keeps_the_low_res_prompts_and_the_memory(tiny_sam, r
 MECHANISMS = {
     "mask prior": ["track.temporal_prior=mask"],
     "affinity prior": ["track.temporal_prior=affinity"],
+    "flow prior": ["track.temporal_prior=flow"],
     "selection": ["decode.select=consistency"],
     "negatives": ["prior.distractor_negatives=2", "prior.others_as_negatives=true"],
     "memory": ["memory.bank=2", "memory.stride=1", "memory.min_score=0", "memory.parts=3"],
     "hysteresis": ["track.lost_after=2", "track.reacquire_after=2"],
+    "jump guard": ["decode.jump_iou=0.9"],
 }
 
 
