@@ -145,7 +145,7 @@ class DecodeConfig:
     #: prior, no guidance); that mask replaces the jump where it agrees with the expected
     #: region (IoU at least this) and more than the jump does: the object is still there.
     #: Elsewhere (the object hidden or gone) the jump stands. 0: off.
-    jump_iou: float = 0.0
+    jump_iou: float = 0.7
 
     def __post_init__(self) -> None:
         _check_range("decode.select_prior_weight", self.select_prior_weight, 0.0, None)

@@ -94,7 +94,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default - temporal prior": ("default", ["track.temporal_prior=none"]),
     "default, mask prior for affinity": ("default", ["track.temporal_prior=mask"]),
     "default, flow prior for affinity": ("default", ["track.temporal_prior=flow"]),
-    "default + jump guard": ("default", ["decode.jump_iou=0.3"]),
+    # The jump guard (0.7) joined default after the flow prior's ablation.
+    "default - jump guard": ("default", ["decode.jump_iou=0"]),
+    "default, jump guard 0.3": ("default", ["decode.jump_iou=0.3"]),
+    "default, jump guard 0.5": ("default", ["decode.jump_iou=0.5"]),
     "default + hysteresis": ("default", ["track.lost_after=3", "track.reacquire_after=2"]),
     "default + selection": ("default", ["decode.select=consistency"]),
     "default + others as negatives": ("default", ["prior.others_as_negatives=true"]),
@@ -103,7 +106,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default - distractor negatives": ("default", ["prior.distractor_negatives=0"]),
     "default - both (the earlier default)": (
         "default",
-        ["prior.search_window=0", "prior.distractor_negatives=0"],
+        ["prior.search_window=0", "prior.distractor_negatives=0", "decode.jump_iou=0"],
     ),
     "default + memory bank": ("default", ["memory.bank=8"]),
     "default + part prototypes": ("default", ["memory.parts=3"]),

@@ -61,6 +61,9 @@ class ExtraPrompt:
     #: (M, C) more embeddings of the target (a memory bank, part prototypes), or None: a cell's
     #: similarity is the best over the target embedding and these.
     memory: Tensor | None = None
+    #: Whether the jump guard (``decode.jump_iou``) may undo a jump of this object (the video
+    #: tracker allows it only while the object's track is unbroken).
+    guard: bool = True
 
 
 @dataclass
@@ -82,6 +85,9 @@ class Prediction:
     similarity: Tensor
     #: Highest cosine similarity of the target to any feature cell with image content.
     peak_similarity: float
+    #: Whether the final mask left the region where the object was expected (IoU below
+    #: ``decode.jump_iou``, when that is on) and the jump guard did not undo it.
+    jumped: bool = False
 
 
 def decode(
@@ -413,8 +419,9 @@ def _segment(
             candidates[i].append((low[row], iou[row]))
     if select:
         step = _select(sam, feats, first, candidates, extra, dec)
+    jumps: set[int] = set()
     if dec.jump_iou and extra is not None:
-        step = _guard_jumps(sam, feats, step, extra, dec.jump_iou)
+        step, jumps = _guard_jumps(sam, feats, step, extra, dec.jump_iou)
 
     full = step.full_logits(sam, feats)
     peaks = peak_similarity(feats, first.sim_grid)
@@ -428,6 +435,7 @@ def _segment(
             labels=first.labels[i],
             similarity=first.sim_map[i],
             peak_similarity=float(peaks[i]),
+            jumped=i in jumps,
         )
         for i in range(k)
     ]
@@ -435,12 +443,13 @@ def _segment(
 
 def _guard_jumps(
     sam: Sam, feats: FrameFeatures, step: _Step, extra: list[ExtraPrompt], threshold: float
-) -> _Step:
+) -> tuple[_Step, set[int]]:
     """Objects whose mask jumped away from where they were expected (IoU with the expected
     region below ``threshold``) are decoded again from their temporal prompts alone (box and
-    expected logits, SAM's single-mask output); that mask replaces the jump where it agrees
-    with the expected region (IoU at least ``threshold``) and more than the jump does (see
-    ``decode.jump_iou``)."""
+    expected logits, SAM's single-mask output) where their ``guard`` allows; that mask
+    replaces the jump where it agrees with the expected region (IoU at least ``threshold``)
+    and more than the jump does (see ``decode.jump_iou``). Returns the step and the objects
+    whose jump stands."""
     low_size = tuple(step.low_res.shape[-2:])
     rows, cols = feats.content_cells(low_size)
     jumped, regions = [], []
@@ -454,8 +463,11 @@ def _guard_jumps(
         if float(mask_iou(mask, region)[0]) < threshold:
             jumped.append(i)
             regions.append(region)
+    stands = {i for i in jumped if not extra[i].guard}
+    regions = [r for i, r in zip(jumped, regions, strict=True) if i not in stands]
+    jumped = [i for i in jumped if i not in stands]
     if not jumped:
-        return step
+        return step, stands
     device = feats.embedding.device
     low, iou = decode(
         sam,
@@ -476,9 +488,11 @@ def _guard_jumps(
             kept.append(i)
             new_low.append(low[row, SINGLE])
             new_iou.append(iou[row, 0])
+        else:
+            stands.add(i)
     if not kept:
-        return step
-    return step.updated(kept, torch.stack(new_low), torch.stack(new_iou))
+        return step, stands
+    return step.updated(kept, torch.stack(new_low), torch.stack(new_iou)), stands
 
 
 #: Index of SAM's single-mask output and slice of its three multimask outputs.

@@ -48,6 +48,9 @@ class ObjectState:
     bank: MemoryBank | None = None
     #: (P, C) part prototypes of the first frame's reference (``memory.parts``), or None.
     parts: Tensor | None = None
+    #: The track is unbroken since the object's annotation: found on every frame, its mask
+    #: never jumping away from where it was expected (what lets the jump guard act).
+    steady: bool = True
 
     def __post_init__(self) -> None:
         if self.hysteresis is None:
@@ -63,6 +66,7 @@ class ObjectState:
             embedding=target.embedding,
             present=False,
             mask_weights=target.mask_weights,
+            steady=False,
         )
 
 

@@ -391,6 +391,7 @@ class VideoTracker:
             # On a kept frame not found with an empty mask, the previous box stays the prompt.
             obj.box = box if obj.present else (obj.box if keep and not ok else None)
             obj.previous_logits = pred.low_res_logits if keep else None
+            obj.steady = obj.steady and ok and not pred.jumped
             updated = remembered = False
             trusted = area_trusted(area, obj.reference_area, cfg.update_max_area_change)
             if ok and obj.present:
@@ -482,6 +483,7 @@ class VideoTracker:
             existing.embedding = embedding
             existing.box, existing.reference_area, existing.present = box, area, True
             existing.hysteresis = Hysteresis()
+            existing.steady = True
             existing.previous_logits = self._annotation_logits(feats, mask)
             if existing.parts is None:
                 existing.parts = self._parts(feats, mask)
@@ -558,7 +560,12 @@ class VideoTracker:
         box = expand_box(box, cfg.box_margin, state.frame_size)
         points = (box_center(box),) if cfg.box_center_point else ()
         return ExtraPrompt(
-            box=box, points=points, mask_prompt=mask_prompt, expected=expected, memory=memory
+            box=box,
+            points=points,
+            mask_prompt=mask_prompt,
+            expected=expected,
+            memory=memory,
+            guard=obj.steady,
         )
 
     def _bank(self, obj: ObjectState) -> MemoryBank:

@@ -4,6 +4,8 @@ prototypes, absence with hysteresis (alone and in the tracker)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -178,7 +180,8 @@ def test_the_jump_guard_keeps_an_object_that_is_still_where_it_was_expected(
         return again.expand(1, 4, 64, 64).clone(), torch.full((1, 4), 0.7)
 
     monkeypatch.setattr(cascade, "decode", fake_decode)
-    kept = cascade._guard_jumps(tiny_sam, feats, step, extra, threshold=0.3)
+    kept, stands = cascade._guard_jumps(tiny_sam, feats, step, extra, threshold=0.3)
+    assert stands == (set() if still_there else {0})
     assert len(calls) == 1
     shape, boxes, mask_inputs, kwargs = calls[0]
     assert shape == (1, 0, 2) and boxes.tolist() == [[40.0, 40.0, 56.0, 56.0]]
@@ -190,6 +193,47 @@ def test_the_jump_guard_keeps_an_object_that_is_still_where_it_was_expected(
     else:
         assert torch.equal(kept.low_res[0], jumped)
         assert float(kept.score[0]) == pytest.approx(0.9)
+    # A broken track (the tracker's ``steady`` off) is not guarded: its jump stands as is.
+    calls.clear()
+    unguarded = [dataclasses.replace(extra[0], guard=False), extra[1]]
+    kept, stands = cascade._guard_jumps(tiny_sam, feats, step, unguarded, threshold=0.3)
+    assert not calls and stands == {0} and torch.equal(kept.low_res[0], jumped)
+
+
+def test_the_tracker_guards_only_an_unbroken_track(tiny_sam, monkeypatch):
+    """The tracker lets the jump guard act while the object's track is unbroken: a jump that
+    stands (frame 2) or a frame the object is not found on breaks it, and a new annotation
+    mends it."""
+    rng = np.random.default_rng(0)
+    frames = [random_image(rng, 64, 80) for _ in range(5)]
+    first = ellipse_mask(64, 80, 30, 40, 12, 15).astype(np.uint8)
+    truth = torch.from_numpy(ellipse_mask(64, 80, 32, 42, 12, 15))
+    jumps, scores = [False, True, False, False], [0.9] * 4
+    calls = []
+
+    def fake(feats, targets, extra):
+        calls.append(extra[0])
+        pred = _scripted(truth, scores[len(calls) - 1])
+        pred.jumped = jumps[len(calls) - 1]
+        return [pred]
+
+    tracker = VideoTracker(tiny_sam, PerSAMConfig().with_overrides(["decode.jump_iou=0.3"]))
+    monkeypatch.setattr(tracker.persam, "segment_features", fake)
+    results = list(tracker.track(frames, first))
+    assert all(r.objects[0].present for r in results)
+    assert [e.guard for e in calls] == [True, True, False, False]
+    # Not found on frame 2 (absent there), found again after: no guard from then on.
+    jumps, scores = [False] * 4, [0.9, 0.05, 0.9, 0.9]
+    calls.clear()
+    results = list(tracker.track(frames, first))
+    assert [r.objects[0].present for r in results] == [True, True, False, True, True]
+    assert [e.guard for e in calls if e.box is not None] == [True, True, False]
+    state, _ = tracker.start(frames[0], first)
+    state.objects[0].steady = False
+    tracker.step_features(
+        state, encode_image(tiny_sam, frames[1]), frames[1], index=1, annotations={1: first > 0}
+    )
+    assert state.objects[0].steady
 
 
 def test_distractor_negatives_land_on_a_planted_distractor():
