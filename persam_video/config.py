@@ -144,7 +144,9 @@ class DecodeConfig:
     #: temporal prompts alone (the box and the expected logits as mask prompt, no location
     #: prior, no guidance); that mask replaces the jump where it agrees with the expected
     #: region (IoU at least this) and more than the jump does: the object is still there.
-    #: Elsewhere (the object hidden or gone) the jump stands. 0: off.
+    #: Elsewhere (the object hidden or gone) the jump stands. Only unbroken tracks are
+    #: guarded: an object not found on a frame, or whose jump stood, is not until it is
+    #: annotated again. 0: off.
     jump_iou: float = 0.7
 
     def __post_init__(self) -> None:

@@ -452,7 +452,7 @@ def _guard_jumps(
     whose jump stands."""
     low_size = tuple(step.low_res.shape[-2:])
     rows, cols = feats.content_cells(low_size)
-    jumped, regions = [], []
+    jumped, regions, stands = [], [], set()
     for i, ex in enumerate(extra):
         if ex.expected is None or ex.box is None:
             continue
@@ -460,12 +460,13 @@ def _guard_jumps(
         if not bool(region.any()):
             continue
         mask = step.low_res[i, :, :rows, :cols] > sam.mask_threshold
-        if float(mask_iou(mask, region)[0]) < threshold:
+        if float(mask_iou(mask, region)[0]) >= threshold:
+            continue
+        if ex.guard:
             jumped.append(i)
             regions.append(region)
-    stands = {i for i in jumped if not extra[i].guard}
-    regions = [r for i, r in zip(jumped, regions, strict=True) if i not in stands]
-    jumped = [i for i in jumped if i not in stands]
+        else:
+            stands.add(i)
     if not jumped:
         return step, stands
     device = feats.embedding.device

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from persam_video.persam.features import FrameFeatures
+
 FlowPreset = Literal["ultrafast", "fast", "medium"]
 #: OpenCV's DIS presets by name (speed against accuracy).
 DIS_PRESETS: dict[str, int] = {
@@ -147,27 +149,22 @@ def propagate(
     )
 
 
-def warp_low_res(
-    logits: Tensor,
-    backward: np.ndarray,
-    input_size: tuple[int, int],
-    image_size: int,
-) -> Tensor:
+def warp_low_res(logits: Tensor, backward: np.ndarray, feats: FrameFeatures) -> Tensor:
     """Carry low-resolution mask logits of the previous frame to the new one along the flow.
 
     Args:
-        logits: (1, h, w) logits over SAM's padded (``image_size``)^2 input of the previous
-            frame (the decoder's low-resolution output).
+        logits: (1, h, w) logits over SAM's padded square input of the previous frame (the
+            decoder's low-resolution output).
         backward: (H, W, 2) float32 flow from the new frame to the previous one
             (:func:`dense_flow` of (new, previous)), at frame resolution.
-        input_size: (H', W') of the frame resized for SAM (before padding).
-        image_size: side of SAM's padded input.
+        feats: the new frame's features, for the geometry (``input_size``, ``image_size``).
 
     Returns:
         (1, h, w) logits of the new frame: each cell over the frame takes the previous logits
         (bilinear) where the backward flow at its centre points; sources outside the frame
         take the nearest edge value. Cells over the padding keep their previous values.
     """
+    input_size, image_size = feats.input_size, feats.image_size
     low_h, low_w = logits.shape[-2:]
     height, width = backward.shape[:2]
     # Centres of the low-resolution cells in SAM's input, then in frame pixels.
@@ -192,8 +189,7 @@ def warp_low_res(
         logits[None].to(torch.float32), grid_t, mode="bilinear", padding_mode="border",
         align_corners=False,
     )[0].to(logits.dtype)  # fmt: skip
-    rows = min(low_h, int(np.ceil(input_size[0] / cell_y)))
-    cols = min(low_w, int(np.ceil(input_size[1] / cell_x)))
+    rows, cols = feats.content_cells((low_h, low_w))
     out = logits.clone()
     out[:, :rows, :cols] = warped[:, :rows, :cols]
     return out

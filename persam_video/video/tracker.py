@@ -533,7 +533,7 @@ class VideoTracker:
         prompt, and its memory."""
         cfg = self.config.track
         box, expected = obj.box, obj.previous_logits
-        carried = None
+        carried = False  # whether ``expected`` was carried to this frame
         if (
             expected is not None
             and cfg.temporal_prior == "affinity"
@@ -546,12 +546,12 @@ class VideoTracker:
                 cfg.affinity_radius,
                 cfg.affinity_temperature,
             )
-            carried = expected
+            carried = True
         elif expected is not None and backward is not None:
-            expected = warp_low_res(expected, backward, feats.input_size, feats.image_size)
-            carried = expected
-        if carried is not None:
-            carried_box = low_res_box(self.sam, feats, carried)
+            expected = warp_low_res(expected, backward, feats)
+            carried = True
+        if carried:
+            carried_box = low_res_box(self.sam, feats, expected)
             box = _box_tuple(carried_box) if carried_box is not None else box
         mask_prompt = expected if cfg.temporal_prior != "none" else None
         memory = memory_embeddings(obj.parts, self._bank(obj))

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from persam_video.config import KeyframesConfig
+from persam_video.persam.features import FrameFeatures
 from persam_video.video.flow import (
     LABEL_BINS,
     Propagation,
@@ -72,11 +73,11 @@ def test_low_res_logits_move_along_the_flow_by_a_known_shift(dy, dx):
     by the frame's shift, in cells; the cells over the padding are left as they were."""
     image = texture(0)
     backward = dense_flow(view(image, dy, dx), view(image, 0, 0))
-    input_size, image_size = (48, 64), 64
+    feats = FrameFeatures(torch.zeros(1, 4, 16, 16), SIZE, (48, 64), 64)
     logits = torch.full((1, 64, 64), -8.0)
     logits[0, 48:64] = 5.0  # padding rows (the input has 48): must stay
     logits[0, 12:28, 16:36] = 8.0  # frame pixels y 30..70, x 40..90
-    carried = warp_low_res(logits, backward, input_size, image_size)
+    carried = warp_low_res(logits, backward, feats)
     assert carried.shape == logits.shape
     assert torch.equal(carried[0, 48:], logits[0, 48:])
     moved = torch.nonzero(carried[0, :48] > 0)
@@ -86,7 +87,7 @@ def test_low_res_logits_move_along_the_flow_by_a_known_shift(dy, dx):
     assert torch.allclose(shift, torch.tensor([dy / 2.5, dx / 2.5]), atol=0.5)
     assert abs(len(moved) - len(origin)) <= 0.1 * len(origin)
     # No motion: the logits stay.
-    still = warp_low_res(logits, dense_flow(view(image, 0, 0), view(image, 0, 0)), input_size, 64)
+    still = warp_low_res(logits, dense_flow(view(image, 0, 0), view(image, 0, 0)), feats)
     assert torch.allclose(still, logits, atol=1e-3)
 
 
