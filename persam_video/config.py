@@ -208,6 +208,14 @@ class TrackConfig:
     #: (its mask stays empty until then). 1: re-acquired on the first good frame. A saved
     #: target not seen yet is taken on the first frame it is found.
     reacquire_after: int = 1
+    #: An object lost while leaving the view (on the frame before, its box was within
+    #: ``border_margin`` pixels of an edge and its area below its reference area) is
+    #: re-acquired only by a mask that reaches the border too (it comes back into view), not by
+    #: a look-alike inside the frame. Off: anywhere. Objects lost elsewhere (occluded) are not
+    #: affected.
+    reenter_at_border: bool = True
+    #: Pixels from an edge within which a box counts as at the frame's border.
+    border_margin: float = 2.0
 
     def __post_init__(self) -> None:
         _check_range("track.affinity_radius", self.affinity_radius, 0, None)
@@ -217,6 +225,7 @@ class TrackConfig:
         _check_range("track.lost_after", self.lost_after, 1, None)
         _check_range("track.reacquire_after", self.reacquire_after, 1, None)
         _check_range("track.box_margin", self.box_margin, 0.0, None)
+        _check_range("track.border_margin", self.border_margin, 0.0, None)
         _check_range("track.momentum", self.momentum, 0.0, 1.0)
         _check_range("track.anchor", self.anchor, 0.0, 1.0)
         _check_range("track.update_max_area_change", self.update_max_area_change, 1.0, None)

@@ -62,6 +62,18 @@ def is_absent(
     return not is_found(pred, presence)
 
 
+def at_border(
+    box: tuple[float, float, float, float] | None, size: tuple[int, int], margin: float
+) -> bool:
+    """Whether an inclusive pixel box ``(x0, y0, x1, y1)`` lies within ``margin`` pixels of an
+    edge of an (H, W) frame (False for no box)."""
+    if box is None:
+        return False
+    height, width = size
+    x0, y0, x1, y1 = box
+    return min(x0, y0, width - 1 - x1, height - 1 - y1) <= margin
+
+
 def should_update(score: float, area: int, reference_area: int | None, cfg: TrackConfig) -> bool:
     """Whether a prediction is trustworthy enough to update the target embedding."""
     if not cfg.update or area == 0 or not reference_area:

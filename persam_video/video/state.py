@@ -51,6 +51,12 @@ class ObjectState:
     #: The track is unbroken since the object's annotation: found on every frame, its mask
     #: never jumping away from where it was expected (what lets the jump guard act).
     steady: bool = True
+    #: On the previous frame it looked as if leaving the view: at the frame's border with less
+    #: than its reference area.
+    leaving: bool = False
+    #: Lost while leaving the view: with ``track.reenter_at_border`` it is re-acquired only by
+    #: a mask that reaches the frame's border.
+    exited: bool = False
 
     def __post_init__(self) -> None:
         if self.hysteresis is None:

@@ -26,7 +26,7 @@ from torch import Tensor
 from persam_video.config import PerSAMConfig
 from persam_video.labels import LabelMap, check_object_id
 from persam_video.persam.api import PerSAM, Target, check_image
-from persam_video.persam.cascade import ExtraPrompt
+from persam_video.persam.cascade import ExtraPrompt, Prediction
 from persam_video.persam.encoder import FrameEncoder
 from persam_video.persam.features import LOW_RES_SCALE, FrameFeatures
 from persam_video.persam.geometry import low_res_box, mask_box, mask_to_low_res
@@ -38,6 +38,7 @@ from persam_video.video.memory import MemoryBank, memory_embeddings
 from persam_video.video.rules import (
     Hysteresis,
     area_trusted,
+    at_border,
     box_center,
     expand_box,
     fuse,
@@ -364,11 +365,18 @@ class VideoTracker:
             prompts = [self._prompt(o, state, feats, backward) for o in tracked]
             preds = self.persam.segment_features(feats, targets, prompts)
             presence = self.config.presence
-            found = [not is_absent(p, cfg, presence, search=state.from_targets) for p in preds]
+            found = [
+                not is_absent(p, cfg, presence, search=state.from_targets)
+                and self._may_reenter(o, p, state.frame_size)
+                for o, p in zip(tracked, preds, strict=True)
+            ]
             for obj, ok in zip(tracked, found, strict=True):
-                obj.hysteresis = hysteresis_step(
-                    obj.hysteresis, ok, cfg.lost_after, cfg.reacquire_after
-                )
+                was = obj.hysteresis
+                obj.hysteresis = hysteresis_step(was, ok, cfg.lost_after, cfg.reacquire_after)
+                if not was.lost and obj.hysteresis.lost:
+                    obj.exited = obj.leaving
+                elif not obj.hysteresis.lost:
+                    obj.exited = False
             # Kept: found, or not found for fewer than track.lost_after frames in a row.
             kept = [not o.hysteresis.lost for o in tracked]
         present_ids = [o.obj_id for o, f in zip(tracked, kept, strict=True) if f]
@@ -392,6 +400,7 @@ class VideoTracker:
             obj.box = box if obj.present else (obj.box if keep and not ok else None)
             obj.previous_logits = pred.low_res_logits if keep else None
             obj.steady = obj.steady and ok and not pred.jumped
+            obj.leaving = self._leaving(obj, area, state.frame_size)
             updated = remembered = False
             trusted = area_trusted(area, obj.reference_area, cfg.update_max_area_change)
             if ok and obj.present:
@@ -484,6 +493,7 @@ class VideoTracker:
             existing.box, existing.reference_area, existing.present = box, area, True
             existing.hysteresis = Hysteresis()
             existing.steady = True
+            existing.exited = existing.leaving = False
             existing.previous_logits = self._annotation_logits(feats, mask)
             if existing.parts is None:
                 existing.parts = self._parts(feats, mask)
@@ -497,6 +507,24 @@ class VideoTracker:
             annotated=True,
             finetune=finetune_info,
         )
+
+    def _may_reenter(self, obj: ObjectState, pred: Prediction, size: tuple[int, int]) -> bool:
+        """Whether ``pred`` may count as found for ``obj`` under ``track.reenter_at_border``: an
+        object that was lost while leaving the view comes back only through the frame's border."""
+        cfg = self.config.track
+        if not (cfg.reenter_at_border and obj.hysteresis.lost and obj.exited):
+            return True
+        return at_border(_box_tuple(mask_box(pred.mask)), size, cfg.border_margin)
+
+    def _leaving(self, obj: ObjectState, area: int, size: tuple[int, int]) -> bool:
+        """Whether ``obj``, as updated on this frame with ``area`` pixels, looks as if it is
+        leaving the view: present, its box at the frame's border and its area below its
+        reference (part of it is outside; a mask that leaked onto something at the border would
+        have grown instead). Read before the reference area is updated from this frame."""
+        if not obj.present or obj.reference_area is None:
+            return False
+        margin = self.config.track.border_margin
+        return at_border(obj.box, size, margin) and area < obj.reference_area
 
     def _keep_previous(self, state: TrackState, feats: FrameFeatures, frame: np.ndarray) -> None:
         """Keep what the temporal prior needs of this frame for the next one."""

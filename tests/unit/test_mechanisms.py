@@ -27,7 +27,7 @@ from persam_video.persam.prior import (
 from persam_video.persam.selection import consistency_scores, mask_iou, similarity_contrast
 from persam_video.video.affinity import affinity_weights, propagate_logits
 from persam_video.video.memory import MemoryBank, memory_embeddings
-from persam_video.video.rules import Hysteresis, area_trusted, hysteresis_step
+from persam_video.video.rules import Hysteresis, area_trusted, at_border, hysteresis_step
 from persam_video.video.tracker import VideoTracker
 from tests.helpers import ellipse_mask, encode_image, random_image
 
@@ -413,6 +413,59 @@ def test_the_tracker_loses_and_reacquires_with_hysteresis(tiny_sam, monkeypatch)
     assert calls[4].box is None and calls[5].box is None  # lost: searched over the frame
 
 
+def test_at_border_measures_the_margin_to_each_edge():
+    size = (64, 80)  # (H, W): inclusive pixel boxes end at x 79, y 63
+    assert not at_border((10.0, 10.0, 60.0, 50.0), size, 2.0)
+    assert at_border((2.0, 10.0, 60.0, 50.0), size, 2.0)  # left
+    assert at_border((10.0, 1.0, 60.0, 50.0), size, 2.0)  # top
+    assert at_border((10.0, 10.0, 77.0, 50.0), size, 2.0)  # right
+    assert at_border((10.0, 10.0, 60.0, 63.0), size, 0.0)  # bottom
+    assert not at_border((10.0, 10.0, 76.0, 50.0), size, 2.0)
+    assert not at_border(None, size, 2.0)
+
+
+def _border_clip(reenter: bool, leave_at: tuple[float, float], monkeypatch, tiny_sam):
+    """Scripted masks of a 64 x 80 clip: annotated in the middle (frame 0), then smaller at
+    ``leave_at`` (frame 1), not found (frame 2), a look-alike found in the middle (frame 3),
+    a mask found at the left border (frame 4). Returns each frame's presence."""
+    rng = np.random.default_rng(0)
+    frames = [random_image(rng, 64, 80) for _ in range(5)]
+    first = ellipse_mask(64, 80, 32, 40, 10, 12).astype(np.uint8)
+    cy, cx = leave_at
+    script = [
+        (ellipse_mask(64, 80, cy, cx, 6, 8), 0.9),
+        (ellipse_mask(64, 80, cy, cx, 6, 8), 0.05),
+        (ellipse_mask(64, 80, 30, 44, 10, 12), 0.9),
+        (ellipse_mask(64, 80, 30, 4, 8, 6), 0.9),
+    ]
+    calls = []
+
+    def fake(feats, targets, extra):
+        calls.append(extra[0])
+        mask, score = script[len(calls) - 1]
+        return [_scripted(torch.from_numpy(mask), score)]
+
+    config = PerSAMConfig().with_overrides([f"track.reenter_at_border={str(reenter).lower()}"])
+    tracker = VideoTracker(tiny_sam, config)
+    monkeypatch.setattr(tracker.persam, "segment_features", fake)
+    return [r.objects[0].present for r in tracker.track(frames, first)]
+
+
+def test_an_object_that_left_the_view_comes_back_only_through_the_border(tiny_sam, monkeypatch):
+    """Leaving at the right border (frame 1), lost (frame 2): the look-alike in the middle
+    (frame 3) is not taken, the mask entering at the left border (frame 4) is; without the rule
+    the look-alike is taken."""
+    right = (32.0, 74.0)
+    assert _border_clip(True, right, monkeypatch, tiny_sam) == [True, True, False, False, True]
+    assert _border_clip(False, right, monkeypatch, tiny_sam) == [True, True, False, True, True]
+
+
+def test_an_object_lost_inside_the_frame_is_reacquired_anywhere(tiny_sam, monkeypatch):
+    """Lost in the middle (occluded, not leaving): the rule does not apply."""
+    inside = (32.0, 40.0)
+    assert _border_clip(True, inside, monkeypatch, tiny_sam) == [True, True, False, True, True]
+
+
 def test_mechanism_fields_are_validated():
     with pytest.raises(ConfigError, match="track.lost_after"):
         PerSAMConfig().with_overrides(["track.lost_after=0"])
@@ -420,6 +473,8 @@ def test_mechanism_fields_are_validated():
         PerSAMConfig().with_overrides(["track.temporal_prior=optical"])
     with pytest.raises(ConfigError, match="memory.min_score"):
         PerSAMConfig().with_overrides(["memory.min_score=2"])
+    with pytest.raises(ConfigError, match="track.border_margin"):
+        PerSAMConfig().with_overrides(["track.border_margin=-1"])
     assert PerSAMConfig.paper_video().memory.bank == 0
     assert PerSAMConfig.paper_image().decode.select == "last"
 
@@ -458,6 +513,7 @@ MECHANISMS = {
     "memory": ["memory.bank=2", "memory.stride=1", "memory.min_score=0", "memory.parts=3"],
     "hysteresis": ["track.lost_after=2", "track.reacquire_after=2"],
     "jump guard": ["decode.jump_iou=0.9"],
+    "re-entry at border": ["track.reenter_at_border=true", "track.border_margin=30"],
 }
 
 
