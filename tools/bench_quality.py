@@ -98,6 +98,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default - jump guard": ("default", ["decode.jump_iou=0"]),
     "default, jump guard 0.3": ("default", ["decode.jump_iou=0.3"]),
     "default, jump guard 0.5": ("default", ["decode.jump_iou=0.5"]),
+    # The re-entry rule joined default after the jump guard.
+    "default - re-entry at border": ("default", ["track.reenter_at_border=false"]),
     "default + hysteresis": ("default", ["track.lost_after=3", "track.reacquire_after=2"]),
     "default + selection": ("default", ["decode.select=consistency"]),
     "default + others as negatives": ("default", ["prior.others_as_negatives=true"]),
