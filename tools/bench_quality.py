@@ -108,7 +108,12 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default - distractor negatives": ("default", ["prior.distractor_negatives=0"]),
     "default - both (the earlier default)": (
         "default",
-        ["prior.search_window=0", "prior.distractor_negatives=0", "decode.jump_iou=0"],
+        [
+            "prior.search_window=0",
+            "prior.distractor_negatives=0",
+            "decode.jump_iou=0",
+            "track.reenter_at_border=false",
+        ],
     ),
     "default + memory bank": ("default", ["memory.bank=8"]),
     "default + part prototypes": ("default", ["memory.parts=3"]),
