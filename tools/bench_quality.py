@@ -106,7 +106,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     # The search window and distractor negatives joined default after that ablation.
     "default - search window": ("default", ["prior.search_window=0"]),
     "default - distractor negatives": ("default", ["prior.distractor_negatives=0"]),
-    "default - both (the earlier default)": (
+    # Today's default without the search window, the distractor negatives, the jump guard and
+    # re-entry at the border: the default of before them.
+    "the earlier default": (
         "default",
         [
             "prior.search_window=0",
