@@ -67,6 +67,7 @@ from persam_video.synthetic.export import (
     read_sequence_attributes,
     write_clip_set,
 )
+from persam_video.synthetic.families import FAMILY_MIN_FRAMES
 from persam_video.video import FrameResult, VideoTracker
 
 #: name -> (preset, overrides). "static" is the first mask copied to every frame; "oracle
@@ -621,6 +622,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         unknown = sorted(set(args.families) - {*FAMILIES, MIXED_FAMILY})
         if unknown:
             parser.error(f"unknown families {unknown}; known: {[*FAMILIES, MIXED_FAMILY]}")
+        short = args.frames is not None and args.frames < FAMILY_MIN_FRAMES
+        if short and set(args.families) - {MIXED_FAMILY}:
+            parser.error(f"--frames: a family clip needs at least {FAMILY_MIN_FRAMES} frames")
     args.models = split_list(args.models) if args.models else [args.model]
     return args
 

@@ -120,6 +120,8 @@ def test_unknown_families_and_variants_are_refused(tool):
         tool.parse_args(["--families", "blur"])
     with pytest.raises(SystemExit):
         tool.parse_args(["--variants", "turbo"])
+    with pytest.raises(SystemExit):
+        tool.parse_args(["--families", "occlusion", "--frames", "8"])
     args = tool.parse_args(["--families", "all", "--models", "demo,demo2", "x"])
     assert args.families[0] == "occlusion" and len(args.families) == 7
     assert args.models == ["demo", "demo2", "x"]
