@@ -148,10 +148,20 @@ class DecodeConfig:
     #: guarded: an object not found on a frame, or whose jump stood, is not until it is
     #: annotated again. 0: off.
     jump_iou: float = 0.7
+    #: Detached parts: where an object is expected (a video's temporal prior) and its final
+    #: mask falls into several connected pieces, some near the expected region (within
+    #: ``detached_margin`` low-resolution cells) and some not, the pieces away from it are
+    #: removed: the mask spread onto something else. A mask wholly away from it is kept (the
+    #: jump guard's case).
+    drop_detached: bool = True
+    #: Cells of SAM's low-resolution mask (4 per feature cell) around the expected region
+    #: within which a piece still counts as near it.
+    detached_margin: int = 2
 
     def __post_init__(self) -> None:
         _check_range("decode.select_prior_weight", self.select_prior_weight, 0.0, None)
         _check_range("decode.jump_iou", self.jump_iou, 0.0, 1.0)
+        _check_range("decode.detached_margin", self.detached_margin, 0, None)
         _check_range("decode.select_contrast_weight", self.select_contrast_weight, 0.0, None)
         _check_range("decode.refine_steps", self.refine_steps, 0, 2)
         _check_range("decode.work_size", self.work_size, 0, None)

@@ -101,14 +101,16 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default, jump guard 0.5": ("default", ["decode.jump_iou=0.5"]),
     # The re-entry rule joined default after the jump guard.
     "default - re-entry at border": ("default", ["track.reenter_at_border=false"]),
+    # Dropping detached parts joined default after re-entry at the border.
+    "default - detached parts": ("default", ["decode.drop_detached=false"]),
     "default + hysteresis": ("default", ["track.lost_after=3", "track.reacquire_after=2"]),
     "default + selection": ("default", ["decode.select=consistency"]),
     "default + others as negatives": ("default", ["prior.others_as_negatives=true"]),
     # The search window and distractor negatives joined default after that ablation.
     "default - search window": ("default", ["prior.search_window=0"]),
     "default - distractor negatives": ("default", ["prior.distractor_negatives=0"]),
-    # Today's default without the search window, the distractor negatives, the jump guard and
-    # re-entry at the border: the default of before them.
+    # Today's default without the search window, the distractor negatives, the jump guard,
+    # re-entry at the border and dropping detached parts: the default of before them.
     "the earlier default": (
         "default",
         [
@@ -116,6 +118,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
             "prior.distractor_negatives=0",
             "decode.jump_iou=0",
             "track.reenter_at_border=false",
+            "decode.drop_detached=false",
         ],
     ),
     "default + memory bank": ("default", ["memory.bank=8"]),

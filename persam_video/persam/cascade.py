@@ -18,6 +18,7 @@ from segment_anything.modeling import Sam
 from torch import Tensor
 
 from persam_video.config import DecodeConfig, PerSAMConfig
+from persam_video.persam.components import detached_components
 from persam_video.persam.features import FrameFeatures
 from persam_video.persam.geometry import (
     low_res_area,
@@ -423,6 +424,9 @@ def _segment(
     if dec.jump_iou and extra is not None:
         step, jumps = _guard_jumps(sam, feats, step, extra, dec.jump_iou)
 
+    if dec.drop_detached and extra is not None:
+        step = _drop_detached(sam, feats, step, extra, dec.detached_margin)
+
     full = step.full_logits(sam, feats)
     peaks = peak_similarity(feats, first.sim_grid)
     return [
@@ -495,6 +499,36 @@ def _guard_jumps(
         return step, stands
     return step.updated(kept, torch.stack(new_low), torch.stack(new_iou)), stands
 
+
+def _drop_detached(
+    sam: Sam, feats: FrameFeatures, step: _Step, extra: list[ExtraPrompt], margin: int
+) -> _Step:
+    """Objects whose final mask has pieces away from where they were expected (see
+    :func:`detached_components` and ``decode.drop_detached``) lose those pieces: their
+    low-resolution logits there are pushed to :data:`DROPPED_LOGIT` at most."""
+    low_size = tuple(step.low_res.shape[-2:])
+    rows, cols = feats.content_cells(low_size)
+    drops = {}
+    for i, ex in enumerate(extra):
+        if ex.expected is None:
+            continue
+        mask = step.low_res[i, 0, :rows, :cols] > sam.mask_threshold
+        region = ex.expected[0, :rows, :cols] > sam.mask_threshold
+        drop = detached_components(mask, region, margin)
+        if bool(drop.any()):
+            drops[i] = drop
+    if not drops:
+        return step
+    low = step.low_res.clone()
+    for i, drop in drops.items():
+        content = low[i, 0, :rows, :cols]  # a view: writes go to ``low``
+        content[drop] = content[drop].clamp(max=DROPPED_LOGIT)
+    return _Step(low, step.score)
+
+
+#: Low-resolution logit given at most to the pieces of a mask that are dropped: far enough
+#: below SAM's threshold (0) that upsampling does not bring them back.
+DROPPED_LOGIT = -10.0
 
 #: Index of SAM's single-mask output and slice of its three multimask outputs.
 SINGLE = slice(0, 1)

@@ -13,6 +13,7 @@ import torch
 from persam_video.apps.track import frame_record
 from persam_video.config import ConfigError, PerSAMConfig
 from persam_video.persam.cascade import Prediction, segment_objects
+from persam_video.persam.components import detached_components, grow_region
 from persam_video.persam.features import FrameFeatures
 from persam_video.persam.geometry import mask_to_low_res
 from persam_video.persam.prior import (
@@ -198,6 +199,45 @@ def test_the_jump_guard_keeps_an_object_that_is_still_where_it_was_expected(
     unguarded = [dataclasses.replace(extra[0], guard=False), extra[1]]
     kept, stands = cascade._guard_jumps(tiny_sam, feats, step, unguarded, threshold=0.3)
     assert not calls and stands == {0} and torch.equal(kept.low_res[0], jumped)
+
+
+def test_detached_components_are_the_pieces_away_from_the_expected_region():
+    """Three pieces: A overlaps the expected region, B lies 2 cells from it, C far away."""
+    mask = torch.zeros(32, 32, dtype=torch.bool)
+    mask[4:10, 4:10] = True  # A
+    mask[4:10, 13:17] = True  # B: columns 13-16, the region ends at column 11
+    mask[24:30, 24:30] = True  # C
+    region = torch.zeros(32, 32, dtype=torch.bool)
+    region[2:10, 2:12] = True
+    a, b, c = (torch.zeros_like(mask) for _ in range(3))
+    a[4:10, 4:10], b[4:10, 13:17], c[24:30, 24:30] = True, True, True
+    assert torch.equal(detached_components(mask, region, 0), b | c)
+    assert torch.equal(detached_components(mask, region, 2), c)
+    # One piece, or none near the region (the whole mask moved): nothing is dropped.
+    assert not detached_components(a, region, 0).any()
+    assert not detached_components(c, region, 0).any()
+    assert not detached_components(b | c, region, 0).any()
+    assert torch.equal(grow_region(region, 0), region)
+    assert grow_region(region, 1)[1, 1] and not grow_region(region, 1)[0, 0]
+
+
+def test_the_cascade_drops_the_detached_piece_of_a_mask(tiny_sam):
+    """A final mask of two pieces, one where the object was expected: the other's logits are
+    pushed below the threshold, so neither the low-resolution nor the frame mask keeps it; an
+    object without an expected region is left alone."""
+    import persam_video.persam.cascade as cascade
+
+    feats = FrameFeatures(torch.zeros(1, 4, 16, 16), (64, 64), (64, 64), 64)
+    two = torch.maximum(_square(64, 0, 0), _square(64, 40, 40))
+    step = cascade._Step(torch.stack([two, two]), torch.tensor([0.9, 0.8]))
+    extra = [cascade.ExtraPrompt(expected=_square(64, 2, 2)), cascade.ExtraPrompt()]
+    kept = cascade._drop_detached(tiny_sam, feats, step, extra, margin=2)
+    assert torch.equal(kept.low_res[0] > 0, _square(64, 0, 0) > 0)
+    assert float(kept.low_res[0].max()) == 8.0 and float(kept.low_res[0, 0, 48, 48]) <= -10.0
+    assert torch.equal(kept.low_res[1], two)
+    assert torch.equal(kept.score, step.score)
+    full = kept.full_logits(tiny_sam, feats) > tiny_sam.mask_threshold
+    assert full[0, :16, :16].all() and not full[0, 40:, 40:].any()
 
 
 def test_the_tracker_guards_only_an_unbroken_track(tiny_sam, monkeypatch):
@@ -475,6 +515,8 @@ def test_mechanism_fields_are_validated():
         PerSAMConfig().with_overrides(["memory.min_score=2"])
     with pytest.raises(ConfigError, match="track.border_margin"):
         PerSAMConfig().with_overrides(["track.border_margin=-1"])
+    with pytest.raises(ConfigError, match="decode.detached_margin"):
+        PerSAMConfig().with_overrides(["decode.detached_margin=-1"])
     assert PerSAMConfig.paper_video().memory.bank == 0
     assert PerSAMConfig.paper_image().decode.select == "last"
 
@@ -514,6 +556,7 @@ MECHANISMS = {
     "hysteresis": ["track.lost_after=2", "track.reacquire_after=2"],
     "jump guard": ["decode.jump_iou=0.9"],
     "re-entry at border": ["track.reenter_at_border=true", "track.border_margin=30"],
+    "detached parts": ["decode.drop_detached=true", "decode.detached_margin=0"],
 }
 
 
