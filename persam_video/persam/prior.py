@@ -17,6 +17,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from torch import Tensor
 
 from persam_video.config import PriorConfig
+from persam_video.persam.components import grow_region
 from persam_video.persam.features import LOW_RES_SCALE, FrameFeatures, pad_to_square
 
 #: Point label of a positive / negative click in SAM's prompt encoder.
@@ -221,9 +222,7 @@ def grid_region(feats: FrameFeatures, low_res: Tensor, threshold: float, margin:
     scale = low_res.shape[-1] // feats.grid_size[1]
     inside = (low_res > threshold).to(torch.float32).reshape(1, 1, *low_res.shape[-2:])
     cells = F.max_pool2d(inside, scale)
-    if margin:
-        cells = F.max_pool2d(cells, 2 * margin + 1, stride=1, padding=margin)
-    return cells[0, 0] > 0
+    return grow_region(cells[0, 0] > 0, margin)
 
 
 def distractor_points(
