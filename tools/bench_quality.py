@@ -275,12 +275,15 @@ def run_variant(
     model: ModelRef | None,
     get_sam: Callable[[], Sam],
     variant: str,
+    spec: tuple[str, list[str]],
     extra: list[str],
     dataset: DavisDataset,
     folder: Path,
     progress: bool,
 ) -> dict[str, Any]:
-    """Run one (model, variant) into ``folder`` and evaluate it; returns its scores."""
+    """Run one (model, variant) into ``folder`` and evaluate it; returns its scores.
+
+    ``spec`` is the variant's (preset, overrides), as in :data:`VARIANTS`."""
     start = time.perf_counter()
     results = folder / "results"
     if variant == STATIC:
@@ -288,7 +291,7 @@ def run_variant(
     elif variant == ORACLE:
         write_oracle(get_sam(), dataset, results)
     else:
-        preset, overrides = VARIANTS[variant]
+        preset, overrides = spec
         config = load_config(preset).with_overrides([*overrides, *extra])
         tracker = VideoTracker(get_sam(), config)
         counter = SamFrames(folder / SAM_FRAMES_FILE)
@@ -345,6 +348,7 @@ def cached_run(
     model: ModelRef,
     get_sam: Callable[[], Sam],
     variant: str,
+    spec: tuple[str, list[str]],
     extra: list[str],
     dataset: DavisDataset,
     data_key: str,
@@ -353,8 +357,10 @@ def cached_run(
     device: str,
     progress: bool,
 ) -> tuple[dict[str, Any], bool]:
-    """Scores of (model, variant) from the cache, or run and cache them; True when reused."""
-    preset, overrides = VARIANTS[variant]
+    """Scores of (model, variant) from the cache, or run and cache them; True when reused.
+
+    ``spec`` is the variant's (preset, overrides), as in :data:`VARIANTS`."""
+    preset, overrides = spec
     fields: dict[str, Any] = {"variant": variant, "data": data_key, "code": code_key}
     if variant == ORACLE:  # a model, no tracker config
         fields |= {"model_sha256": model.sha256, "device": device}
@@ -374,7 +380,10 @@ def cached_run(
         cached = json.loads(scores_path.read_text())
         if cached.get("key") == key:
             return cached, True
-    scores = {"key": key, **run_variant(model, get_sam, variant, extra, dataset, folder, progress)}
+    scores = {
+        "key": key,
+        **run_variant(model, get_sam, variant, spec, extra, dataset, folder, progress),
+    }
     folder.mkdir(parents=True, exist_ok=True)
     tmp = scores_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(scores))
@@ -549,6 +558,17 @@ def print_tables(
         print(f"| {variant} | {cells} | {format_delta(stats)} |")
 
 
+def parse_try(text: str) -> tuple[str, tuple[str, list[str]]]:
+    """``'NAME: KEY=VALUE ...'`` (an ad-hoc variant of ``--try``) -> (NAME, (preset, overrides)),
+    the overrides checked against the ``default`` preset (``ValueError`` naming the problem)."""
+    name, sep, rest = text.partition(":")
+    name, overrides = name.strip(), rest.split()
+    if not sep or not name or not overrides:
+        raise ValueError("expected 'NAME: KEY=VALUE ...' (a name, a colon, overrides)")
+    load_config(BASELINE).with_overrides(overrides)
+    return name, (BASELINE, overrides)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -611,12 +631,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="Extra override applied to every variant.",
     )
+    parser.add_argument(
+        "--try",
+        dest="tries",
+        action="append",
+        default=[],
+        metavar="'NAME: KEY=VALUE ...'",
+        help="An ad-hoc variant: `default` with these overrides (space-separated), run after "
+        "--variants under NAME, e.g. --try 'box margin 5: track.box_margin=5'.",
+    )
     parser.add_argument("--json", type=Path, help="Write the tables and settings as JSON.")
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.variants) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    args.table = dict(VARIANTS)
+    for text in args.tries:
+        try:
+            name, spec = parse_try(text)
+        except ValueError as exc:
+            parser.error(f"--try {text!r}: {exc}")
+        if name in args.table:
+            parser.error(f"--try {text!r}: the variant {name!r} exists already")
+        args.table[name] = spec
+        args.variants.append(name)
     if args.families is not None:
         families = split_list(args.families)
         if ALL_FAMILIES in families:
@@ -667,8 +706,8 @@ def main(argv: list[str] | None = None) -> int:
         per_model[model.label] = {}
         for variant in args.variants:
             scores, reused = cached_run(
-                model, get_sam, variant, args.overrides, dataset, data_key, code_key,
-                args.work, str(resolve_device(args.device)), progress,
+                model, get_sam, variant, args.table[variant], args.overrides, dataset, data_key,
+                code_key, args.work, str(resolve_device(args.device)), progress,
             )  # fmt: skip
             per_model[model.label][variant] = scores
             if progress:
@@ -712,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
                     {"label": m.label, "source": m.record.get("checkpoint") or m.label,
                      "sha256": m.sha256} for m in models
                 ],
-                "variants": {v: {"preset": VARIANTS[v][0], "overrides": VARIANTS[v][1]}
+                "variants": {v: {"preset": args.table[v][0], "overrides": args.table[v][1]}
                              for v in args.variants},
                 "overrides": args.overrides,
                 "families": args.families or [MIXED_FAMILY],

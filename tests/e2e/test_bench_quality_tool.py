@@ -114,6 +114,22 @@ def test_models_by_variants_per_attribute_and_the_cache(tool, tmp_path, capsys, 
         (label, variant) for label in labels for variant in ("default", "default, keyframes 2")
     )
 
+    # An ad-hoc variant (--try) runs `default` with its overrides, after --variants.
+    specs = {}
+
+    def record_spec(model, get_sam, variant, spec, *args, **kwargs):
+        specs[(model.label, variant)] = spec
+        return record_run(model, get_sam, "default")
+
+    monkeypatch.setattr(tool, "run_variant", record_spec)
+    assert tool.main([*argv, "--try", "margin 0.2: track.box_margin=0.2"]) == 0
+    assert "| tiny0 | margin 0.2 |" in capsys.readouterr().out
+    assert specs == {
+        (label, "margin 0.2"): ("default", ["track.box_margin=0.2"]) for label in labels
+    }
+    tried = json.loads(report_path.read_text())["settings"]["variants"]["margin 0.2"]
+    assert tried == {"preset": "default", "overrides": ["track.box_margin=0.2"]}
+
 
 def test_unknown_families_and_variants_are_refused(tool):
     with pytest.raises(SystemExit):
@@ -125,3 +141,21 @@ def test_unknown_families_and_variants_are_refused(tool):
     args = tool.parse_args(["--families", "all", "--models", "demo,demo2", "x"])
     assert args.families[0] == "occlusion" and len(args.families) == 7
     assert args.models == ["demo", "demo2", "x"]
+
+
+def test_ad_hoc_variants(tool):
+    args = tool.parse_args(
+        ["--variants", "default", "--try", "m5: track.box_margin=5 memory.bank=2"]
+    )
+    assert args.variants == ["default", "m5"]
+    assert args.table["m5"] == ("default", ["track.box_margin=5", "memory.bank=2"])
+    for bad in (
+        "m5 track.box_margin=5",
+        ": track.box_margin=5",
+        "m5:",
+        "m5: track.nope=1",
+        "m5: track.box_margin=abc",
+        "default: track.box_margin=5",
+    ):
+        with pytest.raises(SystemExit):
+            tool.parse_args(["--try", bad])
