@@ -36,8 +36,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -52,6 +52,7 @@ from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
 from persam_video.apps.davis import run_davis
+from persam_video.atomic import remove_quietly, temp_path
 from persam_video.config import load_config
 from persam_video.eval.davis_dataset import DavisDataset
 from persam_video.eval.evaluate import evaluate_davis
@@ -228,10 +229,31 @@ def prepare_clips(
     )
     data = work / f"data-{data_key[:KEY_CHARS]}"
     if not (data / DATA_DONE).is_file():
-        shutil.rmtree(data, ignore_errors=True)
-        infos = write_clip_set(data, clips, n_frames=n_frames, progress=progress)
-        (data / DATA_DONE).write_text(json.dumps([info.name for info in infos]))
+        # Written aside and renamed into place, so that runs sharing --work (e.g. one process
+        # per model) can prepare the same clips at once: the first to finish wins.
+        tmp = temp_path(data, folder=True)
+        remove_quietly(tmp)
+        try:
+            infos = write_clip_set(tmp, clips, n_frames=n_frames, progress=progress)
+            (tmp / DATA_DONE).write_text(json.dumps([info.name for info in infos]))
+            publish_clips(tmp, data)
+        finally:
+            remove_quietly(tmp)
     return DavisDataset(data), data_key
+
+
+def publish_clips(tmp: Path, data: Path) -> None:
+    """Rename the finished clip set ``tmp`` to ``data``, unless another run's complete copy got
+    there first; an incomplete ``data`` (left by a run of an older version) is replaced."""
+    for _ in range(2):
+        try:
+            os.rename(tmp, data)
+            return
+        except OSError:
+            if (data / DATA_DONE).is_file():
+                return
+            remove_quietly(data)
+    os.rename(tmp, data)
 
 
 def write_static(dataset: DavisDataset, out: Path) -> None:

@@ -159,3 +159,54 @@ def test_ad_hoc_variants(tool):
     ):
         with pytest.raises(SystemExit):
             tool.parse_args(["--try", bad])
+
+
+def test_runs_sharing_work_prepare_the_clips_once(tool, tmp_path, monkeypatch):
+    """The clip set is written aside and renamed into place: a leftover incomplete copy is
+    replaced, a complete copy another run finished meanwhile is kept, a failure leaves
+    nothing behind."""
+    clips = [("occlusion", 1000)]
+    calls = []
+    real_writer = tool.write_clip_set
+
+    def fake_writer(root, clips, *, n_frames, progress):
+        calls.append(root)
+        return real_writer(root, clips, n_frames=n_frames, progress=progress)
+
+    monkeypatch.setattr(tool, "write_clip_set", fake_writer)
+    work = tmp_path / "work"
+    work.mkdir()
+    _, key = tool.prepare_clips(work, clips, FRAMES, False)
+    data = work / f"data-{key[: tool.KEY_CHARS]}"
+    leftover = work / "data-left"
+    # An incomplete copy (an interrupted run of an older version) is replaced.
+    tool.remove_quietly(data)
+    (data / "JPEGImages" / "half").mkdir(parents=True)
+    dataset, _ = tool.prepare_clips(work, clips, FRAMES, False)
+    assert (data / tool.DATA_DONE).is_file() and not (data / "JPEGImages" / "half").exists()
+    assert len(dataset.sequences) == 1
+    assert calls[-1] != data and not calls[-1].exists()  # written aside, then renamed
+    # Another run publishes its copy while this one writes: its copy stays.
+    tool.remove_quietly(data)
+
+    def racing_writer(root, clips, *, n_frames, progress):
+        real_writer(leftover, clips, n_frames=n_frames, progress=progress)
+        (leftover / tool.DATA_DONE).write_text('["theirs"]')
+        leftover.rename(data)
+        return fake_writer(root, clips, n_frames=n_frames, progress=progress)
+
+    monkeypatch.setattr(tool, "write_clip_set", racing_writer)
+    tool.prepare_clips(work, clips, FRAMES, False)
+    assert (data / tool.DATA_DONE).read_text() == '["theirs"]'
+    assert sorted(p.name for p in work.iterdir()) == [data.name]
+    # A run that fails leaves no temporary behind.
+    tool.remove_quietly(data)
+
+    def failing_writer(root, clips, *, n_frames, progress):
+        root.mkdir()
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tool, "write_clip_set", failing_writer)
+    with pytest.raises(RuntimeError):
+        tool.prepare_clips(work, clips, FRAMES, False)
+    assert list(work.iterdir()) == []
