@@ -308,9 +308,13 @@ class KeyframesConfig:
     interval: int = 1
     #: With ``mode: auto``, at most this many frames from one keyframe to the next.
     max_gap: int = 8
-    #: Forward-backward error (pixels) above which a carried pixel is dropped (background).
-    fb_threshold: float = 1.0
-    #: ``auto`` re-keys (``flow``) when the dropped share of any object's pixels exceeds this...
+    #: Forward-backward error (pixels) above which a carried pixel fails the check.
+    fb_threshold: float = 2.5
+    #: Whether pixels that fail the check become background (``true``) or keep the label the
+    #: backward flow points to (``false``); they count towards ``max_dropped`` either way.
+    drop_inconsistent: bool = False
+    #: ``auto`` re-keys (``flow``) when the share of any object's pixels that fail the check
+    #: exceeds this...
     max_dropped: float = 0.1
     #: ... or when this share of the whole frame is inconsistent (a scene cut: every object,
     #: present or not, is searched again).
@@ -322,7 +326,7 @@ class KeyframesConfig:
     #: pixels out of the frame.
     max_leaving: float = 0.05
     #: DIS preset: ``ultrafast``, ``fast`` or ``medium`` (slower, more accurate).
-    flow_preset: Literal["ultrafast", "fast", "medium"] = "fast"
+    flow_preset: Literal["ultrafast", "fast", "medium"] = "medium"
 
     def __post_init__(self) -> None:
         _check_range("keyframes.interval", self.interval, 1, None)

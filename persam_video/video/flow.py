@@ -12,8 +12,8 @@ backward flow (new -> previous) says where it came from, and it takes the label 
 (nearest pixel, so ids are never blended). The forward flow (previous -> new), sampled where
 ``p`` came from, should bring it back to ``p``; the distance it misses by is the
 forward-backward error. Pixels whose error exceeds ``fb_threshold`` (occlusions,
-disocclusions, a scene cut, flow that failed) are dropped to the background and counted per
-object, and so are pixels whose source lies outside the previous frame.
+disocclusions, a scene cut, flow that failed) are counted per object and, with ``drop``,
+dropped to the background; pixels whose source lies outside the previous frame always are.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ class Propagation:
     #: (LABEL_BINS,) pixels per id in the new label map (after dropping).
     areas: np.ndarray
     #: (LABEL_BINS,) pixels whose source had this id but whose forward-backward error exceeded
-    #: the threshold (dropped).
+    #: the threshold (dropped to the background when :func:`propagate` was asked to drop them,
+    #: kept otherwise).
     dropped: np.ndarray
     #: (LABEL_BINS,) pixels of the previous mask that the forward flow moves out of the frame.
     leaving: np.ndarray
@@ -101,6 +102,7 @@ def propagate(
     *,
     fb_threshold: float = DEFAULT_FB_THRESHOLD,
     preset: FlowPreset = DEFAULT_PRESET,
+    drop: bool = True,
 ) -> Propagation:
     """Carry ``labels`` of the previous frame to the next one along the optical flow.
 
@@ -110,6 +112,8 @@ def propagate(
         labels: (H, W) uint8 label map of the previous frame.
         fb_threshold: forward-backward error (pixels) above which a pixel is dropped.
         preset: DIS preset (``ultrafast``, ``fast``, ``medium``).
+        drop: whether pixels above ``fb_threshold`` become background (they are counted in
+            :attr:`Propagation.dropped` either way).
 
     Returns:
         A :class:`Propagation`: the new (H, W) uint8 labels (ids never overlap: each pixel takes
@@ -135,7 +139,8 @@ def propagate(
     warped[~inside] = 0
     bad = fb_error > fb_threshold
     dropped = np.bincount(warped[bad & inside], minlength=LABEL_BINS)
-    warped[bad] = 0
+    if drop:
+        warped[bad] = 0
     dest_x, dest_y = xs + forward[..., 0], ys + forward[..., 1]
     leaves = (dest_x < -0.5) | (dest_x > width - 0.5) | (dest_y < -0.5) | (dest_y > height - 0.5)
     return Propagation(

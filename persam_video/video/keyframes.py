@@ -5,7 +5,7 @@ a frame is a keyframe when carrying the masks along the flow (:func:`persam_vide
 propagate`) looks unreliable, or when ``max_gap`` frames have passed since the last keyframe.
 The reasons, as written in results.json (``rekey``):
 
-- ``flow``: the forward-backward check dropped more than ``max_dropped`` of an object's pixels,
+- ``flow``: more than ``max_dropped`` of an object's pixels fail the forward-backward check,
   or more than ``max_frame_inconsistent`` of the frame is inconsistent (a scene cut);
 - ``border``: the flow moves more than ``max_leaving`` of an object's pixels out of the frame;
 - ``area``: an object's carried area differs from its area on the last keyframe by more than the

@@ -161,8 +161,8 @@ class VideoTracker:
                 carried = None
                 if not key:
                     carried = propagate(prev_gray, gray, prev_labels,
-                                        fb_threshold=cfg.fb_threshold,
-                                        preset=cfg.flow_preset)  # fmt: skip
+                                        fb_threshold=cfg.fb_threshold, preset=cfg.flow_preset,
+                                        drop=cfg.drop_inconsistent)  # fmt: skip
                     if cfg.mode == "auto":
                         reason = rekey_reason(cfg, carried, key_areas)
                         key = reason is not None

@@ -12,9 +12,10 @@ import pytest
 
 from persam_video.config import PerSAMConfig
 from persam_video.persam import Target
+from persam_video.synthetic import make_clip
 from persam_video.video.tracker import VideoTracker
 from tests.helpers import REPO_ROOT
-from tests.unit.test_flow import boxes, texture, view, within_one_pixel
+from tests.unit.test_flow import SIZE, boxes, texture, view, within_one_pixel
 
 #: The constructed clip moves by this much per frame (rows, columns).
 STEP = (1, 2)
@@ -68,7 +69,10 @@ def test_carried_frames_are_the_flow_propagated_masks(tiny_sam):
 
 
 def test_auto_re_keys_on_a_planted_scene_cut(tiny_sam):
-    frames = shifting(0, 6) + shifting(7, 4)  # a different scene from frame 6
+    """From frame 6 a procedural scene replaces the texture. (A cut from one smooth noise
+    texture to another is no test at the default 2.5 px: DIS warps noise into noise, and
+    under a third of such a frame fails the check.)"""
+    frames = shifting(0, 6) + make_clip(0, n_frames=4, size_hw=SIZE).frames
     tracker = VideoTracker(tiny_sam, config("keyframes.mode=auto", "keyframes.max_gap=50"))
     results = list(tracker.track(frames, boxes()))
     assert [r.keyframe for r in results[:7]] == [True] + [False] * 5 + [True]

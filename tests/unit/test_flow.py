@@ -112,6 +112,28 @@ def test_the_forward_backward_error_is_large_on_a_scene_cut():
     assert rekey_reason(auto, same, {1: 2000, 3: 1000}) is None
 
 
+def test_without_drop_inconsistent_pixels_keep_their_label_and_are_still_counted():
+    labels = boxes()
+    before, after = view(texture(2), 0, 0), view(texture(3), 0, 0)  # a cut: the check fails
+    dropped = propagate(before, after, labels)
+    kept = propagate(before, after, labels, drop=False)
+    assert np.array_equal(kept.dropped, dropped.dropped)
+    assert kept.share(kept.dropped, 1) > KeyframesConfig(mode="auto").max_dropped
+    # Dropped: those pixels are background. Kept: they hold the label the backward flow points
+    # to, exactly the pixels counted.
+    for obj_id in (1, 3):
+        assert kept.areas[obj_id] - dropped.areas[obj_id] == dropped.dropped[obj_id] > 0
+    fail = (dropped.fb_error > 1.0) & np.isfinite(dropped.fb_error)
+    assert np.all(dropped.labels[fail] == 0)
+    assert np.array_equal(kept.labels[~fail], dropped.labels[~fail])
+    assert np.any(kept.labels[fail] == 1)
+    # Consistent flow: nothing fails, so both agree.
+    image = texture(0)
+    same = propagate(view(image, 0, 0), view(image, 3, 5), labels)
+    same_kept = propagate(view(image, 0, 0), view(image, 3, 5), labels, drop=False)
+    assert (same.labels != same_kept.labels).mean() < 0.01
+
+
 def test_pixels_moved_out_of_the_frame_are_counted_as_leaving():
     labels = np.zeros(SIZE, np.uint8)
     labels[40:80, SIZE[1] - 20 :] = 2  # at the right edge, moving right by 8 px
