@@ -110,7 +110,7 @@ def propagate(
         prev_gray: (H, W) uint8 gray previous frame (see :func:`to_gray`).
         gray: (H, W) uint8 gray new frame.
         labels: (H, W) uint8 label map of the previous frame.
-        fb_threshold: forward-backward error (pixels) above which a pixel is dropped.
+        fb_threshold: forward-backward error (pixels) above which a pixel fails the check.
         preset: DIS preset (``ultrafast``, ``fast``, ``medium``).
         drop: whether pixels above ``fb_threshold`` become background (they are counted in
             :attr:`Propagation.dropped` either way).
