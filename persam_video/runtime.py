@@ -33,6 +33,14 @@ def prefer_huge_pages() -> bool:
 THREADS_ENV = "PERSAM_VIDEO_THREADS"
 #: Environment variables of the thread pools torch and its libraries start with.
 THREAD_POOL_ENVS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: Most CPU threads ``--threads`` (and ``$PERSAM_VIDEO_THREADS``) may ask for: far more threads
+#: than any machine has cores only slow torch down, and tens of thousands crash its thread
+#: pool (a segmentation fault).
+MAX_THREADS = 256
+
+
+#: Longest value of ``--threads`` quoted back in an error (characters).
+MAX_SHOWN_CHARS = 20
 
 
 def usable_cpus() -> int:
@@ -91,20 +99,27 @@ def _cpu_times() -> list[int] | None:
 def choose_threads(requested: int | str | None = None) -> int:
     """How many CPU threads torch should use.
 
-    ``requested`` (or ``$PERSAM_VIDEO_THREADS`` when None) is a positive integer, or ``auto``
-    (the default): the usable CPUs less those other processes keep busy right now
-    (:func:`busy_cpus`, rounded), at least 1. On a busy machine every thread of a parallel
-    region waits for the slowest, and a thread that the scheduler takes away stalls them all:
-    fewer threads than cores then run many times faster than one per core.
+    ``requested`` (or ``$PERSAM_VIDEO_THREADS`` when None) is an integer from 1 to
+    :data:`MAX_THREADS`, or ``auto`` (the default): the usable CPUs less those other processes
+    keep busy right now (:func:`busy_cpus`, rounded), at least 1. On a busy machine every
+    thread of a parallel region waits for the slowest, and a thread that the scheduler takes
+    away stalls them all: fewer threads than cores then run many times faster than one per
+    core. Anything else is a ``ValueError`` (naming the variable when it came from there).
     """
     value = requested if requested is not None else os.environ.get(THREADS_ENV, "auto")
-    if str(value).strip().lower() != "auto":
+    text = str(value).strip()
+    if text.lower() != "auto":
+        where = f"${THREADS_ENV}" if requested is None else "threads"
+        wrong = ValueError(f"{where} must be a positive integer or auto (at most {MAX_THREADS} "
+                           f"threads), got {text[:MAX_SHOWN_CHARS]!r}")  # fmt: skip
+        if len(text) > MAX_SHOWN_CHARS:  # no int() of thousands of digits
+            raise wrong
         try:
-            count = int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"threads must be a positive integer or auto, got {value!r}") from None
-        if count < 1:
-            raise ValueError(f"threads must be a positive integer or auto, got {value!r}")
+            count = int(text)
+        except ValueError:
+            raise wrong from None
+        if not 1 <= count <= MAX_THREADS:
+            raise wrong
         return count
     cpus = usable_cpus()
     return max(1, min(cpus, round(cpus - busy_cpus())))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from persam_video.atomic import write_text
-from persam_video.config import ConfigError, PerSAMConfig
+from persam_video.config import MAX_SHOWN_VALUE, ConfigError, PerSAMConfig, load_json
 
 
 def normalized(record: dict[str, Any]) -> dict[str, Any]:
@@ -30,7 +30,11 @@ def check_run_record(path: Path, record: dict[str, Any]) -> None:
     """
     wanted = normalized(record)
     if path.is_file():
-        stored = normalized(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            stored = normalized(load_json(path.read_text(encoding="utf-8")))
+        except (ValueError, AttributeError) as exc:  # not JSON, too deep, not a mapping
+            raise ValueError(f"{path} is not a run record ({str(exc)[:MAX_SHOWN_VALUE]}); use "
+                             "another --out folder or delete it") from None  # fmt: skip
         if stored != wanted:
             changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
             raise ValueError(

@@ -21,13 +21,22 @@ from safetensors.torch import save_file
 
 from persam_video._version import __version__
 from persam_video.atomic import atomic_file
-from persam_video.config import ConfigError, PerSAMConfig
+from persam_video.config import ConfigError, PerSAMConfig, load_json
 from persam_video.model.spec import NUM_MULTIMASK_OUTPUTS
 from persam_video.persam import Target
 
 TARGET_FORMAT = "persam-video target"
 TARGET_FORMAT_VERSION = 1
 TARGET_SUFFIX = ".target"
+#: The dtype of a target's tensors (what :func:`save_target` writes).
+TARGET_DTYPE = torch.float32
+#: Largest magnitude of any value of a target's tensors. SAM's features come out of layer
+#: norms (values of a few units), and PerSAM-F's weights are a few units too: a file holding
+#: larger values was not made by ``personalize``, and would overflow float32 downstream.
+MAX_TARGET_VALUE = 1e4
+#: Smallest norm of a target embedding: below it, it points nowhere (cosine similarities of
+#: an all-zero embedding are undefined).
+MIN_TARGET_NORM = 1e-6
 
 
 @dataclass
@@ -89,26 +98,52 @@ def load_target(path: str | os.PathLike[str]) -> TargetFile:
             f"format {version}; this version ({__version__}) reads format {TARGET_FORMAT_VERSION}"
         )
     try:
-        config = PerSAMConfig.from_dict(json.loads(metadata["config"]))
-        model = json.loads(metadata["model"])
+        config = PerSAMConfig.from_dict(_metadata_json(metadata["config"]))
+        model = _metadata_json(metadata["model"])
         shots = int(metadata["shots"])
         if not isinstance(model, dict):
             raise TypeError(f"the model record is a {type(model).__name__}, not a mapping")
+        info = _metadata_json(metadata.get("finetune") or "null")
     except (KeyError, ValueError, TypeError, AttributeError, ConfigError) as exc:
         raise ValueError(f"{path} has invalid metadata ({str(exc)[:200]})") from None
     embedding = tensors["embedding"]
     weights = tensors.get("mask_weights")
     if embedding.ndim != 1 or (weights is not None and weights.shape != (NUM_MULTIMASK_OUTPUTS,)):
         raise ValueError(f"{path} holds tensors of unexpected shapes")
-    tensors_checked = [embedding] if weights is None else [embedding, weights]
-    if not all(bool(t.isfinite().all()) for t in tensors_checked):
-        raise ValueError(f"{path} holds NaN or infinite values; personalize the target again")
-    try:
-        info = json.loads(metadata.get("finetune") or "null")
-    except ValueError as exc:
-        raise ValueError(f"{path} has invalid metadata ({str(exc)[:200]})") from None
+    _check_values(path, {"embedding": embedding, "mask_weights": weights})
     target = Target(embedding, weights, info)
     return TargetFile(target, model, config, shots, str(metadata.get("persam_video", "?")))
+
+
+def _metadata_json(text: str) -> Any:
+    """A JSON field of a target's metadata: at most ``MAX_NESTING`` levels deep, and no NaN or
+    infinity (what :func:`save_target` writes has neither)."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"non-finite number {constant}")
+
+    return load_json(text, parse_constant=refuse)
+
+
+def _check_values(path: Path, tensors: dict[str, torch.Tensor | None]) -> None:
+    """Refuse target tensors that ``personalize`` cannot have made (``ValueError`` naming the
+    file and what is wrong): not float32, NaN or infinite values, values beyond
+    :data:`MAX_TARGET_VALUE`, an embedding of norm below :data:`MIN_TARGET_NORM` (all zeros)."""
+    for name, tensor in tensors.items():
+        if tensor is None:
+            continue
+        if tensor.dtype != TARGET_DTYPE:
+            raise ValueError(f"{path}: its {name} is {str(tensor.dtype).removeprefix('torch.')}, "
+                             "not float32; personalize the target again")  # fmt: skip
+        if not bool(tensor.isfinite().all()):
+            raise ValueError(f"{path} holds NaN or infinite values; personalize the target again")
+        if bool((tensor.abs() > MAX_TARGET_VALUE).any()):
+            raise ValueError(f"{path}: its {name} holds values of magnitude above "
+                             f"{MAX_TARGET_VALUE:g}; personalize the target again")  # fmt: skip
+    norm = float(tensors["embedding"].double().norm())
+    if norm < MIN_TARGET_NORM:
+        raise ValueError(f"{path}: its embedding has norm {norm:.3g} (all zeros: nothing to "
+                         "search for); personalize the target again")  # fmt: skip
 
 
 def check_compatible(

@@ -30,7 +30,7 @@ from persam_video.batch.clip import (
     RUN_RECORD,
     ClipJob,
 )
-from persam_video.config import ConfigError, PerSAMConfig
+from persam_video.config import ConfigError, PerSAMConfig, load_json
 from persam_video.io import open_source, read_mask
 
 MANIFEST_FIELDS = ("input", "mask", "target", "name", "overrides")
@@ -162,9 +162,11 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not raw.strip():
                 continue
             try:
-                row = json.loads(raw)
+                row = load_json(raw)
             except json.JSONDecodeError as exc:
                 raise ManifestError(f"{path.name}:{line}: not valid JSON ({exc.msg})") from None
+            except ConfigError as exc:  # nested too deeply
+                raise ManifestError(f"{path.name}:{line}: {exc}") from None
             if not isinstance(row, dict):
                 raise ManifestError(f"{path.name}:{line}: each line must be a JSON object")
             yield line, row

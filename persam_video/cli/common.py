@@ -7,14 +7,18 @@ Heavy modules (torch, segment-anything, decord, PyAV) are imported inside the fu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, TypeVar
 
 import click
+
+from persam_video.config import MAX_KEYFRAME_GAP
+from persam_video.runtime import MAX_THREADS
 
 #: Exit code for bad input (missing files, invalid masks, unknown config keys, ...).
 EXIT_BAD_INPUT = 2
@@ -26,6 +30,8 @@ EXIT_SOME_FAILED = 1
 MIN_SECONDS = 1e-9
 #: The model commands use when none is named (and no target names one).
 DEFAULT_MODEL = "vit_b"
+#: Longest option value quoted back in an error (characters).
+MAX_SHOWN_OPTION = 20
 #: --precision's choices: ``persam_video.persam.encoder.PRECISIONS`` (not imported here, so
 #: that ``--help`` does not load torch; a test checks that the two agree).
 PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16", "int8")
@@ -79,6 +85,23 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def exit_interrupted(kept: str, rest: str = "to do the rest") -> NoReturn:
+    """After Ctrl-C, or SIGTERM (which :func:`persam_video.cli.main` raises as Ctrl-C): one
+    line on stderr saying what is ``kept`` and that the same command does the rest, and exit
+    code 130 (click's own handling would say ``Aborted!`` and exit 1)."""
+    click.echo(f"interrupted: {kept}; run the same command again {rest}", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+@contextlib.contextmanager
+def resumable(kept: str, rest: str = "to do the rest") -> Iterator[None]:
+    """Ctrl-C or SIGTERM inside the block ends the command with :func:`exit_interrupted`."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        exit_interrupted(kept, rest)
+
+
 def deprecated(old: str, new: str) -> None:
     """One line on stderr saying that an old spelling still works for this release."""
     click.echo(f"note: {old} is deprecated and will be removed in the next release; use {new}",
@@ -119,9 +142,7 @@ class ClipProgress:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.bar.__exit__(exc_type, exc, tb)
         if exc_type is KeyboardInterrupt:
-            click.echo(f"interrupted: the finished clips are kept in {self.out_dir}; run the same "
-                       "command again to do the rest", err=True)  # fmt: skip
-            sys.exit(EXIT_INTERRUPTED)
+            exit_interrupted(f"the finished clips are kept in {self.out_dir}")
 
 
 def plural(count: int, noun: str) -> str:
@@ -174,7 +195,8 @@ def threads_option(func: F) -> F:
 
     return click.option(
         "--threads", metavar="N|auto", default=None,
-        help="CPU threads for torch. auto (the default, or $PERSAM_VIDEO_THREADS): the usable "
+        help=f"CPU threads for torch, 1 to {MAX_THREADS}. auto (the default, or "
+             "$PERSAM_VIDEO_THREADS, checked the same way): the usable "
              "CPUs less the machine's current load, at least 1; on a busy machine more threads "
              "than free cores run many times slower.",
     )(wrapper)  # fmt: skip
@@ -218,14 +240,18 @@ KEYFRAMES_AUTO = "auto"
 
 
 def keyframe_overrides(value: str | None) -> list[str]:
-    """The config overrides ``--keyframes 1|N|auto`` stands for (none when not given)."""
+    """The config overrides ``--keyframes 1|N|auto`` stands for (none when not given); N is at
+    most :data:`~persam_video.config.MAX_KEYFRAME_GAP`."""
     if value is None:
         return []
     text = value.strip().lower()
     if text == KEYFRAMES_AUTO:
         return ["keyframes.mode=auto"]
-    if not text.isdigit() or int(text) < 1:
-        raise InputError(f"--keyframes must be 1, a larger interval N or auto, got {value!r}")
+    valid = text.isascii() and text.isdigit() and len(text) <= len(str(MAX_KEYFRAME_GAP))
+    if not valid or not 1 <= int(text) <= MAX_KEYFRAME_GAP:
+        shown = value if len(value) <= MAX_SHOWN_OPTION else f"{value[:MAX_SHOWN_OPTION]}..."
+        raise InputError(f"--keyframes must be 1, a larger interval N or auto (N at most "
+                         f"{MAX_KEYFRAME_GAP}), got {shown!r}")  # fmt: skip
     return ["keyframes.mode=interval", f"keyframes.interval={int(text)}"]
 
 
@@ -243,7 +269,8 @@ def keyframes_option(func: F) -> F:
 
     return click.option(
         "--keyframes", metavar="1|N|auto", default=None,
-        help="SAM on every frame (1, the default), on every N-th frame, or on keyframes chosen "
+        help=f"SAM on every frame (1, the default), on every N-th frame (N up to "
+             f"{MAX_KEYFRAME_GAP}), or on keyframes chosen "
              "when the optical flow becomes unreliable (auto, at least every "
              "keyframes.max_gap frames); the frames in between get the masks carried along "
              "the flow. Sets keyframes.mode and keyframes.interval.",

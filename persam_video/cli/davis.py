@@ -137,16 +137,18 @@ def davis(
     dataset.check_references()  # before the model loads (run_davis checks again)
     sam = common.load_model(model_name, checkpoint, device, quiet)
     encoder = common.make_encoder(sam, precision, batch_frames, compile_encoder, stock_encoder)
-    run = run_davis(
-        VideoTracker(sam, config, encoder), dataset, out_dir,
-        record=model_metadata(model_name, checkpoint), progress=not quiet,
-    )  # fmt: skip
+    with common.resumable(f"the finished sequences are kept in {out_dir}"):
+        run = run_davis(
+            VideoTracker(sam, config, encoder), dataset, out_dir,
+            record=model_metadata(model_name, checkpoint), progress=not quiet,
+        )  # fmt: skip
     click.echo(
         f"{len(run.done)} sequences tracked ({run.frames} frames, {run.seconds:.1f} s), "
         f"{len(run.skipped)} already complete; results in {run.out_dir}"
     )
     if not no_eval:
-        evaluate_and_report(davis_root, subset, year, out_dir, json_path, None, quiet)
+        with common.resumable(f"every sequence is tracked in {out_dir}", "to evaluate them"):
+            evaluate_and_report(davis_root, subset, year, out_dir, json_path, None, quiet)
 
 
 @click.command("eval")

@@ -172,8 +172,10 @@ def segment(
     targets = common.load_targets(target_files, (target_path,), metadata)
     sam = common.load_model(model_name, checkpoint, device, quiet)
     (target,) = common.targets_on(targets, sam.device)
-    summary = segment_images(sam, config, target, images, out_dir, progress=not quiet,
-                             metadata={**metadata, "threads": threads})  # fmt: skip
+    with common.resumable("no output was written (segment writes them all at the end)",
+                          "to segment the images"):  # fmt: skip
+        summary = segment_images(sam, config, target, images, out_dir, progress=not quiet,
+                                 metadata={**metadata, "threads": threads})  # fmt: skip
     click.echo(
         f"found the target in {summary.found} of {summary.images} images; outputs in {out_dir}"
     )

@@ -11,7 +11,9 @@ decord quirks handled here (measured with decord 0.6.0):
   call, so the frame index decord fails at is not where the damage is. We therefore treat any
   decord error at frame ``i`` as "decord cannot go on": frames ``0..i-1`` (already yielded,
   and correct) are kept and PyAV resumes decoding at frame ``i`` (seek to the keyframe before
-  it, skip to its timestamp). PyAV stops deterministically at the first undecodable frame.
+  it, skip to its timestamp). PyAV stops deterministically at the first undecodable frame,
+  keeping the frames its decoder still held for reordering that come before every lost one
+  (damage right after the first keyframe would otherwise lose frame 0, which decodes fine).
 * ``get_frame_timestamp`` returns float32 seconds; we snap them to the stream's time base.
 * decord applies a display matrix (frames come turned as players show them) but garbles the
   pixels at some sizes (a 64x48 video turned by 90 degrees came out as 64x48x4), and some small
@@ -55,7 +57,7 @@ import numpy as np
 from persam_video.io.errors import VideoDecodeError
 from persam_video.io.frame import Frame
 from persam_video.io.orientation import display_turns
-from persam_video.io.probe import VideoInfo
+from persam_video.io.probe import VideoInfo, local_path
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +132,7 @@ def _pyav_frames(
     start more than half a frame interval before it. Decoding uses slice threads only: frame
     threading would delay decode errors by up to one frame per thread.
     """
-    container = av.open(str(path))
+    container = av.open(local_path(path))
     try:
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"
@@ -144,7 +146,7 @@ def _pyav_frames(
             container.seek(target, stream=stream, backward=True, any_frame=False)
             skip_before = target - half_frame
         index = first_index
-        for frame in container.decode(stream):
+        for frame in _decode_until_damage(container, stream):
             if skip_before is not None and frame.pts is not None and frame.pts < skip_before:
                 continue
             if frame.pts is not None and time_base:
@@ -158,6 +160,39 @@ def _pyav_frames(
             index += 1
     finally:
         container.close()
+
+
+def _decode_until_damage(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> Iterator[av.VideoFrame]:
+    """The frames of ``stream`` in presentation order, up to the first packet that cannot be
+    decoded; then that packet's error is raised.
+
+    Before raising, the frames the decoder still holds are taken out (B-frame reordering keeps
+    a few back: a damaged packet right after the first keyframe would otherwise lose frame 0,
+    which decoded fine). Of those, only frames shown before every frame that is lost (the
+    damaged packet's and those of the packets not sent yet, whose timestamps are demuxed, not
+    decoded) are kept, so that the frames given stay consecutive.
+    """
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as error:
+            lost = [packet.pts]
+            try:
+                lost.extend(rest.pts for rest in container.demux(stream))
+            except av.FFmpegError:  # a damaged container: the timestamps read so far
+                pass
+            known = [pts for pts in lost if pts is not None]
+            try:
+                held = stream.codec_context.decode(None)  # flush the decoder
+            except av.FFmpegError:
+                held = []
+            if known:
+                first_lost = min(known)
+                yield from (f for f in held if f.pts is not None and f.pts < first_lost)
+            raise error
+        yield from frames
 
 
 def _check_complete(
@@ -204,7 +239,9 @@ def open_decord(path: Path, info: VideoInfo | None = None) -> object | None:
         return None
     decord = import_decord()
     try:
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=DECORD_AUTO_THREADS)
+        return decord.VideoReader(
+            local_path(path), ctx=decord.cpu(0), num_threads=DECORD_AUTO_THREADS
+        )
     except decord.DECORDError:
         logger.debug("decord cannot open %s; PyAV will decode it", path)
         return None

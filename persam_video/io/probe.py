@@ -103,6 +103,14 @@ def _stream_duration(stream: av.video.stream.VideoStream) -> float | None:
     return _parse_clock(tag) if tag else None
 
 
+def local_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as FFmpeg (PyAV, decord) must be given a local file: absolute. FFmpeg reads a
+    name that begins like a protocol (``concat:a.mp4|b.mp4``, ``http:...``, ``subfile,...``)
+    as a URL, which makes it read other files than the one named, or none; an absolute path
+    begins with the root (or a drive), never with a protocol."""
+    return os.path.abspath(path)
+
+
 def open_container(path: Path) -> av.container.InputContainer:
     """Open ``path`` with PyAV, turning FFmpeg failures into one-line ``VideoReadError``."""
     if not path.exists():
@@ -115,7 +123,7 @@ def open_container(path: Path) -> av.container.InputContainer:
             "give the video file itself"
         )
     try:
-        return av.open(str(path), mode="r")
+        return av.open(local_path(path), mode="r")
     except av.FFmpegError as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise VideoReadError(

@@ -47,6 +47,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 DEFAULT_PREFETCH = 4
 #: Frame rates a folder of frames may be given (MP4's 32-bit time scale fails below ~1e-5).
 MIN_FPS, MAX_FPS = Fraction(1, 1000), Fraction(1000)
+#: Longest ``fps`` quoted back in an error (characters).
+MAX_SHOWN_FPS = 40
 STOP_POLL_SECONDS = 0.1  # how often a blocked producer thread checks for close()
 RGB_CHANNELS = 3
 _DIGITS = re.compile(r"(\d+)")
@@ -389,15 +391,16 @@ def parse_fps(fps: Fraction | int | float | str | None) -> Fraction | None:
     to lie in the range the writers can time; None stays None. Raises ``VideoReadError``."""
     if fps is None:
         return None
+    shown = repr(fps) if len(repr(fps)) <= MAX_SHOWN_FPS else f"{repr(fps)[:MAX_SHOWN_FPS]}..."
     try:
         rate = Fraction(fps)
-    except (TypeError, ValueError):
-        raise VideoReadError(f"fps={fps!r}; expected a positive number or Fraction") from None
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):  # "abc", "1/0", inf
+        raise VideoReadError(f"fps={shown}; expected a positive number or Fraction") from None
     if rate <= 0:
-        raise VideoReadError(f"fps={fps!r}; expected a positive number or Fraction")
+        raise VideoReadError(f"fps={shown}; expected a positive number or Fraction")
     if not MIN_FPS <= rate <= MAX_FPS:
         raise VideoReadError(
-            f"fps={fps!r}; expected a frame rate from {MIN_FPS} to {MAX_FPS} frames per second "
+            f"fps={shown}; expected a frame rate from {MIN_FPS} to {MAX_FPS} frames per second "
             "(the output videos cannot time frames outside that range)"
         )
     return rate.limit_denominator() if isinstance(fps, float) else rate

@@ -41,7 +41,12 @@ from persam_video.io._video_decode import (
 from persam_video.io.errors import VideoReadError
 from persam_video.io.frame import Frame
 from persam_video.io.orientation import display_turns
-from persam_video.io.probe import check_video_container, info_from_container, open_container
+from persam_video.io.probe import (
+    check_video_container,
+    info_from_container,
+    local_path,
+    open_container,
+)
 from persam_video.io.reader import (
     _check_rgb,
     image_size_hw,
@@ -257,7 +262,7 @@ class _VideoFrames(SeekableFrames):
         return self._pts
 
     def _pyav_range(self, start: int, stop: int) -> list[Frame]:
-        container = av.open(str(self.path))
+        container = av.open(local_path(self.path))
         try:
             stream = container.streams.video[0]
             stream.thread_type = "SLICE"
