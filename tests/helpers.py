@@ -60,6 +60,7 @@ def start_long_track(tmp_path: Path, *, frames_written: int, capture: bool):
 
     import pytest
 
+    from persam_video.atomic import STAGING_PREFIX
     from persam_video.io import write_label_png
     from tests.video_factory import make_video, synthetic_labels
 
@@ -77,9 +78,24 @@ def start_long_track(tmp_path: Path, *, frames_written: int, capture: bool):
     )  # fmt: skip
     deadline = time.monotonic() + LONG_TRACK_WAIT_S
     while time.monotonic() < deadline:
-        temporaries = list(out.glob(".masks.partial-*")) if out.is_dir() else []
+        temporaries = list(out.glob(f"{STAGING_PREFIX}*/masks")) if out.is_dir() else []
         if temporaries and len(list(temporaries[0].iterdir())) >= frames_written:
             return process, video, mask, out
         time.sleep(0.2)
     process.kill()
     pytest.fail("the track wrote no frames in time")
+
+
+def leftovers(folder: Path) -> list[Path]:
+    """Hidden entries of an output folder other than the record of its outputs: what a run
+    must not leave behind (temporaries, a lock)."""
+    from persam_video.atomic import MANIFEST_NAME
+
+    return [p for p in folder.iterdir() if p.name.startswith(".") and p.name != MANIFEST_NAME]
+
+
+def entries(folder: Path) -> list[str]:
+    """The sorted names in an output folder, less the record of its outputs."""
+    from persam_video.atomic import MANIFEST_NAME
+
+    return sorted(p.name for p in folder.iterdir() if p.name != MANIFEST_NAME)

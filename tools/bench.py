@@ -69,7 +69,12 @@ from segment_anything import SamPredictor, sam_model_registry  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from persam_video.apps.track import OutputOptions, OutputSink, track_to_folder  # noqa: E402
+from persam_video.apps.track import (  # noqa: E402
+    OutputOptions,
+    OutputSink,
+    track_folder,
+    track_to_folder,
+)
 from persam_video.config import load_config  # noqa: E402
 from persam_video.io import open_source, read_mask  # noqa: E402
 from persam_video.model import build_sam, load_sam, resolve_device, tiny_sam_spec  # noqa: E402
@@ -282,15 +287,15 @@ def stage_times(
         cascade.decode = originals["decode"]
         cascade.upsample_logits = originals["upsample"]
         cascade.similarity_map = originals["sim"]
-    out.mkdir(parents=True, exist_ok=True)
-    with open_source(video) as source:
-        sink = OutputSink(out, source, OutputOptions(overlay=True))
-    start = time.perf_counter()
-    for result in results:
-        sink.put(result)
-    sink.finish(partial=False)
-    sink.commit()
-    totals["write"] = time.perf_counter() - start
+    with track_folder(out) as claim:
+        with open_source(video) as source:
+            sink = OutputSink(out, source, OutputOptions(overlay=True))
+        start = time.perf_counter()
+        for result in results:
+            sink.put(result)
+        sink.finish(partial=False)
+        sink.commit(claim, [], partial=False)
+        totals["write"] = time.perf_counter() - start
     totals["other"] = totals["tracker"] - totals["decoder"] - totals["postprocess"]
     return {k: totals[k] / len(frames) for k in STAGES}
 

@@ -52,7 +52,7 @@ from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
 from persam_video.apps.davis import run_davis
-from persam_video.atomic import remove_quietly, temp_path
+from persam_video.atomic import discard, remove_quietly, temp_path
 from persam_video.config import load_config
 from persam_video.eval.davis_dataset import DavisDataset
 from persam_video.eval.evaluate import evaluate_davis
@@ -231,14 +231,14 @@ def prepare_clips(
     if not (data / DATA_DONE).is_file():
         # Written aside and renamed into place, so that runs sharing --work (e.g. one process
         # per model) can prepare the same clips at once: the first to finish wins.
+        work.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(data, folder=True)
-        remove_quietly(tmp)
         try:
             infos = write_clip_set(tmp, clips, n_frames=n_frames, progress=progress)
             (tmp / DATA_DONE).write_text(json.dumps([info.name for info in infos]))
             publish_clips(tmp, data)
         finally:
-            remove_quietly(tmp)
+            discard(tmp)
     return DavisDataset(data), data_key
 
 

@@ -44,6 +44,7 @@ from persam_video.apps.track import (
     report_name,
 )
 from persam_video.apps.visualize import line_width, overlay
+from persam_video.atomic import make_marked_folder, remove_stale_marked
 from persam_video.config import PerSAMConfig
 from persam_video.io.mask_formats import MASK_NAME_FORMAT
 from persam_video.io.seekable import SeekableFrames, open_seekable
@@ -297,6 +298,8 @@ class AppSession:
         path = Path(cleaned).expanduser()
         if not path.exists():
             raise AppError(f"{path} does not exist")
+        if not (path.is_file() or path.is_dir()):  # a pipe or a device would block the open
+            raise AppError(f"{path} is not a video file or a folder of frames")
         return self.open_video(path, name=str(path))
 
     def open_video(self, path: Path, name: str, shown: str | None = None) -> VideoInfo:
@@ -718,15 +721,25 @@ def zip_masks(folder: Path, path: Path) -> Path:
     return path
 
 
+#: Prefix of the app's temporary folder (in the system's temporary folder).
+APP_FOLDER_PREFIX = "persam-video-app-"
+
+
+def app_folder() -> Path:
+    """A fresh temporary folder for the app's files, after removing those that earlier apps
+    left when they were killed (folders carrying this tool's marker whose process is gone)."""
+    parent = tempfile.gettempdir()
+    remove_stale_marked(parent, APP_FOLDER_PREFIX)
+    return make_marked_folder(parent, APP_FOLDER_PREFIX)
+
+
 class AppSessions:
     """Every browser session's :class:`AppSession`, keyed by the page's session id, with their
     files under one temporary folder that :meth:`close` removes."""
 
     def __init__(self, models: ModelHolder, root: str | os.PathLike[str] | None = None) -> None:
         self.models = models
-        self.root = Path(root) if root is not None else Path(
-            tempfile.mkdtemp(prefix="persam-video-app-")
-        )  # fmt: skip
+        self.root = Path(root) if root is not None else app_folder()
         self.root.mkdir(parents=True, exist_ok=True)
         self._sessions: dict[str, AppSession] = {}
         self._lock = threading.Lock()

@@ -21,12 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from persam_video.apps.run_record import check_run_record
-from persam_video.atomic import (
-    atomic_folder,
-    check_not_overwriting,
-    folder_lock,
-    remove_stale_temporaries,
-)
+from persam_video.atomic import atomic_folder, check_not_overwriting, run_folder
 from persam_video.eval.davis_dataset import DavisDataset
 from persam_video.io import open_source, write_label_png
 from persam_video.progress import progress_bar
@@ -34,6 +29,8 @@ from persam_video.video import VideoTracker
 from persam_video.video.state import FrameResult
 
 RUN_RECORD = "run.json"
+#: The command recorded as the owner of a DAVIS results folder.
+DAVIS_COMMAND = "davis"
 
 
 @dataclass
@@ -76,12 +73,10 @@ def run_davis(
     """
     dataset.check_references()
     out = Path(out_dir)
-    inputs = [folder / seq for seq in dataset.sequences
-              for folder in (dataset.frames_dir, dataset.annotations_dir)]  # fmt: skip
-    check_not_overwriting(inputs, [out / RUN_RECORD, *(out / seq for seq in dataset.sequences)])
-    out.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out):
-        remove_stale_temporaries(out)
+    claimed = [RUN_RECORD, *dataset.sequences]
+    check_not_overwriting(dataset.sequence_folders(), [out / name for name in claimed])
+    with run_folder(out, DAVIS_COMMAND, claimed) as claim:
+        claim.record(pending=[RUN_RECORD])
         check_run_record(out / RUN_RECORD, {**(record or {}), "config": tracker.config.to_dict()})
         done, skipped, frames = [], [], 0
         start = time.perf_counter()
@@ -93,6 +88,7 @@ def run_davis(
                 skipped.append(seq)
                 continue
             sequences.set_postfix_str(seq)
+            claim.record(pending=[seq])  # ours once it moves into place, even if we die then
             try:
                 _track_sequence(tracker, dataset, seq, final, names, progress, on_result)
             except ValueError as exc:
@@ -100,6 +96,8 @@ def run_davis(
                 if message.startswith(f"{seq}:") or f"/{seq}/" in message:  # already named
                     raise
                 raise ValueError(f"{seq}: {exc}") from exc
+            finally:
+                claim.record()
             frames += len(names)
             done.append(seq)
             if on_sequence is not None:

@@ -16,16 +16,26 @@ from typing import Any
 
 import numpy as np
 
-from persam_video.apps.track import MASKS_DIR, OutputOptions, TrackSummary, track_to_folder
-from persam_video.atomic import write_text
+from persam_video.apps.track import (
+    MASKS_DIR,
+    OutputOptions,
+    TrackSummary,
+    output_paths,
+    track_to_folder,
+)
+from persam_video.atomic import run_folder, write_text
 from persam_video.eval.evaluate import evaluate_sequence
 from persam_video.eval.report import DavisReport, ObjectScores
 from persam_video.io import read_mask
 from persam_video.synthetic import make_clip
+from persam_video.synthetic.clips import Clip
 from persam_video.synthetic.export import write_clip_video
 from persam_video.video import VideoTracker
 
 METRICS_NAME = "metrics.json"
+#: The command recorded as the owner of a demo folder, and the clip files it writes there.
+DEMO_COMMAND = "demo"
+CLIP_NAMES = ("input.mp4", "first_mask.png")
 
 
 @dataclass
@@ -59,14 +69,24 @@ def run_demo(
     metadata: dict[str, Any] | None = None,
 ) -> DemoResult:
     """Generate clip ``seed`` (test split), track it into ``out_dir``, write ``metrics.json``."""
-    out = Path(out_dir)
     clip = make_clip(seed, split="test")
-    video, first_mask = write_clip_video(clip, out)
-    summary = track_to_folder(
-        tracker, video, first_mask, out,
-        options=OutputOptions(masked_video="cutout", draw_points=True),
-        progress=progress, metadata=metadata,
-    )  # fmt: skip
+    names = [path.name for path in output_paths(out_dir)] + [*CLIP_NAMES, METRICS_NAME]
+    with run_folder(out_dir, DEMO_COMMAND, names) as claim:
+        claim.record(pending=CLIP_NAMES)
+        video, first_mask = write_clip_video(clip, claim.folder)
+        summary = track_to_folder(
+            tracker, video, first_mask, claim.folder,
+            options=OutputOptions(masked_video="cutout", draw_points=True),
+            progress=progress, metadata=metadata, claim=claim,
+        )  # fmt: skip
+        metrics = _metrics(clip, seed, claim.folder)
+        claim.record(pending=[METRICS_NAME])
+        write_text(claim.folder / METRICS_NAME, json.dumps(metrics, indent=1))
+    return DemoResult(summary, video, first_mask, metrics)
+
+
+def _metrics(clip: Clip, seed: int, out: Path) -> dict[str, Any]:
+    """The demo's scores: its masks against the clip's truth, and the static baseline's."""
     pred = [read_mask(p) for p in sorted((out / MASKS_DIR).glob("*.png"))]
     ids = list(clip.object_ids)
     metrics = {
@@ -75,5 +95,4 @@ def run_demo(
         "static_baseline": clip_scores(clip.name, clip.labels, [clip.labels[0]] * len(clip), ids),
         "note": "demo model trained on procedural scenes; not SAM",
     }
-    write_text(out / METRICS_NAME, json.dumps(metrics, indent=1))
-    return DemoResult(summary, video, first_mask, metrics)
+    return metrics

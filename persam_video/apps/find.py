@@ -37,7 +37,14 @@ from persam_video.apps.track import (
     TrackSummary,
     track_to_folder,
 )
-from persam_video.atomic import check_component, commit, remove_quietly, temp_path
+from persam_video.atomic import (
+    check_component,
+    commit,
+    discard,
+    prepare_out_dir,
+    remove_quietly,
+    temp_path,
+)
 from persam_video.config import SpanRules
 from persam_video.persam import Target
 from persam_video.video import FrameResult, VideoTracker
@@ -264,9 +271,8 @@ def find_in_clip(
         raise ValueError("give at least one target to find")
     rules = rules or SpanRules()
     is_folder = Path(source).is_dir()
-    out = Path(out_dir)
+    out = prepare_out_dir(out_dir)
     collector = _SpanCollector(names, rules, temp_path(out / THUMBNAILS_DIR, folder=True))
-    remove_quietly(collector.folder)
     try:
         summary = track_to_folder(
             tracker, source, None, out, targets=list(targets.values()),
@@ -284,4 +290,4 @@ def find_in_clip(
             remove_quietly(out / THUMBNAILS_DIR)  # an older run's thumbnails are not this one's
         return ClipSpans(summary, collector.spans)
     finally:
-        remove_quietly(collector.folder)
+        discard(collector.folder)

@@ -18,13 +18,13 @@ from PIL import Image
 from segment_anything.modeling import Sam
 
 from persam_video.apps import visualize
-from persam_video.apps.track import finite_or_none, prepare_out_dir, versions
+from persam_video.apps.track import finite_or_none, versions
 from persam_video.atomic import (
+    OutputClaim,
     check_not_overwriting,
     commit,
-    folder_lock,
-    remove_quietly,
-    remove_stale_temporaries,
+    discard,
+    run_folder,
     temp_path,
 )
 from persam_video.config import PerSAMConfig
@@ -37,6 +37,8 @@ TARGET_ID = 1
 OVERLAY_SUFFIX = "_overlay.jpg"
 OVERLAY_JPEG_QUALITY = 90
 RESULTS_NAME = "results.json"
+#: The command recorded as the owner of a segment output folder.
+SEGMENT_COMMAND = "segment"
 
 
 @dataclass
@@ -79,7 +81,8 @@ def check_images_survive(
     """The image files of ``inputs`` (see :func:`collect_images`), after refusing an ``out_dir``
     whose outputs would overwrite one of them (``segment album --out album``)."""
     files = collect_images(inputs)
-    check_not_overwriting(files, image_outputs(files, out_dir))
+    folders = [Path(item) for item in inputs if Path(item).is_dir()]
+    check_not_overwriting([*files, *folders], image_outputs(files, out_dir))
     return files
 
 
@@ -101,15 +104,9 @@ def segment_images(
     files = check_images_survive(inputs, out_dir)
     for path in files:  # every image readable before anything is written
         image_size_hw(path)
-    created = not Path(out_dir).exists()
-    out = prepare_out_dir(out_dir)
-    try:
-        with folder_lock(out):
-            remove_stale_temporaries(out)
-            return _segment_locked(sam, config, target, files, out, progress, metadata or {})
-    finally:
-        if created and not any(out.iterdir()):
-            out.rmdir()
+    names = [path.name for path in image_outputs(files, out_dir)]
+    with run_folder(out_dir, SEGMENT_COMMAND, names) as claim:
+        return _segment_locked(sam, config, target, files, claim, progress, metadata or {})
 
 
 def _segment_locked(
@@ -117,13 +114,14 @@ def _segment_locked(
     config: PerSAMConfig,
     target: Target,
     files: list[Path],
-    out: Path,
+    claim: OutputClaim,
     progress: bool,
     metadata: dict[str, Any],
 ) -> ImagesSummary:
     """:func:`segment_images` once the output folder is locked: every output is written under
     a temporary name and all move into place together at the end (results.json last), so a
     failure on any image leaves no output of this run."""
+    out = claim.folder
     persam = PerSAM(sam, config)
     records = []
     moves: list[tuple[Path, Path]] = []
@@ -153,9 +151,9 @@ def _segment_locked(
         results = out / RESULTS_NAME
         moves.append((temp_path(results), results))
         moves[-1][0].write_text(json.dumps(document, indent=1, allow_nan=False), "utf-8")
-        commit(moves)
+        commit(moves, claim=claim)
     except BaseException:
         for tmp, _ in moves:
-            remove_quietly(tmp)
+            discard(tmp)
         raise
     return ImagesSummary(images=len(files), found=sum(r["found"] for r in records))

@@ -17,7 +17,7 @@ Data flow, with flat memory:
    frames no pass reached get an empty mask.
 
 Interrupted runs keep the partial contract of ``track_to_folder`` (``masks.partial/``,
-``results.json`` status).
+``results.partial.json``, the last complete run left in place).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import numpy as np
 from PIL import Image
 
 from persam_video.apps.track import (
-    ALL_OUTPUTS,
     MASKS_DIR,
     PARTIAL_SUFFIX,
     PROMPT_MASKS_DIR,
@@ -45,19 +44,14 @@ from persam_video.apps.track import (
     check_inputs_survive,
     frame_record,
     load_first_mask,
-    output_paths,
-    prepare_out_dir,
+    partial_name,
+    replaced_outputs,
     report_name,
     results_document,
     stage_final_files,
+    track_folder,
 )
-from persam_video.atomic import (
-    commit,
-    folder_lock,
-    remove_quietly,
-    remove_stale_temporaries,
-    temp_path,
-)
+from persam_video.atomic import OutputClaim, commit, discard, temp_path
 from persam_video.io import FrameSource, VideoDecodeError, open_source, write_label_png
 from persam_video.io.mask_formats import MASK_NAME_FORMAT
 from persam_video.io.seekable import SeekableFrames, open_seekable
@@ -232,8 +226,8 @@ def track_prompts_to_folder(
     ``on_frame`` (a :data:`FrameHook`) follows the progress and may stop the run by raising.
 
     The output folder follows ``track_to_folder``'s contract: locked while the run lasts, stale
-    temporaries of dead runs removed, every output moved into place together at the end
-    (results.json last), an older run's outputs removed.
+    temporaries of dead runs removed, only earlier track runs' outputs replaced, every output
+    moved into place together at the end (results.json last).
 
     Returns:
         A :class:`~persam_video.apps.track.TrackSummary`; ``status`` as ``track_to_folder``.
@@ -250,25 +244,18 @@ def track_prompts_to_folder(
     began = time.perf_counter()
     with open_seekable(source, fps=fps) as frames:
         session = build_session(tracker, frames, specs, targets=targets, resize_mask=resize_mask)
-        created = not Path(out_dir).exists()
-        out = prepare_out_dir(out_dir)
-        try:
-            with folder_lock(out):
-                remove_stale_temporaries(out)
-                return _run_locked(
-                    tracker, session, source, out, direction, options, fps, progress,
-                    metadata or {}, save_prompt_masks, began, on_frame,
-                )  # fmt: skip
-        finally:
-            if created and out.exists() and not any(out.iterdir()):
-                out.rmdir()  # a run that wrote nothing leaves nothing
+        with track_folder(out_dir) as claim:
+            return _run_locked(
+                tracker, session, source, claim, direction, options, fps, progress,
+                metadata or {}, save_prompt_masks, began, on_frame,
+            )  # fmt: skip
 
 
 def _run_locked(
     tracker: VideoTracker,
     session: VideoSession,
     source: Any,
-    out: Path,
+    claim: OutputClaim,
     direction: Direction,
     options: OutputOptions,
     fps: Any,
@@ -278,7 +265,8 @@ def _run_locked(
     began: float,
     on_frame: FrameHook | None = None,
 ) -> TrackSummary:
-    """:func:`track_prompts_to_folder` once the output folder is locked."""
+    """:func:`track_prompts_to_folder` once the output folder is locked and claimed."""
+    out = claim.folder
     # the passes' DAVIS PNGs: moved into place as masks/, or only read by the rendering pass
     masks_tmp = temp_path(out / f"{MASKS_DIR}{PASSES_SUFFIX}", folder=True)
     prompts_tmp = temp_path(out / PROMPT_MASKS_DIR, folder=True)
@@ -287,7 +275,6 @@ def _run_locked(
     try:
         if save_prompt_masks:
             _write_prompt_masks(prompts_tmp, session)
-        remove_quietly(masks_tmp)
         masks_tmp.mkdir()
         status, error, records = _track(session, masks_tmp, direction, progress, on_frame)
         outputs: dict[str, str] = {}
@@ -306,8 +293,9 @@ def _run_locked(
             moves.append((masks_tmp, final))
             outputs = {"masks": final.name, **outputs}
         if save_prompt_masks:
-            moves.append((prompts_tmp, out / PROMPT_MASKS_DIR))
-            outputs["prompt_masks"] = PROMPT_MASKS_DIR
+            final = out / partial_name(PROMPT_MASKS_DIR, PARTIAL_SUFFIX if partial else "")
+            moves.append((prompts_tmp, final))
+            outputs["prompt_masks"] = final.name
         object_ids = sorted({*session.object_ids, *session.target_ids})
         summary = TrackSummary(
             out_dir=out,
@@ -334,24 +322,22 @@ def _run_locked(
         document = results_document(summary, ordered, rendered, tracker, metadata, extra)
         last = stage_final_files(out, document, key_frames, session.annotated_frames)
         if sink is not None:
-            sink.commit(last=moves + last)
+            sink.commit(claim, moves + last, partial=partial)
         else:
-            commit(moves + last, remove=output_paths(out, ALL_OUTPUTS))
-        if not (options.save_masks and options.mask_format == "davis"):
-            remove_quietly(masks_tmp)  # only the passes' working copy
+            commit(moves + last, remove=replaced_outputs(out, partial=partial), claim=claim)
     except BaseException:
         if sink is not None:
             sink.abort()
-        for path in temporaries:
-            remove_quietly(path)
         raise
+    finally:
+        for path in temporaries:  # what was not moved into place (the passes' working copy)
+            discard(path)
     return summary
 
 
 def _write_prompt_masks(folder: Path, session: VideoSession) -> None:
     """``prompt_masks/NNNNN.png`` (into the temporary ``folder``): per annotated frame, the
     label map of its prompts' masks."""
-    remove_quietly(folder)
     folder.mkdir()
     for frame in session.annotated_frames:
         labels = np.zeros(session.size, np.uint8)

@@ -5,10 +5,12 @@ runs the model in the calling thread, and an :class:`OutputSink` thread draws ov
 PNGs while the video writers encode in their own threads; every queue is bounded, so memory does
 not grow with the video's length.
 
-Nothing half-written ever looks finished: files are written under hidden temporary names and
-renamed at the end. If decoding fails in the middle or the user presses Ctrl-C, what was
-finished is kept under ``.partial`` names (``masks.partial/``, ``overlay.partial.mp4``) and
-``results.json`` says ``"status": "partial"`` with the reason.
+Nothing half-written ever looks finished: files are written under temporary names and renamed
+at the end (:mod:`persam_video.atomic`). If decoding fails in the middle or the user presses
+Ctrl-C, what was finished is kept under ``.partial`` names (``masks.partial/``,
+``overlay.partial.mp4``, ``results.partial.json`` saying ``"status": "partial"`` with the
+reason) beside the last complete run, which stays as it was. A run replaces only the outputs
+of earlier ``track`` runs in its folder (:func:`persam_video.atomic.claim_outputs`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
@@ -33,11 +36,11 @@ from persam_video._version import __version__
 from persam_video.apps import visualize
 from persam_video.apps.report import REPORT_NAME, KeyFrames, render_report
 from persam_video.atomic import (
+    OutputClaim,
     check_not_overwriting,
     commit,
-    folder_lock,
-    remove_quietly,
-    remove_stale_temporaries,
+    discard,
+    run_folder,
     temp_path,
 )
 from persam_video.io import (
@@ -74,6 +77,8 @@ PARTIAL_SUFFIX = ".partial"
 #: Frame rate given to the output videos of a folder/iterable source with no frame rate.
 DEFAULT_FPS = Fraction(24)
 SINK_QUEUE_SIZE = 8
+#: The command recorded as the owner of a track output folder.
+TRACK_COMMAND = "track"
 #: ``output_paths(out, ALL_OUTPUTS)``: the names of every output any run may write.
 ALL_OUTPUTS = None
 MaskedVideo = Literal["none", "cutout", "blur", "alpha"]
@@ -209,9 +214,19 @@ def output_paths(
         names.append(REPORT_NAME)
     if every or options.heatmap:
         names.append(HEATMAP_NAME)
-    partials = [partial_name(n, PARTIAL_SUFFIX) for n in names if n != RESULTS_NAME]
     prompted = [PROMPT_MASKS_DIR] if every else []  # written by a prompted run (apps.prompted)
+    partials = [partial_name(n, PARTIAL_SUFFIX) for n in [*names, *prompted]]
     return [out / name for name in [*names, *prompted, *partials]]
+
+
+def replaced_outputs(out_dir: str | os.PathLike[str], *, partial: bool) -> list[Path]:
+    """What a run removes of an older run's outputs before moving its own into place: all of
+    them after a complete run; after one that did not complete, only the ``.partial`` ones (the
+    last complete run stays)."""
+    paths = output_paths(out_dir, ALL_OUTPUTS)
+    if not partial:
+        return paths
+    return [p for p in paths if PARTIAL_SUFFIX in p.name]
 
 
 def partial_name(name: str, suffix: str) -> str:
@@ -233,34 +248,6 @@ def check_mask_or_targets(has_mask: bool, has_targets: bool) -> None:
         raise ValueError(
             "give either the first frame's mask (--mask) or saved targets (--target), not both"
         )
-
-
-def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
-    """Check ``out_dir`` can be used as the output folder, without creating anything.
-
-    It must be a writable folder, or not exist yet under a writable folder.
-    """
-    path = Path(out_dir)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"output path {path} exists and is not a folder")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"output path {path} is inside {existing}, which is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write to the output folder {existing}")
-    return path
-
-
-def prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
-    """Create ``out_dir`` if needed (after :func:`check_out_dir`)."""
-    path = check_out_dir(out_dir)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"cannot create the output folder {path}: {exc.strerror}") from None
-    return path
 
 
 class OutputSink:
@@ -383,11 +370,12 @@ class OutputSink:
             raise
         return outputs
 
-    def commit(self, last: list[tuple[Path, Path]] | None = None) -> None:
+    def commit(self, claim: OutputClaim, last: list[tuple[Path, Path]], *, partial: bool) -> None:
         """Move the finished outputs into place, then ``last`` (``(temporary, final)`` pairs:
-        results.json), removing whatever an older run left under any output name."""
-        moves = self._moves + (last or [])
-        commit(moves, remove=output_paths(self.out_dir, ALL_OUTPUTS))
+        results.json), removing what an older run left under the names this run replaces
+        (:func:`replaced_outputs`)."""
+        moves = self._moves + last
+        commit(moves, remove=replaced_outputs(self.out_dir, partial=partial), claim=claim)
         self._moves = []
 
     def abort(self) -> None:
@@ -414,6 +402,7 @@ def track_to_folder(
     start: int = 0,
     max_frames: int | None = None,
     on_frame: Callable[[FrameResult], None] | None = None,
+    claim: OutputClaim | None = None,
 ) -> TrackSummary:
     """Track the objects of ``first_mask`` through ``source`` and write the outputs to ``out_dir``.
 
@@ -438,6 +427,9 @@ def track_to_folder(
         on_frame: called with each frame's result as it is tracked, in the calling thread (to
             gather something of one's own, e.g. the spans of ``find``); an exception it raises
             ends the run as any other failure does.
+        claim: ``out_dir`` already locked and claimed by the caller (a command that writes
+            more beside the track outputs, see :func:`persam_video.atomic.run_folder`); by
+            default the run locks and claims the folder itself.
 
     Returns:
         A :class:`TrackSummary`; ``status`` is ``partial`` when decoding failed in the middle
@@ -448,25 +440,25 @@ def track_to_folder(
     check_inputs_survive(out_dir, [source, first_mask])
     if start < 0 or (max_frames is not None and max_frames < 1):
         raise ValueError(f"start must be >= 0 and max_frames >= 1, got {start} and {max_frames}")
-    created = not Path(out_dir).exists()
-    out = prepare_out_dir(out_dir)
-    try:
-        with folder_lock(out):
-            remove_stale_temporaries(out)
-            return _track_locked(
-                tracker, source, first_mask, out, targets, options, resize_mask, fps,
-                progress, metadata or {}, start, max_frames, on_frame,
-            )  # fmt: skip
-    finally:
-        if created and not any(out.iterdir()):
-            out.rmdir()  # a run that wrote nothing leaves nothing, not even its folder
+    args = (targets, options, resize_mask, fps, progress, metadata or {}, start, max_frames,
+            on_frame)  # fmt: skip
+    if claim is not None:
+        return _track_locked(tracker, source, first_mask, claim, *args)
+    with track_folder(out_dir) as held:
+        return _track_locked(tracker, source, first_mask, held, *args)
+
+
+def track_folder(out_dir: str | os.PathLike[str]) -> AbstractContextManager[OutputClaim]:
+    """The output folder of a track run (:func:`persam_video.atomic.run_folder`), claiming
+    every name a track run may write."""
+    return run_folder(out_dir, TRACK_COMMAND, [p.name for p in output_paths(out_dir)])
 
 
 def _track_locked(
     tracker: VideoTracker,
     source: str | os.PathLike[str] | Iterable[np.ndarray] | FrameSource,
     first_mask: str | os.PathLike[str] | np.ndarray | LabelMap | None,
-    out: Path,
+    claim: OutputClaim,
     targets: list[Target] | None,
     options: OutputOptions,
     resize_mask: bool,
@@ -477,7 +469,8 @@ def _track_locked(
     max_frames: int | None,
     on_frame: Callable[[FrameResult], None] | None = None,
 ) -> TrackSummary:
-    """:func:`track_to_folder` once the output folder is locked."""
+    """:func:`track_to_folder` once the output folder is locked and claimed."""
+    out = claim.folder
     began = time.perf_counter()
     frames = source if isinstance(source, FrameSource) else open_source(source, fps=fps)
     with frames:
@@ -542,7 +535,8 @@ def _track_locked(
         if sink.key_frames is not None:
             summary.outputs["report"] = report_name(status)
         document = results_document(summary, records, frames, tracker, metadata)
-        sink.commit(last=stage_final_files(out, document, sink.key_frames, annotated))
+        last = stage_final_files(out, document, sink.key_frames, annotated)
+        sink.commit(claim, last, partial=status != RunStatus.COMPLETE)
     except BaseException:
         sink.abort()
         raise
@@ -554,15 +548,21 @@ def report_name(status: RunStatus) -> str:
     return partial_name(REPORT_NAME, "" if status == RunStatus.COMPLETE else PARTIAL_SUFFIX)
 
 
+def results_name(status: RunStatus | str) -> str:
+    """``results.json``, or ``results.partial.json`` for a run that did not complete."""
+    complete = status == RunStatus.COMPLETE
+    return partial_name(RESULTS_NAME, "" if complete else PARTIAL_SUFFIX)
+
+
 def stage_final_files(
     out: Path,
     document: dict[str, Any],
     key_frames: KeyFrames | None,
     annotated: Iterable[int],
 ) -> list[tuple[Path, Path]]:
-    """Write the report (when ``key_frames`` were collected) and results.json under temporary
-    names; return their ``(temporary, final)`` moves, results.json last (for ``commit``).
-    Nothing is left behind when writing fails."""
+    """Write the report (when ``key_frames`` were collected) and the results document
+    (:func:`results_name`) under temporary names; return their ``(temporary, final)`` moves,
+    the results document last (for ``commit``). Nothing is left behind when writing fails."""
     staged: list[tuple[Path, Path]] = []
     try:
         if key_frames is not None:
@@ -571,12 +571,12 @@ def stage_final_files(
                                  skipped=key_frames.skipped)  # fmt: skip
             staged.append((temp_path(report), report))
             staged[-1][0].write_text(page, encoding="utf-8")
-        results = out / RESULTS_NAME
+        results = out / results_name(document["status"])
         staged.append((temp_path(results), results))
         staged[-1][0].write_text(json.dumps(document, indent=1, allow_nan=False), "utf-8")
     except BaseException:
         for tmp, _ in staged:
-            remove_quietly(tmp)
+            discard(tmp)
         raise
     return staged
 

@@ -254,9 +254,10 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
 
         opened_outputs = [view, slider, info, prompts, command, overlay_video, downloads,
                           target_file]  # fmt: skip
-        upload.upload(on_upload, [upload], opened_outputs)
-        open_button.click(on_open_path, [path], opened_outputs)
-        path.submit(on_open_path, [path], opened_outputs)
+        # opening a video runs no model: one session's open never waits for another's
+        upload.upload(on_upload, [upload], opened_outputs, concurrency_limit=None)
+        open_button.click(on_open_path, [path], opened_outputs, concurrency_limit=None)
+        path.submit(on_open_path, [path], opened_outputs, concurrency_limit=None)
         slider.change(on_scrub, [slider], [view], trigger_mode="always_last",
                       show_progress="hidden")  # fmt: skip
         prompt_outputs = [view, prompts, command]

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from persam_video.atomic import atomic_folder, write_text
 from persam_video.config import PerSAMConfig
@@ -64,6 +64,11 @@ class ClipTask(Protocol):
     """What a batch does with each clip (picklable: it travels to Ray workers with the
     settings). :class:`TrackTask` tracks it (``batch``); ``find`` searches it for targets."""
 
+    #: The command recorded as the owner of the output folder.
+    command: ClassVar[str]
+    #: The reports the task writes beside the clips' folders (claimed with them).
+    reports: ClassVar[tuple[str, ...]]
+
     def record(self) -> dict[str, Any]:
         """What the task's results depend on, beyond the model and config (kept in
         ``batch.json``: a rerun with another record is refused)."""
@@ -81,6 +86,9 @@ class ClipTask(Protocol):
 @dataclass(frozen=True)
 class TrackTask:
     """Track each clip from its first-frame mask or saved target (what ``batch`` does)."""
+
+    command: ClassVar[str] = "batch"
+    reports: ClassVar[tuple[str, ...]] = ()
 
     def record(self) -> dict[str, Any]:
         """Nothing beyond the settings' own fields (``batch.json`` keeps its older form)."""

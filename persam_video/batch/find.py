@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from persam_video.atomic import check_component, check_not_overwriting, write_text
 from persam_video.batch.clip import (
@@ -87,6 +87,9 @@ def target_refs(paths: Iterable[str | os.PathLike[str]]) -> tuple[TargetRef, ...
 @dataclass(frozen=True)
 class FindTask:
     """Search each clip for the targets (the batch task of ``find``)."""
+
+    command: ClassVar[str] = "find"
+    reports: ClassVar[tuple[str, ...]] = (FOUND_JSON, FOUND_CSV, FOUND_HTML)
 
     targets: tuple[TargetRef, ...]
     rules: SpanRules = field(default_factory=SpanRules)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import tempfile
+import socket
 
 import click
 
@@ -63,6 +63,7 @@ def app_command(
         AppSessions,
         AppSettings,
         ModelHolder,
+        app_folder,
     )
 
     if not gradio_installed():
@@ -75,7 +76,8 @@ def app_command(
         model_name=model, checkpoint=checkpoint, device=device, config=config,
         max_upload_mb=limit, threads=threads, config_args=config_args,
     )  # fmt: skip
-    root = tempfile.mkdtemp(prefix="persam-video-app-")
+    check_port_free(host, port)
+    root = app_folder()
     os.environ[GRADIO_TEMP_ENV] = os.path.join(root, "gradio")
     os.environ.setdefault(GRADIO_ANALYTICS_ENV, "False")
     sessions = AppSessions(ModelHolder(settings), root)
@@ -87,6 +89,18 @@ def app_command(
         serve(sessions, host=host, port=port, max_upload_mb=limit, quiet=quiet)
     finally:
         sessions.close()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse (one line) a port another program already listens on, before anything starts."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise InputError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): choose another --port"
+            ) from None
 
 
 def gradio_installed() -> bool:

@@ -44,7 +44,7 @@ def batch(
     Resumable: clips finished by an earlier run are skipped. A clip that fails is recorded in
     failures.jsonl and the others go on; the exit code is 1 when some failed.
     """
-    from persam_video.apps.track import check_out_dir
+    from persam_video.atomic import check_out_dir
     from persam_video.batch.clip import BatchSettings, ClipStatus
     from persam_video.batch.manifest import ManifestError, read_manifest
     from persam_video.batch.ray_backend import import_ray

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -61,13 +62,18 @@ def split_old_subset(subset: str | None, overrides: tuple[str, ...]) -> tuple[st
     return subset or DEFAULT_SUBSET, tuple(value for value in overrides if "=" in value)
 
 
-def check_report_paths(*paths: str | None) -> None:
-    """Refuse report files that cannot be written, before any work."""
-    from persam_video.atomic import check_writable_file
+def check_report_paths(
+    inputs: list[Path], json_path: str | None, csv_path: str | None = None
+) -> None:
+    """Refuse report files that cannot be written, or would overwrite or sit inside one of
+    the ``inputs`` (folders read), before any work."""
+    from persam_video.atomic import check_not_overwriting, check_writable_file
+    from persam_video.eval.report import per_object_csv_path
 
-    for path in paths:
-        if path:
-            check_writable_file(path)
+    written = [check_writable_file(path) for path in (json_path, csv_path) if path]
+    if csv_path:  # the per-object table goes beside the global one
+        written.append(per_object_csv_path(csv_path))
+    check_not_overwriting(inputs, written)
 
 
 def evaluate_and_report(
@@ -76,17 +82,20 @@ def evaluate_and_report(
 ) -> None:  # fmt: skip
     """Evaluate results (a DAVIS set, or one sequence's --annotations folder), print the
     tables, write the JSON/CSV files asked for."""
-    check_report_paths(json_path, csv_path)
     from persam_video.eval.davis_dataset import SINGLE_OBJECT_YEAR, DavisDataset
-    from persam_video.eval.evaluate import evaluate_davis, evaluate_folder
+    from persam_video.eval.evaluate import evaluate_davis, evaluate_folder, evaluation_inputs
 
     if annotations is not None:
+        check_report_paths(
+            evaluation_inputs(results, annotations_dir=annotations), json_path, csv_path
+        )
         single_object = int(year) == SINGLE_OBJECT_YEAR
         report = evaluate_folder(
             annotations, results, single_object=single_object, progress=not quiet
         )
     else:
         dataset = DavisDataset(davis_root, subset=subset, year=int(year))
+        check_report_paths(evaluation_inputs(results, dataset=dataset), json_path, csv_path)
         report = evaluate_davis(dataset, results, progress=not quiet)
     click.echo(report.format_table())
     if json_path:
@@ -129,11 +138,12 @@ def davis(
     from persam_video.video import VideoTracker
 
     subset, overrides = split_old_subset(subset, overrides)
-    check_report_paths(json_path)  # before hours of tracking, not after
     config = common.build_config(config_name, (*overrides, *old_overrides), finetune)
     common.check_precision(precision, device)
     model_name = common.model_for_targets(model_name, default=DAVIS_DEFAULT_MODEL)
     dataset = DavisDataset(davis_root, subset=subset, year=int(year))
+    results = [Path(out_dir) / seq for seq in dataset.sequences]  # read back by the evaluation
+    check_report_paths([*dataset.sequence_folders(), *results], json_path)  # before hours
     dataset.check_references()  # before the model loads (run_davis checks again)
     sam = common.load_model(model_name, checkpoint, device, quiet)
     encoder = common.make_encoder(sam, precision, batch_frames, compile_encoder, stock_encoder)

@@ -35,7 +35,7 @@ def demo(out_dir: str, seed: int, config_name: str, quiet: bool, threads: int) -
     metrics.json (J&F against the generated ground truth) to --out.
     """
     from persam_video.apps.demo import run_demo
-    from persam_video.apps.track import check_out_dir
+    from persam_video.atomic import check_out_dir
     from persam_video.model.demo import DEMO_MODEL_NAME
     from persam_video.model.registry import model_metadata
     from persam_video.video import VideoTracker

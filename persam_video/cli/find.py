@@ -74,7 +74,7 @@ def find(
     Resumable: clips finished by an earlier run are skipped. A clip that fails is recorded in
     failures.jsonl and the others go on; the exit code is 1 when some failed.
     """
-    from persam_video.apps.track import check_out_dir
+    from persam_video.atomic import check_out_dir
     from persam_video.batch.clip import BatchSettings, ClipStatus
     from persam_video.batch.find import FindTask, clip_jobs, run_find, target_refs
     from persam_video.batch.manifest import ManifestError

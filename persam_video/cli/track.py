@@ -114,10 +114,10 @@ def track(
         RunStatus,
         check_inputs_survive,
         check_mask_or_targets,
-        check_out_dir,
         load_first_mask,
         track_to_folder,
     )
+    from persam_video.atomic import check_out_dir
     from persam_video.cli.prompts import parse_prompts
     from persam_video.io import open_source
     from persam_video.model.registry import model_metadata
@@ -180,11 +180,15 @@ def track(
     if summary.status == RunStatus.COMPLETE:
         click.echo(f"{line}; outputs in {summary.out_dir}")
         return
-    click.echo(f"{line}; partial results in {summary.out_dir}", err=True)
+    click.echo(f"{line}; partial results in {summary.out_dir} ({PARTIAL_NOTE})", err=True)
     if summary.status == RunStatus.INTERRUPTED:
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     raise InputError(summary.error or "tracking stopped early")
+
+
+#: What the line of a run that did not complete says of its outputs.
+PARTIAL_NOTE = ".partial names, beside any earlier complete run, which is kept"
 
 
 def track_prompted(
@@ -195,7 +199,8 @@ def track_prompted(
 ) -> None:  # fmt: skip
     """``track`` from prompts on any frames (see :mod:`persam_video.apps.prompted`)."""
     from persam_video.apps.prompted import check_geometry, check_specs, track_prompts_to_folder
-    from persam_video.apps.track import RunStatus, check_inputs_survive, check_out_dir
+    from persam_video.apps.track import RunStatus, check_inputs_survive
+    from persam_video.atomic import check_out_dir
     from persam_video.io.seekable import open_seekable
     from persam_video.model.registry import model_metadata
     from persam_video.video import VideoTracker
@@ -232,7 +237,7 @@ def track_prompted(
     if summary.status == RunStatus.COMPLETE:
         click.echo(f"{line}; outputs in {summary.out_dir}")
         return
-    click.echo(f"{line}; partial results in {summary.out_dir}", err=True)
+    click.echo(f"{line}; partial results in {summary.out_dir} ({PARTIAL_NOTE})", err=True)
     if summary.status == RunStatus.INTERRUPTED:
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)

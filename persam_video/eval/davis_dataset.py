@@ -200,6 +200,11 @@ class DavisDataset:
         """Annotation PNGs of ``seq``, in natural name order."""
         return list(self._annotations[self._check_sequence(seq)])
 
+    def sequence_folders(self) -> list[Path]:
+        """The folders this set's frames and annotations are read from, per sequence."""
+        return [folder / seq for seq in self.sequences
+                for folder in (self.frames_dir, self.annotations_dir)]  # fmt: skip
+
     def frame_names(self, seq: str) -> list[str]:
         """Annotation file names without extension, e.g. "00000": results use the same names."""
         return [path.stem for path in self.annotation_paths(seq)]

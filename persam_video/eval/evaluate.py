@@ -123,6 +123,8 @@ RESULT_SUFFIX = ".png"
 #: ``persam_video.apps.track`` writes; ``apps`` is a layer above, so they are repeated here).
 TRACK_MASKS_DIR = "masks"
 TRACK_RECORD = "results.json"
+#: The record of a track run that did not complete (its masks are ``masks.partial/``).
+TRACK_PARTIAL_RECORD = "results.partial.json"
 
 
 @dataclass(frozen=True)
@@ -271,6 +273,27 @@ def evaluate_folder(
     return DavisReport(tuple(objects), subset=seq, year=year)
 
 
+def evaluation_inputs(
+    results_dir: str | Path,
+    *,
+    dataset: DavisDataset | None = None,
+    annotations_dir: str | Path | None = None,
+) -> list[Path]:
+    """The folders an evaluation reads PNGs from (annotations and results), those that exist:
+    what its reports must not overwrite or sit inside."""
+    results_dir = Path(results_dir)
+    if dataset is not None:
+        pairs = [(dataset.annotations_dir / seq, results_dir / seq) for seq in dataset.sequences]
+    else:
+        pairs = [(Path(annotations_dir or results_dir), results_dir)]
+    folders = []
+    for truth, results in pairs:
+        folders.append(truth)
+        if results.is_dir():
+            folders += [results, results / TRACK_MASKS_DIR]
+    return [folder for folder in folders if folder.is_dir()]
+
+
 def label_pngs(folder: Path) -> list[Path]:
     """The PNG files of ``folder`` in natural name order (hidden temporary files left out)."""
     paths = [p for p in folder.glob(f"*{RESULT_SUFFIX}") if not p.name.startswith(".")]
@@ -284,6 +307,11 @@ def result_folder(folder: Path) -> tuple[Path, bool]:
     any other folder is its own result folder.
     """
     if not (folder / TRACK_RECORD).is_file():
+        if (folder / TRACK_PARTIAL_RECORD).is_file():
+            raise FileNotFoundError(
+                f"{folder} is a track output folder of a run that stopped early (no "
+                f"{TRACK_RECORD}): track the clip again"
+            )
         return folder, False
     masks = folder / TRACK_MASKS_DIR
     if not masks.is_dir():

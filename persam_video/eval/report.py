@@ -52,6 +52,13 @@ TABLE_DECIMALS = 3
 PER_OBJECT_CSV_SUFFIX = "_per-object"
 
 
+def per_object_csv_path(global_path: str | Path) -> Path:
+    """Where :meth:`DavisReport.to_csv` writes the per-object table by default:
+    ``<global stem>_per-object<suffix>`` beside ``global_path``."""
+    global_path = Path(global_path)
+    return global_path.with_name(f"{global_path.stem}{PER_OBJECT_CSV_SUFFIX}{global_path.suffix}")
+
+
 class FrameStatistics(NamedTuple):
     """Mean, recall and decay of one object's per-frame scores."""
 
@@ -219,10 +226,7 @@ class DavisReport:
             The path the per-object table was written to.
         """
         global_path = Path(global_path)
-        if per_object_path is None:
-            name = f"{global_path.stem}{PER_OBJECT_CSV_SUFFIX}{global_path.suffix}"
-            per_object_path = global_path.with_name(name)
-        per_object_path = Path(per_object_path)
+        per_object_path = Path(per_object_path or per_object_csv_path(global_path))
         global_rows = [[_fmt(value) for value in self.global_metrics.values()]]
         per_object_rows = [[name, _fmt(j), _fmt(f)] for name, j, f in self.per_object_rows]
         write_text(global_path, _csv_text(GLOBAL_COLUMNS, global_rows))

@@ -25,7 +25,7 @@ from typing import Literal, Protocol
 import numpy as np
 from PIL import Image
 
-from persam_video.atomic import remove_quietly, temp_path
+from persam_video.atomic import discard, temp_path
 from persam_video.io.masks import write_label_png
 
 MaskFormat = Literal["davis", "per-object-png", "coco-rle"]
@@ -59,14 +59,13 @@ class MaskWriter(Protocol):
 class _FolderWriter:
     def __init__(self, final: Path) -> None:
         self.temporary = temp_path(final, folder=True)
-        remove_quietly(self.temporary)
         self.temporary.mkdir()
 
     def close(self) -> None:
         pass
 
     def abort(self) -> None:
-        remove_quietly(self.temporary)
+        discard(self.temporary)
 
 
 class DavisMaskWriter(_FolderWriter):
@@ -118,7 +117,7 @@ class CocoRleWriter:
     def abort(self) -> None:
         if not self._file.closed:
             self._file.close()
-        remove_quietly(self.temporary)
+        discard(self.temporary)
 
 
 def rle_record(

@@ -191,8 +191,8 @@ def write_label_png(
 ) -> None:
     """Write a label map as a palette PNG, atomically.
 
-    The image is written to a hidden temporary file in the same folder and then moved into
-    place with ``os.replace``, so ``path`` never holds a half-written PNG.
+    The image is written to a temporary file beside it and then moved into place (see
+    :func:`persam_video.atomic.atomic_file`), so ``path`` never holds a half-written PNG.
 
     Args:
         path: destination file; its folder must exist.

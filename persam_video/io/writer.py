@@ -35,7 +35,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from persam_video.atomic import remove_quietly, temp_path
+from persam_video.atomic import discard, place, temp_path
 from persam_video.io.errors import VideoWriteError
 from persam_video.io.probe import VideoInfo, open_container, probe
 
@@ -218,14 +218,18 @@ class VideoWriter:
             -(-self.size_hw[1] // step_w) * step_w,
         )
         self._partial = temp_path(self.path)
-        self._container = self._open_output(codec, pix_fmt, crf, options)
+        try:
+            self._container = self._open_output(codec, pix_fmt, crf, options)
+        except BaseException:
+            discard(self._partial)
+            raise
         self._audio: _AudioCopy | None = None
         try:
             if audio_from is not None:
                 self._audio = _AudioCopy(Path(audio_from), self._container)
         except BaseException:
             self._container.close()
-            remove_quietly(self._partial)
+            discard(self._partial)
             raise
         self.has_audio = self._audio is not None and self._audio.stream is not None
         self.frames_written = 0
@@ -280,7 +284,7 @@ class VideoWriter:
             stream.options = {**_encoder_options(codec, crf), **(options or {})}
         except (ValueError, av.FFmpegError) as error:
             container.close()
-            remove_quietly(self._partial)
+            discard(self._partial)
             raise ValueError(f"{self.path}: cannot set up encoder {codec!r}: {error}") from None
         self._stream = stream
         return container
@@ -374,28 +378,28 @@ class VideoWriter:
         self._put(_FINISH)
         self._thread.join()
         if self._error is None and self.frames_written == 0:
-            remove_quietly(self._partial)
+            discard(self._partial)
             raise VideoWriteError(f"{self.path}: no frames were written; nothing was saved")
         if self._error is not None:
-            remove_quietly(self._partial)
+            discard(self._partial)
             self._raise_pending()
         if not move:
             return self._partial
-        os.replace(self._partial, self.path)
+        place(self._partial, self.path)
         return self.path
 
     def abort(self) -> None:
         """Stop encoding and delete the partial file; ``path`` is left untouched."""
         if self._state == "finished":  # closed with move=False: only the file is left
             self._state = "aborted"
-            remove_quietly(self._partial)
+            discard(self._partial)
             return
         if self._state != "open":
             return
         self._state = "aborted"
         self._put(_ABORT)
         self._thread.join()
-        remove_quietly(self._partial)
+        discard(self._partial)
 
     def __enter__(self) -> VideoWriter:
         return self

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from persam_video.cli import cli
 from persam_video.synthetic import make_clip
 from persam_video.synthetic.export import write_clip_video
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, leftovers
 
 ROOT = REPO_ROOT
 CLIP_SIZE = (90, 120)
@@ -98,7 +98,7 @@ def test_local_batch_isolates_failures_and_resumes(tmp_path, dataset):
         == 0.8
     )
     assert not (out / "broken").exists()
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert not leftovers(out)
     second = run_batch_cli(str(manifest), "--out", str(out))
     assert second.exit_code == 1
     assert "0 done, 3 already done, 1 failed" in second.output
@@ -132,7 +132,7 @@ def test_kill_and_resume_gives_the_same_outputs(tmp_path):
     for video, _ in clips:
         name = video.parent.name
         assert masks_of(out, name) == masks_of(reference, name)
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert not leftovers(out)
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from persam_video.eval.evaluate import evaluate_folder
 from persam_video.io import write_label_png
 from persam_video.model import registry as models
 from persam_video.model.spec import build_sam, tiny_sam_spec
+from tests.helpers import entries
 from tests.video_factory import synthetic_frame, synthetic_labels
 
 SEQ = "boxes"
@@ -219,14 +220,14 @@ def test_davis_says_to_use_year_2016_and_writes_nothing(tmp_path, fake_model):
     result = invoke("davis", "--davis-root", root, "--out", out, "-q",
                     "--json", out / "report.json")  # fmt: skip
     assert_one_line_error(result, "blackswan", "--year 2016")
-    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert entries(out) == ["notes.txt"]
     assert (out / "notes.txt").read_text() == "mine"
 
     shutil.rmtree(out)
     result = invoke("davis", "--davis-root", root, "--out", out, "--year", "2016", "-q")
     assert result.exit_code == 0, result.output
     assert "2 sequences tracked" in result.output and "DAVIS 2016 val" in result.output
-    assert sorted(p.name for p in out.iterdir()) == sorted(["run.json", SEQ, "blackswan"])
+    assert entries(out) == sorted(["run.json", SEQ, "blackswan"])
 
 
 def test_davis_names_the_sequence_of_an_empty_first_annotation(tmp_path, fake_model):

@@ -18,7 +18,7 @@ from persam_video.cli import cli
 from persam_video.config import ConfigError, PerSAMConfig, load_config
 from persam_video.io import write_label_png
 from persam_video.persam import Target
-from tests.helpers import start_long_track
+from tests.helpers import leftovers, start_long_track
 from tests.video_factory import make_video, synthetic_labels
 
 SIZE = (48, 64)
@@ -117,7 +117,7 @@ def test_ctrl_c_stops_the_batch_and_a_rerun_resumes(tmp_path, monkeypatch):
     assert stopped.exit_code == 130 and "run the same command again" in stopped.output
     assert (out / "c0" / "done.json").is_file()
     assert not (out / "c1").exists() and not (out / "c2").exists()  # c2 never started
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+    assert not leftovers(out)  # no temporaries left
     assert (out / "failures.jsonl").read_text() == ""  # an interruption is not a failure
     monkeypatch.setattr(VideoTracker, "step_features", original)
     resumed = invoke(*args)
@@ -132,10 +132,10 @@ def test_sigterm_keeps_the_partial_results_like_ctrl_c(tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr
-    doc = json.loads((out / "results.json").read_text())
+    doc = json.loads((out / "results.partial.json").read_text())
     assert doc["status"] == "interrupted"
     assert len(list((out / "masks.partial").iterdir())) == len(doc["frames"]) >= 3
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no hidden temporaries
+    assert not leftovers(out)  # no hidden temporaries
 
 
 def test_unwritable_output_files_are_refused_before_the_work(tmp_path, fake_model):

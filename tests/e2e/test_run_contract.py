@@ -22,7 +22,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 from persam_video.apps.target_file import save_target
-from persam_video.atomic import LOCK_NAME, folder_lock, stale_temporaries
+from persam_video.atomic import (
+    LOCK_NAME,
+    MANIFEST_NAME,
+    MARKER_NAME,
+    STAGING_PREFIX,
+    folder_lock,
+    make_marked_folder,
+)
 from persam_video.cli import cli
 from persam_video.config import PerSAMConfig
 from persam_video.io import VideoDecodeError, open_source, read_mask, write_label_png
@@ -44,7 +51,15 @@ def track(video: Path, mask: Path, out: Path, *extra: str):
 
 
 def names(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir()}
+    """What a folder holds, less the record of its outputs (tested on its own)."""
+    return {p.name for p in folder.iterdir()} - {MANIFEST_NAME}
+
+
+def record_as_outputs(folder: Path, *extra: str) -> None:
+    """Add ``extra`` to the folder's record of its outputs, as an older run would have."""
+    record = json.loads((folder / MANIFEST_NAME).read_text())
+    record["outputs"] = sorted({*record["outputs"], *extra})
+    (folder / MANIFEST_NAME).write_text(json.dumps(record))
 
 
 @pytest.fixture
@@ -75,6 +90,7 @@ def test_a_run_leaves_exactly_its_outputs_and_a_rerun_removes_the_older_ones(
     (out / "notes.txt").write_text("mine")  # the user's own file
     (out / "masks.partial").mkdir()  # what an interrupted older run kept
     (out / "overlay.partial.mp4").write_bytes(b"old")
+    record_as_outputs(out, "masks.partial", "overlay.partial.mp4")
     second = track(video, mask, out, "--no-overlay")
     assert second.exit_code == 0, second.output
     assert names(out) == {"masks", "report.html", "results.json", "notes.txt"}
@@ -89,15 +105,21 @@ def test_stale_temporaries_of_dead_processes_are_removed_by_the_next_run(
     out = tmp_path / "out"
     out.mkdir()
     pid = dead_pid()
-    (out / f".masks.partial-{pid}").mkdir()
-    (out / f".masks.partial-{pid}" / "00000.png").write_bytes(b"x")
-    (out / f".overlay.partial-{pid}.mp4").write_bytes(b"x")
-    alive = out / f".overlay.partial-{os.getppid()}.mp4"  # a live process's: never touched
-    alive.write_bytes(b"x")
-    assert len(stale_temporaries(out)) == 2
+    stale, alive = make_marked_folder(out, STAGING_PREFIX), make_marked_folder(out, STAGING_PREFIX)
+    (stale / "masks").mkdir()
+    (stale / "masks" / "00000.png").write_bytes(b"x")
+    for folder, owner in ((stale, pid), (alive, os.getppid())):  # a live process's: kept
+        (folder / MARKER_NAME).write_text(json.dumps({"tool": "persam-video", "pid": owner}))
+    unmarked = out / f"{STAGING_PREFIX}mine"  # our name, no marker: the user's
+    unmarked.mkdir()
+    (out / f".notes.partial-{pid}.txt").write_text("mine")  # the old temporaries' names
+    (out / f".thesis.partial-{pid}").mkdir()
+    (out / f".thesis.partial-{pid}" / "ch1.tex").write_text("mine")
     result = track(video, mask, out)
     assert result.exit_code == 0, result.output
-    assert names(out) == {"masks", "overlay.mp4", "report.html", "results.json", alive.name}
+    users = {alive.name, unmarked.name, f".notes.partial-{pid}.txt", f".thesis.partial-{pid}"}
+    assert names(out) == {"masks", "overlay.mp4", "report.html", "results.json", *users}
+    assert (out / f".thesis.partial-{pid}" / "ch1.tex").read_text() == "mine"
 
 
 @pytest.mark.slow
@@ -183,7 +205,7 @@ def test_a_full_disk_leaves_no_output_and_keeps_the_older_run(
         real_write_text = Path.write_text
 
         def write_text(self, *args, **kwargs):
-            if self.name.startswith(".results.partial-"):
+            if self.name == "results.json" and self.parent.name.startswith(STAGING_PREFIX):
                 raise full(self)
             return real_write_text(self, *args, **kwargs)
 
@@ -235,10 +257,10 @@ def test_a_damaged_frame_in_a_folder_keeps_the_frames_before_it(tmp_path, fake_m
     out = tmp_path / "out"
     result = track(frames, mask, out)
     assert result.exit_code == 2 and "cannot decode frame 3" in result.output
-    doc = json.loads((out / "results.json").read_text())
+    doc = json.loads((out / "results.partial.json").read_text())
     assert doc["status"] == "partial" and len(doc["frames"]) == 3
     assert len(list((out / "masks.partial").iterdir())) == 3
-    kept = {"masks.partial", "overlay.partial.mp4", "report.partial.html", "results.json"}
+    kept = {"masks.partial", "overlay.partial.mp4", "report.partial.html", "results.partial.json"}
     assert names(out) == kept
 
 
@@ -296,7 +318,7 @@ def test_a_truncated_matroska_file_is_partial_with_the_missing_count(tmp_path, f
     out = tmp_path / "out"
     result = track(video, mask, out)
     assert result.exit_code == 2 and "are missing" in result.output
-    doc = json.loads((out / "results.json").read_text())
+    doc = json.loads((out / "results.partial.json").read_text())
     assert doc["status"] == "partial" and len(doc["frames"]) == decoded
     assert doc["input"]["frames_expected"] == 30
 

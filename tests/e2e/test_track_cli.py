@@ -15,6 +15,7 @@ from PIL import Image
 
 from persam_video.cli import cli
 from persam_video.io import probe, read_mask, write_label_png
+from tests.helpers import leftovers
 from tests.video_factory import make_video, synthetic_frame, synthetic_labels
 
 
@@ -87,7 +88,7 @@ def test_track_writes_every_output(tmp_path, fake_model, size_hw, fps, audio, ob
     assert frame["index"] == 3 and frame["time"] == pytest.approx(3 / float(fps), abs=1e-3)
     assert set(frame["objects"]) == {str(i) for i in doc["object_ids"]}
     assert set(frame["objects"]["1"]) >= {"present", "score", "area", "bbox"}
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files
+    assert not leftovers(out)  # no temporary files
 
 
 def test_track_folder_of_frames_and_alpha(tmp_path, fake_model):
@@ -190,7 +191,7 @@ def test_decode_failure_keeps_partial_results(tmp_path, fake_model):
     result = run(str(video), "--mask", str(mask), "--out", str(out))
     assert result.exit_code == 2
     assert "frame" in result.output and "partial results in" in result.output
-    doc = json.loads((out / "results.json").read_text())
+    doc = json.loads((out / "results.partial.json").read_text())
     assert doc["status"] == "partial" and "frame" in doc["error"]
     done = len(doc["frames"])
     assert 30 < done < 80
@@ -215,10 +216,10 @@ def test_ctrl_c_stops_cleanly(tmp_path, fake_model, monkeypatch):
     result = run(str(video), "--mask", str(mask), "--out", str(out))
     assert result.exit_code == 130
     assert "interrupted" in result.output and "partial results in" in result.output
-    doc = json.loads((out / "results.json").read_text())
+    doc = json.loads((out / "results.partial.json").read_text())
     assert doc["status"] == "interrupted" and len(doc["frames"]) == 5
     assert len(list((out / "masks.partial").iterdir())) == 5
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert not leftovers(out)
 
 
 def test_variable_frame_rate_keeps_timestamps(tmp_path, fake_model):

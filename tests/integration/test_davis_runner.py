@@ -18,6 +18,7 @@ from persam_video.io import read_mask
 from persam_video.synthetic.export import write_davis
 from persam_video.video.tracker import VideoTracker
 from tests.davis_layout import write_davis as write_layout
+from tests.helpers import entries
 
 SEEDS = (0, 1, 2)
 
@@ -68,7 +69,7 @@ def test_runner_resumes_after_an_interruption(davis_root, tmp_path, tiny_sam):
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         run_davis(tracker, dataset, out, progress=False, on_sequence=stop_after_first)
-    assert sorted(p.name for p in out.iterdir()) == sorted([dataset.sequences[0], "run.json"])
+    assert entries(out) == sorted([dataset.sequences[0], "run.json"])
     run = run_davis(tracker, dataset, out, progress=False)
     assert run.skipped == [dataset.sequences[0]] and run.done == list(dataset.sequences[1:])
     for seq in dataset.sequences:
@@ -107,7 +108,7 @@ def test_runner_checks_every_first_annotation_before_writing(tmp_path, tiny_sam)
     (out / "keep.txt").write_text("mine")
     with pytest.raises(ValueError, match=r"^blackswan: "):
         run_davis(tracker, DavisDataset(root), out, progress=False)
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert entries(out) == ["keep.txt"]
 
 
 def test_runner_names_the_sequence_of_a_tracking_error(tmp_path, tiny_sam, monkeypatch):
@@ -128,4 +129,4 @@ def test_runner_names_the_sequence_of_a_tracking_error(tmp_path, tiny_sam, monke
     monkeypatch.setattr(tracker, "track", fail)
     with pytest.raises(ValueError, match=r"^dog: object 1 of the first mask: too small$"):
         run_davis(tracker, DavisDataset(root), tmp_path / "out", progress=False)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["run.json"]
+    assert entries(tmp_path / "out") == ["run.json"]
