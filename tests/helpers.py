@@ -99,3 +99,29 @@ def entries(folder: Path) -> list[str]:
     from persam_video.atomic import MANIFEST_NAME
 
     return sorted(p.name for p in folder.iterdir() if p.name != MANIFEST_NAME)
+
+
+#: (H, W) of the small clips the output-folder tests track.
+SMALL_CLIP_SIZE = (48, 64)
+
+
+def small_clip(folder: Path, n_frames: int = 4) -> tuple[Path, Path]:
+    """A small video and its first frame's mask in ``folder``: ``(clip.mp4, m.png)``."""
+    from persam_video.io import write_label_png
+    from tests.video_factory import make_video, synthetic_labels
+
+    video = folder / "clip.mp4"
+    make_video(video, n_frames=n_frames, size_hw=SMALL_CLIP_SIZE)
+    mask = folder / "m.png"
+    write_label_png(mask, synthetic_labels(0, SMALL_CLIP_SIZE))
+    return video, mask
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid

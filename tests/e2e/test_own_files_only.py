@@ -11,8 +11,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -37,7 +35,7 @@ from persam_video.io import write_label_png
 from persam_video.persam import Target
 from persam_video.synthetic.export import write_davis
 from persam_video.video import VideoTracker
-from tests.helpers import leftovers, start_long_track
+from tests.helpers import dead_pid, leftovers, small_clip, start_long_track
 from tests.video_factory import make_video, synthetic_labels
 
 SIZE = (48, 64)
@@ -66,12 +64,6 @@ def snapshot(folder) -> dict:
     }
 
 
-def dead_pid() -> int:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
-
-
 def mark_as(folder, pid: int) -> None:
     """Rewrite a marked folder's marker as if process ``pid`` had made it."""
     (folder / MARKER_NAME).write_text(json.dumps({"tool": "persam-video", "pid": pid}))
@@ -79,11 +71,7 @@ def mark_as(folder, pid: int) -> None:
 
 @pytest.fixture
 def clip(tmp_path):
-    video = tmp_path / "clip.mp4"
-    make_video(video, n_frames=4, size_hw=SIZE)
-    mask = tmp_path / "m.png"
-    write_label_png(mask, synthetic_labels(0, SIZE))
-    return video, mask
+    return small_clip(tmp_path)
 
 
 def refused_in_one_line(result, *words: str) -> None:

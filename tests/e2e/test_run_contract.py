@@ -36,7 +36,7 @@ from persam_video.io import VideoDecodeError, open_source, read_mask, write_labe
 from persam_video.io._video_decode import decode_video
 from persam_video.io.probe import probe
 from persam_video.persam import Target
-from tests.helpers import REPO_ROOT, start_long_track
+from tests.helpers import REPO_ROOT, dead_pid, small_clip, start_long_track
 from tests.video_factory import make_video, synthetic_labels
 
 SIZE = (48, 64)
@@ -64,18 +64,7 @@ def record_as_outputs(folder: Path, *extra: str) -> None:
 
 @pytest.fixture
 def clip(tmp_path):
-    video = tmp_path / "clip.mp4"
-    make_video(video, n_frames=4, size_hw=SIZE)
-    mask = tmp_path / "m.png"
-    write_label_png(mask, synthetic_labels(0, SIZE))
-    return video, mask
-
-
-def dead_pid() -> int:
-    """The pid of a process that has exited."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
+    return small_clip(tmp_path)
 
 
 # --------------------------------------------------------------------------- success, reruns
