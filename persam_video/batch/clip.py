@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from persam_video.atomic import atomic_folder, write_text
-from persam_video.config import PerSAMConfig
+from persam_video.config import PerSAMConfig, load_json
 
 DONE_RECORD = "done.json"
 #: The batch's record of failed clips, and of its settings, in the output folder.
@@ -187,10 +187,10 @@ def is_done(out_root: Path, job: ClipJob) -> bool:
     if not path.is_file():
         return False
     try:
-        done = json.loads(path.read_text(encoding="utf-8"))
+        done = load_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return done.get("clip", job_record(job)) == job_record(job)
+    return isinstance(done, dict) and done.get("clip", job_record(job)) == job_record(job)
 
 
 def settings_record(settings: BatchSettings) -> dict[str, Any]:

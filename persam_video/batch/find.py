@@ -42,7 +42,7 @@ from persam_video.batch.clip import (
 )
 from persam_video.batch.manifest import RESERVED_NAMES, ManifestError, read_manifest
 from persam_video.batch.runner import run_batch
-from persam_video.config import PerSAMConfig, SpanRules
+from persam_video.config import PerSAMConfig, SpanRules, load_json
 from persam_video.io import list_images, natural_key
 
 #: Inputs read as a manifest (the batch manifest's formats, without mask or target columns).
@@ -244,7 +244,7 @@ def found_document(out: Path, jobs: list[ClipJob], task: FindTask, model: str) -
     for job in sorted(jobs, key=lambda j: natural_key(j.name)):
         if not is_done(out, job):
             continue
-        done = json.loads((out / job.name / DONE_RECORD).read_text(encoding="utf-8"))
+        done = load_json((out / job.name / DONE_RECORD).read_text(encoding="utf-8"))
         found = done.get("found", {})
         clips.append({
             "name": job.name,
@@ -260,7 +260,7 @@ def found_document(out: Path, jobs: list[ClipJob], task: FindTask, model: str) -
     if (out / FAILURES).is_file():
         for line in (out / FAILURES).read_text(encoding="utf-8").splitlines():
             if line.strip():
-                failures.append(json.loads(line))
+                failures.append(load_json(line))
     return {
         "format": FOUND_FORMAT,
         "format_version": FOUND_FORMAT_VERSION,
