@@ -277,7 +277,9 @@ def _facts(document: Mapping[str, Any]) -> str:
         rows.append(("SAM keyframes", f"{len(keys)} of {len(document['frames'])} frames (the "
                      "others carried along the optical flow)"))  # fmt: skip
     cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
-    warnings = "".join(f"<li>{_e(w)}</li>" for w in document.get("warnings", []))
+    model_warning = document.get("run", {}).get("warning")
+    said = [f"warning: {model_warning}"] if model_warning else []
+    warnings = "".join(f"<li>{_e(w)}</li>" for w in [*said, *document.get("warnings", [])])
     return f"<table class='facts'>{cells}</table>" + (f"<ul>{warnings}</ul>" if warnings else "")
 
 

@@ -77,6 +77,7 @@ def app_command(
         max_upload_mb=limit, threads=threads, config_args=config_args,
     )  # fmt: skip
     check_port_free(host, port)
+    common.say_model_warning(model)
     root = app_folder()
     os.environ[GRADIO_TEMP_ENV] = os.path.join(root, "gradio")
     os.environ.setdefault(GRADIO_ANALYTICS_ENV, "False")

@@ -67,6 +67,7 @@ def batch(
                  "report": report, "heatmap": heatmap},
         resize_mask=resize_mask,
     )  # fmt: skip
+    common.say_model_warning(model_name)
     with common.ClipProgress(len(jobs), quiet, out_dir) as progress:
         outcomes = run_batch(
             jobs, out_dir, settings, ray_address=ray_address, workers=workers,

@@ -353,10 +353,20 @@ def check_model_name(model_name: str) -> str:
 
 
 def load_model(model_name: str, checkpoint: str | None, device: str, quiet: bool) -> Any:
-    """Load the SAM model named on the command line (the stock model)."""
+    """Load the SAM model named on the command line (the stock model), after
+    :func:`say_model_warning`."""
     from persam_video.model.registry import load_sam
 
+    say_model_warning(model_name)
     return load_sam(model_name, checkpoint=checkpoint, device=device, progress=not quiet)
+
+
+def say_model_warning(model_name: str) -> None:
+    """One line on stderr when the model is the demo model (even with ``-q``): it is not SAM."""
+    from persam_video.model.demo import DEMO_MODEL_NAME, DEMO_WARNING
+
+    if model_name == DEMO_MODEL_NAME:
+        click.echo(f"warning: {DEMO_WARNING}", err=True)
 
 
 def check_precision(precision: str, device: str) -> None:

@@ -105,6 +105,7 @@ def find(
     task = FindTask(refs, SpanRules(max_gap=max_gap, min_frames=min_frames), save_masks, fps)
     settings = BatchSettings(model=model_name, checkpoint=checkpoint, device=device,
                              config=config.to_dict(), task=task)  # fmt: skip
+    common.say_model_warning(model_name)
     with common.ClipProgress(len(jobs), quiet, out_dir) as progress:
         run = run_find(
             jobs, out_dir, settings, ray_address=ray_address, workers=workers,

@@ -32,6 +32,11 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 DEMO_MODEL_NAME = "demo"
+#: What every run with the demo model says (stderr, results.json's ``run.warning``, report).
+DEMO_WARNING = (
+    "the demo model is a small model trained on procedural clips, not SAM: its results on real "
+    "footage mean nothing"
+)
 #: The bundled weights (package data).
 DEMO_WEIGHTS: Traversable | Path = (
     resources.files("persam_video") / "assets" / "demo_sam.safetensors"

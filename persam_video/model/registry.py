@@ -24,7 +24,7 @@ from persam_video.model.checkpoints import (
     sha256_of,
     verify_file,
 )
-from persam_video.model.demo import DEMO_MODEL_NAME, DEMO_SHA256, load_demo_sam
+from persam_video.model.demo import DEMO_MODEL_NAME, DEMO_SHA256, DEMO_WARNING, load_demo_sam
 from persam_video.model.spec import OFFICIAL_SHAPES
 
 
@@ -100,13 +100,15 @@ def _load_official(name: str, checkpoint: str | Path | None, progress: bool) -> 
 
 
 def model_metadata(name: str, checkpoint: str | Path | None = None) -> dict[str, Any]:
-    """Model name, checkpoint file and its SHA-256, for results and target files.
+    """Model name, checkpoint file and its SHA-256, for results and target files; the demo
+    model's also carries its ``warning`` (:data:`~persam_video.model.demo.DEMO_WARNING`).
 
     Official checkpoints of the official size were verified against the registry's hash when
     downloaded or loaded, so that hash is reported without reading the file again.
     """
     if name == DEMO_MODEL_NAME:
-        return {"model": name, "checkpoint": None, "checkpoint_sha256": DEMO_SHA256}
+        return {"model": name, "checkpoint": None, "checkpoint_sha256": DEMO_SHA256,
+                "warning": DEMO_WARNING}  # fmt: skip
     path = Path(checkpoint) if checkpoint is not None else checkpoint_path(name)
     official = CHECKPOINTS.get(name)
     if official is not None and path.is_file() and path.stat().st_size == official.size:
