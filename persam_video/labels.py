@@ -289,7 +289,8 @@ class LabelMap:
         if size is not None and checked.size != tuple(size):
             raise MaskError(
                 f"the mask is {describe_size(checked.size)} but the frames are "
-                f"{describe_size(tuple(size))} (WxH); pass --resize-mask to resize it"
+                f"{describe_size((int(size[0]), int(size[1])))} (WxH); pass --resize-mask to "
+                "resize it"
             )
         return checked
 

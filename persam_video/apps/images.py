@@ -156,4 +156,4 @@ def _segment_locked(
         for tmp, _ in moves:
             discard(tmp)
         raise
-    return ImagesSummary(images=len(files), found=sum(r["found"] for r in records))
+    return ImagesSummary(images=len(files), found=sum(bool(r["found"]) for r in records))

@@ -198,23 +198,21 @@ def output_paths(
     ``.partial`` names); with :data:`ALL_OUTPUTS`, those of any run (a run removes what an
     older one left under these names, so its outputs are exactly its own)."""
     out = Path(out_dir)
-    every = options is ALL_OUTPUTS
     names = [RESULTS_NAME]
-    if every:
-        names += sorted(set(FORMAT_NAMES.values()))
-    elif options.save_masks:
-        names.append(FORMAT_NAMES[options.mask_format])
-    if every or options.overlay:
-        names.append(OVERLAY_NAME)
-    if every:
-        names += sorted(set(MASKED_NAMES.values()))
-    elif options.masked_video != "none":
-        names.append(MASKED_NAMES[options.masked_video])
-    if every or options.report:
-        names.append(REPORT_NAME)
-    if every or options.heatmap:
-        names.append(HEATMAP_NAME)
-    prompted = [PROMPT_MASKS_DIR] if every else []  # written by a prompted run (apps.prompted)
+    prompted: list[str] = []
+    if options is None:  # every name any run may write (a prompted run's prompt masks too)
+        names += [*sorted(set(FORMAT_NAMES.values())), OVERLAY_NAME,
+                  *sorted(set(MASKED_NAMES.values())), REPORT_NAME, HEATMAP_NAME]  # fmt: skip
+        prompted = [PROMPT_MASKS_DIR]
+    else:
+        wanted = [
+            (options.save_masks, FORMAT_NAMES[options.mask_format]),
+            (options.overlay, OVERLAY_NAME),
+            (options.masked_video != "none", MASKED_NAMES.get(options.masked_video, "")),
+            (options.report, REPORT_NAME),
+            (options.heatmap, HEATMAP_NAME),
+        ]
+        names += [name for asked, name in wanted if asked]
     partials = [partial_name(n, PARTIAL_SUFFIX) for n in [*names, *prompted]]
     return [out / name for name in [*names, *prompted, *partials]]
 
@@ -278,7 +276,8 @@ class OutputSink:
         self._queue: queue.Queue = queue.Queue(maxsize=SINK_QUEUE_SIZE)
         fps = source.fps or DEFAULT_FPS
         audio_from = source.path if source.has_audio and audio else None
-        common = {"fps": fps, "size_hw": source.size, "time_base": source.time_base}
+        common: dict[str, Any] = {"fps": fps, "size_hw": source.size,
+                                  "time_base": source.time_base}  # fmt: skip
         try:
             if options.save_masks:
                 final = out_dir / FORMAT_NAMES[options.mask_format]
@@ -618,7 +617,7 @@ def frame_record(result: FrameResult) -> dict[str, Any]:
 
 
 def _object_record(obj: ObjectResult) -> dict[str, Any]:
-    record = {
+    record: dict[str, Any] = {
         "present": obj.present,
         "score": finite_or_none(obj.score),
         "area": obj.area,

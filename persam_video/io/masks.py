@@ -106,9 +106,9 @@ def _open_image(path: Path) -> Image.Image:
         reason = "is a folder" if path.is_dir() else "does not exist"
         raise MaskError(f"{path}: mask file {reason}; expected a PNG mask image")
     try:
-        image = Image.open(path)
-        image.load()
-        image = upright(image)  # as viewers show it, so it lines up with upright frames
+        opened = Image.open(path)
+        opened.load()
+        image = upright(opened)  # as viewers show it, so it lines up with upright frames
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
         raise MaskError(f"{path}: cannot read mask image ({error}); expected a PNG") from None
     return image

@@ -112,7 +112,7 @@ def model_metadata(name: str, checkpoint: str | Path | None = None) -> dict[str,
     path = Path(checkpoint) if checkpoint is not None else checkpoint_path(name)
     official = CHECKPOINTS.get(name)
     if official is not None and path.is_file() and path.stat().st_size == official.size:
-        digest = official.sha256
+        digest: str | None = official.sha256
     else:
         digest = sha256_of(path) if path.is_file() else None
     return {"model": name, "checkpoint": str(path), "checkpoint_sha256": digest}
