@@ -184,3 +184,18 @@ def test_describe_state_dict():
     assert describe_state_dict({}) == "not a SAM state dict"
     state = build_sam(tiny_sam_spec(encoder_dim=32, encoder_depth=3)).state_dict()
     assert describe_state_dict(state) == "a SAM with encoder width 32 and depth 3"
+
+
+def test_weights_list_answers_without_loading_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from persam_video.cli import cli\n"
+        "result = CliRunner().invoke(cli, ['weights', 'list'])\n"
+        "assert result.exit_code == 0 and 'vit_b' in result.output, result.output\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
