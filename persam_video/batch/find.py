@@ -44,6 +44,7 @@ from persam_video.batch.manifest import RESERVED_NAMES, ManifestError, read_mani
 from persam_video.batch.runner import run_batch
 from persam_video.config import PerSAMConfig, SpanRules, load_json
 from persam_video.io import list_images, natural_key
+from persam_video.io.reader import IMAGE_EXTENSIONS
 
 #: Inputs read as a manifest (the batch manifest's formats, without mask or target columns).
 MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".ndjson", ".json"})
@@ -163,6 +164,11 @@ def clip_jobs(
                 problems.append(f"folder {path} holds no video files or folders of frames")
             jobs += [ClipJob(name=clip.stem if clip.is_file() else clip.name, input=str(clip))
                      for clip in clips]  # fmt: skip
+        elif path.suffix.lower() in IMAGE_EXTENSIONS:
+            problems.append(
+                f"{path} is a photo: find searches videos and folders of frames; to find targets "
+                "in photos, use persam-video segment"
+            )
         else:
             jobs.append(ClipJob(name=path.stem, input=str(path)))
     seen: dict[str, str] = {}
@@ -350,7 +356,8 @@ def found_html(document: dict[str, Any], out: Path) -> str:
         f"<title>persam-video find: {e(targets)}</title>\n<style>{_HTML_STYLE}</style>\n"
         "</head>\n<body>\n"
         f"<h1>Found: {e(targets)}</h1>\n"
-        f"<p>{len(clips)} clips searched, {len(failures)} failed; spans bridge gaps of up to "
+        f"<p>{len(clips) + len(failures)} clips searched, {len(failures)} failed; spans bridge "
+        "gaps of up to "
         f"{document['spans']['max_gap']} frames and need {document['spans']['min_frames']} "
         "present frames.</p>\n"
         "<table><thead><tr><th>clip</th><th>target</th><th>frames</th><th>seconds</th>"

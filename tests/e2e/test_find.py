@@ -165,6 +165,8 @@ def test_reports_csv_and_self_contained_html(first_run):
     assert "http://" not in page and "https://" not in page and "<script" not in page
     order = [page.index(f"<td>{name}</td>") for name in ("clean_c", "hit_a", "hit_b")]
     assert order == sorted(order) and "broken" in page
+    searched, failed = len(found["clips"]) + len(found["failures"]), len(found["failures"])
+    assert failed and f"<p>{searched} clips searched, {failed} failed;" in page
 
 
 def test_rerun_skips_finished_clips_and_rebuilds_the_same_reports(archive, first_run):
@@ -246,6 +248,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, archive):
     with_masks.write_text(f"input,mask\n{folder / 'hit_a.mp4'},x.png\n")
     cases.append((["--target", str(target), str(with_masks)], "unknown column(s) mask"))
     cases.append((["--target", str(target), str(folder), "--fps", "0"], "fps"))
+    photo = tmp_path / "holiday.jpg"
+    Image.fromarray(np.zeros((*SIZE, 3), np.uint8)).save(photo)
+    cases.append((["--target", str(target), str(photo)], "use persam-video segment"))
     for args, message in cases:
         result = find(*args, "--out", str(out))
         assert result.exit_code == 2, (args, result.output)
