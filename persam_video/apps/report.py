@@ -24,6 +24,7 @@ import io
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -195,9 +196,13 @@ def timeline_svg(
         xy = line.get_xydata()
         plotted[name] = [[float(a), None if np.isnan(b) else float(b)] for a, b in xy]
     for kind, frames in marks.items():
-        for index in frames:
+        for number, index in enumerate(frames):
             for ax in axes:
-                ax.axvline(index, color=MARK_COLOURS[kind], linewidth=0.8, linestyle="--")
+                label = f"{kind} (dashed)" if ax is axes[0] and number == 0 else None
+                ax.axvline(index, color=MARK_COLOURS[kind], linewidth=0.8, linestyle="--",
+                           label=label)  # fmt: skip
+    if any(marks.values()):
+        axes[0].legend(loc="center right", fontsize="small")
     keys = keyframe_indices(document)
     if keys is not None:
         rug = axes[2].vlines(keys, 0.0, KEYFRAME_TICK, transform=axes[2].get_xaxis_transform(),
@@ -267,11 +272,14 @@ def _facts(document: Mapping[str, Any]) -> str:
         ("frames", f"{timings.get('frames', len(document['frames']))}"
                    f" of {source.get('frames_expected') or '?'} expected"),
         ("size (H x W)", " x ".join(str(v) for v in source["size_hw"])),
-        ("frame rate", f"{source['fps']} ({source.get('fps_from', 'input')})"),
+        ("frame rate", frame_rate_text(source["fps"], source.get("fps_from", "input"))),
         ("objects", ", ".join(str(i) for i in document["object_ids"])),
         ("model", str(document.get("run", {}).get("model", "?"))),
         ("speed", f"{timings.get('frames_per_s', '?')} frames/s"),
     ]  # fmt: skip
+    prompts = document.get("prompts")
+    if prompts:
+        rows.append(("prompts", prompts_text(prompts)))
     keys = keyframe_indices(document)
     if keys is not None:
         rows.append(("SAM keyframes", f"{len(keys)} of {len(document['frames'])} frames (the "
@@ -281,6 +289,32 @@ def _facts(document: Mapping[str, Any]) -> str:
     said = [f"warning: {model_warning}"] if model_warning else []
     warnings = "".join(f"<li>{_e(w)}</li>" for w in [*said, *document.get("warnings", [])])
     return f"<table class='facts'>{cells}</table>" + (f"<ul>{warnings}</ul>" if warnings else "")
+
+
+def frame_rate_text(fps: Any, origin: str) -> str:
+    """``29.56 frames/s (3725/126, input)``: the rate in decimals, then exactly as recorded."""
+    try:
+        rate = float(Fraction(str(fps)))
+    except (ValueError, ZeroDivisionError):
+        return f"{fps} ({origin})"
+    exact = f"{fps}, " if "/" in str(fps) else ""
+    return f"{rate:.4g} frames/s ({exact}{origin})"
+
+
+def prompts_text(prompts: list[Mapping[str, Any]]) -> str:
+    """The prompts of a prompted run in one line: ``object 1: 2 points on frame 120; ...``."""
+    parts = []
+    for prompt in prompts:
+        what = []
+        if prompt.get("points"):
+            count = len(prompt["points"])
+            what.append(f"{count} point{'s' if count != 1 else ''}")
+        if prompt.get("box") is not None:
+            what.append("a box")
+        if not what:
+            what.append(str(prompt.get("kind", "a prompt")))
+        parts.append(f"object {prompt['object']}: {' and '.join(what)} on frame {prompt['frame']}")
+    return "; ".join(parts)
 
 
 def _links(outputs: Mapping[str, str]) -> str:

@@ -237,3 +237,23 @@ def test_points_are_drawn_on_the_overlay_of_a_prompted_run(tmp_path, clip):
     plain, drawn = overlays
     changed = [i for i, (a, b) in enumerate(zip(plain, drawn, strict=True)) if np.abs(a - b).max()]
     assert len(changed) >= len(plain) // 2  # the tracked frames show their prompt points
+
+
+def test_the_report_names_its_dashed_lines_reads_the_frame_rate_and_shows_the_prompts(
+    tmp_path, clip, fake_model
+):
+    from persam_video.apps.report import frame_rate_text, prompts_text
+
+    assert frame_rate_text("3725/126", "input") == "29.56 frames/s (3725/126, input)"
+    assert frame_rate_text("25", "--fps") == "25 frames/s (--fps)"
+    assert prompts_text([{"object": 1, "frame": 3, "kind": "points", "points": [[1, 2], [3, 4]]},
+                         {"object": 2, "frame": 0, "kind": "box", "box": [0, 0, 9, 9]}]) == (
+        "object 1: 2 points on frame 3; object 2: a box on frame 0")  # fmt: skip
+    video, _ = clip
+    out = tmp_path / "out"
+    result = track(str(video), "--point", "1=20,20@2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    assert "annotated (dashed)" in page  # the legend of the dashed lines, in the SVG
+    assert "object 1: 1 point on frame 2" in page
+    assert "frames/s (" in page
