@@ -62,6 +62,7 @@ from persam_video.progress import progress_bar
 from persam_video.video import FrameResult, ObjectResult, VideoTracker
 from persam_video.video.session import (
     BACKWARD,
+    FORWARD,
     Direction,
     SessionResult,
     VideoSession,
@@ -361,7 +362,8 @@ def _track(
     """Run the passes, writing each result's mask PNG (merged with an earlier pass's)."""
     records: dict[int, dict[str, Any]] = {}
     status, error = RunStatus.COMPLETE, None
-    bar = progress_bar(total=None, unit="frame", enabled=progress, desc="tracking")
+    total = expected_results(session, direction)
+    bar = progress_bar(total=total, unit="frame", enabled=progress, desc="tracking")
     try:
         with bar:
             for result in session.propagate(direction):
@@ -374,6 +376,24 @@ def _track(
     except KeyboardInterrupt:
         status, error = RunStatus.INTERRUPTED, "interrupted by the user"
     return status, error, records
+
+
+def expected_results(session: VideoSession, direction: Direction) -> int | None:
+    """How many results ``session.propagate(direction)`` yields (the progress bar's total):
+    a forward pass from the first prompted frame (frame 0 with saved targets) to the end, and
+    a backward pass from the last prompted frame (``backward``) or from the objects' first
+    prompted frames (``both``) to frame 0; None when the frame count is not known."""
+    total = session.frames.num_frames
+    if total is None:
+        return None
+    prompted = session.annotated_frames
+    forward = direction in (FORWARD, "both") or not prompted
+    count = total - (0 if session.target_ids or not prompted else prompted[0]) if forward else 0
+    if prompted and direction == BACKWARD:
+        count += prompted[-1] + 1
+    elif prompted and direction == "both":
+        count += max(session.first_frames().values())
+    return count
 
 
 def _write_result(masks_tmp: Path, result: SessionResult, records: dict[int, dict]) -> None:
