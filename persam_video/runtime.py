@@ -125,12 +125,41 @@ def choose_threads(requested: int | str | None = None) -> int:
     return max(1, min(cpus, round(cpus - busy_cpus())))
 
 
+_threads_chosen = False  # apply_threads ran, or default_threads decided, in this process
+
+
 def apply_threads(count: int) -> int:
     """Use ``count`` CPU threads in torch, and in the thread pools of libraries and child
     processes started later (their environment variables). Imports torch. Returns ``count``."""
+    global _threads_chosen
     for name in THREAD_POOL_ENVS:
         os.environ[name] = str(count)
     import torch
 
     torch.set_num_threads(count)
+    _threads_chosen = True
     return count
+
+
+def default_threads() -> int | None:
+    """The command line's thread rule for Python callers, once per process (called when a
+    model is first set up to run, by :class:`~persam_video.persam.encoder.FrameEncoder`).
+
+    Nothing changes when threads were chosen already: :func:`apply_threads` was called, or
+    ``$OMP_NUM_THREADS`` is set. ``$PERSAM_VIDEO_THREADS`` is applied as the command line
+    applies it. Otherwise torch keeps at most ``choose_threads("auto")`` threads (fewer set by
+    the caller stay): torch's default of one thread per core runs many times slower on a busy
+    machine. Returns the count applied, or None when nothing changed.
+    """
+    global _threads_chosen
+    if _threads_chosen:
+        return None
+    _threads_chosen = True
+    if THREADS_ENV in os.environ:
+        return apply_threads(choose_threads())
+    if "OMP_NUM_THREADS" in os.environ:
+        return None
+    import torch
+
+    count = choose_threads("auto")
+    return apply_threads(count) if torch.get_num_threads() > count else None

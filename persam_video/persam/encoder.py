@@ -22,6 +22,7 @@ from segment_anything.modeling import Sam
 from persam_video.model.attention import fast_image_encoder
 from persam_video.model.quantize import int8_image_encoder
 from persam_video.persam.features import FrameFeatures, preprocess
+from persam_video.runtime import default_threads
 
 Precision = Literal["auto", "float32", "bfloat16", "float16", "int8"]
 AttentionKind = Literal["fast", "stock"]
@@ -60,6 +61,7 @@ class FrameEncoder:
             raise ValueError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
         if attention not in ATTENTION_KINDS:
             raise ValueError(f"unknown attention {attention!r}; use {', '.join(ATTENTION_KINDS)}")
+        default_threads()  # the command line's rule, for Python callers (once per process)
         self.sam = sam
         self.attention = attention
         self.batch_size = batch_size

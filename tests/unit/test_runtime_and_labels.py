@@ -146,3 +146,36 @@ def test_config_description_documents_every_field_and_reads_back(tmp_path):
     text = describe_config(config)
     assert text.count("  # ") >= len(valid_keys())
     assert PerSAMConfig.from_dict(yaml.safe_load(text)) == config
+
+
+THREADS_PROBE = """
+import os, sys, torch
+for name in ("PERSAM_VIDEO_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.pop(name, None)
+torch.set_num_threads(int(sys.argv[1]))
+from persam_video import runtime
+if sys.argv[2] == "chosen":
+    runtime.apply_threads(3)
+from persam_video.model import build_sam, tiny_sam_spec
+from persam_video.persam.encoder import FrameEncoder
+FrameEncoder(build_sam(tiny_sam_spec(), seed=0))
+print(torch.get_num_threads(), runtime.choose_threads("auto"))
+"""
+
+
+@pytest.mark.parametrize(("before", "how"), [(512, "torch"), (1, "torch"), (512, "chosen")])
+def test_the_python_api_applies_the_command_lines_thread_rule(before, how):
+    import subprocess
+    import sys
+
+    chosen = ("PERSAM_VIDEO_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in chosen}
+    probe = [sys.executable, "-c", THREADS_PROBE, str(before), how]
+    done = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=120, check=True)
+    threads, auto = (int(v) for v in done.stdout.split())
+    if how == "chosen":
+        assert threads == 3  # apply_threads before: left as chosen
+    elif before == 1:
+        assert threads == 1  # fewer than the rule gives: the caller's choice stays
+    else:
+        assert threads == auto <= os.cpu_count()  # torch's many threads cut to the rule's
