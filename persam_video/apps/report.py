@@ -198,9 +198,9 @@ def timeline_svg(
     for kind, frames in marks.items():
         for number, index in enumerate(frames):
             for ax in axes:
-                label = f"{kind} (dashed)" if ax is axes[0] and number == 0 else None
+                named = ax is axes[0] and number == 0  # one legend entry per kind
                 ax.axvline(index, color=MARK_COLOURS[kind], linewidth=0.8, linestyle="--",
-                           label=label)  # fmt: skip
+                           label=f"{kind} (dashed)" if named else None)  # fmt: skip
     if any(marks.values()):
         axes[0].legend(loc="center right", fontsize="small")
     keys = keyframe_indices(document)
