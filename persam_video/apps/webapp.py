@@ -6,7 +6,7 @@ session, found by Gradio's session id); the logic and its tests live in ``app_st
 so does an unexpected exception (its traceback goes to the server's standard error): the server
 keeps running.
 
-This module imports Gradio (``pip install "persam-video[app]"``); ``persam-video app`` imports
+This module imports Gradio (from a checkout, ``pip install ".[app]"``); ``persam-video app`` imports
 it only when the command runs.
 """
 

@@ -2,7 +2,7 @@
 
 This follows Ray's pattern for stateful (GPU) inference: actors created with ``num_gpus`` hold
 the model, and a :class:`ray.util.ActorPool` hands them clips as they become free. Ray is an
-optional extra: ``pip install persam-video[ray]``.
+optional extra: from a checkout, ``pip install ".[ray]"``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def import_ray() -> ModuleType:
         import ray
     except ImportError:
         raise ValueError(
-            "--ray needs Ray: pip install 'persam-video[ray]' (or pip install ray)"
+            "--ray needs Ray: pip install '.[ray]' in a checkout of persam-video "
+            "(or pip install ray)"
         ) from None
     return ray
 

@@ -1,4 +1,4 @@
-"""``persam-video app``: the local web app (Gradio; ``pip install "persam-video[app]"``).
+"""``persam-video app``: the local web app (Gradio; from a checkout, ``pip install ".[app]"``).
 
 It binds 127.0.0.1 by default and makes no public share link. Uploaded and produced files live
 in one temporary folder (a folder per browser session inside it), removed when the app stops.
@@ -27,7 +27,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 #: The app's model when none is named: the bundled demo model needs no download.
 APP_DEFAULT_MODEL = "demo"
-INSTALL_HINT = 'the app needs Gradio: pip install "persam-video[app]"'
+INSTALL_HINT = (
+    'the app needs Gradio: pip install ".[app]" in a checkout of persam-video (or pip install '
+    '"gradio>=6,<7")'
+)
 #: Gradio reads these when it is imported: its cache goes into the app's temporary folder, and
 #: it sends no usage statistics.
 GRADIO_TEMP_ENV, GRADIO_ANALYTICS_ENV = "GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED"
@@ -60,6 +63,7 @@ def app_command(
     """
     from persam_video.apps.app_state import (
         DEFAULT_MAX_UPLOAD_MB,
+        AppError,
         AppSessions,
         AppSettings,
         ModelHolder,
@@ -78,10 +82,15 @@ def app_command(
     )  # fmt: skip
     check_port_free(host, port)
     common.say_model_warning(model)
+    models = ModelHolder(settings)
+    try:  # a model that cannot load is said now, not at the first click in the page
+        models.get()
+    except AppError as exc:
+        raise InputError(str(exc)) from None
     root = app_folder()
     os.environ[GRADIO_TEMP_ENV] = os.path.join(root, "gradio")
     os.environ.setdefault(GRADIO_ANALYTICS_ENV, "False")
-    sessions = AppSessions(ModelHolder(settings), root)
+    sessions = AppSessions(models, root)
     try:
         from persam_video.apps.webapp import serve
 

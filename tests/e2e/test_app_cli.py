@@ -27,7 +27,16 @@ def one_line_error(result, text: str) -> None:
 
 def test_without_gradio_it_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(app_module, "gradio_installed", lambda: False)
-    one_line_error(run(), 'pip install "persam-video[app]"')
+    one_line_error(run(), 'pip install ".[app]" in a checkout of persam-video')
+
+
+def test_a_model_that_cannot_load_is_said_before_the_page_starts(monkeypatch, tmp_path):
+    pytest.importorskip("gradio")
+    from persam_video.apps import webapp
+
+    monkeypatch.setattr(webapp, "serve", lambda *a, **k: pytest.fail("the page started"))
+    missing = tmp_path / "sam_vit_b.pth"
+    one_line_error(run("--model", "vit_b", "--checkpoint", str(missing)), "cannot load the model")
 
 
 @pytest.mark.parametrize(
