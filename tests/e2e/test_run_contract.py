@@ -1,7 +1,7 @@
-"""What a run leaves behind (the contract in docs/outputs.md), sentence by sentence: after success, a
-failure in the middle, a full disk, Ctrl-C/SIGTERM, SIGKILL, a second run into the same folder,
-and a rerun; plus the inputs that used to fake completeness (a truncated Matroska file, a
-portrait phone video, EXIF-rotated frames, a damaged frame in a folder)."""
+"""What a run leaves behind (the contract in docs/outputs.md), sentence by sentence: after
+success, a failure in the middle, a full disk, Ctrl-C/SIGTERM, SIGKILL, a second run into the
+same folder, and a rerun; plus the inputs that used to fake completeness (a truncated Matroska
+file, a portrait phone video, EXIF-rotated frames, a damaged frame in a folder)."""
 
 from __future__ import annotations
 
