@@ -9,7 +9,6 @@ A :class:`PerSAMConfig` has one section per stage of the pipeline:
   the tracker's occlusion handling);
 - ``track``: what the video tracker adds (box prompts from the previous frame, momentum update of
   the target embedding, occlusion handling with hysteresis, the temporal prior);
-- ``memory``: the tracker's target memory (a bank of past embeddings, part prototypes);
 - ``keyframes``: which frames go through SAM; the others get the masks carried along the optical
   flow from the frame before (``persam_video.video.flow``).
 
@@ -57,20 +56,16 @@ MAX_CELLS = 64
 MAX_LOW_RES_CELLS = 256
 #: Largest size, margin or distance in pixels.
 MAX_PIXELS = 16384
-#: Largest count of frames (hysteresis, strides of the memory bank).
+#: Largest count of frames (hysteresis).
 MAX_FRAMES = 1_000_000
 #: Largest keyframe interval and gap (frames): ``--keyframes`` up to this.
 MAX_KEYFRAME_GAP = 1000
 #: Largest search window, in box sizes (far more than any frame).
 MAX_SEARCH_WINDOW = 100.0
-#: Largest weight of a term of the candidate score.
-MAX_WEIGHT = 100.0
 #: Largest area change factor.
 MAX_AREA_FACTOR = 1000.0
 #: Largest softmax temperature of the affinity propagation (cosine similarity units).
 MAX_TEMPERATURE = 10.0
-#: Most entries of the memory bank, and most part prototypes.
-MAX_BANK, MAX_PARTS = 1024, 256
 #: Most PerSAM-F optimizer steps, and the largest learning rate.
 MAX_FINETUNE_STEPS, MAX_LEARNING_RATE = 100_000, 1.0
 #: Largest intensity of a mask under the ``paper`` reference rule (8-bit images).
@@ -116,9 +111,6 @@ class PriorConfig:
     #: Feature cells added around the expected region before looking for distractor peaks.
     #: Range: [0, 64].
     distractor_margin: int = 1
-    #: The other objects' positive points become negative points of an object, where they lie
-    #: outside its expected region (its grown previous mask; not used without one).
-    others_as_negatives: bool = False
     #: Search window: where an object is tracked (it has a box prompt, its previous box in a
     #: video), its positive points are the most similar pixels inside that box grown by this
     #: many box sizes on every side, instead of anywhere in the frame; the negatives stay the
@@ -160,8 +152,6 @@ class DecodeConfig:
     #: Cascaded post-refinement steps: 0 none, 1 mask prompt, 2 mask prompt then box prompt.
     #: Range: [0, 2].
     refine_steps: int = 2
-    #: Also apply guidance and semantic prompting in the refinement steps (persam.py does not).
-    guide_refinement: bool = False
     #: Resolution of the masks between decoding steps. ``frame``: each step's mask is upsampled
     #: to the frame and its box (and the ``largest`` pick) read there, as the official code does.
     #: ``low``: they are read from SAM's low-resolution logits (boxes in frame pixels, through
@@ -172,19 +162,6 @@ class DecodeConfig:
     #: this size and the final mask logits upsampled to the frame. 0: the frame's own resolution.
     #: Range: [0, 16384] (pixels).
     work_size: int = 0
-    #: Which mask is kept. ``last``: the last step of the cascade. ``consistency``: every
-    #: candidate (the first step's four outputs, each refinement's three multimask outputs) is
-    #: scored by SAM's predicted IoU + ``select_prior_weight`` x its IoU with where the object is
-    #: expected (its previous mask in a video; the term is 0 without one) +
-    #: ``select_contrast_weight`` x (mean similarity inside the mask - mean outside), and the
-    #: best one is kept. The cascade itself is unchanged.
-    select: Literal["last", "consistency"] = "last"
-    #: Weight of the agreement with the expected mask in the ``consistency`` score.
-    #: Range: [0, 100].
-    select_prior_weight: float = 1.0
-    #: Weight of the similarity contrast (inside - outside) in the ``consistency`` score.
-    #: Range: [0, 100].
-    select_contrast_weight: float = 1.0
     #: Jump guard: where an object is expected (a video's temporal prior) and its final mask
     #: overlaps that expected region by an IoU below this, SAM also decodes the object from the
     #: temporal prompts alone (the box and the expected logits as mask prompt, no location
@@ -205,10 +182,8 @@ class DecodeConfig:
     detached_margin: int = 2
 
     def __post_init__(self) -> None:
-        _check_range("decode.select_prior_weight", self.select_prior_weight, 0.0, MAX_WEIGHT)
         _check_range("decode.jump_iou", self.jump_iou, 0.0, 1.0)
         _check_range("decode.detached_margin", self.detached_margin, 0, MAX_LOW_RES_CELLS)
-        _check_range("decode.select_contrast_weight", self.select_contrast_weight, 0.0, MAX_WEIGHT)
         _check_range("decode.refine_steps", self.refine_steps, 0, MAX_REFINE_STEPS)
         _check_range("decode.work_size", self.work_size, 0, MAX_PIXELS)
         if self.first_pick != "first" and not self.first_multimask:
@@ -311,31 +286,6 @@ class PresenceConfig:
 
 
 @dataclass(frozen=True)
-class MemoryConfig:
-    """Target memory of the video tracker: matched alongside the (momentum) target embedding,
-    the similarity of a cell being the best over the embedding and the memory's entries."""
-
-    #: Bank of past embeddings: up to this many embeddings of confidently segmented frames
-    #: (``embed(frame_t, mask_t)``; the oldest leaves first). 0: off. Range: [0, 1024].
-    bank: int = 0
-    #: A frame enters the bank only when its predicted score is at least this and it passes the
-    #: trust gating of the momentum update (``track.update_max_area_change``). Range: [0, 1].
-    min_score: float = 0.8
-    #: At least this many frames between two entries of the bank (consecutive frames are alike).
-    #: Range: [1, 1000000].
-    stride: int = 5
-    #: Part prototypes: the reference cells of the first frame clustered (k-means) into this many
-    #: prototypes, kept for the whole video. 0 or 1: off. Range: [0, 256].
-    parts: int = 0
-
-    def __post_init__(self) -> None:
-        _check_range("memory.bank", self.bank, 0, MAX_BANK)
-        _check_range("memory.min_score", self.min_score, 0.0, 1.0)
-        _check_range("memory.stride", self.stride, 1, MAX_FRAMES)
-        _check_range("memory.parts", self.parts, 0, MAX_PARTS)
-
-
-@dataclass(frozen=True)
 class FinetuneConfig:
     """PerSAM-F: learn how to mix SAM's three multimask outputs on the reference (SAM frozen)."""
 
@@ -411,7 +361,6 @@ class PerSAMConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
-    memory: MemoryConfig = field(default_factory=MemoryConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     keyframes: KeyframesConfig = field(default_factory=KeyframesConfig)
 
@@ -446,7 +395,7 @@ class PerSAMConfig:
         """Build a config from a (possibly partial) nested dict; unknown keys are an error.
 
         Keys renamed in an earlier release (:data:`RENAMED_KEYS`) are still read, with a
-        warning."""
+        warning; keys removed since (:data:`REMOVED_KEYS`) are dropped."""
         return _build(cls, _migrate(data), prefix="")
 
     def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> PerSAMConfig:
@@ -459,6 +408,11 @@ class PerSAMConfig:
                 raise ConfigError(f"override {item!r} is not of the form section.field=value")
             key = _renamed(key)
             section, _, name = key.partition(".")
+            if key in REMOVED_KEYS:
+                raise ConfigError(
+                    f"config key {key!r} was removed (an experiment no preset used); "
+                    f"valid keys: {', '.join(valid_keys())}"
+                )
             if section not in data or name not in data[section]:
                 raise ConfigError(
                     f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}"
@@ -480,6 +434,25 @@ RENAMED_KEYS = {
 }
 
 
+#: Config keys removed in 0.2 with the experiments they served, which no preset turned on
+#: (candidate selection, the other objects' positives as negatives, guidance in the refinement
+#: steps, the memory bank and part prototypes; the README has what they measured). Configs,
+#: target files and run records written before still load: :func:`_migrate` drops these keys,
+#: silently where the stored value kept the experiment off (key -> those values; None: a
+#: setting of a removed experiment, of no effect without it), with a warning where it was on.
+REMOVED_KEYS: dict[str, tuple[Any, ...] | None] = {
+    "prior.others_as_negatives": (False,),
+    "decode.guide_refinement": (False,),
+    "decode.select": ("last",),
+    "decode.select_prior_weight": None,
+    "decode.select_contrast_weight": None,
+    "memory.bank": (0,),
+    "memory.min_score": None,
+    "memory.stride": None,
+    "memory.parts": (0, 1),
+}
+
+
 def _renamed(key: str) -> str:
     """The current name of ``key`` (a warning when it is an old one)."""
     if key in RENAMED_KEYS:
@@ -494,7 +467,8 @@ def _renamed(key: str) -> str:
 
 
 def _migrate(data: Any) -> Any:
-    """A nested config dict with renamed keys moved to their current place (a new dict)."""
+    """A nested config dict with renamed keys moved to their current place and removed keys
+    dropped (a new dict)."""
     if not isinstance(data, dict):
         return data
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
@@ -506,7 +480,27 @@ def _migrate(data: Any) -> Any:
             target = data.setdefault(new_section, {})
             if isinstance(target, dict):
                 target.setdefault(new_name, value)
+    sections = {f.name for f in fields(PerSAMConfig)}
+    for key, off in REMOVED_KEYS.items():
+        section, name = key.split(".")
+        if not (isinstance(data.get(section), dict) and name in data[section]):
+            continue
+        value = data[section].pop(name)
+        if off is not None and not any(_same(value, kept) for kept in off):
+            warnings.warn(
+                f"config key {key!r} was removed (an experiment no preset used); its value "
+                f"{_shown(value)} is ignored",
+                UserWarning,
+                stacklevel=3,
+            )
+        if section not in sections and not data[section]:
+            del data[section]  # a removed section, now empty
     return data
+
+
+def _same(value: Any, kept: Any) -> bool:
+    """Whether a stored ``value`` equals ``kept`` (of the same kind: ``1`` is not ``true``)."""
+    return isinstance(value, bool) == isinstance(kept, bool) and value == kept
 
 
 def valid_keys() -> list[str]:
@@ -562,7 +556,7 @@ def load_config(name_or_path: str | Path) -> PerSAMConfig:
 def _names_a_section(data: dict[Any, Any]) -> bool:
     """Whether a mapping read from a config file is empty or has a section among its keys (a
     mapping with none is not a config: its keys are not quoted back as unknown ones)."""
-    names = {f.name for f in fields(PerSAMConfig)}
+    names = {f.name for f in fields(PerSAMConfig)} | {key.split(".")[0] for key in REMOVED_KEYS}
     return not data or any(isinstance(key, str) and key in names for key in data)
 
 
@@ -795,7 +789,6 @@ __all__ = [
     "DecodeConfig",
     "FinetuneConfig",
     "KeyframesConfig",
-    "MemoryConfig",
     "PerSAMConfig",
     "PresenceConfig",
     "PriorConfig",

@@ -105,8 +105,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     # Dropping detached parts joined default after re-entry at the border.
     "default - detached parts": ("default", ["decode.drop_detached=false"]),
     "default + hysteresis": ("default", ["track.lost_after=3", "track.reacquire_after=2"]),
-    "default + selection": ("default", ["decode.select=consistency"]),
-    "default + others as negatives": ("default", ["prior.others_as_negatives=true"]),
     # The search window and distractor negatives joined default after that ablation.
     "default - search window": ("default", ["prior.search_window=0"]),
     "default - distractor negatives": ("default", ["prior.distractor_negatives=0"]),
@@ -122,8 +120,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
             "decode.drop_detached=false",
         ],
     ),
-    "default + memory bank": ("default", ["memory.bank=8"]),
-    "default + part prototypes": ("default", ["memory.parts=3"]),
 }
 BASELINE = "default"
 STATIC = "static"

@@ -24,6 +24,7 @@ from persam_video.persam.geometry import (
     low_res_area,
     low_res_box,
     mask_box,
+    mask_iou,
     to_input_coords,
     upsample_logits,
 )
@@ -34,14 +35,12 @@ from persam_video.persam.prior import (
     attention_bias,
     distractor_points,
     grid_region,
-    memory_similarity,
     peak_similarity,
     search_windows,
     select_points,
     similarity_grid,
     similarity_map,
 )
-from persam_video.persam.selection import consistency_scores, mask_iou
 
 
 @dataclass(frozen=True)
@@ -57,11 +56,8 @@ class ExtraPrompt:
     mask_prompt: Tensor | None = None
     #: (1, 4h, 4w) low-resolution logits of where the object is expected (its previous mask,
     #: or that mask carried to this frame), or None: the region distractor-aware negatives
-    #: avoid and candidate selection compares with.
+    #: avoid, and what the jump guard and detached parts compare with.
     expected: Tensor | None = None
-    #: (M, C) more embeddings of the target (a memory bank, part prototypes), or None: a cell's
-    #: similarity is the best over the target embedding and these.
-    memory: Tensor | None = None
     #: Whether the jump guard (``decode.jump_iou``) may undo a jump of this object (the video
     #: tracker allows it only while the object's track is unbroken).
     guard: bool = True
@@ -188,10 +184,6 @@ def first_step_prompts(
         raise ValueError(f"got {len(extra)} extra prompts for {k} embeddings")
     prior, dec = config.prior, config.decode
     sim_grid = similarity_grid(feats, embeddings)
-    if any(e.memory is not None for e in extra):
-        sim_grid = torch.stack(
-            [memory_similarity(feats, sim_grid[i], e.memory) for i, e in enumerate(extra)]
-        )
     sim_map = similarity_map(sam, feats, sim_grid)
     wanted = prior.num_positive + prior.num_negative
     if wanted > sim_map[0].numel():
@@ -210,10 +202,8 @@ def first_step_prompts(
         extra_labels = torch.full((len(ex.points),), POSITIVE, device=sim_map.device)
         points.append(torch.cat([prior_points[i], extra_xy.reshape(-1, 2)]))
         labels.append(torch.cat([prior_labels[i], extra_labels]))
-    if prior.distractor_negatives or prior.others_as_negatives:
-        for i, negatives in enumerate(
-            _distractor_negatives(sam, feats, sim_grid, prior_points, extra, config)
-        ):
+    if prior.distractor_negatives:
+        for i, negatives in enumerate(_distractor_negatives(sam, feats, sim_grid, extra, config)):
             points[i] = torch.cat([points[i], negatives])
             labels[i] = torch.cat(
                 [labels[i], torch.full((negatives.shape[0],), NEGATIVE, device=sim_map.device)]
@@ -239,44 +229,22 @@ def _distractor_negatives(
     sam: Sam,
     feats: FrameFeatures,
     sim_grid: Tensor,
-    prior_points: Tensor,
     extra: list[ExtraPrompt],
     config: PerSAMConfig,
 ) -> list[Tensor]:
     """Per object, (n, 2) float64 (x, y) extra negative points: distractor peaks outside its
-    expected region and the other objects' positives there (none without an expected region).
-
-    ``prior_points``: (K, N, 2) the location prior's points, positives first.
-    """
+    expected region (none without an expected region)."""
     prior = config.prior
-    grid_h, grid_w = feats.grid_size
-    # Frame pixels per feature cell, along x and y.
-    stride_x = feats.image_size / grid_w * feats.original_size[1] / feats.input_size[1]
-    stride_y = feats.image_size / grid_h * feats.original_size[0] / feats.input_size[0]
     result = []
     for i, ex in enumerate(extra):
         if ex.expected is None:
             result.append(torch.zeros((0, 2), dtype=torch.float64, device=sim_grid.device))
             continue
         excluded = grid_region(feats, ex.expected[0], sam.mask_threshold, prior.distractor_margin)
-        found = []
-        if prior.distractor_negatives:
-            found.append(
-                distractor_points(
-                    feats, sim_grid[i], excluded, prior.distractor_negatives, prior.distractor_ratio
-                )
-            )
-        if prior.others_as_negatives and len(extra) > 1:
-            others = torch.cat(
-                [prior_points[j, : prior.num_positive] for j in range(len(extra)) if j != i]
-            )
-            cols = (others[:, 0] / stride_x).long().clamp(0, grid_w - 1)
-            rows = (others[:, 1] / stride_y).long().clamp(0, grid_h - 1)
-            found.append(others[~excluded[rows, cols]])
         result.append(
-            torch.cat(found)
-            if found
-            else torch.zeros((0, 2), dtype=torch.float64, device=sim_grid.device)
+            distractor_points(
+                feats, sim_grid[i], excluded, prior.distractor_negatives, prior.distractor_ratio
+            )
         )
     return result
 
@@ -332,7 +300,7 @@ def _at_working_resolution(
     work = FrameFeatures(feats.embedding, work_size, feats.input_size, feats.image_size)
     scaled = None
     if extra is not None:
-        scaled = [  # the low-resolution prompts and the memory do not depend on the frame size
+        scaled = [  # the low-resolution prompts do not depend on the frame size
             dataclasses.replace(
                 e,
                 box=None if e.box is None else (e.box[0] * scale_x, e.box[1] * scale_y,
@@ -378,24 +346,7 @@ def _segment(
     weights = mask_weights if mask_weights is not None else [None] * k
     dec = config.decode
     first = first_step_prompts(sam, feats, embeddings, config, extra)
-    step, first_low, first_iou = _keep_first(sam, feats, first, weights, dec)
-    select = dec.select == "consistency"
-    # Per object, the candidates' (n, 4h, 4w) logits and (n,) predicted IoUs.
-    candidates: list[list[tuple[Tensor, Tensor]]] = (
-        [
-            [
-                (
-                    torch.cat([first_low[i], step.low_res[i]]),
-                    torch.cat([first_iou[i], step.score[i : i + 1]]),
-                )
-            ]
-            for i in range(k)
-        ]
-        if select
-        else []
-    )
-    later_bias = first.bias if dec.guide_refinement else None
-    later_semantic = first.semantic if dec.guide_refinement else None
+    step = _keep_first(sam, feats, first, weights, dec)
     for refinement in range(dec.refine_steps):
         # Step 2 (and step 1 after a fine-tuned first step) adds the box of the current mask;
         # an object whose mask is empty has no box and keeps the current output.
@@ -409,17 +360,12 @@ def _segment(
             members = [i for i, box in enumerate(boxes) if box is not None]
         if not members:
             continue
-        low, iou = _decode_all(
-            sam, feats, first, boxes, step.low_res, later_bias, later_semantic, only=members
-        )
+        # The refinement steps get no guidance and no semantic prompt (as persam.py).
+        low, iou = _decode_all(sam, feats, first, boxes, step.low_res, None, None, only=members)
         low, iou = low[:, MULTIMASK], iou[:, MULTIMASK]
         best = iou.argmax(dim=1)
         rows = torch.arange(len(members), device=best.device)
         step = step.updated(members, low[rows, best][:, None], iou[rows, best])
-        for row, i in enumerate(members) if select else ():
-            candidates[i].append((low[row], iou[row]))
-    if select:
-        step = _select(sam, feats, first, candidates, extra, dec)
     jumps: set[int] = set()
     if dec.jump_iou and extra is not None:
         step, jumps = _guard_jumps(sam, feats, step, extra, dec.jump_iou)
@@ -535,49 +481,14 @@ SINGLE = slice(0, 1)
 MULTIMASK = slice(1, None)
 
 
-def _select(
-    sam: Sam,
-    feats: FrameFeatures,
-    first: FirstStep,
-    candidates: list[list[tuple[Tensor, Tensor]]],
-    extra: list[ExtraPrompt] | None,
-    dec: DecodeConfig,
-) -> _Step:
-    """Per object, the candidate of best consistency score (:func:`consistency_scores`)."""
-    low_size = candidates[0][0][0].shape[-2:]
-    rows, cols = feats.content_cells(tuple(low_size))
-    sim_low = F.interpolate(first.sim_grid[None], size=low_size, mode="bilinear")[0]
-    kept_low, kept_iou = [], []
-    for i, pieces in enumerate(candidates):
-        low = torch.cat([p[0] for p in pieces])
-        iou = torch.cat([p[1] for p in pieces])
-        expected = None if extra is None else extra[i].expected
-        if expected is not None:
-            expected = expected[0, :rows, :cols] > sam.mask_threshold
-        scores = consistency_scores(
-            low[:, :rows, :cols],
-            iou,
-            sim_low[i, :rows, :cols],
-            expected,
-            sam.mask_threshold,
-            dec.select_prior_weight,
-            dec.select_contrast_weight,
-        )
-        best = int(scores.argmax()) if bool(torch.isfinite(scores).any()) else low.shape[0] - 1
-        kept_low.append(low[best])
-        kept_iou.append(iou[best])
-    return _Step(torch.stack(kept_low)[:, None], torch.stack(kept_iou))
-
-
 def _keep_first(
     sam: Sam,
     feats: FrameFeatures,
     first: FirstStep,
     weights: list[Tensor | None],
     dec: DecodeConfig,
-) -> tuple[_Step, Tensor, Tensor]:
-    """Decode the first step and keep one output per object (or the PerSAM-F weighted sum);
-    also returns all its (K, 4, 4h, 4w) outputs and (K, 4) predicted IoUs."""
+) -> _Step:
+    """Decode the first step and keep one output per object (or the PerSAM-F weighted sum)."""
     low, iou = _decode_all(
         sam, feats, first, first.boxes, first.mask_inputs, first.bias, first.semantic
     )
@@ -606,7 +517,7 @@ def _keep_first(
         iou_kept = iou_kept.clone()
         low_kept[tuned] = torch.einsum("tm,tmhw->thw", stacked, low[tuned][:, MULTIMASK])
         iou_kept[tuned] = torch.einsum("tm,tm->t", stacked, iou[tuned][:, MULTIMASK])
-    return _Step(low_kept[:, None], iou_kept, full_kept), low, iou
+    return _Step(low_kept[:, None], iou_kept, full_kept)
 
 
 def _decode_all(

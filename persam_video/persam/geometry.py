@@ -1,4 +1,5 @@
-"""Geometry of masks and prompts: boxes, areas, coordinates and resolutions (pure functions).
+"""Geometry of masks and prompts: boxes, areas, overlaps, coordinates and resolutions (pure
+functions).
 
 Coordinates are (x, y) pixels of the original frame; sizes are (H, W).
 """
@@ -58,6 +59,15 @@ def low_res_area(feats: FrameFeatures, low_res: Tensor, threshold: float) -> Ten
     """(..., 4h, 4w) low-resolution logits -> (...) count of positive cells with frame content."""
     rows, cols = feats.content_cells(tuple(low_res.shape[-2:]))
     return (low_res[..., :rows, :cols] > threshold).flatten(-2).sum(-1)
+
+
+def mask_iou(masks: Tensor, reference: Tensor) -> Tensor:
+    """(M, h, w) bool masks against an (h, w) bool reference: (M,) IoU (0 when both empty)."""
+    inter = (masks & reference).flatten(1).sum(1)
+    union = (masks | reference).flatten(1).sum(1)
+    return torch.where(
+        union > 0, inter / union.clamp_min(1), torch.zeros_like(inter, dtype=torch.float32)
+    )
 
 
 def to_input_coords(xy: Tensor, feats: FrameFeatures) -> Tensor:

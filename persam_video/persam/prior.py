@@ -176,36 +176,6 @@ def attention_bias(feats: FrameFeatures, sim_grid: Tensor, sim_map: Tensor, mode
     return standard.sigmoid().reshape(k, -1)
 
 
-def memory_similarity(feats: FrameFeatures, sim_grid: Tensor, memory: Tensor | None) -> Tensor:
-    """One target's (h, w) cell similarities with a memory: the best over the target embedding
-    (``sim_grid``, (h, w)) and each of the memory's (M, C) embeddings (None or M = 0: as is)."""
-    if memory is None or memory.shape[0] == 0:
-        return sim_grid
-    return torch.maximum(sim_grid, similarity_grid(feats, memory).amax(dim=0))
-
-
-def part_prototypes(features: Tensor, parts: int, iterations: int = 10) -> Tensor:
-    """``parts`` prototypes (P, C) of (n, C) reference-cell features, by k-means on cosine
-    similarity (spherical k-means), seeded deterministically by farthest-point sampling from the
-    cell most similar to the mean. Fewer prototypes when there are fewer cells; a prototype is
-    the mean of its cells' features (not normalized, like a target embedding).
-    """
-    count = min(parts, features.shape[0])
-    unit = F.normalize(features, dim=-1)
-    chosen = [int((unit @ F.normalize(features.mean(0), dim=0)).argmax())]
-    while len(chosen) < count:
-        nearest = (unit @ unit[chosen].T).amax(dim=1)
-        chosen.append(int(nearest.argmin()))
-    centres = features[chosen].clone()
-    for _ in range(iterations):
-        assign = (unit @ F.normalize(centres, dim=-1).T).argmax(dim=1)
-        for p in range(count):
-            members = features[assign == p]
-            if members.shape[0]:
-                centres[p] = members.mean(0)
-    return centres
-
-
 def cell_centres(feats: FrameFeatures, cells: Tensor) -> Tensor:
     """(n, 2) (row, col) feature cells to (n, 2) float64 (x, y) frame pixels of their centres,
     clipped to the frame."""

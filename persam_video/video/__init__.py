@@ -9,7 +9,7 @@
 - :mod:`~persam_video.video.flow`: dense optical flow and label propagation (keyframes);
 - :mod:`~persam_video.video.keyframes`: when SAM runs (the keyframe rules).
 
-Temporal propagation and a target memory belong here, beside the tracker.
+Temporal propagation belongs here, beside the tracker.
 """
 
 from persam_video.video.session import SessionResult, VideoSession

@@ -90,14 +90,6 @@ def momentum_update(
     return anchor * first + (1.0 - anchor) * blended
 
 
-def area_trusted(area: int, reference_area: int | None, max_change: float) -> bool:
-    """Whether a mask's area changed by at most ``max_change`` (a factor, either way) since
-    ``reference_area`` (False for an empty mask or without a reference)."""
-    if area == 0 or not reference_area:
-        return False
-    return max(area / reference_area, reference_area / area) <= max_change
-
-
 @dataclass(frozen=True)
 class Hysteresis:
     """An object's absence state: lost or tracked, with the current run of frames against it."""

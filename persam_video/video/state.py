@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch import Tensor
 
-from persam_video.video.memory import MemoryBank
 from persam_video.video.rules import Hysteresis
 
 if TYPE_CHECKING:
@@ -43,11 +42,6 @@ class ObjectState:
     #: was lost there, or its mask came from an annotation and has not been predicted since
     #: unless the temporal prior needs it).
     previous_logits: Tensor | None = None
-    #: Bank of embeddings of confident past frames (``memory.bank``), made by the tracker on
-    #: first use.
-    bank: MemoryBank | None = None
-    #: (P, C) part prototypes of the first frame's reference (``memory.parts``), or None.
-    parts: Tensor | None = None
     #: The track is unbroken since the object's annotation: found on every frame, its mask
     #: never jumping away from where it was expected (what lets the jump guard act).
     steady: bool = True
@@ -111,8 +105,6 @@ class ObjectResult:
     lost: bool = False
     #: The object was re-acquired on this frame (``track.reacquire_after`` good frames in a row).
     reacquired: bool = False
-    #: Whether the embedding of this frame entered the object's memory bank.
-    remembered: bool = False
 
 
 @dataclass

@@ -30,14 +30,11 @@ from persam_video.persam.cascade import ExtraPrompt, Prediction
 from persam_video.persam.encoder import FrameEncoder
 from persam_video.persam.features import LOW_RES_SCALE, FrameFeatures
 from persam_video.persam.geometry import low_res_box, mask_box, mask_to_low_res
-from persam_video.persam.prior import part_prototypes, reference_cells
 from persam_video.video.affinity import propagate_logits
 from persam_video.video.flow import dense_flow, propagate, to_gray, warp_low_res
 from persam_video.video.keyframes import keyframe_due, rekey_reason
-from persam_video.video.memory import MemoryBank, memory_embeddings
 from persam_video.video.rules import (
     Hysteresis,
-    area_trusted,
     at_border,
     box_center,
     expand_box,
@@ -401,10 +398,7 @@ class VideoTracker:
             obj.previous_logits = pred.low_res_logits if keep else None
             obj.steady = obj.steady and ok and not pred.jumped
             obj.leaving = self._leaving(obj, area, state.frame_size)
-            updated = remembered = False
-            trusted = area_trusted(area, obj.reference_area, cfg.update_max_area_change)
-            if ok and obj.present:
-                remembered = self._remember(obj, feats, mask, pred.score, trusted, index)
+            updated = False
             if ok and obj.present and obj.reference_area is None:  # first sighting (target)
                 obj.reference_area = area
             elif ok and obj.present and should_update(pred.score, area, obj.reference_area, cfg):
@@ -425,7 +419,6 @@ class VideoTracker:
                 similarity=pred.similarity.float().cpu().numpy(),
                 lost=not was.lost and now.lost,
                 reacquired=was.lost and not now.lost,
-                remembered=remembered,
             )
         self._keep_previous(state, feats, frame)
         ordered = [results[o.obj_id] for o in state.objects]
@@ -465,7 +458,6 @@ class VideoTracker:
             reference_area=int(mask.sum()),
             mask_weights=weights,
             previous_logits=self._annotation_logits(feats, mask),
-            parts=self._parts(feats, mask),
         )
         return obj, finetune_info
 
@@ -495,8 +487,6 @@ class VideoTracker:
             existing.steady = True
             existing.exited = existing.leaving = False
             existing.previous_logits = self._annotation_logits(feats, mask)
-            if existing.parts is None:
-                existing.parts = self._parts(feats, mask)
         return ObjectResult(
             obj_id=obj_id,
             present=True,
@@ -558,7 +548,7 @@ class VideoTracker:
         """An object's prompts beyond its location prior: the previous frame's box (expanded)
         and optionally its centre, where it is expected (its previous logits, or those carried
         here by feature affinity or along the ``backward`` flow) and the temporal prior's mask
-        prompt, and its memory."""
+        prompt."""
         cfg = self.config.track
         box, expected = obj.box, obj.previous_logits
         carried = False  # whether ``expected`` was carried to this frame
@@ -582,9 +572,8 @@ class VideoTracker:
             carried_box = low_res_box(self.sam, feats, expected)
             box = _box_tuple(carried_box) if carried_box is not None else box
         mask_prompt = expected if cfg.temporal_prior != "none" else None
-        memory = memory_embeddings(obj.parts, self._bank(obj))
         if not cfg.box_prompt or box is None:
-            return ExtraPrompt(mask_prompt=mask_prompt, expected=expected, memory=memory)
+            return ExtraPrompt(mask_prompt=mask_prompt, expected=expected)
         box = expand_box(box, cfg.box_margin, state.frame_size)
         points = (box_center(box),) if cfg.box_center_point else ()
         return ExtraPrompt(
@@ -592,45 +581,13 @@ class VideoTracker:
             points=points,
             mask_prompt=mask_prompt,
             expected=expected,
-            memory=memory,
             guard=obj.steady,
         )
-
-    def _bank(self, obj: ObjectState) -> MemoryBank:
-        """The object's memory bank (made on first use, with the ``memory`` settings)."""
-        if obj.bank is None:
-            mem = self.config.memory
-            obj.bank = MemoryBank(mem.bank, mem.min_score, mem.stride)
-        return obj.bank
-
-    def _remember(
-        self,
-        obj: ObjectState,
-        feats: FrameFeatures,
-        mask: Tensor,
-        score: float,
-        trusted: bool,
-        index: int,
-    ) -> bool:
-        """Offer this frame's embedding of the object to its bank; True when admitted."""
-        bank = self._bank(obj)
-        if not bank.admits(score=score, trusted=trusted, frame=index):
-            return False
-        try:
-            observed = self.persam.embed(feats, mask.cpu().numpy())
-        except ValueError:  # the mask covers no feature cell under the 'paper' rule
-            return False
-        return bank.offer(observed, score=score, trusted=trusted, frame=index)
 
     def _needs_expected(self) -> bool:
         """Whether anything uses where an object is expected (its previous logits)."""
         cfg = self.config
-        return (
-            cfg.track.temporal_prior != "none"
-            or cfg.decode.select == "consistency"
-            or cfg.prior.distractor_negatives > 0
-            or cfg.prior.others_as_negatives
-        )
+        return cfg.track.temporal_prior != "none" or cfg.prior.distractor_negatives > 0
 
     def _annotation_logits(self, feats: FrameFeatures, mask: np.ndarray) -> Tensor | None:
         """(1, 4h, 4w) low-resolution logits of an annotated (H, W) bool mask, when needed."""
@@ -638,16 +595,6 @@ class VideoTracker:
             return None
         low = tuple(LOW_RES_SCALE * n for n in feats.grid_size)
         return mask_to_low_res(feats, torch.from_numpy(mask).to(feats.embedding.device), low)
-
-    def _parts(self, feats: FrameFeatures, mask: np.ndarray) -> Tensor | None:
-        """(P, C) part prototypes of an annotated (H, W) bool mask (``memory.parts``), or None."""
-        parts = self.config.memory.parts
-        if parts < 2:
-            return None
-        cells = reference_cells(self.sam, feats, mask, self.config.prior)
-        if not bool(cells.any()):
-            return None
-        return part_prototypes(feats.embedding[0].permute(1, 2, 0)[cells], parts)
 
     def _update_embedding(self, obj: ObjectState, feats: FrameFeatures, mask: Tensor) -> bool:
         try:

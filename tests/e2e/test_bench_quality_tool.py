@@ -145,15 +145,16 @@ def test_unknown_families_and_variants_are_refused(tool):
 
 def test_ad_hoc_variants(tool):
     args = tool.parse_args(
-        ["--variants", "default", "--try", "m5: track.box_margin=5 memory.bank=2"]
+        ["--variants", "default", "--try", "m5: track.box_margin=5 decode.jump_iou=0.5"]
     )
     assert args.variants == ["default", "m5"]
-    assert args.table["m5"] == ("default", ["track.box_margin=5", "memory.bank=2"])
+    assert args.table["m5"] == ("default", ["track.box_margin=5", "decode.jump_iou=0.5"])
     for bad in (
         "m5 track.box_margin=5",
         ": track.box_margin=5",
         "m5:",
         "m5: track.nope=1",
+        "m5: memory.bank=2",  # a removed experiment
         "m5: track.box_margin=abc",
         "default: track.box_margin=5",
     ):

@@ -117,6 +117,25 @@ def test_target_file_round_trip_and_refusals(tmp_path):
         load_target(pickled)
 
 
+def test_a_target_file_of_0_1_with_removed_config_keys_still_loads(tmp_path):
+    """Target files store their config; those written before the experiments' keys were
+    removed (``config.REMOVED_KEYS``) hold them, at the values every preset had."""
+    config = PerSAMConfig.paper_video().to_dict()
+    config["prior"]["others_as_negatives"] = False
+    config["decode"].update(guide_refinement=False, select="last", select_prior_weight=1.0,
+                            select_contrast_weight=1.0)  # fmt: skip
+    config["memory"] = {"bank": 0, "min_score": 0.8, "stride": 5, "parts": 0}
+    model = {"model": "vit_b", "checkpoint": None, "checkpoint_sha256": "ab" * 32}
+    path = tmp_path / "old.target"
+    metadata = {"format": "persam-video target", "format_version": "1", "persam_video": "0.1.0",
+                "model": json.dumps(model), "config": json.dumps(config), "shots": "1",
+                "finetune": "null"}  # fmt: skip
+    save_file({"embedding": torch.ones(32)}, str(path), metadata=metadata)
+    loaded = load_target(path)
+    assert loaded.config == PerSAMConfig.paper_video() and loaded.made_by == "0.1.0"
+    assert torch.equal(loaded.target.embedding, torch.ones(32))
+
+
 @pytest.fixture
 def fake_model(monkeypatch):
     """A fresh tiny model per test: the CLI configures (and so changes) the model it loads."""

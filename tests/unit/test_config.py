@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
+from persam_video.apps.run_record import check_run_record
 from persam_video.config import (
     PRESET_NAMES,
+    REMOVED_KEYS,
     ConfigError,
     PerSAMConfig,
     load_config,
@@ -84,3 +88,61 @@ def test_yaml_files_are_strict_and_round_trip(tmp_path):
     save_config(cfg, tmp_path / "out.yaml")
     assert load_config(tmp_path / "out.yaml") == cfg
     assert "track.anchor" in valid_keys() and "prior.pool" in valid_keys()
+
+
+#: The keys of experiments removed in 0.2 (``REMOVED_KEYS``), at the values every preset had.
+OLD_KEYS = {
+    "prior": {"others_as_negatives": False},
+    "decode": {"guide_refinement": False, "select": "last", "select_prior_weight": 1.0,
+               "select_contrast_weight": 1.0},
+    "memory": {"bank": 0, "min_score": 0.8, "stride": 5, "parts": 0},
+}  # fmt: skip
+
+
+def _with_old_keys(config: PerSAMConfig, old: dict) -> dict:
+    """``config`` as a config of 0.1 wrote it: with the removed keys (``old``) in it."""
+    data = config.to_dict()
+    for section, values in old.items():
+        data.setdefault(section, {}).update(values)
+    return data
+
+
+def test_configs_with_removed_keys_still_load(tmp_path, recwarn):
+    """Saved configs, target files and run records of 0.1 hold the removed experiments' keys:
+    they are dropped, silently where the experiment was off."""
+    assert set(REMOVED_KEYS) == {f"{s}.{k}" for s, values in OLD_KEYS.items() for k in values}
+    for name in PRESET_NAMES:
+        config = load_config(name)
+        assert PerSAMConfig.from_dict(_with_old_keys(config, OLD_KEYS)) == config
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump(_with_old_keys(PerSAMConfig.fast(), OLD_KEYS)))
+    assert load_config(old) == PerSAMConfig.fast()
+    old.write_text("memory:\n  bank: 0\n  parts: 1\n")  # only a removed section
+    assert load_config(old) == PerSAMConfig()
+    assert not recwarn.list
+    # A run record of 0.1 compares equal to today's record of the same run.
+    record = {"model": "demo", "config": PerSAMConfig().to_dict()}
+    stored = tmp_path / "run.json"
+    stored.write_text(json.dumps({**record, "config": _with_old_keys(PerSAMConfig(), OLD_KEYS)}))
+    check_run_record(stored, record)
+
+
+@pytest.mark.parametrize(
+    "section, key, value",
+    [("memory", "bank", 8), ("memory", "parts", 3), ("decode", "select", "consistency"),
+     ("decode", "guide_refinement", True), ("prior", "others_as_negatives", True)],
+)  # fmt: skip
+def test_a_removed_experiment_that_was_on_is_dropped_with_a_warning(section, key, value):
+    data = _with_old_keys(PerSAMConfig(), {section: {key: value}})
+    with pytest.warns(UserWarning, match=rf"'{section}\.{key}' was removed.*is ignored"):
+        assert PerSAMConfig.from_dict(data) == PerSAMConfig()
+
+
+def test_a_removed_key_is_refused_as_an_override():
+    for key in REMOVED_KEYS:
+        with pytest.raises(ConfigError, match=rf"'{key}' was removed.*valid keys"):
+            PerSAMConfig().with_overrides([f"{key}=1"])
+    assert not any(key.startswith("memory.") for key in valid_keys())
+    # Unknown keys of a removed section are still unknown.
+    with pytest.raises(ConfigError, match="unknown config key 'memory'"):
+        PerSAMConfig.from_dict({"memory": {"bank": 0, "size": 3}})

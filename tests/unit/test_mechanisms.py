@@ -1,6 +1,6 @@
 """Issue 12 section 3's mechanisms on constructed inputs: the temporal prior (affinity
-propagation), candidate selection, distractor-aware negatives, the memory bank and part
-prototypes, absence with hysteresis (alone and in the tracker)."""
+propagation), distractor-aware negatives, the search window, the jump guard, detached parts,
+absence with hysteresis and re-entry at the border (alone and in the tracker)."""
 
 from __future__ import annotations
 
@@ -15,20 +15,15 @@ from persam_video.config import ConfigError, PerSAMConfig
 from persam_video.persam.cascade import Prediction, segment_objects
 from persam_video.persam.components import detached_components, grow_region
 from persam_video.persam.features import FrameFeatures
-from persam_video.persam.geometry import mask_to_low_res
+from persam_video.persam.geometry import mask_iou, mask_to_low_res
 from persam_video.persam.prior import (
     distractor_points,
     grid_region,
-    memory_similarity,
-    part_prototypes,
     search_windows,
     select_points,
-    similarity_grid,
 )
-from persam_video.persam.selection import consistency_scores, mask_iou, similarity_contrast
 from persam_video.video.affinity import affinity_weights, propagate_logits
-from persam_video.video.memory import MemoryBank, memory_embeddings
-from persam_video.video.rules import Hysteresis, area_trusted, at_border, hysteresis_step
+from persam_video.video.rules import Hysteresis, at_border, hysteresis_step
 from persam_video.video.tracker import VideoTracker
 from tests.helpers import ellipse_mask, encode_image, random_image
 
@@ -88,65 +83,22 @@ def test_a_binary_mask_becomes_low_res_logits_of_its_sign():
     assert torch.equal(low[0] > 0, mask)
 
 
-# --------------------------------------------------------------------------- b. selection
+# --------------------------------------------------------------------------- b. mask overlap
 def _box(h: int, w: int, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
     mask = torch.zeros(h, w, dtype=torch.bool)
     mask[y0:y1, x0:x1] = True
     return mask
 
 
-def test_selection_picks_the_candidate_that_agrees_with_the_prior():
-    a, b = _box(20, 20, 2, 8, 2, 8), _box(20, 20, 10, 18, 10, 18)
-    logits = torch.stack([torch.where(a, 4.0, -4.0), torch.where(b, 4.0, -4.0)])
-    iou = torch.tensor([0.9, 0.8])  # SAM prefers the first
-    flat = torch.zeros(20, 20)
-    args = dict(threshold=0.0, prior_weight=1.0, contrast_weight=1.0)
-    assert consistency_scores(logits, iou, flat, None, **args).argmax() == 0
-    expected = _box(20, 20, 11, 18, 9, 17)  # where the object was: over the second
-    scores = consistency_scores(logits, iou, flat, expected, **args)
-    assert scores.argmax() == 1
-    assert scores[1] == pytest.approx(0.8 + float(mask_iou(b[None], expected)[0]))
-    # With no weight on the prior, the prior does not matter.
-    assert consistency_scores(logits, iou, flat, expected, 0.0, 0.0, 1.0).argmax() == 0
-
-
-def test_selection_prefers_the_mask_over_the_similar_pixels_and_never_an_empty_one():
-    a, b = _box(20, 20, 2, 8, 2, 8), _box(20, 20, 10, 18, 10, 18)
-    similarity = torch.where(b, 0.9, 0.1)
-    logits = torch.stack(
-        [torch.where(a, 4.0, -4.0), torch.where(b, 4.0, -4.0), -torch.ones(20, 20)]
-    )
-    iou = torch.tensor([0.85, 0.8, 0.99])
-    contrast = similarity_contrast(logits > 0, similarity)
-    assert contrast[1] == pytest.approx(0.8) and contrast[2] == 0
-    scores = consistency_scores(logits, iou, similarity, None, 0.0, 1.0, 1.0)
-    assert scores.argmax() == 1 and scores[2] == -torch.inf
-
-
-def test_consistency_selection_in_the_cascade(tiny_sam, rng):
-    """On a real (random-weight) decoder, with (almost) all the weight on agreeing with the
-    expected mask, the kept mask is the candidate equal to it: here the first step's output."""
-    from persam_video.persam.cascade import ExtraPrompt
-
-    image = random_image(rng, 64, 80)
-    feats = encode_image(tiny_sam, image)
-    embedding = feats.embedding[0, :, 3, 4][None]
-    no_refinement = PerSAMConfig().with_overrides(["decode.refine_steps=0"])
-    first = segment_objects(tiny_sam, feats, embedding, no_refinement)[0]
-    last = segment_objects(tiny_sam, feats, embedding, PerSAMConfig())[0]
-    rows, cols = feats.content_cells(tuple(first.low_res_logits.shape[-2:]))
-    content = (slice(None), slice(0, rows), slice(0, cols))
-    if torch.equal((first.low_res_logits > 0)[content], (last.low_res_logits > 0)[content]):
-        pytest.skip("the cascade did not change the mask on this image")
-    config = PerSAMConfig().with_overrides(
-        ["decode.select=consistency", "decode.select_prior_weight=100"]
-    )
-    extra = [ExtraPrompt(expected=first.low_res_logits)]
-    chosen = segment_objects(tiny_sam, feats, embedding, config, extra)[0]
-    assert torch.equal((chosen.low_res_logits > 0)[content], (first.low_res_logits > 0)[content])
-    # Without an expected mask, the score decides among the candidates.
-    free = segment_objects(tiny_sam, feats, embedding, config)[0]
-    assert free.mask.shape == last.mask.shape
+def test_mask_iou_of_several_masks_against_a_reference():
+    """What the jump guard compares: (M, h, w) masks against one (h, w) reference."""
+    reference = _box(20, 20, 2, 8, 2, 8)  # 36 pixels
+    shifted, apart = _box(20, 20, 2, 8, 5, 11), _box(20, 20, 10, 18, 10, 18)
+    masks = torch.stack([reference, shifted, apart, _box(20, 20, 0, 0, 0, 0)])
+    iou = mask_iou(masks, reference)
+    assert iou.tolist() == pytest.approx([1.0, 18 / 54, 0.0, 0.0])
+    empty = torch.zeros(20, 20, dtype=torch.bool)
+    assert mask_iou(empty[None], empty).tolist() == [0.0]  # both empty: 0, not NaN
 
 
 # --------------------------------------------------------------------------- c. negatives
@@ -296,30 +248,6 @@ def test_distractor_negatives_land_on_a_planted_distractor():
     assert distractor_points(feats, sim, excluded, 2, 0.95).shape == (0, 2)
 
 
-def test_other_objects_positives_become_negatives_outside_the_expected_region(tiny_sam, rng):
-    from persam_video.persam.cascade import ExtraPrompt, first_step_prompts
-
-    image = random_image(rng, 64, 64)
-    feats = encode_image(tiny_sam, image)
-    embeddings = torch.stack([feats.embedding[0, :, 1, 1], feats.embedding[0, :, 6, 6]])
-    config = PerSAMConfig().with_overrides(["prior.others_as_negatives=true"])
-    low = tuple(4 * n for n in feats.grid_size)
-    plain = first_step_prompts(tiny_sam, feats, embeddings, config)
-    positives = [p[0] for p in plain.points]
-    # Object 0 is expected around its own positive only: object 1's positive is a negative.
-    region = torch.zeros(64, 64, dtype=torch.bool)
-    x, y = (int(v) for v in positives[0])
-    region[max(0, y - 2) : y + 3, max(0, x - 2) : x + 3] = True
-    expected = mask_to_low_res(feats, region, low)
-    extra = [ExtraPrompt(expected=expected), ExtraPrompt()]
-    first = first_step_prompts(tiny_sam, feats, embeddings, config, extra)
-    same = bool(torch.equal(positives[0], positives[1]))
-    if not same:
-        assert first.points[0].shape[0] == plain.points[0].shape[0] + 1
-        assert torch.equal(first.points[0][-1], positives[1]) and first.labels[0][-1] == 0
-    assert torch.equal(first.points[1], plain.points[1])  # no expected region: unchanged
-
-
 def test_the_search_window_keeps_positives_near_the_tracked_box():
     sim = torch.zeros(2, 40, 60)
     sim[:, 30, 50] = 1.0  # a distractor, the global peak
@@ -346,55 +274,7 @@ def test_the_search_window_keeps_positives_near_the_tracked_box():
     assert select_points(sim, 2, 0, tiny)[0][0].tolist() == [[50.0, 30.0], [14.0, 12.0]]
 
 
-# --------------------------------------------------------------------------- d. memory
-def test_the_bank_holds_at_most_k_entries_and_admits_only_confident_frames():
-    bank = MemoryBank(capacity=3, min_score=0.8, stride=1)
-    assert bank.embeddings() is None
-    assert not bank.offer(torch.ones(4), score=0.5, trusted=True, frame=0)  # not confident
-    assert not bank.offer(torch.ones(4), score=0.95, trusted=False, frame=1)  # area jumped
-    assert len(bank) == 0
-    for frame in range(2, 10):
-        assert bank.offer(torch.full((4,), float(frame)), score=0.9, trusted=True, frame=frame)
-        assert len(bank) <= 3
-    assert bank.embeddings()[:, 0].tolist() == [7.0, 8.0, 9.0]  # the oldest left first
-    spaced = MemoryBank(capacity=10, min_score=0.0, stride=5)
-    admitted = [f for f in range(12) if spaced.offer(torch.ones(2), score=1, trusted=True, frame=f)]
-    assert admitted == [0, 5, 10]
-    off = MemoryBank(capacity=0, min_score=0.0, stride=1)
-    assert not off.offer(torch.ones(2), score=1.0, trusted=True, frame=0) and len(off) == 0
-
-
-def test_memory_matching_is_the_best_over_the_embedding_and_the_memory():
-    feats = FrameFeatures(torch.eye(3).reshape(1, 3, 1, 3), (16, 48), (16, 48), 48)
-    target = torch.tensor([[1.0, 0.0, 0.0]])
-    sim = similarity_grid(feats, target)[0]
-    assert sim.tolist() == [[1.0, 0.0, 0.0]]
-    memory = torch.tensor([[0.0, 0.0, 2.0]])
-    assert memory_similarity(feats, sim, memory).tolist() == [[1.0, 0.0, 1.0]]
-    assert torch.equal(memory_similarity(feats, sim, None), sim)
-    bank = MemoryBank(2, 0.0, 1)
-    assert memory_embeddings(None, bank) is None
-    bank.offer(torch.ones(3), score=1.0, trusted=True, frame=0)
-    assert memory_embeddings(memory, bank).shape == (2, 3)
-
-
-def test_part_prototypes_find_the_reference_parts():
-    g = torch.Generator().manual_seed(0)
-    left = torch.tensor([5.0, 0.0, 0.0, 0.0]) + 0.1 * torch.randn(20, 4, generator=g)
-    right = torch.tensor([0.0, 0.0, 3.0, 0.0]) + 0.1 * torch.randn(10, 4, generator=g)
-    prototypes = part_prototypes(torch.cat([left, right]), parts=2)
-    found = sorted(prototypes.tolist(), key=lambda p: -p[0])
-    assert torch.allclose(torch.tensor(found[0]), left.mean(0), atol=1e-5)
-    assert torch.allclose(torch.tensor(found[1]), right.mean(0), atol=1e-5)
-    assert part_prototypes(left[:1], parts=3).shape == (1, 4)  # no more parts than cells
-
-
-def test_area_trust():
-    assert area_trusted(100, 80, 2.0) and not area_trusted(300, 100, 2.0)
-    assert not area_trusted(0, 100, 2.0) and not area_trusted(10, None, 2.0)
-
-
-# --------------------------------------------------------------------------- e. hysteresis
+# --------------------------------------------------------------------------- d. hysteresis
 def test_hysteresis_keeps_an_object_through_n_minus_1_bad_frames_and_drops_it_on_the_nth():
     state = Hysteresis()
     for _ in range(2):
@@ -511,17 +391,17 @@ def test_mechanism_fields_are_validated():
         PerSAMConfig().with_overrides(["track.lost_after=0"])
     with pytest.raises(ConfigError, match="temporal_prior"):
         PerSAMConfig().with_overrides(["track.temporal_prior=optical"])
-    with pytest.raises(ConfigError, match="memory.min_score"):
-        PerSAMConfig().with_overrides(["memory.min_score=2"])
+    with pytest.raises(ConfigError, match="prior.distractor_ratio"):
+        PerSAMConfig().with_overrides(["prior.distractor_ratio=2"])
     with pytest.raises(ConfigError, match="track.border_margin"):
         PerSAMConfig().with_overrides(["track.border_margin=-1"])
     with pytest.raises(ConfigError, match="decode.detached_margin"):
         PerSAMConfig().with_overrides(["decode.detached_margin=-1"])
-    assert PerSAMConfig.paper_video().memory.bank == 0
-    assert PerSAMConfig.paper_image().decode.select == "last"
+    assert PerSAMConfig.paper_video().decode.jump_iou == 0
+    assert PerSAMConfig.paper_image().prior.distractor_negatives == 0
 
 
-def test_working_resolution_keeps_the_low_res_prompts_and_the_memory(tiny_sam, rng, monkeypatch):
+def test_working_resolution_keeps_the_low_res_prompts(tiny_sam, rng, monkeypatch):
     import persam_video.persam.cascade as cascade
     from persam_video.persam.cascade import ExtraPrompt
 
@@ -535,24 +415,19 @@ def test_working_resolution_keeps_the_low_res_prompts_and_the_memory(tiny_sam, r
 
     monkeypatch.setattr(cascade, "_segment", spy)
     low = torch.zeros(1, 32, 32)
-    memory = feats.embedding[0, :, :2, 0].T
-    extra = [
-        ExtraPrompt(box=(10.0, 10.0, 80.0, 60.0), mask_prompt=low, expected=low, memory=memory)
-    ]
+    extra = [ExtraPrompt(box=(10.0, 10.0, 80.0, 60.0), mask_prompt=low, expected=low)]
     config = PerSAMConfig().with_overrides(["decode.work_size=80"])
     segment_objects(tiny_sam, feats, feats.embedding[0, :, 1, 1][None], config, extra)
     (scaled,) = seen[0]
     assert scaled.box == (5.0, 5.0, 40.0, 30.0)
-    assert scaled.mask_prompt is low and scaled.expected is low and scaled.memory is memory
+    assert scaled.mask_prompt is low and scaled.expected is low
 
 
 MECHANISMS = {
     "mask prior": ["track.temporal_prior=mask"],
     "affinity prior": ["track.temporal_prior=affinity"],
     "flow prior": ["track.temporal_prior=flow"],
-    "selection": ["decode.select=consistency"],
-    "negatives": ["prior.distractor_negatives=2", "prior.others_as_negatives=true"],
-    "memory": ["memory.bank=2", "memory.stride=1", "memory.min_score=0", "memory.parts=3"],
+    "negatives": ["prior.distractor_negatives=4", "prior.distractor_ratio=0"],
     "hysteresis": ["track.lost_after=2", "track.reacquire_after=2"],
     "jump guard": ["decode.jump_iou=0.9"],
     "re-entry at border": ["track.reenter_at_border=true", "track.border_margin=30"],
