@@ -436,7 +436,7 @@ RENAMED_KEYS = {
 
 #: Config keys removed in 0.2 with the experiments they served, which no preset turned on
 #: (candidate selection, the other objects' positives as negatives, guidance in the refinement
-#: steps, the memory bank and part prototypes; the README has what they measured). Configs,
+#: steps, the memory bank and part prototypes; docs/experiments.md has what they measured). Configs,
 #: target files and run records written before still load: :func:`_migrate` drops these keys,
 #: silently where the stored value kept the experiment off (key -> those values; None: a
 #: setting of a removed experiment, of no effect without it), with a warning where it was on.

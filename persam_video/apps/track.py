@@ -640,7 +640,7 @@ def results_document(
     metadata: dict[str, Any],
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The results.json document of a run (schema documented in the README); ``extra`` keys
+    """The results.json document of a run (schema documented in docs/outputs.md); ``extra`` keys
     (the prompts of a prompted run) go before ``frames``."""
     document = {
         "format": "persam-video results",
