@@ -167,22 +167,36 @@ def test_the_model_defaults_to_the_targets(tmp_path, clip):
     assert "made with model demo, not vit_b; use --model demo" in other.output
 
 
-def test_rough_edges(tmp_path, fake_model, clip, monkeypatch):
-    video, mask = clip
+def test_the_demo_weights_are_bundled(tmp_path, monkeypatch):
     monkeypatch.setenv("PERSAM_VIDEO_CACHE", str(tmp_path / "cache"))
     assert "demo_sam.safetensors" in invoke("weights", "path", "demo").output
     download = invoke("weights", "download", "demo")
     assert download.exit_code == 0 and "nothing to download" in download.output
+
+
+def test_a_mask_with_a_missing_target_names_the_target(tmp_path, fake_model, clip):
+    video, mask = clip
     both = invoke("track", str(video), "--mask", str(mask), "--target", "x.target",
                   "--out", str(tmp_path / "b"))  # fmt: skip
-    # A mask and targets together are prompts plus targets (issue 13): the target is read first.
+    # A mask and targets together are prompts plus targets: the target is read first.
     assert both.exit_code == 2 and "target file x.target does not exist" in both.output
+
+
+def test_fps_is_refused_for_a_video_file_naming_the_option(tmp_path, fake_model, clip):
+    video, mask = clip
     fps = invoke("track", str(video), "--mask", str(mask), "--out", str(tmp_path / "f"),
                  "--fps", "30")  # fmt: skip
     assert fps.exit_code == 2 and "--fps" in fps.output and "fps=" not in fps.output
+
+
+def test_a_single_object_is_counted_in_the_singular(tmp_path, fake_model, clip):
+    video, _ = clip
     one = labels_one_object(tmp_path)
     single = invoke("track", str(video), "--mask", str(one), "--out", str(tmp_path / "s"), "-q")
     assert single.exit_code == 0 and "tracked 1 object through 8 frames" in single.output
+
+
+def test_random_bytes_are_not_a_checkpoint(tmp_path):
     bad = tmp_path / "random.pth"
     for seed in range(40):  # random bytes fail in several ways inside torch.load
         bad.write_bytes(np.random.default_rng(seed).bytes(4096))
@@ -190,14 +204,22 @@ def test_rough_edges(tmp_path, fake_model, clip, monkeypatch):
             WeightsError, match=r"not a loadable PyTorch checkpoint \(torch.load with.*tensors\)$"
         ):
             models.load_state_dict(bad)
-    with pytest.raises(
-        WeightsError, match=r"not a loadable PyTorch checkpoint \(torch.load with.*tensors\)$"
-    ):
-        models.load_state_dict(bad)
-    offline = invoke("weights", "download", "vit_b", "-q")  # no network here, or a bad cache
-    if offline.exit_code != 0:
-        assert "download it yourself and save it as" in offline.output
-        assert "--checkpoint" not in offline.output  # weights download has no such option
+
+
+def test_a_failed_download_says_how_to_get_the_file(tmp_path, monkeypatch):
+    import dataclasses
+
+    from persam_video.model import checkpoints
+
+    monkeypatch.setenv("PERSAM_VIDEO_CACHE", str(tmp_path / "cache"))
+    unreachable = "http://127.0.0.1:9/sam_vit_b.pth"  # the discard port: refused at once
+    moved = dataclasses.replace(checkpoints.CHECKPOINTS["vit_b"], url=unreachable)
+    monkeypatch.setitem(checkpoints.CHECKPOINTS, "vit_b", moved)
+    offline = invoke("weights", "download", "vit_b", "-q")
+    assert offline.exit_code == 2, offline.output
+    assert "download it yourself and save it as" in offline.output
+    assert "--checkpoint" not in offline.output  # weights download has no such option
+    assert not list((tmp_path / "cache").rglob("*.pth"))  # nothing half-downloaded is kept
 
 
 def labels_one_object(tmp_path: Path) -> Path:

@@ -199,7 +199,7 @@ def test_personalize_segment_and_track_with_a_target(tmp_path, fake_model):
 
     both = runner.invoke(cli, ["track", str(video), "--target", str(target), "--mask", str(mask),
                                "--out", str(tmp_path / "x")])  # fmt: skip
-    # Targets combine with prompts now (issue 13); this mask is of another size, said in one line.
+    # Targets combine with prompts; this mask is of another size, said in one line.
     assert both.exit_code == 2 and both.output.startswith("error: --mask ")
     assert len(both.output.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
 
