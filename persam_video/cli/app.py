@@ -81,7 +81,7 @@ def app_command(
         max_upload_mb=limit, threads=threads, config_args=config_args,
     )  # fmt: skip
     check_port_free(host, port)
-    common.say_model_warning(model)
+    common.say_model_warning(model, now=True)
     models = ModelHolder(settings)
     try:  # a model that cannot load is said now, not at the first click in the page
         models.get()

@@ -65,24 +65,38 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def friendly_errors(func: F) -> F:
-    """Turn the API's user-facing exceptions into :class:`InputError` (one line, exit 2)."""
+    """Turn the API's user-facing exceptions into :class:`InputError` (one line, exit 2); after
+    a command that succeeded, say the model's warnings (:func:`say_model_warning`)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
-        except click.ClickException:
+            result = _one_line_errors(func, args, kwargs)
+        except BaseException:
+            _model_warnings.clear()  # an error is one line: the warning would be a second
             raise
-        except _user_errors() as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise InputError(message) from None
-        except OSError as exc:  # a full disk, a read-only or vanished folder: the system's word
-            if exc.errno is None:
-                raise
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise InputError(f"{where}{exc.strerror or os.strerror(exc.errno)}") from None
+        for warning in dict.fromkeys(_model_warnings):
+            click.echo(f"warning: {warning}", err=True)
+        _model_warnings.clear()
+        return result
 
     return wrapper  # type: ignore[return-value]
+
+
+def _one_line_errors(func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """``func(*args, **kwargs)``, its user-facing exceptions raised as :class:`InputError`."""
+    try:
+        return func(*args, **kwargs)
+    except click.ClickException:
+        raise
+    except _user_errors() as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise InputError(message) from None
+    except OSError as exc:  # a full disk, a read-only or vanished folder: the system's word
+        if exc.errno is None:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise InputError(f"{where}{exc.strerror or os.strerror(exc.errno)}") from None
 
 
 def exit_interrupted(kept: str, rest: str = "to do the rest") -> NoReturn:
@@ -361,12 +375,22 @@ def load_model(model_name: str, checkpoint: str | None, device: str, quiet: bool
     return load_sam(model_name, checkpoint=checkpoint, device=device, progress=not quiet)
 
 
-def say_model_warning(model_name: str) -> None:
-    """One line on stderr when the model is the demo model (even with ``-q``): it is not SAM."""
+#: Warnings about the model of the running command, said as its last line when it succeeds
+#: (:func:`friendly_errors`; an error stays one line).
+_model_warnings: list[str] = []
+
+
+def say_model_warning(model_name: str, *, now: bool = False) -> None:
+    """With the demo model, one line on stderr (even with ``-q``) saying it is not SAM: at the
+    end of a command that succeeds, or ``now`` (the app, which serves until stopped)."""
     from persam_video.model.demo import DEMO_MODEL_NAME, DEMO_WARNING
 
-    if model_name == DEMO_MODEL_NAME:
+    if model_name != DEMO_MODEL_NAME:
+        return
+    if now:
         click.echo(f"warning: {DEMO_WARNING}", err=True)
+    else:
+        _model_warnings.append(DEMO_WARNING)
 
 
 def check_precision(precision: str, device: str) -> None:
