@@ -254,6 +254,7 @@ def test_claims_refuse_what_no_record_names(tmp_path):
         claim_outputs(tmp_path, "segment", ["b"])
 
 
+@pytest.mark.slow  # the demo clip is tracked twice
 def test_demo_claims_its_clip_and_metrics_as_well(tmp_path, fake_model):
     out = tmp_path / "demo"
     out.mkdir()
