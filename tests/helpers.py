@@ -125,3 +125,22 @@ def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
+
+
+def small_frames(folder: Path, n_frames: int) -> tuple[Path, Path]:
+    """A folder of ``n_frames`` flat PNG frames (grey levels 0, 40, 80, ...) and a first-frame
+    mask beside it: ``(folder/frames, folder/m.png)``."""
+    import numpy as np
+    from PIL import Image
+
+    from persam_video.io import write_label_png
+    from tests.video_factory import synthetic_labels
+
+    frames = folder / "frames"
+    frames.mkdir()
+    for i in range(n_frames):
+        grey = np.full((*SMALL_CLIP_SIZE, 3), 40 * i, np.uint8)
+        Image.fromarray(grey).save(frames / f"{i}.png")
+    mask = folder / "m.png"
+    write_label_png(mask, synthetic_labels(0, SMALL_CLIP_SIZE))
+    return frames, mask

@@ -35,7 +35,7 @@ from persam_video.io import write_label_png
 from persam_video.persam import Target
 from persam_video.synthetic.export import write_davis
 from persam_video.video import VideoTracker
-from tests.helpers import dead_pid, leftovers, small_clip, start_long_track
+from tests.helpers import dead_pid, leftovers, small_clip, small_frames, start_long_track
 from tests.video_factory import make_video, synthetic_labels
 
 SIZE = (48, 64)
@@ -273,12 +273,7 @@ def test_demo_claims_its_clip_and_metrics_as_well(tmp_path, fake_model):
 
 # --------------------------------------------------------------------------- inputs
 def test_out_equal_to_or_inside_an_input_folder_is_refused_on_every_run(tmp_path, fake_model):
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(3):
-        Image.fromarray(np.full((*SIZE, 3), 40 * i, np.uint8)).save(frames / f"{i}.png")
-    mask = tmp_path / "m.png"
-    write_label_png(mask, synthetic_labels(0, SIZE))
+    frames, mask = small_frames(tmp_path, 3)
     before = snapshot(frames)
     for out in (frames, frames / "out", frames, frames / "out"):
         refused_in_one_line(track(frames, mask, out), "would overwrite the input")

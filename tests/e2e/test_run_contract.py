@@ -36,7 +36,7 @@ from persam_video.io import VideoDecodeError, open_source, read_mask, write_labe
 from persam_video.io._video_decode import decode_video
 from persam_video.io.probe import probe
 from persam_video.persam import Target
-from tests.helpers import REPO_ROOT, dead_pid, small_clip, start_long_track
+from tests.helpers import REPO_ROOT, dead_pid, small_clip, small_frames, start_long_track
 from tests.video_factory import make_video, synthetic_labels
 
 SIZE = (48, 64)
@@ -221,12 +221,7 @@ def test_a_full_disk_in_a_fresh_folder_leaves_nothing(tmp_path, clip, fake_model
 
 
 def test_a_frame_rate_the_outputs_cannot_time_is_refused_up_front(tmp_path, fake_model):
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(2):
-        Image.fromarray(np.full((*SIZE, 3), 40 * i, np.uint8)).save(frames / f"{i}.png")
-    mask = tmp_path / "m.png"
-    write_label_png(mask, synthetic_labels(0, SIZE))
+    frames, mask = small_frames(tmp_path, 2)
     for fps in ("1e-9", "5000"):
         result = track(frames, mask, tmp_path / "out", "--fps", fps)
         assert result.exit_code == 2
