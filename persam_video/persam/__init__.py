@@ -9,8 +9,7 @@ In the order data flows through them:
   and target-semantic prompting;
 - :mod:`~persam_video.persam.cascade`: the first step and cascaded post-refinement;
 - :mod:`~persam_video.persam.geometry`: boxes, areas and coordinates;
-- :mod:`~persam_video.persam.components`: the pieces of a mask away from where the object was
-  expected;
+- :mod:`~persam_video.persam.components`: regions of low-resolution masks grown by a margin;
 - :mod:`~persam_video.persam.rules`: when a prediction counts as the target found;
 - :mod:`~persam_video.persam.finetune`: PerSAM-F mask weights;
 - :mod:`~persam_video.persam.api`: :class:`PerSAM`, :class:`Target`, :class:`SegmentResult`.

@@ -4,7 +4,9 @@
 (:mod:`~persam_video.persam.prior`) -> the first decoding step (guided attention and semantic
 prompting as configured, plus each object's extra box/points) -> cascaded post-refinement
 (mask prompt, then box prompt of the refined mask). Objects with the same prompt structure
-share one decoder call per step. The image and video modes both call it; nothing else decodes.
+share one decoder call per step. The image and video modes both call it; beyond it, only the
+video layer's rules on its masks (:mod:`persam_video.video.guards`: the jump guard decodes
+again with :func:`decode`, on the grid of :func:`working_resolution`).
 """
 
 from __future__ import annotations
@@ -18,13 +20,11 @@ from segment_anything.modeling import Sam
 from torch import Tensor
 
 from persam_video.config import DecodeConfig, PerSAMConfig
-from persam_video.persam.components import detached_components
 from persam_video.persam.features import FrameFeatures
 from persam_video.persam.geometry import (
     low_res_area,
     low_res_box,
     mask_box,
-    mask_iou,
     to_input_coords,
     upsample_logits,
 )
@@ -56,10 +56,11 @@ class ExtraPrompt:
     mask_prompt: Tensor | None = None
     #: (1, 4h, 4w) low-resolution logits of where the object is expected (its previous mask,
     #: or that mask carried to this frame), or None: the region distractor-aware negatives
-    #: avoid, and what the jump guard and detached parts compare with.
+    #: avoid, and what the video layer's jump guard and detached parts compare with
+    #: (:mod:`persam_video.video.guards`).
     expected: Tensor | None = None
-    #: Whether the jump guard (``decode.jump_iou``) may undo a jump of this object (the video
-    #: tracker allows it only while the object's track is unbroken).
+    #: Whether the jump guard (``decode.jump_iou``, applied by the video layer) may undo a jump
+    #: of this object (the video tracker allows it only while the object's track is unbroken).
     guard: bool = True
 
 
@@ -83,7 +84,9 @@ class Prediction:
     #: Highest cosine similarity of the target to any feature cell with image content.
     peak_similarity: float
     #: Whether the final mask left the region where the object was expected (IoU below
-    #: ``decode.jump_iou``, when that is on) and the jump guard did not undo it.
+    #: ``decode.jump_iou``, when that is on) and the jump guard did not undo it. Set by the
+    #: video layer's jump guard (:func:`persam_video.video.guards.guard_predictions`); always
+    #: False from :func:`segment_objects`.
     jumped: bool = False
 
 
@@ -274,33 +277,40 @@ def segment_objects(
     and a frame whose longest side exceeds it, the frame-size maps are computed at that smaller
     working resolution (see :func:`_at_working_resolution`).
     """
-    work = config.decode.work_size
-    if work and max(feats.original_size) > work:
-        return _at_working_resolution(sam, feats, embeddings, config, extra, mask_weights)
+    where = working_resolution(feats, config)
+    if where.scaled:
+        return _at_working_resolution(sam, where, embeddings, config, extra, mask_weights)
     return _segment(sam, feats, embeddings, config, extra, mask_weights)
 
 
-def _at_working_resolution(
-    sam: Sam,
-    feats: FrameFeatures,
-    embeddings: Tensor,
-    config: PerSAMConfig,
-    extra: list[ExtraPrompt] | None,
-    mask_weights: list[Tensor | None] | None,
-) -> list[Prediction]:
-    """:func:`_segment` on a frame geometry scaled to ``decode.work_size``; results mapped back.
+@dataclass(frozen=True)
+class WorkingResolution:
+    """The pixel grid on which :func:`segment_objects` computes a frame's frame-size maps.
 
-    The features are the same (SAM sees the same resized input); only the pixel grid of the
-    frame-size maps shrinks. Prompts are scaled into it, points and logits back out of it.
+    That is the frame's own, or with ``decode.work_size`` set and a frame whose longest side
+    exceeds it, a smaller one of the same aspect: the features are the same (SAM sees the same
+    resized input); only the pixel grid of the frame-size maps shrinks.
     """
-    height, width = feats.original_size
-    factor = config.decode.work_size / max(height, width)
-    work_size = (max(1, round(height * factor)), max(1, round(width * factor)))
-    scale_x, scale_y = work_size[1] / width, work_size[0] / height
-    work = FrameFeatures(feats.embedding, work_size, feats.input_size, feats.image_size)
-    scaled = None
-    if extra is not None:
-        scaled = [  # the low-resolution prompts do not depend on the frame size
+
+    #: The frame's features (its own geometry).
+    frame: FrameFeatures
+    #: The same features on the working grid (``frame`` itself when not scaled).
+    work: FrameFeatures
+    #: (x, y) working pixels per frame pixel ((1.0, 1.0) when not scaled).
+    scale: tuple[float, float] = (1.0, 1.0)
+
+    @property
+    def scaled(self) -> bool:
+        """Whether the working grid is smaller than the frame."""
+        return self.work is not self.frame
+
+    def prompts(self, extra: list[ExtraPrompt]) -> list[ExtraPrompt]:
+        """Prompts in frame pixels scaled into the working grid (boxes and points; the
+        low-resolution prompts do not depend on the frame size). Unchanged when not scaled."""
+        if not self.scaled:
+            return extra
+        scale_x, scale_y = self.scale
+        return [
             dataclasses.replace(
                 e,
                 box=None if e.box is None else (e.box[0] * scale_x, e.box[1] * scale_y,
@@ -309,14 +319,52 @@ def _at_working_resolution(
             )
             for e in extra
         ]  # fmt: skip
-    preds = _segment(sam, work, embeddings, config, scaled, mask_weights)
+
+    def to_frame(self, maps: Tensor) -> Tensor:
+        """(K, h', w') float maps on the working grid, bilinearly resized to the frame's
+        (K, H, W). Unchanged when not scaled."""
+        if not self.scaled:
+            return maps
+        return F.interpolate(maps[None], self.frame.original_size, mode="bilinear")[0]
+
+    def frame_logits(self, sam: Sam, low_res: Tensor) -> Tensor:
+        """(K, 1, 4h, 4w) low-resolution logits to (K, H, W) float logits at the frame's
+        resolution, as :func:`segment_objects` makes its final ``mask_logits``."""
+        return self.to_frame(upsample_logits(sam, self.work, low_res)[:, 0])
+
+
+def working_resolution(feats: FrameFeatures, config: PerSAMConfig) -> WorkingResolution:
+    """Where :func:`segment_objects` computes the frame-size maps of a frame with ``feats``
+    under ``config`` (``decode.work_size``)."""
+    work = config.decode.work_size
+    if not (work and max(feats.original_size) > work):
+        return WorkingResolution(feats, feats)
+    height, width = feats.original_size
+    factor = work / max(height, width)
+    work_size = (max(1, round(height * factor)), max(1, round(width * factor)))
+    scale = (work_size[1] / width, work_size[0] / height)
+    grid = FrameFeatures(feats.embedding, work_size, feats.input_size, feats.image_size)
+    return WorkingResolution(feats, grid, scale)
+
+
+def _at_working_resolution(
+    sam: Sam,
+    where: WorkingResolution,
+    embeddings: Tensor,
+    config: PerSAMConfig,
+    extra: list[ExtraPrompt] | None,
+    mask_weights: list[Tensor | None] | None,
+) -> list[Prediction]:
+    """:func:`_segment` on the working grid of ``where``; results mapped back to the frame.
+
+    Prompts are scaled into the working grid, points and frame-size maps back out of it.
+    """
+    scaled = None if extra is None else where.prompts(extra)
+    preds = _segment(sam, where.work, embeddings, config, scaled, mask_weights)
+    scale_x, scale_y = where.scale
     back = torch.tensor([1 / scale_x, 1 / scale_y], dtype=torch.float64)
-    logits = F.interpolate(
-        torch.stack([p.mask_logits for p in preds])[None], feats.original_size, mode="bilinear"
-    )[0]
-    similarity = F.interpolate(
-        torch.stack([p.similarity for p in preds])[None], feats.original_size, mode="bilinear"
-    )[0]
+    logits = where.to_frame(torch.stack([p.mask_logits for p in preds]))
+    similarity = where.to_frame(torch.stack([p.similarity for p in preds]))
     for i, pred in enumerate(preds):
         pred.mask_logits, pred.similarity = logits[i], similarity[i]
         pred.mask = logits[i] > sam.mask_threshold
@@ -366,13 +414,6 @@ def _segment(
         best = iou.argmax(dim=1)
         rows = torch.arange(len(members), device=best.device)
         step = step.updated(members, low[rows, best][:, None], iou[rows, best])
-    jumps: set[int] = set()
-    if dec.jump_iou and extra is not None:
-        step, jumps = _guard_jumps(sam, feats, step, extra, dec.jump_iou)
-
-    if dec.drop_detached and extra is not None:
-        step = _drop_detached(sam, feats, step, extra, dec.detached_margin)
-
     full = step.full_logits(sam, feats)
     peaks = peak_similarity(feats, first.sim_grid)
     return [
@@ -385,96 +426,10 @@ def _segment(
             labels=first.labels[i],
             similarity=first.sim_map[i],
             peak_similarity=float(peaks[i]),
-            jumped=i in jumps,
         )
         for i in range(k)
     ]
 
-
-def _guard_jumps(
-    sam: Sam, feats: FrameFeatures, step: _Step, extra: list[ExtraPrompt], threshold: float
-) -> tuple[_Step, set[int]]:
-    """Objects whose mask jumped away from where they were expected (IoU with the expected
-    region below ``threshold``) are decoded again from their temporal prompts alone (box and
-    expected logits, SAM's single-mask output) where their ``guard`` allows; that mask
-    replaces the jump where it agrees with the expected region (IoU at least ``threshold``)
-    and more than the jump does (see ``decode.jump_iou``). Returns the step and the objects
-    whose jump stands."""
-    low_size = tuple(step.low_res.shape[-2:])
-    rows, cols = feats.content_cells(low_size)
-    jumped, regions, stands = [], [], set()
-    for i, ex in enumerate(extra):
-        if ex.expected is None or ex.box is None:
-            continue
-        region = ex.expected[0, :rows, :cols] > sam.mask_threshold
-        if not bool(region.any()):
-            continue
-        mask = step.low_res[i, :, :rows, :cols] > sam.mask_threshold
-        if float(mask_iou(mask, region)[0]) >= threshold:
-            continue
-        if ex.guard:
-            jumped.append(i)
-            regions.append(region)
-        else:
-            stands.add(i)
-    if not jumped:
-        return step, stands
-    device = feats.embedding.device
-    low, iou = decode(
-        sam,
-        feats,
-        torch.zeros((len(jumped), 0, 2), dtype=torch.float64, device=device),
-        torch.zeros((len(jumped), 0), dtype=torch.int64, device=device),
-        boxes=torch.tensor([extra[i].box for i in jumped], dtype=torch.float64),
-        mask_inputs=torch.stack([extra[i].expected for i in jumped]),
-    )
-    kept, new_low, new_iou = [], [], []
-    for row, (i, region) in enumerate(zip(jumped, regions, strict=True)):
-        current = step.low_res[i, :, :rows, :cols] > sam.mask_threshold
-        temporal = low[row, SINGLE, :rows, :cols] > sam.mask_threshold
-        agreement = float(mask_iou(temporal, region)[0])
-        # Kept where the object is still there (SAM alone reproduces the expected region),
-        # not where it is gone (hidden, out of view): PerSAM's search decides then.
-        if agreement >= threshold and agreement > float(mask_iou(current, region)[0]):
-            kept.append(i)
-            new_low.append(low[row, SINGLE])
-            new_iou.append(iou[row, 0])
-        else:
-            stands.add(i)
-    if not kept:
-        return step, stands
-    return step.updated(kept, torch.stack(new_low), torch.stack(new_iou)), stands
-
-
-def _drop_detached(
-    sam: Sam, feats: FrameFeatures, step: _Step, extra: list[ExtraPrompt], margin: int
-) -> _Step:
-    """Objects whose final mask has pieces away from where they were expected (see
-    :func:`detached_components` and ``decode.drop_detached``) lose those pieces: their
-    low-resolution logits there are pushed to :data:`DROPPED_LOGIT` at most."""
-    low_size = tuple(step.low_res.shape[-2:])
-    rows, cols = feats.content_cells(low_size)
-    drops = {}
-    for i, ex in enumerate(extra):
-        if ex.expected is None:
-            continue
-        mask = step.low_res[i, 0, :rows, :cols] > sam.mask_threshold
-        region = ex.expected[0, :rows, :cols] > sam.mask_threshold
-        drop = detached_components(mask, region, margin)
-        if bool(drop.any()):
-            drops[i] = drop
-    if not drops:
-        return step
-    low = step.low_res.clone()
-    for i, drop in drops.items():
-        content = low[i, 0, :rows, :cols]  # a view: writes go to ``low``
-        content[drop] = content[drop].clamp(max=DROPPED_LOGIT)
-    return _Step(low, step.score)
-
-
-#: Low-resolution logit given at most to the pieces of a mask that are dropped: far enough
-#: below SAM's threshold (0) that upsampling does not bring them back.
-DROPPED_LOGIT = -10.0
 
 #: Index of SAM's single-mask output and slice of its three multimask outputs.
 SINGLE = slice(0, 1)

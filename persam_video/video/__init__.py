@@ -3,6 +3,8 @@
 - :mod:`~persam_video.video.state`: :class:`TrackState`, :class:`ObjectState` (explicit state,
   so one tracker follows several videos) and the per-frame results;
 - :mod:`~persam_video.video.rules`: box prompts, fusion, absence and momentum (pure functions);
+- :mod:`~persam_video.video.guards`: the jump guard and detached parts on PerSAM's decoded
+  masks (pure functions);
 - :mod:`~persam_video.video.tracker`: :class:`VideoTracker`, PerSAM frame after frame;
 - :mod:`~persam_video.video.session`: :class:`VideoSession`, prompts on any frame propagated
   forward and backward;

@@ -32,6 +32,7 @@ from persam_video.persam.features import LOW_RES_SCALE, FrameFeatures
 from persam_video.persam.geometry import low_res_box, mask_box, mask_to_low_res
 from persam_video.video.affinity import propagate_logits
 from persam_video.video.flow import dense_flow, propagate, to_gray, warp_low_res
+from persam_video.video.guards import guard_predictions
 from persam_video.video.keyframes import keyframe_due, rekey_reason
 from persam_video.video.rules import (
     Hysteresis,
@@ -346,83 +347,152 @@ class VideoTracker:
         frame is the annotation, its box and reference area restart from it, its embedding is
         the annotation's and joins the average of its annotations that anchors the momentum
         update). The other objects are tracked as usual; annotated pixels are theirs no more.
+
+        The phases, in order: PerSAM and the video rules on its masks (:meth:`_predict`), found
+        or not (:meth:`_found`), the absence state (:meth:`_advance_hysteresis`), one label map
+        (:meth:`_fuse`), the annotated objects seeded (:meth:`_seed`), each tracked object's
+        state updated from its fused mask (:meth:`_follow`) and its result.
         """
-        cfg = self.config.track
         state.frames_seen += 1
-        annotations = self._check_annotations(annotations, state.frame_size, index)
-        tracked = [o for o in state.objects if o.obj_id not in annotations]
-        if not tracked and not annotations:
+        annotated = self._check_annotations(annotations, state.frame_size, index)
+        tracked = [o for o in state.objects if o.obj_id not in annotated]
+        if not tracked and not annotated:
             empty = np.zeros(state.frame_size, np.uint8)
             return FrameResult(index, time, empty, [], frame)
-        preds, found, kept = [], [], []
         before = {o.obj_id: o.hysteresis for o in tracked}
-        if tracked:
-            targets = [Target(o.embedding, o.mask_weights) for o in tracked]
-            backward = self._backward_flow(state, frame, tracked)
-            prompts = [self._prompt(o, state, feats, backward) for o in tracked]
-            preds = self.persam.segment_features(feats, targets, prompts)
-            presence = self.config.presence
-            found = [
-                not is_absent(p, cfg, presence, search=state.from_targets)
-                and self._may_reenter(o, p, state.frame_size)
-                for o, p in zip(tracked, preds, strict=True)
-            ]
-            for obj, ok in zip(tracked, found, strict=True):
-                was = obj.hysteresis
-                obj.hysteresis = hysteresis_step(was, ok, cfg.lost_after, cfg.reacquire_after)
-                if not was.lost and obj.hysteresis.lost:
-                    obj.exited = obj.leaving
-                elif not obj.hysteresis.lost:
-                    obj.exited = False
-            # Kept: found, or not found for fewer than track.lost_after frames in a row.
-            kept = [not o.hysteresis.lost for o in tracked]
-        present_ids = [o.obj_id for o, f in zip(tracked, kept, strict=True) if f]
-        logits = [p.mask_logits for p, f in zip(preds, kept, strict=True) if f]
-        if logits:
-            labels = fuse(torch.stack(logits), present_ids, self.sam.mask_threshold)
-        else:
-            labels = torch.zeros(state.frame_size, dtype=torch.uint8, device=feats.embedding.device)
-        for obj_id, mask in sorted(annotations.items()):
-            labels[torch.from_numpy(mask).to(labels.device)] = obj_id
-
-        results = {}
-        for obj_id, mask in sorted(annotations.items()):
-            results[obj_id] = self._seed(state, feats, obj_id, mask, index)
+        preds = self._predict(state, feats, frame, tracked) if tracked else []
+        found = self._found(state, tracked, preds)
+        kept = self._advance_hysteresis(tracked, found)
+        fused = self._fuse(state, feats, tracked, preds, kept, annotated)
+        results = {
+            obj_id: self._seed(state, feats, obj_id, annotation, index)
+            for obj_id, annotation in sorted(annotated.items())
+        }
         for obj, pred, ok, keep in zip(tracked, preds, found, kept, strict=True):
-            mask = labels == obj.obj_id
+            mask = fused == obj.obj_id
             area = int(mask.sum())
-            box = _box_tuple(mask_box(mask)) if keep else None
-            obj.present = keep and area > 0
-            # On a kept frame not found with an empty mask, the previous box stays the prompt.
-            obj.box = box if obj.present else (obj.box if keep and not ok else None)
-            obj.previous_logits = pred.low_res_logits if keep else None
-            obj.steady = obj.steady and ok and not pred.jumped
-            obj.leaving = self._leaving(obj, area, state.frame_size)
-            updated = False
-            if ok and obj.present and obj.reference_area is None:  # first sighting (target)
-                obj.reference_area = area
-            elif ok and obj.present and should_update(pred.score, area, obj.reference_area, cfg):
-                updated = self._update_embedding(obj, feats, mask)
-                if updated:
-                    obj.reference_area = area
-            was, now = before[obj.obj_id], obj.hysteresis
-            results[obj.obj_id] = ObjectResult(
-                obj_id=obj.obj_id,
-                present=obj.present,
-                score=pred.score,
-                area=area,
-                bbox=_int_box(obj.box),
-                peak_similarity=pred.peak_similarity,
-                updated=updated,
-                points=pred.points.cpu().numpy(),
-                point_labels=pred.labels.cpu().numpy(),
-                similarity=pred.similarity.float().cpu().numpy(),
-                lost=not was.lost and now.lost,
-                reacquired=was.lost and not now.lost,
-            )
+            updated = self._follow(state, feats, obj, pred, mask, area, found=ok, kept=keep)
+            results[obj.obj_id] = _tracked_result(obj, pred, area, updated, before[obj.obj_id])
         self._keep_previous(state, feats, frame)
         ordered = [results[o.obj_id] for o in state.objects]
-        return FrameResult(index, time, labels.cpu().numpy(), ordered, frame)
+        return FrameResult(index, time, fused.cpu().numpy(), ordered, frame)
+
+    def _predict(
+        self,
+        state: TrackState,
+        feats: FrameFeatures,
+        frame: np.ndarray,
+        tracked: list[ObjectState],
+    ) -> list[Prediction]:
+        """PerSAM on this frame for the K ``tracked`` objects (K >= 1), with their temporal
+        prompts, then the video rules on its masks (the jump guard and detached parts).
+
+        Args:
+            feats: the frame's features.
+            frame: (H, W, 3) uint8 RGB frame (read by the flow temporal prior).
+            tracked: the objects to find, each with its (C,) embedding, mask weights, box and
+                (1, 4h, 4w) previous logits.
+
+        Returns:
+            K :class:`Prediction` objects in the order of ``tracked``, each with its (H, W)
+            bool ``mask``, (H, W) float ``mask_logits`` and (1, 4h, 4w) ``low_res_logits``.
+        """
+        targets = [Target(o.embedding, o.mask_weights) for o in tracked]
+        backward = self._backward_flow(state, frame, tracked)
+        prompts = [self._prompt(o, state, feats, backward) for o in tracked]
+        preds = self.persam.segment_features(feats, targets, prompts)
+        return guard_predictions(self.sam, feats, preds, prompts, self.config)
+
+    def _found(
+        self, state: TrackState, tracked: list[ObjectState], preds: list[Prediction]
+    ) -> list[bool]:
+        """Per tracked object, whether its prediction counts as found on this frame: not
+        absent (:func:`is_absent`) and, for an object lost while leaving the view, entering
+        through the border (:meth:`_may_reenter`). Reads the state as the frame before left it.
+        """
+        cfg, presence = self.config.track, self.config.presence
+        return [
+            not is_absent(p, cfg, presence, search=state.from_targets)
+            and self._may_reenter(o, p, state.frame_size)
+            for o, p in zip(tracked, preds, strict=True)
+        ]
+
+    def _advance_hysteresis(self, tracked: list[ObjectState], found: list[bool]) -> list[bool]:
+        """Move each tracked object's absence state (``hysteresis``, and ``exited``: lost while
+        leaving the view) on by this frame's ``found``; return per object whether it is kept:
+        found, or not found for fewer than ``track.lost_after`` frames in a row."""
+        cfg = self.config.track
+        for obj, ok in zip(tracked, found, strict=True):
+            was = obj.hysteresis
+            obj.hysteresis = hysteresis_step(was, ok, cfg.lost_after, cfg.reacquire_after)
+            if not was.lost and obj.hysteresis.lost:
+                obj.exited = obj.leaving
+            elif not obj.hysteresis.lost:
+                obj.exited = False
+        return [not o.hysteresis.lost for o in tracked]
+
+    def _fuse(
+        self,
+        state: TrackState,
+        feats: FrameFeatures,
+        tracked: list[ObjectState],
+        preds: list[Prediction],
+        kept: list[bool],
+        annotated: dict[int, np.ndarray],
+    ) -> Tensor:
+        """The frame's (H, W) uint8 label map (on the model's device): the (H, W) logits of the
+        kept predictions fused (:func:`fuse`), then the (H, W) bool ``annotated`` masks painted
+        over it in id order."""
+        present_ids = [o.obj_id for o, keep in zip(tracked, kept, strict=True) if keep]
+        logits = [p.mask_logits for p, keep in zip(preds, kept, strict=True) if keep]
+        if logits:
+            fused = fuse(torch.stack(logits), present_ids, self.sam.mask_threshold)
+        else:
+            fused = torch.zeros(state.frame_size, dtype=torch.uint8, device=feats.embedding.device)
+        for obj_id, mask in sorted(annotated.items()):
+            fused[torch.from_numpy(mask).to(fused.device)] = obj_id
+        return fused
+
+    def _follow(
+        self,
+        state: TrackState,
+        feats: FrameFeatures,
+        obj: ObjectState,
+        pred: Prediction,
+        mask: Tensor,
+        area: int,
+        *,
+        found: bool,
+        kept: bool,
+    ) -> bool:
+        """Update a tracked object's state from its part of the fused label map.
+
+        Args:
+            pred: its prediction on this frame (its low-resolution logits become the next
+                frame's expected region, its score gates the momentum update).
+            mask: (H, W) bool tensor, its pixels in the fused label map; ``area`` their count.
+            found: whether ``pred`` counted as found (:meth:`_found`).
+            kept: whether the object is kept after the hysteresis (:meth:`_advance_hysteresis`).
+
+        Returns:
+            Whether its embedding got the momentum update from ``mask``.
+        """
+        cfg = self.config.track
+        box = _box_tuple(mask_box(mask)) if kept else None
+        obj.present = kept and area > 0
+        # On a kept frame not found with an empty mask, the previous box stays the prompt.
+        obj.box = box if obj.present else (obj.box if kept and not found else None)
+        obj.previous_logits = pred.low_res_logits if kept else None
+        obj.steady = obj.steady and found and not pred.jumped
+        obj.leaving = self._leaving(obj, area, state.frame_size)
+        updated = False
+        if found and obj.present and obj.reference_area is None:  # first sighting (target)
+            obj.reference_area = area
+        elif found and obj.present and should_update(pred.score, area, obj.reference_area, cfg):
+            updated = self._update_embedding(obj, feats, mask)
+            if updated:
+                obj.reference_area = area
+        return updated
 
     @staticmethod
     def _check_annotations(
@@ -612,6 +682,33 @@ def _target_state(rgb: np.ndarray, targets: list[Target], ids: list[int]) -> Tra
     """The state of a video searched for saved ``targets`` (object ``ids``), before frame 0."""
     objects = [ObjectState.from_target(i, t) for i, t in zip(ids, targets, strict=True)]
     return TrackState(objects, check_image(rgb).shape[:2], from_targets=True)
+
+
+def _tracked_result(
+    obj: ObjectState, pred: Prediction, area: int, updated: bool, before: Hysteresis
+) -> ObjectResult:
+    """A tracked object's result on this frame, once :meth:`VideoTracker._follow` updated it.
+
+    Args:
+        pred: its prediction (score, (N, 2) points and (N,) labels, (H, W) similarity).
+        area: its pixels in the fused label map.
+        updated: whether its embedding got the momentum update.
+        before: its absence state before this frame (for the lost and reacquired events).
+    """
+    return ObjectResult(
+        obj_id=obj.obj_id,
+        present=obj.present,
+        score=pred.score,
+        area=area,
+        bbox=_int_box(obj.box),
+        peak_similarity=pred.peak_similarity,
+        updated=updated,
+        points=pred.points.cpu().numpy(),
+        point_labels=pred.labels.cpu().numpy(),
+        similarity=pred.similarity.float().cpu().numpy(),
+        lost=not before.lost and obj.hysteresis.lost,
+        reacquired=before.lost and not obj.hysteresis.lost,
+    )
 
 
 def _frames(frames: Iterable[Any]) -> Iterator[tuple[np.ndarray, int, float | None]]:

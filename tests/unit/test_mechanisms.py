@@ -12,8 +12,8 @@ import torch
 
 from persam_video.apps.track import frame_record
 from persam_video.config import ConfigError, PerSAMConfig
-from persam_video.persam.cascade import Prediction, segment_objects
-from persam_video.persam.components import detached_components, grow_region
+from persam_video.persam.cascade import ExtraPrompt, Prediction, segment_objects
+from persam_video.persam.components import grow_region
 from persam_video.persam.features import FrameFeatures
 from persam_video.persam.geometry import mask_iou, mask_to_low_res
 from persam_video.persam.prior import (
@@ -22,7 +22,9 @@ from persam_video.persam.prior import (
     search_windows,
     select_points,
 )
+from persam_video.video import guards
 from persam_video.video.affinity import affinity_weights, propagate_logits
+from persam_video.video.guards import detached_components, drop_detached, guard_jumps
 from persam_video.video.rules import Hysteresis, at_border, hysteresis_step
 from persam_video.video.tracker import VideoTracker
 from tests.helpers import ellipse_mask, encode_image, random_image
@@ -120,10 +122,10 @@ def test_the_jump_guard_keeps_an_object_that_is_still_where_it_was_expected(
 
     feats = FrameFeatures(torch.zeros(1, 4, 16, 16), (64, 64), (64, 64), 64)
     jumped, expected, steady = _square(64, 0, 0), _square(64, 40, 40), _square(64, 20, 20)
-    step = cascade._Step(torch.stack([jumped, steady]), torch.tensor([0.9, 0.8]))
+    low_res = torch.stack([jumped, steady])
     extra = [
-        cascade.ExtraPrompt(box=(40.0, 40.0, 56.0, 56.0), expected=expected, mask_prompt=expected),
-        cascade.ExtraPrompt(box=(20.0, 20.0, 36.0, 36.0), expected=steady, mask_prompt=steady),
+        ExtraPrompt(box=(40.0, 40.0, 56.0, 56.0), expected=expected, mask_prompt=expected),
+        ExtraPrompt(box=(20.0, 20.0, 36.0, 36.0), expected=steady, mask_prompt=steady),
     ]
     calls = []
 
@@ -133,24 +135,24 @@ def test_the_jump_guard_keeps_an_object_that_is_still_where_it_was_expected(
         return again.expand(1, 4, 64, 64).clone(), torch.full((1, 4), 0.7)
 
     monkeypatch.setattr(cascade, "decode", fake_decode)
-    kept, stands = cascade._guard_jumps(tiny_sam, feats, step, extra, threshold=0.3)
+    undone, stands = guard_jumps(tiny_sam, feats, low_res, extra, threshold=0.3)
     assert stands == (set() if still_there else {0})
     assert len(calls) == 1
     shape, boxes, mask_inputs, kwargs = calls[0]
     assert shape == (1, 0, 2) and boxes.tolist() == [[40.0, 40.0, 56.0, 56.0]]
     assert torch.equal(mask_inputs, expected[None]) and not kwargs  # no guidance either
-    assert torch.equal(kept.low_res[1], steady)
+    assert 1 not in undone  # object 1 keeps its logits and score
     if still_there:
-        assert torch.equal(kept.low_res[0], expected)
-        assert float(kept.score[0]) == pytest.approx(0.7)
+        logits, score = undone[0]
+        assert torch.equal(logits, expected)
+        assert score == pytest.approx(0.7)
     else:
-        assert torch.equal(kept.low_res[0], jumped)
-        assert float(kept.score[0]) == pytest.approx(0.9)
+        assert not undone  # object 0 keeps its logits and score
     # A broken track (the tracker's ``steady`` off) is not guarded: its jump stands as is.
     calls.clear()
     unguarded = [dataclasses.replace(extra[0], guard=False), extra[1]]
-    kept, stands = cascade._guard_jumps(tiny_sam, feats, step, unguarded, threshold=0.3)
-    assert not calls and stands == {0} and torch.equal(kept.low_res[0], jumped)
+    undone, stands = guard_jumps(tiny_sam, feats, low_res, unguarded, threshold=0.3)
+    assert not calls and stands == {0} and not undone
 
 
 def test_detached_components_are_the_pieces_away_from_the_expected_region():
@@ -173,23 +175,61 @@ def test_detached_components_are_the_pieces_away_from_the_expected_region():
     assert grow_region(region, 1)[1, 1] and not grow_region(region, 1)[0, 0]
 
 
-def test_the_cascade_drops_the_detached_piece_of_a_mask(tiny_sam):
+def test_the_video_rules_drop_the_detached_piece_of_a_mask(tiny_sam):
     """A final mask of two pieces, one where the object was expected: the other's logits are
     pushed below the threshold, so neither the low-resolution nor the frame mask keeps it; an
     object without an expected region is left alone."""
-    import persam_video.persam.cascade as cascade
-
     feats = FrameFeatures(torch.zeros(1, 4, 16, 16), (64, 64), (64, 64), 64)
     two = torch.maximum(_square(64, 0, 0), _square(64, 40, 40))
-    step = cascade._Step(torch.stack([two, two]), torch.tensor([0.9, 0.8]))
-    extra = [cascade.ExtraPrompt(expected=_square(64, 2, 2)), cascade.ExtraPrompt()]
-    kept = cascade._drop_detached(tiny_sam, feats, step, extra, margin=2)
-    assert torch.equal(kept.low_res[0] > 0, _square(64, 0, 0) > 0)
-    assert float(kept.low_res[0].max()) == 8.0 and float(kept.low_res[0, 0, 48, 48]) <= -10.0
-    assert torch.equal(kept.low_res[1], two)
-    assert torch.equal(kept.score, step.score)
-    full = kept.full_logits(tiny_sam, feats) > tiny_sam.mask_threshold
-    assert full[0, :16, :16].all() and not full[0, 40:, 40:].any()
+    extra = [ExtraPrompt(expected=_square(64, 2, 2)), ExtraPrompt()]
+    dropped = drop_detached(tiny_sam, feats, torch.stack([two, two]), extra, margin=2)
+    assert list(dropped) == [0]  # object 1 keeps its logits
+    assert torch.equal(dropped[0] > 0, _square(64, 0, 0) > 0)
+    assert float(dropped[0].max()) == 8.0 and float(dropped[0][0, 48, 48]) <= -10.0
+    # Through the predictions: the frame mask is recomputed, the score and the others kept.
+    preds = [_scripted(torch.zeros(64, 64, dtype=torch.bool), s) for s in (0.9, 0.8)]
+    preds = [dataclasses.replace(p, low_res_logits=two) for p in preds]
+    config = PerSAMConfig().with_overrides(["decode.jump_iou=0", "decode.detached_margin=2"])
+    kept = guards.guard_predictions(tiny_sam, feats, preds, extra, config)
+    assert torch.equal(kept[0].low_res_logits, dropped[0])
+    assert torch.equal(kept[1].low_res_logits, two) and kept[1].mask[:16, :16].all()
+    assert kept[0].score == 0.9 and kept[1].score == 0.8 and not kept[0].jumped
+    assert kept[0].mask[:16, :16].all() and not kept[0].mask[40:, 40:].any()
+    assert torch.equal(kept[0].mask, kept[0].mask_logits > tiny_sam.mask_threshold)
+
+
+def test_the_jump_guard_decodes_again_on_the_cascades_working_grid(tiny_sam, rng, monkeypatch):
+    """With ``decode.work_size``, the jump guard decodes again on the grid the cascade decoded
+    on (the box scaled into it as :func:`segment_objects` scales it); the undone jump's mask
+    comes back at the frame's size, and a jump that stands is marked, nothing else of it
+    changed."""
+    import persam_video.persam.cascade as cascade
+
+    feats = encode_image(tiny_sam, random_image(rng, 96, 160))  # 32 x 32 low-res, 20 rows inside
+    expected, jumped = _square(32, 2, 2, side=6), _square(32, 10, 20, side=6)
+    calls = []
+
+    def fake_decode(sam, grid, points, labels, *, boxes=None, mask_inputs=None, **kwargs):
+        calls.append((grid.original_size, boxes.tolist()))
+        return expected.expand(1, 4, 32, 32).clone(), torch.full((1, 4), 0.7)
+
+    monkeypatch.setattr(cascade, "decode", fake_decode)
+    box = (10.0, 10.0, 30.0, 30.0)
+    extra = [ExtraPrompt(box=box, expected=expected), ExtraPrompt(box=box, expected=expected)]
+    extra[1] = dataclasses.replace(extra[1], guard=False)
+    preds = [_scripted(torch.zeros(96, 160, dtype=torch.bool), s) for s in (0.9, 0.8)]
+    preds = [dataclasses.replace(p, low_res_logits=jumped) for p in preds]
+    overrides = ["decode.work_size=80", "decode.jump_iou=0.5", "decode.drop_detached=false"]
+    config = PerSAMConfig().with_overrides(overrides)
+    guarded = guards.guard_predictions(tiny_sam, feats, preds, extra, config)
+    assert calls == [((48, 80), [[5.0, 5.0, 15.0, 15.0]])]
+    undone, stands = guarded
+    assert torch.equal(undone.low_res_logits, expected) and undone.score == pytest.approx(0.7)
+    assert undone.mask_logits.shape == (96, 160) and undone.mask.any() and not undone.jumped
+    where = cascade.working_resolution(feats, config)
+    assert where.scaled and where.work.original_size == (48, 80)
+    assert torch.equal(undone.mask_logits, where.frame_logits(tiny_sam, expected[None])[0])
+    assert stands.jumped and torch.equal(stands.low_res_logits, jumped) and stands.score == 0.8
 
 
 def test_the_tracker_guards_only_an_unbroken_track(tiny_sam, monkeypatch):
@@ -210,7 +250,7 @@ def test_the_tracker_guards_only_an_unbroken_track(tiny_sam, monkeypatch):
         return [pred]
 
     tracker = VideoTracker(tiny_sam, PerSAMConfig().with_overrides(["decode.jump_iou=0.3"]))
-    monkeypatch.setattr(tracker.persam, "segment_features", fake)
+    _script_decoding(tracker, monkeypatch, fake)
     results = list(tracker.track(frames, first))
     assert all(r.objects[0].present for r in results)
     assert [e.guard for e in calls] == [True, True, False, False]
@@ -303,6 +343,16 @@ def _scripted(mask: torch.Tensor, score: float) -> Prediction:
     )  # fmt: skip
 
 
+def _script_decoding(tracker: VideoTracker, monkeypatch, fake) -> None:
+    """Scripted predictions stand for PerSAM's decoding and the video rules on its masks (the
+    jump guard and detached parts, :mod:`persam_video.video.guards`): what the tracker makes of
+    them is under test."""
+    monkeypatch.setattr(tracker.persam, "segment_features", fake)
+    monkeypatch.setattr(
+        "persam_video.video.tracker.guard_predictions", lambda sam, feats, preds, *_: preds
+    )
+
+
 def test_the_tracker_loses_and_reacquires_with_hysteresis(tiny_sam, monkeypatch):
     """Scores per frame: good, bad, bad, bad, good, good, good with lost_after 3 and
     reacquire_after 2: kept through two bad frames, lost on the third, back on the second
@@ -320,7 +370,7 @@ def test_the_tracker_loses_and_reacquires_with_hysteresis(tiny_sam, monkeypatch)
 
     config = PerSAMConfig().with_overrides(["track.lost_after=3", "track.reacquire_after=2"])
     tracker = VideoTracker(tiny_sam, config)
-    monkeypatch.setattr(tracker.persam, "segment_features", fake)
+    _script_decoding(tracker, monkeypatch, fake)
     results = list(tracker.track(frames, first))
     present = [r.objects[0].present for r in results]
     assert present == [True, True, True, True, False, False, True, True]
@@ -367,7 +417,7 @@ def _border_clip(reenter: bool, leave_at: tuple[float, float], monkeypatch, tiny
 
     config = PerSAMConfig().with_overrides([f"track.reenter_at_border={str(reenter).lower()}"])
     tracker = VideoTracker(tiny_sam, config)
-    monkeypatch.setattr(tracker.persam, "segment_features", fake)
+    _script_decoding(tracker, monkeypatch, fake)
     return [r.objects[0].present for r in tracker.track(frames, first)]
 
 
@@ -403,7 +453,6 @@ def test_mechanism_fields_are_validated():
 
 def test_working_resolution_keeps_the_low_res_prompts(tiny_sam, rng, monkeypatch):
     import persam_video.persam.cascade as cascade
-    from persam_video.persam.cascade import ExtraPrompt
 
     feats = encode_image(tiny_sam, random_image(rng, 96, 160))
     seen = []

@@ -107,6 +107,16 @@ class _FakeSegmenter:
         return self.script(len(self.calls), feats)
 
 
+def _script_decoding(tracker: VideoTracker, monkeypatch, fake) -> None:
+    """Scripted predictions stand for PerSAM's decoding and the video rules on its masks (the
+    jump guard and detached parts, :mod:`persam_video.video.guards`): what the tracker makes of
+    them is under test."""
+    monkeypatch.setattr(tracker.persam, "segment_features", fake)
+    monkeypatch.setattr(
+        "persam_video.video.tracker.guard_predictions", lambda sam, feats, preds, *_: preds
+    )
+
+
 def test_absent_objects_are_searched_again_without_box(tiny_sam, monkeypatch):
     """An object found, then lost (low score), then found again: no box while lost, no update."""
     rng = np.random.default_rng(0)
@@ -121,7 +131,7 @@ def test_absent_objects_are_searched_again_without_box(tiny_sam, monkeypatch):
     single = ["track.lost_after=1", "track.reacquire_after=1"]  # absent on the bad frame itself
     tracker = VideoTracker(tiny_sam, PerSAMConfig().with_overrides(["track.anchor=0", *single]))
     fake = _FakeSegmenter(script)
-    monkeypatch.setattr(tracker.persam, "segment_features", fake)
+    _script_decoding(tracker, monkeypatch, fake)
     results = list(tracker.track(frames, first))
     assert [r.objects[0].present for r in results] == [True, True, False, True]
     assert results[2].labels.max() == 0  # absent: empty mask
@@ -167,7 +177,7 @@ def test_overlapping_objects_never_share_pixels(tiny_sam, monkeypatch):
         ]  # fmt: skip
 
     tracker = VideoTracker(tiny_sam, PerSAMConfig())
-    monkeypatch.setattr(tracker.persam, "segment_features", _FakeSegmenter(script))
+    _script_decoding(tracker, monkeypatch, _FakeSegmenter(script))
     last = list(tracker.track(frames, first))[-1]
     overlap = (a > 0) & (b > 0)
     assert (last.labels[overlap.numpy()] == 5).all()
