@@ -124,8 +124,9 @@ class PriorConfig:
         _check_range("prior.distractor_negatives", self.distractor_negatives, 0, MAX_POINTS)
         _check_range("prior.distractor_ratio", self.distractor_ratio, 0.0, 1.0)
         _check_range("prior.distractor_margin", self.distractor_margin, 0, MAX_CELLS)
-        _check_range("prior.ref_mask_value", self.ref_mask_value, 0.0, MAX_MASK_VALUE,
-                     low_open=True)  # fmt: skip
+        _check_range(
+            "prior.ref_mask_value", self.ref_mask_value, 0.0, MAX_MASK_VALUE, low_open=True
+        )
         _check_range("prior.ref_area_threshold", self.ref_area_threshold, 0.0, 1.0, low_open=True)
         _check_range("prior.num_positive", self.num_positive, 1, MAX_POINTS)
         _check_range("prior.num_negative", self.num_negative, 0, MAX_POINTS)
@@ -256,8 +257,13 @@ class TrackConfig:
 
     def __post_init__(self) -> None:
         _check_range("track.affinity_radius", self.affinity_radius, 0, MAX_CELLS)
-        _check_range("track.affinity_temperature", self.affinity_temperature, 0.0,
-                     MAX_TEMPERATURE, low_open=True)  # fmt: skip
+        _check_range(
+            "track.affinity_temperature",
+            self.affinity_temperature,
+            0.0,
+            MAX_TEMPERATURE,
+            low_open=True,
+        )
         _check_range("track.lost_after", self.lost_after, 1, MAX_FRAMES)
         _check_range("track.reacquire_after", self.reacquire_after, 1, MAX_FRAMES)
         _check_range("track.box_margin", self.box_margin, 0.0, MAX_PIXELS)
@@ -265,8 +271,9 @@ class TrackConfig:
         _check_range("track.momentum", self.momentum, 0.0, 1.0)
         _check_range("track.anchor", self.anchor, 0.0, 1.0)
         _check_range("track.update_min_score", self.update_min_score, 0.0, 1.0)
-        _check_range("track.update_max_area_change", self.update_max_area_change, 1.0,
-                     MAX_AREA_FACTOR)  # fmt: skip
+        _check_range(
+            "track.update_max_area_change", self.update_max_area_change, 1.0, MAX_AREA_FACTOR
+        )
 
 
 @dataclass(frozen=True)
@@ -659,8 +666,9 @@ def describe_config(config: PerSAMConfig) -> str:
         for name, value in values.items():
             text = docs.get(f"{section}.{name}")
             if text:
-                lines.extend(textwrap.wrap(text, DOC_WIDTH, initial_indent="  # ",
-                                           subsequent_indent="  # "))  # fmt: skip
+                lines.extend(
+                    textwrap.wrap(text, DOC_WIDTH, initial_indent="  # ", subsequent_indent="  # ")
+                )
             dumped = yaml.safe_dump({name: value}, default_flow_style=True).strip()
             lines.append(f"  {dumped[1:-1]}")
     return "\n".join(lines) + "\n"

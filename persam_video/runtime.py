@@ -110,8 +110,10 @@ def choose_threads(requested: int | str | None = None) -> int:
     text = str(value).strip()
     if text.lower() != "auto":
         where = f"${THREADS_ENV}" if requested is None else "threads"
-        wrong = ValueError(f"{where} must be a positive integer or auto (at most {MAX_THREADS} "
-                           f"threads), got {text[:MAX_SHOWN_CHARS]!r}")  # fmt: skip
+        wrong = ValueError(
+            f"{where} must be a positive integer or auto (at most {MAX_THREADS} "
+            f"threads), got {text[:MAX_SHOWN_CHARS]!r}"
+        )
         if len(text) > MAX_SHOWN_CHARS:  # no int() of thousands of digits
             raise wrong
         try:

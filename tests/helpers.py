@@ -72,10 +72,26 @@ def start_long_track(tmp_path: Path, *, frames_written: int, capture: bool):
     env = {**os.environ, "PERSAM_VIDEO_THREADS": "1"}
     pipe = subprocess.PIPE if capture else subprocess.DEVNULL
     process = subprocess.Popen(
-        [sys.executable, "-m", "persam_video.cli", "track", str(video), "--mask", str(mask),
-         "--out", str(out), "--model", "demo", "-q"],
-        cwd=REPO_ROOT, env=env, stdout=pipe, stderr=pipe, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "persam_video.cli",
+            "track",
+            str(video),
+            "--mask",
+            str(mask),
+            "--out",
+            str(out),
+            "--model",
+            "demo",
+            "-q",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=pipe,
+        stderr=pipe,
+        text=True,
+    )
     deadline = time.monotonic() + LONG_TRACK_WAIT_S
     while time.monotonic() < deadline:
         temporaries = list(out.glob(f"{STAGING_PREFIX}*/masks")) if out.is_dir() else []

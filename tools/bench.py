@@ -108,8 +108,10 @@ OP_KINDS = {
 OTHER_OPS = "everything else"
 #: The flop counter's ops counted in each kind (it does not count the CPU attention kernel: its
 #: FLOPs are those of the stock encoder's attention products, which it replaces).
-FLOP_KINDS = {"matrix multiplies": ("aten.addmm", "aten.mm", "aten.bmm"),
-              "convolutions": ("aten.convolution",)}  # fmt: skip
+FLOP_KINDS = {
+    "matrix multiplies": ("aten.addmm", "aten.mm", "aten.bmm"),
+    "convolutions": ("aten.convolution",),
+}
 #: The flop counter's op of the linear layers (what the int8 encoder runs in int8 instead).
 LINEAR_OP = "aten.addmm"
 INT8_MATMULS = "int8 matrix multiplies"
@@ -220,10 +222,13 @@ def encoder_breakdown(
     for name, kinds in flops.items():
         seconds = encoder_profile(encoders[name], inputs)
         breakdown[name] = {
-            kind: {"s": s, "gflop": kinds.get(kind, 0) / 1e9,
-                   "gflop_s": kinds[kind] / s / 1e9 if kinds.get(kind) and s > 0 else None}
+            kind: {
+                "s": s,
+                "gflop": kinds.get(kind, 0) / 1e9,
+                "gflop_s": kinds[kind] / s / 1e9 if kinds.get(kind) and s > 0 else None,
+            }
             for kind, s in seconds.items()
-        }  # fmt: skip
+        }
     return breakdown
 
 
@@ -274,8 +279,9 @@ def stage_times(
                     encoded[index] = timed(fast, inputs)
                 embedding, seconds = encoded[index]
                 totals["encoder"] += seconds
-                feats = FrameFeatures(embedding, frame.shape[:2], sizes[0],
-                                      sam.image_encoder.img_size)  # fmt: skip
+                feats = FrameFeatures(
+                    embedding, frame.shape[:2], sizes[0], sam.image_encoder.img_size
+                )
                 begin = time.perf_counter()
                 if state is None:
                     state, result = tracker.start(frame, first, feats=feats)
@@ -309,8 +315,13 @@ def stages_only(args, sam, video: Path, first: np.ndarray, frames: list[np.ndarr
     """``--stages-only``: per-stage times of each ``--config`` on the same frames, the encoder
     run once per frame and its time shared; prints a table and returns the report."""
     encoded: dict[int, tuple[torch.Tensor, float]] = {}
-    settings = {"model": args.model, "size_hw": list(args.size), "frames": args.frames,
-                "objects": args.objects, "threads": torch.get_num_threads()}  # fmt: skip
+    settings = {
+        "model": args.model,
+        "size_hw": list(args.size),
+        "frames": args.frames,
+        "objects": args.objects,
+        "threads": torch.get_num_threads(),
+    }
     report: dict = {"settings": settings, "configs": {}}
     for number, name in enumerate(args.config.split(",")):
         config = load_config(name)
@@ -351,8 +362,9 @@ def official_loop(sam, frames: list[np.ndarray], first: np.ndarray, out: Path) -
         rgb[..., 0] = (first == obj).astype(np.uint8) * 215
         mask = predictor.model.preprocess(
             torch.as_tensor(predictor.transform.apply_image(rgb), device=sam.device)
-            .permute(2, 0, 1)[None].float()
-        )  # fmt: skip
+            .permute(2, 0, 1)[None]
+            .float()
+        )
         cells = F.interpolate(mask, size=grid, mode="bilinear")[0, 0] > 0
         selected = feat0[cells]
         target = (selected.max(0).values / 2 + selected.mean(0) / 2)[None]
@@ -387,9 +399,13 @@ def official_loop(sam, frames: list[np.ndarray], first: np.ndarray, out: Path) -
             ys, xs = np.nonzero(masks[best])
             box = np.array([xs.min(), ys.min(), xs.max(), ys.max()]) if len(xs) else None
             masks, scores, logits = predictor.predict(
-                points, labels, box=None if box is None else box[None],
-                mask_input=logits[best : best + 1], multimask_output=True, return_logits=True,
-            )  # fmt: skip
+                points,
+                labels,
+                box=None if box is None else box[None],
+                mask_input=logits[best : best + 1],
+                multimask_output=True,
+                return_logits=True,
+            )
             best = int(np.argmax(scores))
             stack.append(masks[best][None])
         fused = np.argmax(np.concatenate(stack), axis=0).astype(np.uint8)
@@ -410,22 +426,37 @@ def keyframe_overrides(setting: str) -> list[str]:
 
 
 def keyframe_speeds(
-    sam, config, encoder: FrameEncoder, video: Path, mask: Path, frames: int, settings: list[str],
+    sam,
+    config,
+    encoder: FrameEncoder,
+    video: Path,
+    mask: Path,
+    frames: int,
+    settings: list[str],
     out: Path,
-) -> dict[str, dict[str, float]]:  # fmt: skip
+) -> dict[str, dict[str, float]]:
     """End-to-end frames/s (masks only) and the frames SAM ran on, per keyframe setting."""
     speeds = {}
     for setting in settings:
         tracker = VideoTracker(sam, config.with_overrides(keyframe_overrides(setting)), encoder)
-        _, seconds = timed(track_to_folder, tracker, video, mask, out / f"keyframes-{setting}",
-                           options=OutputOptions(overlay=False, report=False),
-                           progress=False)  # fmt: skip
+        _, seconds = timed(
+            track_to_folder,
+            tracker,
+            video,
+            mask,
+            out / f"keyframes-{setting}",
+            options=OutputOptions(overlay=False, report=False),
+            progress=False,
+        )
         document = json.loads((out / f"keyframes-{setting}" / "results.json").read_text())
         keys = sum(1 for f in document["frames"] if f["keyframe"])
-        speeds[setting] = {"frames_per_s": frames / seconds, "seconds": seconds,
-                           "keyframes": keys, "frames": len(document["frames"]),
-                           "rekeys": [f.get("rekey") for f in document["frames"]
-                                      if f.get("rekey")]}  # fmt: skip
+        speeds[setting] = {
+            "frames_per_s": frames / seconds,
+            "seconds": seconds,
+            "keyframes": keys,
+            "frames": len(document["frames"]),
+            "rekeys": [f.get("rekey") for f in document["frames"] if f.get("rekey")],
+        }
     if "1" in speeds:
         for entry in speeds.values():
             entry["speedup_vs_1"] = entry["frames_per_s"] / speeds["1"]["frames_per_s"]
@@ -462,9 +493,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Stop after the encoder comparison (no stages, no loops)",
     )
-    parser.add_argument("--keyframes", default=KEYFRAME_SETTINGS,
-                        help="Keyframe settings timed end to end (comma-separated 1, N or auto; "
-                             f"none to skip; default {KEYFRAME_SETTINGS})")  # fmt: skip
+    parser.add_argument(
+        "--keyframes",
+        default=KEYFRAME_SETTINGS,
+        help="Keyframe settings timed end to end (comma-separated 1, N or auto; "
+        f"none to skip; default {KEYFRAME_SETTINGS})",
+    )
     parser.add_argument(
         "--keyframes-only",
         action="store_true",
@@ -500,17 +534,29 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     config = load_config(args.config)
     report: dict = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "threads": torch.get_num_threads(), "device": str(device),
-                    "torch": torch.__version__, "huge_pages": HUGE_PAGES},
-        "settings": {"model": args.model, "size_hw": list(args.size), "frames": args.frames,
-                     "objects": len(clip.object_ids), "config": args.config,
-                     "batch_frames": args.batch_frames, "precision": args.precision},
-    }  # fmt: skip
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "threads": torch.get_num_threads(),
+            "device": str(device),
+            "torch": torch.__version__,
+            "huge_pages": HUGE_PAGES,
+        },
+        "settings": {
+            "model": args.model,
+            "size_hw": list(args.size),
+            "frames": args.frames,
+            "objects": len(clip.object_ids),
+            "config": args.config,
+            "batch_frames": args.batch_frames,
+            "precision": args.precision,
+        },
+    }
     if args.keyframes_only:
         encoder = FrameEncoder(sam, precision=args.precision)
-        report["keyframes"] = keyframe_speeds(sam, config, encoder, video, mask, args.frames,
-                                              settings, work)  # fmt: skip
+        report["keyframes"] = keyframe_speeds(
+            sam, config, encoder, video, mask, args.frames, settings, work
+        )
         report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print_keyframes(report)
         if args.json:
@@ -540,32 +586,41 @@ def main(argv: list[str] | None = None) -> int:
     best = {name: min(r, key=lambda u: u["wall_s"]) for name, r in runs.items()}
     stock_encoder, fast_encoder = best["stock"]["wall_s"], best["ours"]["wall_s"]
     report["encoder"] = {
-        "gflop": flops / 1e9, "matmul_gflop_s": rate / 1e9, "floor_s": flops / rate,
+        "gflop": flops / 1e9,
+        "matmul_gflop_s": rate / 1e9,
+        "floor_s": flops / rate,
         "matmul_gflop_s_runs": [r / 1e9 for r in rates],
-        "stock_s": stock_encoder, "ours_s": fast_encoder,
+        "stock_s": stock_encoder,
+        "ours_s": fast_encoder,
         "speedup": stock_encoder / fast_encoder,
         "stock_over_floor": stock_encoder * rate / flops,
         "ours_over_floor": fast_encoder * rate / flops,
         "stock_runs_s": [u["wall_s"] for u in runs["stock"]],
         "ours_runs_s": [u["wall_s"] for u in runs["ours"]],
-        "stock_best_run": best["stock"], "ours_best_run": best["ours"],
-    }  # fmt: skip
+        "stock_best_run": best["stock"],
+        "ours_best_run": best["ours"],
+    }
     flops_by_encoder = {"stock": stock_flops, "ours": ours_flops}
     if with_int8:
         int8_runs = [u["wall_s"] for u in runs["int8"]]
-        report["encoder"].update({
-            "int8_s": best["int8"]["wall_s"], "int8_runs_s": int8_runs,
-            "int8_best_run": best["int8"],
-            # within each round (ours and int8 ran one after the other), then of the bests
-            "int8_speedup_runs": [o / i for o, i in zip(report["encoder"]["ours_runs_s"],
-                                                        int8_runs, strict=True)],
-            "int8_speedup": fast_encoder / best["int8"]["wall_s"],
-            "int8_feature_cosine": feature_cosines(features["ours"], features["int8"]),
-        })  # fmt: skip
+        report["encoder"].update(
+            {
+                "int8_s": best["int8"]["wall_s"],
+                "int8_runs_s": int8_runs,
+                "int8_best_run": best["int8"],
+                # within each round (ours and int8 ran one after the other), then of the bests
+                "int8_speedup_runs": [
+                    o / i for o, i in zip(report["encoder"]["ours_runs_s"], int8_runs, strict=True)
+                ],
+                "int8_speedup": fast_encoder / best["int8"]["wall_s"],
+                "int8_feature_cosine": feature_cosines(features["ours"], features["int8"]),
+            }
+        )
         flops_by_encoder["int8"] = {
-            **ours_flops, INT8_MATMULS: linear_flops,
+            **ours_flops,
+            INT8_MATMULS: linear_flops,
             "matrix multiplies": ours_flops["matrix multiplies"] - linear_flops,
-        }  # fmt: skip
+        }
     if device.type == "cpu":  # the profiler's CPU times say little of an asynchronous device
         report["encoder"]["breakdown"] = encoder_breakdown(encoders, inputs, flops_by_encoder)
     if args.encoder_only:
@@ -574,25 +629,36 @@ def main(argv: list[str] | None = None) -> int:
     report["stages_s_per_frame"] = stage_times(sam, config, video, first, frames, work / "stages")
 
     encoder = FrameEncoder(sam, precision=args.precision, batch_size=args.batch_frames)
-    loops = [("masks", encoder, OutputOptions(overlay=False)),
-             ("masks+overlay", encoder, OutputOptions(overlay=True))]  # fmt: skip
+    loops = [
+        ("masks", encoder, OutputOptions(overlay=False)),
+        ("masks+overlay", encoder, OutputOptions(overlay=True)),
+    ]
     if with_int8 and args.precision != "int8":
         int8 = FrameEncoder(sam, precision="int8", batch_size=args.batch_frames)
         loops.append(("masks-int8", int8, OutputOptions(overlay=False)))
     ours = {}
     for name, frame_encoder, options in loops:
-        _, seconds = timed(track_to_folder, VideoTracker(sam, config, frame_encoder), video, mask,
-                           work / f"ours-{name}", options=options, progress=False)  # fmt: skip
+        _, seconds = timed(
+            track_to_folder,
+            VideoTracker(sam, config, frame_encoder),
+            video,
+            mask,
+            work / f"ours-{name}",
+            options=options,
+            progress=False,
+        )
         ours[name] = args.frames / seconds
     report["ours_frames_per_s"] = ours
     if "masks-int8" in ours:
-        report["int8_mask_iou"] = mask_ious(work / "ours-masks" / "masks",
-                                            work / "ours-masks-int8" / "masks")  # fmt: skip
+        report["int8_mask_iou"] = mask_ious(
+            work / "ours-masks" / "masks", work / "ours-masks-int8" / "masks"
+        )
     report["peak_rss_mib_after_ours"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if settings:  # one frame at a time: keyframes skip the encoder, batching would encode ahead
         single = FrameEncoder(sam, precision=args.precision)
-        report["keyframes"] = keyframe_speeds(sam, config, single, video, mask, args.frames,
-                                              settings, work)  # fmt: skip
+        report["keyframes"] = keyframe_speeds(
+            sam, config, single, video, mask, args.frames, settings, work
+        )
 
     if not args.skip_baseline:
         (work / "baseline").mkdir()  # the stock model, as the official code runs it
@@ -617,13 +683,17 @@ def finish(report: dict, json_path: Path | None) -> int:
 
 def print_report(report: dict) -> None:
     s, e = report["settings"], report["encoder"]
-    print(f"\n{s['model']} at {s['size_hw'][1]}x{s['size_hw'][0]}, {s['frames']} frames, "
-          f"{s['objects']} objects, config {s['config']}, on {report['machine']['device']} "
-          f"({report['machine']['threads']} threads, huge pages "
-          f"{'on' if report['machine']['huge_pages'] else 'off'})\n")  # fmt: skip
+    print(
+        f"\n{s['model']} at {s['size_hw'][1]}x{s['size_hw'][0]}, {s['frames']} frames, "
+        f"{s['objects']} objects, config {s['config']}, on {report['machine']['device']} "
+        f"({report['machine']['threads']} threads, huge pages "
+        f"{'on' if report['machine']['huge_pages'] else 'off'})\n"
+    )
     rates = ", ".join(f"{r:.0f}" for r in e["matmul_gflop_s_runs"])
-    print(f"encoder: {e['gflop']:.0f} GFLOP; matmul rate {e['matmul_gflop_s']:.0f} GFLOP/s "
-          f"(best of {rates}) -> floor {e['floor_s']:.2f} s")  # fmt: skip
+    print(
+        f"encoder: {e['gflop']:.0f} GFLOP; matmul rate {e['matmul_gflop_s']:.0f} GFLOP/s "
+        f"(best of {rates}) -> floor {e['floor_s']:.2f} s"
+    )
     print(
         f"  stock {e['stock_s']:.2f} s ({e['stock_over_floor']:.2f}x floor), ours "
         f"{e['ours_s']:.2f} s ({e['ours_over_floor']:.2f}x floor): {e['speedup']:.2f}x faster"
@@ -631,14 +701,18 @@ def print_report(report: dict) -> None:
     if "int8_s" in e:
         ratios = ", ".join(f"{r:.2f}" for r in e["int8_speedup_runs"])
         cos = e["int8_feature_cosine"]
-        print(f"  int8 {e['int8_s']:.2f} s: {e['int8_speedup']:.2f}x faster than ours "
-              f"(per round {ratios}); feature cosine to ours min {cos['min']:.4f}, "
-              f"mean {cos['mean']:.4f}")  # fmt: skip
+        print(
+            f"  int8 {e['int8_s']:.2f} s: {e['int8_speedup']:.2f}x faster than ours "
+            f"(per round {ratios}); feature cosine to ours min {cos['min']:.4f}, "
+            f"mean {cos['mean']:.4f}"
+        )
     for name in [n for n in ("stock", "ours", "int8") if f"{n}_best_run" in e]:
         run = e[f"{name}_best_run"]
         runs = ", ".join(f"{v:.2f}" for v in e[f"{name}_runs_s"])
-        print(f"  {name:5} runs {runs} s; best run: CPU {run['user_cpu_s']:.1f} s user + "
-              f"{run['kernel_cpu_s']:.1f} s kernel, {run['page_faults']} page faults")  # fmt: skip
+        print(
+            f"  {name:5} runs {runs} s; best run: CPU {run['user_cpu_s']:.1f} s user + "
+            f"{run['kernel_cpu_s']:.1f} s kernel, {run['page_faults']} page faults"
+        )
     if "breakdown" in e:
         print("  where the time goes (one profiled call each; self time of its ops by kind):")
         for kind in e["breakdown"]["stock"]:
@@ -665,8 +739,10 @@ def print_report(report: dict) -> None:
             print(f"  ours, int8 / baseline {report['int8_speedup_vs_baseline']:.2f}x")
     if "int8_mask_iou" in report:
         iou = report["int8_mask_iou"]
-        print(f"  int8 masks vs {report['settings']['precision']}: IoU min {iou['min']:.4f}, "
-              f"mean {iou['mean']:.4f} over {iou['pairs']} frame-object pairs")  # fmt: skip
+        print(
+            f"  int8 masks vs {report['settings']['precision']}: IoU min {iou['min']:.4f}, "
+            f"mean {iou['mean']:.4f} over {iou['pairs']} frame-object pairs"
+        )
     if "keyframes" in report:
         print_keyframes(report, header=False)
     print(f"\npeak RSS after our loops: {report['peak_rss_mib_after_ours']:.0f} MiB")
@@ -676,15 +752,19 @@ def print_keyframes(report: dict, *, header: bool = True) -> None:
     """The keyframe timings: frames/s end to end (masks only) per setting, against 1."""
     if header:
         s = report["settings"]
-        print(f"\n{s['model']} at {s['size_hw'][1]}x{s['size_hw'][0]}, {s['frames']} frames, "
-              f"{s['objects']} objects, config {s['config']}, on {report['machine']['device']} "
-              f"({report['machine']['threads']} threads)")  # fmt: skip
+        print(
+            f"\n{s['model']} at {s['size_hw'][1]}x{s['size_hw'][0]}, {s['frames']} frames, "
+            f"{s['objects']} objects, config {s['config']}, on {report['machine']['device']} "
+            f"({report['machine']['threads']} threads)"
+        )
     print("\nkeyframes (end to end, masks only; SAM frames of all frames; vs keyframes 1):")
     for setting, entry in report["keyframes"].items():
         ratio = f"{entry['speedup_vs_1']:.2f}x" if "speedup_vs_1" in entry else ""
         rekeys = f"  re-keys: {', '.join(entry['rekeys'])}" if entry["rekeys"] else ""
-        print(f"  {setting:>5}: {entry['frames_per_s']:.3f} frames/s, SAM on "
-              f"{entry['keyframes']}/{entry['frames']} frames {ratio}{rekeys}")  # fmt: skip
+        print(
+            f"  {setting:>5}: {entry['frames_per_s']:.3f} frames/s, SAM on "
+            f"{entry['keyframes']}/{entry['frames']} frames {ratio}{rekeys}"
+        )
     if "peak_rss_mib" in report:
         print(f"\npeak RSS: {report['peak_rss_mib']:.0f} MiB")
 

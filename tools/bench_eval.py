@@ -73,9 +73,15 @@ def moving_ellipses(
             center = np.round(start + t * velocity).astype(int)
             half_axes = np.maximum(np.round(axes + t * growth), 1).astype(int)
             cv2.ellipse(
-                labels[t], tuple(center.tolist()), tuple(half_axes.tolist()), angle + t, 0, 360,
-                object_id, thickness=-1,
-            )  # fmt: skip
+                labels[t],
+                tuple(center.tolist()),
+                tuple(half_axes.tolist()),
+                angle + t,
+                0,
+                360,
+                object_id,
+                thickness=-1,
+            )
     return labels
 
 

@@ -282,8 +282,9 @@ def write_oracle(sam: Sam, dataset: DavisDataset, out: Path) -> None:
                 if not len(xs):
                     continue
                 box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float32)
-                logits, _, _ = predictor.predict(box=box, multimask_output=False,
-                                                 return_logits=True)  # fmt: skip
+                logits, _, _ = predictor.predict(
+                    box=box, multimask_output=False, return_logits=True
+                )
                 wins = (logits[0] > sam.mask_threshold) & (logits[0] > best)
                 labels[wins], best[wins] = obj_id, logits[0][wins]
             write_label_png(folder / f"{path.stem}.png", labels)
@@ -313,8 +314,15 @@ def run_variant(
         config = load_config(preset).with_overrides([*overrides, *extra])
         tracker = VideoTracker(get_sam(), config)
         counter = SamFrames(folder / SAM_FRAMES_FILE)
-        run_davis(tracker, dataset, results, progress=progress, record=model.record,
-                  on_result=counter.add, on_sequence=counter.save)  # fmt: skip
+        run_davis(
+            tracker,
+            dataset,
+            results,
+            progress=progress,
+            record=model.record,
+            on_result=counter.add,
+            on_sequence=counter.save,
+        )
     seconds = time.perf_counter() - start
     report = evaluate_davis(dataset, results, progress=False)
     objects = [
@@ -724,9 +732,18 @@ def main(argv: list[str] | None = None) -> int:
         per_model[model.label] = {}
         for variant in args.variants:
             scores, reused = cached_run(
-                model, get_sam, variant, args.table[variant], args.overrides, dataset, data_key,
-                code_key, args.work, str(resolve_device(args.device)), progress,
-            )  # fmt: skip
+                model,
+                get_sam,
+                variant,
+                args.table[variant],
+                args.overrides,
+                dataset,
+                data_key,
+                code_key,
+                args.work,
+                str(resolve_device(args.device)),
+                progress,
+            )
             per_model[model.label][variant] = scores
             if progress:
                 how = "reused from the cache" if reused else f"ran in {scores['seconds']:.0f} s"
@@ -766,39 +783,56 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "settings": {
                 "models": [
-                    {"label": m.label, "source": m.record.get("checkpoint") or m.label,
-                     "sha256": m.sha256} for m in models
+                    {
+                        "label": m.label,
+                        "source": m.record.get("checkpoint") or m.label,
+                        "sha256": m.sha256,
+                    }
+                    for m in models
                 ],
-                "variants": {v: {"preset": args.table[v][0], "overrides": args.table[v][1]}
-                             for v in args.variants},
+                "variants": {
+                    v: {"preset": args.table[v][0], "overrides": args.table[v][1]}
+                    for v in args.variants
+                },
                 "overrides": args.overrides,
                 "families": args.families or [MIXED_FAMILY],
                 "first_seed": args.first_seed,
                 "frames_per_clip": args.frames,
                 "split": "test",
                 "pairing": "clips (objects of a clip clustered); mean over models: per-object "
-                           "differences averaged over models, then clustered by clip",
+                "differences averaged over models, then clustered by clip",
             },
             "clips": [
-                {"name": info.name, "family": info.family or MIXED_FAMILY,
-                 "attributes": list(info.attributes), "frames": info.n_frames,
-                 "objects": len(info.object_ids)} for info in infos
+                {
+                    "name": info.name,
+                    "family": info.family or MIXED_FAMILY,
+                    "attributes": list(info.attributes),
+                    "frames": info.n_frames,
+                    "objects": len(info.object_ids),
+                }
+                for info in infos
             ],
             "frames": frames,
             "objects": objects,
             "results": {
-                model: {variant: {"groups": s["groups"], "seconds": s["seconds"],
-                                  **({"sam_frames": s["sam_frames"]} if "sam_frames" in s
-                                     else {}),
-                                  "per_object": {"columns": list(OBJECT_COLUMNS), "rows": [
-                                      [o[c] for c in OBJECT_COLUMNS] for o in s["objects"]]}}
-                        for variant, s in runs.items()}
+                model: {
+                    variant: {
+                        "groups": s["groups"],
+                        "seconds": s["seconds"],
+                        **({"sam_frames": s["sam_frames"]} if "sam_frames" in s else {}),
+                        "per_object": {
+                            "columns": list(OBJECT_COLUMNS),
+                            "rows": [[o[c] for c in OBJECT_COLUMNS] for o in s["objects"]],
+                        },
+                    }
+                    for variant, s in runs.items()
+                }
                 for model, runs in per_model.items()
             },
             "mean_over_models": mean,
             "runs_s": runs_s,
             "wall_s": wall,
-        }  # fmt: skip
+        }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(compact_json(report))
     return 0

@@ -70,9 +70,22 @@ def environment(setting: str | None) -> dict[str, str]:
 
 def track_command(work: Path) -> list[str]:
     """A short ``persam-video track`` of the demo clip (threads from the environment)."""
-    return [sys.executable, "-m", "persam_video.cli", "track", str(work / "input.mp4"),
-            "--mask", str(work / "first_mask.png"), "--out", str(work / "out"), "-q",
-            "--model", "demo", "--max-frames", str(TRACK_FRAMES)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "persam_video.cli",
+        "track",
+        str(work / "input.mp4"),
+        "--mask",
+        str(work / "first_mask.png"),
+        "--out",
+        str(work / "out"),
+        "-q",
+        "--model",
+        "demo",
+        "--max-frames",
+        str(TRACK_FRAMES),
+    ]
 
 
 def suite_command() -> list[str]:
@@ -91,8 +104,22 @@ def timed(command: list[str], env: dict[str, str], timeout: float) -> float | No
 
 def prepare(work: Path) -> None:
     """The demo's generated clip and its first mask (written once, reused by every run)."""
-    subprocess.run([sys.executable, "-m", "persam_video.cli", "demo", "--out", str(work), "-q",
-                    "--threads", "1"], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "persam_video.cli",
+            "demo",
+            "--out",
+            str(work),
+            "-q",
+            "--threads",
+            "1",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
 
 
 def label(setting: str | None) -> str:
@@ -101,8 +128,12 @@ def label(setting: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--load", type=int, default=max(1, usable_cpus() - 1),
-                        help="busy processes of the loaded runs")  # fmt: skip
+    parser.add_argument(
+        "--load",
+        type=int,
+        default=max(1, usable_cpus() - 1),
+        help="busy processes of the loaded runs",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="runs per setting and load")
     parser.add_argument("--suite", action="store_true", help="also time the quick test suite")
     parser.add_argument("--suite-repeats", type=int, default=1, help="suite runs per setting")
@@ -121,13 +152,15 @@ def main(argv: list[str] | None = None) -> int:
                     for setting in settings:
                         env = environment(setting)
                         runs = [timed(command, env, args.timeout) for _ in range(repeats)]
-                        shown = ", ".join("failed/timeout" if r is None else f"{r:.1f}"
-                                          for r in runs)  # fmt: skip
+                        shown = ", ".join(
+                            "failed/timeout" if r is None else f"{r:.1f}" for r in runs
+                        )
                         ok = [r for r in runs if r is not None]
                         best = f"best {min(ok):.1f} s" if ok else "no run finished"
                         where = "loaded" if load else "idle"
-                        print(f"{name:5} {where:6} {label(setting):14} {shown} s; {best}",
-                              flush=True)  # fmt: skip
+                        print(
+                            f"{name:5} {where:6} {label(setting):14} {shown} s; {best}", flush=True
+                        )
     return 0
 
 

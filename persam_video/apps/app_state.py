@@ -189,8 +189,9 @@ def _default_loader(settings: AppSettings) -> tuple[VideoTracker, dict[str, Any]
     from persam_video.persam.encoder import FrameEncoder
 
     metadata = model_metadata(settings.model_name, settings.checkpoint)
-    sam = load_sam(settings.model_name, checkpoint=settings.checkpoint, device=settings.device,
-                   progress=False)  # fmt: skip
+    sam = load_sam(
+        settings.model_name, checkpoint=settings.checkpoint, device=settings.device, progress=False
+    )
     tracker = VideoTracker(sam, settings.config, FrameEncoder(sam), progress=False)
     if settings.threads is not None:
         metadata["threads"] = settings.threads
@@ -319,8 +320,14 @@ class AppSession:
         self.close_video()
         self._frames = frames
         count = frames.num_frames if frames.num_frames is not None else 1
-        self.video = VideoInfo(path, Path(name).name, frames.size, count, frames.fps,
-                               shown_path=shown if shown is not None else str(path))  # fmt: skip
+        self.video = VideoInfo(
+            path,
+            Path(name).name,
+            frames.size,
+            count,
+            frames.fps,
+            shown_path=shown if shown is not None else str(path),
+        )
         return self.video
 
     def close_video(self) -> None:
@@ -512,8 +519,13 @@ class AppSession:
         labels = np.array([_label_of(s) for s in clicks], np.int64)
         tracker, _ = self.models.get()
         try:
-            made = prompt_mask(tracker.sam, self._encoded(tracker, frame), points, labels,
-                               boxes[0] if boxes else None)  # fmt: skip
+            made = prompt_mask(
+                tracker.sam,
+                self._encoded(tracker, frame),
+                points,
+                labels,
+                boxes[0] if boxes else None,
+            )
         except PromptError as exc:
             if quiet:
                 return ""
@@ -549,8 +561,15 @@ class AppSession:
         """The ``persam-video track`` command line that writes the same files."""
         settings = self.models.settings
         video = self.video.shown_path if self.video is not None else "VIDEO"
-        words = ["persam-video", "track", video, "--out", COMMAND_OUT,
-                 "--model", settings.model_name]  # fmt: skip
+        words = [
+            "persam-video",
+            "track",
+            video,
+            "--out",
+            COMMAND_OUT,
+            "--model",
+            settings.model_name,
+        ]
         if settings.checkpoint is not None:
             words += ["--checkpoint", settings.checkpoint]
         words += list(settings.config_args)
@@ -628,10 +647,16 @@ class AppSession:
 
         try:
             summary = track_prompts_to_folder(
-                tracker, self.video.path, specs, out, direction=direction,  # type: ignore[arg-type]
+                tracker,
+                self.video.path,
+                specs,
+                out,
+                direction=direction,  # type: ignore[arg-type]
                 options=OutputOptions(masked_video=masked_video),  # type: ignore[arg-type]
-                progress=False, metadata=metadata, on_frame=hook,
-            )  # fmt: skip
+                progress=False,
+                metadata=metadata,
+                on_frame=hook,
+            )
         except Cancelled:
             shutil.rmtree(out, ignore_errors=True)
             raise
@@ -664,8 +689,9 @@ class AppSession:
         folder = self.folder / TARGETS_DIR
         folder.mkdir(exist_ok=True)
         path = folder / f"object-{obj_id}{TARGET_SUFFIX}"
-        return save_target(path, target, model=metadata, config=tracker.persam.config,
-                           shots=len(shots))  # fmt: skip
+        return save_target(
+            path, target, model=metadata, config=tracker.persam.config, shots=len(shots)
+        )
 
     # ------------------------------------------------------------------ end
     def close(self) -> None:

@@ -117,8 +117,7 @@ def _track_sequence(
     """Track one sequence into ``final`` (renamed into place once every frame is written)."""
     with atomic_folder(final) as tmp:
         source = open_source(dataset.frame_paths(seq)[0].parent)
-        bar = progress_bar(total=len(names), desc=seq, unit="frame", enabled=progress,
-                           nested=True)  # fmt: skip
+        bar = progress_bar(total=len(names), desc=seq, unit="frame", enabled=progress, nested=True)
         with source, bar:
             for result in tracker.track(source, dataset.reference(seq)):
                 write_label_png(tmp / f"{names[result.index]}.png", result.labels)

@@ -75,10 +75,15 @@ def run_demo(
         claim.record(pending=CLIP_NAMES)
         video, first_mask = write_clip_video(clip, claim.folder)
         summary = track_to_folder(
-            tracker, video, first_mask, claim.folder,
+            tracker,
+            video,
+            first_mask,
+            claim.folder,
             options=OutputOptions(masked_video="cutout", draw_points=True),
-            progress=progress, metadata=metadata, claim=claim,
-        )  # fmt: skip
+            progress=progress,
+            metadata=metadata,
+            claim=claim,
+        )
         metrics = _metrics(clip, seed, claim.folder)
         claim.record(pending=[METRICS_NAME])
         write_text(claim.folder / METRICS_NAME, json.dumps(metrics, indent=1))

@@ -136,8 +136,9 @@ class SpanBuilder(Generic[T]):
         if not present:
             return closed
         if span is None:
-            self._open = _OpenSpan(index, time, index, time, index, score, 1,
-                                   payload() if payload else None)  # fmt: skip
+            self._open = _OpenSpan(
+                index, time, index, time, index, score, 1, payload() if payload else None
+            )
             return closed
         span.last, span.last_s, span.present = index, time, span.present + 1
         if score > span.best_score:
@@ -153,8 +154,15 @@ class SpanBuilder(Generic[T]):
         span, self._open = self._open, None
         if span is None or span.present < self.rules.min_frames:
             return []
-        done = Span(span.start, span.last, span.start_s, span.last_s, span.best,
-                    float(span.best_score), span.present)  # fmt: skip
+        done = Span(
+            span.start,
+            span.last,
+            span.start_s,
+            span.last_s,
+            span.best,
+            float(span.best_score),
+            span.present,
+        )
         return [(done, span.payload)]
 
 
@@ -275,12 +283,17 @@ def find_in_clip(
     collector = _SpanCollector(names, rules, temp_path(out / THUMBNAILS_DIR, folder=True))
     try:
         summary = track_to_folder(
-            tracker, source, None, out, targets=list(targets.values()),
+            tracker,
+            source,
+            None,
+            out,
+            targets=list(targets.values()),
             options=OutputOptions(save_masks=save_masks, overlay=False, report=False),
             progress=progress,
-            fps=(fps or DEFAULT_FPS) if is_folder else None, metadata=metadata,
+            fps=(fps or DEFAULT_FPS) if is_folder else None,
+            metadata=metadata,
             on_frame=collector.observe,
-        )  # fmt: skip
+        )
         if summary.status != RunStatus.COMPLETE:
             return ClipSpans(summary)
         collector.finish()

@@ -139,15 +139,28 @@ def _segment_locked(
             Image.fromarray(visualize.overlay(rgb, labels)).save(
                 moves[-1][0], format="JPEG", quality=OVERLAY_JPEG_QUALITY
             )
-            records.append({
-                "image": str(path), "found": found, "score": finite_or_none(pred.score),
-                "peak_similarity": finite_or_none(pred.peak_similarity),
-                "area": int(labels.sum()),
-            })  # fmt: skip
-        run = {**metadata, "config": config.to_dict(), "device": str(sam.device),
-               "encoder": persam.encoder.settings(), "versions": versions()}  # fmt: skip
-        document = {"format": "persam-video image results", "format_version": 1, "run": run,
-                    "images": records}  # fmt: skip
+            records.append(
+                {
+                    "image": str(path),
+                    "found": found,
+                    "score": finite_or_none(pred.score),
+                    "peak_similarity": finite_or_none(pred.peak_similarity),
+                    "area": int(labels.sum()),
+                }
+            )
+        run = {
+            **metadata,
+            "config": config.to_dict(),
+            "device": str(sam.device),
+            "encoder": persam.encoder.settings(),
+            "versions": versions(),
+        }
+        document = {
+            "format": "persam-video image results",
+            "format_version": 1,
+            "run": run,
+            "images": records,
+        }
         results = out / RESULTS_NAME
         moves.append((temp_path(results), results))
         moves[-1][0].write_text(json.dumps(document, indent=1, allow_nan=False), "utf-8")

@@ -247,9 +247,19 @@ def track_prompts_to_folder(
         session = build_session(tracker, frames, specs, targets=targets, resize_mask=resize_mask)
         with track_folder(out_dir) as claim:
             return _run_locked(
-                tracker, session, source, claim, direction, options, fps, progress,
-                metadata or {}, save_prompt_masks, began, on_frame,
-            )  # fmt: skip
+                tracker,
+                session,
+                source,
+                claim,
+                direction,
+                options,
+                fps,
+                progress,
+                metadata or {},
+                save_prompt_masks,
+                began,
+                on_frame,
+            )
 
 
 def _run_locked(
@@ -411,8 +421,9 @@ def _write_result(masks_tmp: Path, result: SessionResult, records: dict[int, dic
         entry["direction"] = result.direction
         entry["annotated"] = int(obj_id) in result.annotated
         record["objects"][obj_id] = entry
-    record["_finetune"] += [{"id": o.obj_id, "finetune": o.finetune} for o in result.objects
-                            if o.finetune]  # fmt: skip
+    record["_finetune"] += [
+        {"id": o.obj_id, "finetune": o.finetune} for o in result.objects if o.finetune
+    ]
     points = record.setdefault("_points", {})  # drawn by the rendering pass with --points
     points.update({o.obj_id: (o.points, o.point_labels) for o in result.objects if o.present})
     if len(record["directions"]) > 1:  # areas and boxes after the merge
@@ -450,9 +461,11 @@ def _render(
     with open_source(source, fps=fps) as frames:
         wanted = videos.overlay or videos.masked_video != "none" or videos.report
         annotated = frozenset(session.annotated_frames)
-        sink = OutputSink(out, frames, videos, object_ids=ids, annotated=annotated) if (
-            wanted or videos.save_masks
-        ) else None  # fmt: skip
+        sink = (
+            OutputSink(out, frames, videos, object_ids=ids, annotated=annotated)
+            if (wanted or videos.save_masks)
+            else None
+        )
         try:
             for frame in frames:
                 path = masks_tmp / MASK_NAME_FORMAT.format(frame.index)
@@ -462,9 +475,9 @@ def _render(
                     labels = np.zeros(frames.size, np.uint8)
                     write_label_png(path, labels)
                 record = records.setdefault(
-                    frame.index, {"index": frame.index, "directions": [], "objects": {},
-                                  "_finetune": []},
-                )  # fmt: skip
+                    frame.index,
+                    {"index": frame.index, "directions": [], "objects": {}, "_finetune": []},
+                )
                 record["time"] = frame.time
                 if sink is not None:
                     points = record.get("_points", {})
@@ -494,16 +507,21 @@ def _object_result(
     """An object's result on a frame from its record (absent where no pass tracked it), for
     the rendering pass (legend, report, scores of the mask formats, prompt points)."""
     if entry is None:
-        return ObjectResult(obj_id, present=False, score=0.0, area=0, bbox=None,
-                            peak_similarity=float("nan"))  # fmt: skip
+        return ObjectResult(
+            obj_id, present=False, score=0.0, area=0, bbox=None, peak_similarity=float("nan")
+        )
     bbox = tuple(entry["bbox"]) if entry["bbox"] is not None else None
     peak = entry["peak_similarity"]
     return ObjectResult(
-        obj_id, present=entry["present"], score=float(entry["score"]), area=entry["area"],
-        bbox=bbox, peak_similarity=float("nan") if peak is None else float(peak),
+        obj_id,
+        present=entry["present"],
+        score=float(entry["score"]),
+        area=entry["area"],
+        bbox=bbox,
+        peak_similarity=float("nan") if peak is None else float(peak),
         annotated=entry["annotated"],
         **({"points": points[0], "point_labels": points[1]} if points is not None else {}),
-    )  # fmt: skip
+    )
 
 
 def _public(record: dict[str, Any], object_ids: list[int]) -> dict[str, Any]:
@@ -512,10 +530,18 @@ def _public(record: dict[str, Any], object_ids: list[int]) -> dict[str, Any]:
     for obj_id in object_ids:
         entry = record["objects"].get(str(obj_id))
         if entry is None:
-            entry = {"present": False, "score": None, "area": 0, "bbox": None,
-                     "peak_similarity": None, "updated": False, "lost": False,
-                     "reacquired": False, "direction": UNTRACKED,
-                     "annotated": False}  # fmt: skip
+            entry = {
+                "present": False,
+                "score": None,
+                "area": 0,
+                "bbox": None,
+                "peak_similarity": None,
+                "updated": False,
+                "lost": False,
+                "reacquired": False,
+                "direction": UNTRACKED,
+                "annotated": False,
+            }
         objects[str(obj_id)] = entry
     return {
         "index": record["index"],

@@ -184,8 +184,9 @@ def timeline_svg(
     series = object_series(document, obj_id)
     marks = events(document, obj_id, annotated)
     figure = Figure(figsize=FIGURE_SIZE, dpi=FIGURE_DPI, layout="constrained")
-    axes = figure.subplots(len(PANEL_HEIGHTS), 1, sharex=True,
-                           gridspec_kw={"height_ratios": PANEL_HEIGHTS})  # fmt: skip
+    axes = figure.subplots(
+        len(PANEL_HEIGHTS), 1, sharex=True, gridspec_kw={"height_ratios": PANEL_HEIGHTS}
+    )
     plotted: dict[str, Any] = {}
     x = np.asarray(series["index"], dtype=float)
     for name, (panel, label) in SERIES.items():
@@ -199,15 +200,26 @@ def timeline_svg(
         for number, index in enumerate(frames):
             for ax in axes:
                 named = ax is axes[0] and number == 0  # one legend entry per kind
-                ax.axvline(index, color=MARK_COLOURS[kind], linewidth=0.8, linestyle="--",
-                           label=f"{kind} (dashed)" if named else None)  # fmt: skip
+                ax.axvline(
+                    index,
+                    color=MARK_COLOURS[kind],
+                    linewidth=0.8,
+                    linestyle="--",
+                    label=f"{kind} (dashed)" if named else None,
+                )
     if any(marks.values()):
         axes[0].legend(loc="center right", fontsize="small")
     keys = keyframe_indices(document)
     if keys is not None:
-        rug = axes[2].vlines(keys, 0.0, KEYFRAME_TICK, transform=axes[2].get_xaxis_transform(),
-                             colors=KEYFRAME_COLOUR, linewidth=0.8,
-                             label="SAM keyframes")  # fmt: skip
+        rug = axes[2].vlines(
+            keys,
+            0.0,
+            KEYFRAME_TICK,
+            transform=axes[2].get_xaxis_transform(),
+            colors=KEYFRAME_COLOUR,
+            linewidth=0.8,
+            label="SAM keyframes",
+        )
         rug.set_gid(f"object-{obj_id}-keyframes")
         axes[2].legend(loc="upper left", fontsize="small")
     axes[0].set_yticks([0, 1], ["absent", "present"])
@@ -269,21 +281,29 @@ def _facts(document: Mapping[str, Any]) -> str:
     error = f": {document['error']}" if document.get("error") else ""
     rows = [
         ("status", f"{document['status']}{error}"),
-        ("frames", f"{timings.get('frames', len(document['frames']))}"
-                   f" of {source.get('frames_expected') or '?'} expected"),
+        (
+            "frames",
+            f"{timings.get('frames', len(document['frames']))}"
+            f" of {source.get('frames_expected') or '?'} expected",
+        ),
         ("size (H x W)", " x ".join(str(v) for v in source["size_hw"])),
         ("frame rate", frame_rate_text(source["fps"], source.get("fps_from", "input"))),
         ("objects", ", ".join(str(i) for i in document["object_ids"])),
         ("model", str(document.get("run", {}).get("model", "?"))),
         ("speed", f"{timings.get('frames_per_s', '?')} frames/s"),
-    ]  # fmt: skip
+    ]
     prompts = document.get("prompts")
     if prompts:
         rows.append(("prompts", prompts_text(prompts)))
     keys = keyframe_indices(document)
     if keys is not None:
-        rows.append(("SAM keyframes", f"{len(keys)} of {len(document['frames'])} frames (the "
-                     "others carried along the optical flow)"))  # fmt: skip
+        rows.append(
+            (
+                "SAM keyframes",
+                f"{len(keys)} of {len(document['frames'])} frames (the "
+                "others carried along the optical flow)",
+            )
+        )
     cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     model_warning = document.get("run", {}).get("warning")
     said = [f"warning: {model_warning}"] if model_warning else []

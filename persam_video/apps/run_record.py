@@ -33,8 +33,10 @@ def check_run_record(path: Path, record: dict[str, Any]) -> None:
         try:
             stored = normalized(load_json(path.read_text(encoding="utf-8")))
         except (ValueError, AttributeError) as exc:  # not JSON, too deep, not a mapping
-            raise ValueError(f"{path} is not a run record ({str(exc)[:MAX_SHOWN_VALUE]}); use "
-                             "another --out folder or delete it") from None  # fmt: skip
+            raise ValueError(
+                f"{path} is not a run record ({str(exc)[:MAX_SHOWN_VALUE]}); use "
+                "another --out folder or delete it"
+            ) from None
         if stored != wanted:
             changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
             raise ValueError(

@@ -133,17 +133,23 @@ def _check_values(path: Path, tensors: dict[str, torch.Tensor | None]) -> None:
         if tensor is None:
             continue
         if tensor.dtype != TARGET_DTYPE:
-            raise ValueError(f"{path}: its {name} is {str(tensor.dtype).removeprefix('torch.')}, "
-                             "not float32; personalize the target again")  # fmt: skip
+            raise ValueError(
+                f"{path}: its {name} is {str(tensor.dtype).removeprefix('torch.')}, "
+                "not float32; personalize the target again"
+            )
         if not bool(tensor.isfinite().all()):
             raise ValueError(f"{path} holds NaN or infinite values; personalize the target again")
         if bool((tensor.abs() > MAX_TARGET_VALUE).any()):
-            raise ValueError(f"{path}: its {name} holds values of magnitude above "
-                             f"{MAX_TARGET_VALUE:g}; personalize the target again")  # fmt: skip
+            raise ValueError(
+                f"{path}: its {name} holds values of magnitude above "
+                f"{MAX_TARGET_VALUE:g}; personalize the target again"
+            )
     norm = float(tensors["embedding"].double().norm())
     if norm < MIN_TARGET_NORM:
-        raise ValueError(f"{path}: its embedding has norm {norm:.3g} (all zeros: nothing to "
-                         "search for); personalize the target again")  # fmt: skip
+        raise ValueError(
+            f"{path}: its embedding has norm {norm:.3g} (all zeros: nothing to "
+            "search for); personalize the target again"
+        )
 
 
 def check_compatible(

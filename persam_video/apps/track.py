@@ -201,8 +201,13 @@ def output_paths(
     names = [RESULTS_NAME]
     prompted: list[str] = []
     if options is None:  # every name any run may write (a prompted run's prompt masks too)
-        names += [*sorted(set(FORMAT_NAMES.values())), OVERLAY_NAME,
-                  *sorted(set(MASKED_NAMES.values())), REPORT_NAME, HEATMAP_NAME]  # fmt: skip
+        names += [
+            *sorted(set(FORMAT_NAMES.values())),
+            OVERLAY_NAME,
+            *sorted(set(MASKED_NAMES.values())),
+            REPORT_NAME,
+            HEATMAP_NAME,
+        ]
         prompted = [PROMPT_MASKS_DIR]
     else:
         wanted = [
@@ -276,8 +281,7 @@ class OutputSink:
         self._queue: queue.Queue = queue.Queue(maxsize=SINK_QUEUE_SIZE)
         fps = source.fps or DEFAULT_FPS
         audio_from = source.path if source.has_audio and audio else None
-        common: dict[str, Any] = {"fps": fps, "size_hw": source.size,
-                                  "time_base": source.time_base}  # fmt: skip
+        common: dict[str, Any] = {"fps": fps, "size_hw": source.size, "time_base": source.time_base}
         try:
             if options.save_masks:
                 final = out_dir / FORMAT_NAMES[options.mask_format]
@@ -439,8 +443,17 @@ def track_to_folder(
     check_inputs_survive(out_dir, [source, first_mask])
     if start < 0 or (max_frames is not None and max_frames < 1):
         raise ValueError(f"start must be >= 0 and max_frames >= 1, got {start} and {max_frames}")
-    args = (targets, options, resize_mask, fps, progress, metadata or {}, start, max_frames,
-            on_frame)  # fmt: skip
+    args = (
+        targets,
+        options,
+        resize_mask,
+        fps,
+        progress,
+        metadata or {},
+        start,
+        max_frames,
+        on_frame,
+    )
     if claim is not None:
         return _track_locked(tracker, source, first_mask, claim, *args)
     with track_folder(out_dir) as held:
@@ -485,8 +498,9 @@ def _track_locked(
             results = tracker.track_targets(selected, targets)
             object_ids = list(range(1, len(targets) + 1))
         annotated = frozenset({0}) if annotation is not None else frozenset()
-        sink = OutputSink(out, frames, options, audio=start == 0, object_ids=object_ids,
-                          annotated=annotated)  # fmt: skip
+        sink = OutputSink(
+            out, frames, options, audio=start == 0, object_ids=object_ids, annotated=annotated
+        )
         records: list[dict[str, Any]] = []
         finetune: dict[int, dict[str, Any]] = {}
         status, error = RunStatus.COMPLETE, None
@@ -566,8 +580,9 @@ def stage_final_files(
     try:
         if key_frames is not None:
             report = out / document["outputs"]["report"]
-            page = render_report(document, key_frames.finish(), annotated=annotated,
-                                 skipped=key_frames.skipped)  # fmt: skip
+            page = render_report(
+                document, key_frames.finish(), annotated=annotated, skipped=key_frames.skipped
+            )
             staged.append((temp_path(report), report))
             staged[-1][0].write_text(page, encoding="utf-8")
         results = out / results_name(document["status"])

@@ -106,10 +106,19 @@ def draw_legend(image: np.ndarray, obj_ids: list[int]) -> None:
     cv2.rectangle(image, (0, 0), (width, height), LEGEND_BACKGROUND_RGB, -1)
     for row, (obj_id, text) in enumerate(zip(obj_ids, rows, strict=True)):
         top = pad + row * (text_px + pad)
-        cv2.rectangle(image, (pad, top), (pad + text_px - 1, top + text_px - 1),
-                      object_color(obj_id), -1)  # fmt: skip
-        cv2.putText(image, text, (2 * pad + text_px, top + text_px - 1), LEGEND_FONT, scale,
-                    LEGEND_TEXT_RGB, thickness, cv2.LINE_AA)  # fmt: skip
+        cv2.rectangle(
+            image, (pad, top), (pad + text_px - 1, top + text_px - 1), object_color(obj_id), -1
+        )
+        cv2.putText(
+            image,
+            text,
+            (2 * pad + text_px, top + text_px - 1),
+            LEGEND_FONT,
+            scale,
+            LEGEND_TEXT_RGB,
+            thickness,
+            cv2.LINE_AA,
+        )
 
 
 def masked(frame: np.ndarray, labels: np.ndarray, mode: str) -> np.ndarray:

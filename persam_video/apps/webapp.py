@@ -135,9 +135,14 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
 
     @_shown
     def on_click(
-        frame: float, obj_id: float, mode: str, direction: str, masked: str,
-        evt: gr.SelectData, request: gr.Request,
-    ) -> tuple[Any, ...]:  # fmt: skip
+        frame: float,
+        obj_id: float,
+        mode: str,
+        direction: str,
+        masked: str,
+        evt: gr.SelectData,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:
         session = session_of(request)
         if evt.index is None or len(evt.index) != 2:
             raise AppError("click on the frame itself")
@@ -156,8 +161,11 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
     ) -> tuple[Any, ...]:
         session = session_of(request)
         gr.Info(session.undo(int(frame), obj_id))
-        return (session.shown(int(frame)), _describe_prompts(session),
-                session.command(direction, masked))  # fmt: skip
+        return (
+            session.shown(int(frame)),
+            _describe_prompts(session),
+            session.command(direction, masked),
+        )
 
     @_shown
     def on_clear(
@@ -165,8 +173,11 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
     ) -> tuple[Any, ...]:
         session = session_of(request)
         gr.Info(session.clear(int(frame), obj_id))
-        return (session.shown(int(frame)), _describe_prompts(session),
-                session.command(direction, masked))  # fmt: skip
+        return (
+            session.shown(int(frame)),
+            _describe_prompts(session),
+            session.command(direction, masked),
+        )
 
     @_shown
     def on_new_object(request: gr.Request) -> int:
@@ -178,13 +189,17 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
 
     @_shown
     def on_track(
-        direction: str, masked: str, frame: float, request: gr.Request,
+        direction: str,
+        masked: str,
+        frame: float,
+        request: gr.Request,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's way to ask for a bar
-    ) -> tuple[Any, ...]:  # fmt: skip
+    ) -> tuple[Any, ...]:
         session = session_of(request)
         progress(0.0, desc="starting")
-        run = session.track(direction, masked,
-                            on_progress=lambda done, what: progress(done, desc=what))  # fmt: skip
+        run = session.track(
+            direction, masked, on_progress=lambda done, what: progress(done, desc=what)
+        )
         summary = run.summary
         gr.Info(
             f"tracked {len(summary.object_ids)} object(s) through {summary.frames} frames in "
@@ -212,67 +227,113 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
         gr.Markdown(f"# {TITLE}\n{INTRO}\n\n{sessions.models.settings.describe_model()}")
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
-                upload = gr.File(label="Video file", type="filepath", elem_id=UPLOAD_ID,
-                                 file_count="single")  # fmt: skip
+                upload = gr.File(
+                    label="Video file", type="filepath", elem_id=UPLOAD_ID, file_count="single"
+                )
                 with gr.Row():
-                    path = gr.Textbox(label="or a path on this machine", elem_id=PATH_ID,
-                                      placeholder="/path/to/clip.mp4", scale=3)  # fmt: skip
+                    path = gr.Textbox(
+                        label="or a path on this machine",
+                        elem_id=PATH_ID,
+                        placeholder="/path/to/clip.mp4",
+                        scale=3,
+                    )
                     open_button = gr.Button("Open", elem_id=OPEN_ID, scale=1)
                 info = gr.Markdown("No video open.")
-                mode = gr.Radio(list(CLICK_MODES), value=POSITIVE, label="A click on the frame",
-                                elem_id=MODE_ID)  # fmt: skip
+                mode = gr.Radio(
+                    list(CLICK_MODES), value=POSITIVE, label="A click on the frame", elem_id=MODE_ID
+                )
                 with gr.Row():
-                    obj = gr.Number(value=1, precision=0, minimum=1, maximum=254,
-                                    label="Object id", elem_id=OBJECT_ID, scale=2)  # fmt: skip
+                    obj = gr.Number(
+                        value=1,
+                        precision=0,
+                        minimum=1,
+                        maximum=254,
+                        label="Object id",
+                        elem_id=OBJECT_ID,
+                        scale=2,
+                    )
                     new_object = gr.Button("New object", scale=1)
                 with gr.Row():
                     undo = gr.Button("Undo last click")
                     clear = gr.Button("Clear object on this frame")
                 prompts = gr.Markdown("No prompt yet.", elem_id=STATUS_ID)
             with gr.Column(scale=2):
-                view = gr.Image(label="Frame (click to prompt)", type="numpy", format="png",
-                                interactive=False, elem_id=FRAME_ID, height=VIEW_HEIGHT_PX,
-                                buttons=[])  # fmt: skip
-                slider = gr.Slider(0, 1, value=0, step=1, label="Frame", interactive=False,
-                                   elem_id=SLIDER_ID)  # fmt: skip
+                view = gr.Image(
+                    label="Frame (click to prompt)",
+                    type="numpy",
+                    format="png",
+                    interactive=False,
+                    elem_id=FRAME_ID,
+                    height=VIEW_HEIGHT_PX,
+                    buttons=[],
+                )
+                slider = gr.Slider(
+                    0, 1, value=0, step=1, label="Frame", interactive=False, elem_id=SLIDER_ID
+                )
         with gr.Row():
             direction = gr.Dropdown(list(DIRECTIONS), value="both", label="Direction")
             masked = gr.Dropdown(list(MASKED_CHOICES), value="none", label="Masked video")
             track = gr.Button("Track", variant="primary", elem_id=TRACK_ID)
             cancel = gr.Button("Cancel", variant="stop", elem_id=CANCEL_ID)
-        command = gr.Textbox(label="The same run on the command line", interactive=False,
-                             elem_id=COMMAND_ID)  # fmt: skip
+        command = gr.Textbox(
+            label="The same run on the command line", interactive=False, elem_id=COMMAND_ID
+        )
         with gr.Row():
-            overlay_video = gr.Video(label="Overlay", interactive=False, elem_id=OVERLAY_ID,
-                                     height=VIEW_HEIGHT_PX)  # fmt: skip
+            overlay_video = gr.Video(
+                label="Overlay", interactive=False, elem_id=OVERLAY_ID, height=VIEW_HEIGHT_PX
+            )
             with gr.Column():
-                downloads = gr.File(label="Downloads", file_count="multiple", interactive=False,
-                                    elem_id=DOWNLOADS_ID)  # fmt: skip
+                downloads = gr.File(
+                    label="Downloads",
+                    file_count="multiple",
+                    interactive=False,
+                    elem_id=DOWNLOADS_ID,
+                )
                 save_target = gr.Button("Save a target of this object", elem_id=TARGET_BUTTON_ID)
-                target_file = gr.File(label="Target file", interactive=False,
-                                      elem_id=TARGET_FILE_ID)  # fmt: skip
+                target_file = gr.File(
+                    label="Target file", interactive=False, elem_id=TARGET_FILE_ID
+                )
 
-        opened_outputs = [view, slider, info, prompts, command, overlay_video, downloads,
-                          target_file]  # fmt: skip
+        opened_outputs = [
+            view,
+            slider,
+            info,
+            prompts,
+            command,
+            overlay_video,
+            downloads,
+            target_file,
+        ]
         # opening a video runs no model: one session's open never waits for another's
         upload.upload(on_upload, [upload], opened_outputs, concurrency_limit=None)
         open_button.click(on_open_path, [path], opened_outputs, concurrency_limit=None)
         path.submit(on_open_path, [path], opened_outputs, concurrency_limit=None)
-        slider.change(on_scrub, [slider], [view], trigger_mode="always_last",
-                      show_progress="hidden")  # fmt: skip
+        slider.change(
+            on_scrub, [slider], [view], trigger_mode="always_last", show_progress="hidden"
+        )
         prompt_outputs = [view, prompts, command]
-        view.select(on_click, [slider, obj, mode, direction, masked], prompt_outputs,
-                    concurrency_id=MODEL_QUEUE)  # fmt: skip
-        undo.click(on_undo, [slider, obj, direction, masked], prompt_outputs,
-                   concurrency_id=MODEL_QUEUE)  # fmt: skip
-        clear.click(on_clear, [slider, obj, direction, masked], prompt_outputs,
-                    concurrency_id=MODEL_QUEUE)  # fmt: skip
+        view.select(
+            on_click,
+            [slider, obj, mode, direction, masked],
+            prompt_outputs,
+            concurrency_id=MODEL_QUEUE,
+        )
+        undo.click(
+            on_undo, [slider, obj, direction, masked], prompt_outputs, concurrency_id=MODEL_QUEUE
+        )
+        clear.click(
+            on_clear, [slider, obj, direction, masked], prompt_outputs, concurrency_id=MODEL_QUEUE
+        )
         new_object.click(on_new_object, None, [obj])
         direction.change(on_options, [direction, masked], [command])
         masked.change(on_options, [direction, masked], [command])
-        tracking = track.click(on_track, [direction, masked, slider],
-                               [overlay_video, downloads, view], concurrency_id=MODEL_QUEUE,
-                               show_progress_on=[overlay_video])  # fmt: skip
+        tracking = track.click(
+            on_track,
+            [direction, masked, slider],
+            [overlay_video, downloads, view],
+            concurrency_id=MODEL_QUEUE,
+            show_progress_on=[overlay_video],
+        )
         cancel.click(on_cancel, None, None, cancels=[tracking], concurrency_limit=None)
         save_target.click(on_save_target, [obj], [target_file], concurrency_id=MODEL_QUEUE)
         app.unload(on_unload)
@@ -292,7 +353,14 @@ def serve(
     app = build_app(sessions)
     app.queue(default_concurrency_limit=1)
     app.launch(
-        server_name=host, server_port=port, share=False, inbrowser=False, quiet=quiet,
-        max_file_size=int(max_upload_mb * BYTES_PER_MB), allowed_paths=[str(sessions.root)],
-        ssr_mode=False, footer_links=[], show_error=True,
-    )  # fmt: skip
+        server_name=host,
+        server_port=port,
+        share=False,
+        inbrowser=False,
+        quiet=quiet,
+        max_file_size=int(max_upload_mb * BYTES_PER_MB),
+        allowed_paths=[str(sessions.root)],
+        ssr_mode=False,
+        footer_links=[],
+        show_error=True,
+    )

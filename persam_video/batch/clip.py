@@ -109,10 +109,16 @@ class TrackTask:
             check_compatible(loaded, runner.metadata, job.target)
             targets = [to_device(loaded.target, runner.sam.device)]
         summary = track_to_folder(
-            VideoTracker(runner.sam, config), job.input, job.mask, work, targets=targets,
-            options=OutputOptions(**settings.outputs), progress=False,
-            resize_mask=settings.resize_mask, metadata=runner.metadata,
-        )  # fmt: skip
+            VideoTracker(runner.sam, config),
+            job.input,
+            job.mask,
+            work,
+            targets=targets,
+            options=OutputOptions(**settings.outputs),
+            progress=False,
+            resize_mask=settings.resize_mask,
+            metadata=runner.metadata,
+        )
         check_complete(summary)
         return summary.frames, {"outputs": summary.outputs}
 
@@ -163,8 +169,13 @@ class ClipRunner:
             )
             with atomic_folder(Path(out_root) / job.name) as work:
                 frames, extra = self.settings.task.run(self, job, config, work)
-                record = {"name": job.name, "input": job.input, "frames": frames, **extra,
-                          "clip": job_record(job)}  # fmt: skip
+                record = {
+                    "name": job.name,
+                    "input": job.input,
+                    "frames": frames,
+                    **extra,
+                    "clip": job_record(job),
+                }
                 write_text(work / DONE_RECORD, json.dumps(record, indent=1))
             elapsed = time.perf_counter() - start
             return ClipOutcome(job.name, ClipStatus.DONE, frames, elapsed)
@@ -176,8 +187,12 @@ class ClipRunner:
 
 def job_record(job: ClipJob) -> dict[str, Any]:
     """What a finished clip was made from: inputs and overrides (compared on a rerun)."""
-    return {"input": job.input, "mask": job.mask, "target": job.target,
-            "overrides": list(job.overrides)}  # fmt: skip
+    return {
+        "input": job.input,
+        "mask": job.mask,
+        "target": job.target,
+        "overrides": list(job.overrides),
+    }
 
 
 def is_done(out_root: Path, job: ClipJob) -> bool:
@@ -195,6 +210,11 @@ def is_done(out_root: Path, job: ClipJob) -> bool:
 
 def settings_record(settings: BatchSettings) -> dict[str, Any]:
     """What every clip of a batch shares and its results depend on (not the device)."""
-    return {"model": settings.model, "checkpoint": settings.checkpoint,
-            "config": settings.config, "outputs": settings.outputs,
-            "resize_mask": settings.resize_mask, **settings.task.record()}  # fmt: skip
+    return {
+        "model": settings.model,
+        "checkpoint": settings.checkpoint,
+        "config": settings.config,
+        "outputs": settings.outputs,
+        "resize_mask": settings.resize_mask,
+        **settings.task.record(),
+    }

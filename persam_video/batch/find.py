@@ -49,12 +49,38 @@ from persam_video.io.reader import IMAGE_EXTENSIONS
 #: Inputs read as a manifest (the batch manifest's formats, without mask or target columns).
 MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".ndjson", ".json"})
 #: Files of a folder taken as clips (any other file in a folder of clips is ignored).
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg",
-                            ".ts", ".mts", ".wmv", ".flv", ".3gp"})  # fmt: skip
+VIDEO_SUFFIXES = frozenset(
+    {
+        ".mp4",
+        ".mov",
+        ".m4v",
+        ".avi",
+        ".mkv",
+        ".webm",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".mts",
+        ".wmv",
+        ".flv",
+        ".3gp",
+    }
+)
 FOUND_FORMAT = "persam-video found"
 FOUND_FORMAT_VERSION = 1
-CSV_COLUMNS = ("clip", "target", "start_frame", "end_frame", "start_s", "end_s", "best_frame",
-               "best_score", "present_frames", "thumbnail", "input")  # fmt: skip
+CSV_COLUMNS = (
+    "clip",
+    "target",
+    "start_frame",
+    "end_frame",
+    "start_s",
+    "end_s",
+    "best_frame",
+    "best_score",
+    "present_frames",
+    "thumbnail",
+    "input",
+)
 TARGET_SUFFIX = ".target"
 
 
@@ -122,9 +148,15 @@ class FindTask:
             check_compatible(loaded, runner.metadata, ref.path)
             targets[ref.name] = to_device(loaded.target, runner.sam.device)
         result = find_in_clip(
-            VideoTracker(runner.sam, config), job.input, targets, work, rules=self.rules,
-            save_masks=self.save_masks, fps=self.fps, metadata=runner.metadata,
-        )  # fmt: skip
+            VideoTracker(runner.sam, config),
+            job.input,
+            targets,
+            work,
+            rules=self.rules,
+            save_masks=self.save_masks,
+            fps=self.fps,
+            metadata=runner.metadata,
+        )
         check_complete(result.summary)
         return result.summary.frames, {"outputs": result.summary.outputs, "found": result.spans}
 
@@ -162,8 +194,10 @@ def clip_jobs(
             clips = [path] if list_images(path) else _clips_in(path)
             if not clips:
                 problems.append(f"folder {path} holds no video files or folders of frames")
-            jobs += [ClipJob(name=clip.stem if clip.is_file() else clip.name, input=str(clip))
-                     for clip in clips]  # fmt: skip
+            jobs += [
+                ClipJob(name=clip.stem if clip.is_file() else clip.name, input=str(clip))
+                for clip in clips
+            ]
         elif path.suffix.lower() in IMAGE_EXTENSIONS:
             problems.append(
                 f"{path} is a photo: find searches videos and folders of frames; to find targets "
@@ -237,9 +271,15 @@ def run_find(
         found.update(write_reports(out, jobs, task, settings.model))
 
     outcomes = run_batch(
-        jobs, out_dir, settings, ray_address=ray_address, workers=workers,
-        gpus_per_worker=gpus_per_worker, on_outcome=on_outcome, on_finish=reports,
-    )  # fmt: skip
+        jobs,
+        out_dir,
+        settings,
+        ray_address=ray_address,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        on_outcome=on_outcome,
+        on_finish=reports,
+    )
     return FindRun(outcomes, found or None)
 
 
@@ -252,16 +292,20 @@ def found_document(out: Path, jobs: list[ClipJob], task: FindTask, model: str) -
             continue
         done = load_json((out / job.name / DONE_RECORD).read_text(encoding="utf-8"))
         found = done.get("found", {})
-        clips.append({
-            "name": job.name,
-            "input": job.input,
-            "frames": done.get("frames"),
-            "targets": {
-                ref.name: [{**span, "thumbnail": f"{job.name}/{span['thumbnail']}"}
-                           for span in found.get(ref.name, [])]
-                for ref in task.targets
-            },
-        })  # fmt: skip
+        clips.append(
+            {
+                "name": job.name,
+                "input": job.input,
+                "frames": done.get("frames"),
+                "targets": {
+                    ref.name: [
+                        {**span, "thumbnail": f"{job.name}/{span['thumbnail']}"}
+                        for span in found.get(ref.name, [])
+                    ]
+                    for ref in task.targets
+                },
+            }
+        )
     failures = []
     if (out / FAILURES).is_file():
         for line in (out / FAILURES).read_text(encoding="utf-8").splitlines():
@@ -294,16 +338,18 @@ def span_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
     for clip in document["clips"]:
         for target, spans in clip["targets"].items():
             for span in spans:
-                rows.append({"clip": clip["name"], "target": target, "input": clip["input"],
-                             **span})  # fmt: skip
+                rows.append(
+                    {"clip": clip["name"], "target": target, "input": clip["input"], **span}
+                )
     return rows
 
 
 def found_csv(document: dict[str, Any]) -> str:
     """``found.csv``: one row per span, columns :data:`CSV_COLUMNS`."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore",
-                            lineterminator="\n")  # fmt: skip
+    writer = csv.DictWriter(
+        buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     for row in span_rows(document):
         writer.writerow({k: "" if row.get(k) is None else row[k] for k in CSV_COLUMNS})
@@ -328,8 +374,10 @@ def found_html(document: dict[str, Any], out: Path) -> str:
     for clip in clips:
         spans = [(t, s) for t, spans in clip["targets"].items() for s in spans]
         if not spans:
-            rows.append(f"<tr><td>{e(clip['name'])}</td><td class=\"none\" colspan=\"6\">"
-                        "no target found</td></tr>")  # fmt: skip
+            rows.append(
+                f'<tr><td>{e(clip["name"])}</td><td class="none" colspan="6">'
+                "no target found</td></tr>"
+            )
         for target, span in spans:
             image = _embedded_image(out / span["thumbnail"], f"{clip['name']}: {target}")
             times = ""

@@ -57,9 +57,15 @@ def run_batch(
         claim.record(pending=names)  # a clip moved into place is ours even if we die then
         try:
             return _run_claimed(
-                jobs, claim.folder, settings, ray_address, workers, gpus_per_worker, on_outcome,
+                jobs,
+                claim.folder,
+                settings,
+                ray_address,
+                workers,
+                gpus_per_worker,
+                on_outcome,
                 on_finish,
-            )  # fmt: skip
+            )
         finally:
             claim.record()
 
@@ -94,8 +100,10 @@ def _run_claimed(
         outcomes[outcome.name] = outcome
         if outcome.status == ClipStatus.FAILED:
             job = next(j for j in todo if j.name == outcome.name)
-            append_line(out / FAILURES, json.dumps({"name": job.name, "input": job.input,
-                                                    "reason": outcome.reason}))  # fmt: skip
+            append_line(
+                out / FAILURES,
+                json.dumps({"name": job.name, "input": job.input, "reason": outcome.reason}),
+            )
         if on_outcome is not None:
             on_outcome(outcome)
 

@@ -39,8 +39,20 @@ def cli() -> None:
     """
 
 
-for _command in (weights, track, demo, personalize, segment, batch, find, davis, eval_command,
-                 frame, config_group, app_command):  # fmt: skip
+for _command in (
+    weights,
+    track,
+    demo,
+    personalize,
+    segment,
+    batch,
+    find,
+    davis,
+    eval_command,
+    frame,
+    config_group,
+    app_command,
+):
     cli.add_command(_command)
 
 

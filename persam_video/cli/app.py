@@ -41,20 +41,41 @@ MAX_PORT = 65535
 @click.command("app")
 @model_options(default=APP_DEFAULT_MODEL, from_targets=False)
 @config_options
-@click.option("--host", default=DEFAULT_HOST, show_default=True,
-              help="Address to bind; the default serves this machine only.")  # fmt: skip
-@click.option("--port", default=DEFAULT_PORT, show_default=True,
-              type=click.IntRange(1, MAX_PORT), help="Port to serve on.")  # fmt: skip
-@click.option("--max-upload-mb", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="Largest video upload, in MiB. [default: 500]")  # fmt: skip
+@click.option(
+    "--host",
+    default=DEFAULT_HOST,
+    show_default=True,
+    help="Address to bind; the default serves this machine only.",
+)
+@click.option(
+    "--port",
+    default=DEFAULT_PORT,
+    show_default=True,
+    type=click.IntRange(1, MAX_PORT),
+    help="Port to serve on.",
+)
+@click.option(
+    "--max-upload-mb",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Largest video upload, in MiB. [default: 500]",
+)
 @quiet_option
 @threads_option
 @friendly_errors
 def app_command(
-    model_name: str | None, checkpoint: str | None, device: str, config_name: str,
-    overrides: tuple[str, ...], finetune: bool, host: str, port: int,
-    max_upload_mb: float | None, quiet: bool, threads: int,
-) -> None:  # fmt: skip
+    model_name: str | None,
+    checkpoint: str | None,
+    device: str,
+    config_name: str,
+    overrides: tuple[str, ...],
+    finetune: bool,
+    host: str,
+    port: int,
+    max_upload_mb: float | None,
+    quiet: bool,
+    threads: int,
+) -> None:
     """Open a local web app: upload a video, click on objects, track, correct, download.
 
     The downloads (masks as a zip of DAVIS palette PNGs, overlay, masked video, results.json,
@@ -77,9 +98,14 @@ def app_command(
     config_args = _config_args(config_name, overrides, finetune)
     limit = DEFAULT_MAX_UPLOAD_MB if max_upload_mb is None else max_upload_mb
     settings = AppSettings(
-        model_name=model, checkpoint=checkpoint, device=device, config=config,
-        max_upload_mb=limit, threads=threads, config_args=config_args,
-    )  # fmt: skip
+        model_name=model,
+        checkpoint=checkpoint,
+        device=device,
+        config=config,
+        max_upload_mb=limit,
+        threads=threads,
+        config_args=config_args,
+    )
     check_port_free(host, port)
     common.say_model_warning(model, now=True)
     models = ModelHolder(settings)

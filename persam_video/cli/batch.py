@@ -33,12 +33,26 @@ from persam_video.cli.common import (
 @threads_option
 @friendly_errors
 def batch(
-    manifest: str, out_dir: str, ray_address: str | None, workers: int, gpus_per_worker: float,
-    resize_mask: bool, model_name: str | None, checkpoint: str | None, device: str,
-    config_name: str, overrides: tuple[str, ...], finetune: bool, overlay: bool,
-    masked_video: str, mask_format: str, report: bool, heatmap: bool, quiet: bool,
+    manifest: str,
+    out_dir: str,
+    ray_address: str | None,
+    workers: int,
+    gpus_per_worker: float,
+    resize_mask: bool,
+    model_name: str | None,
+    checkpoint: str | None,
+    device: str,
+    config_name: str,
+    overrides: tuple[str, ...],
+    finetune: bool,
+    overlay: bool,
+    masked_video: str,
+    mask_format: str,
+    report: bool,
+    heatmap: bool,
+    quiet: bool,
     threads: int,
-) -> None:  # fmt: skip
+) -> None:
     """Track every clip of MANIFEST (CSV or JSON lines: input, mask or target, name, overrides).
 
     Resumable: clips finished by an earlier run are skipped. A clip that fails is recorded in
@@ -62,17 +76,30 @@ def batch(
     if ray_address is not None:
         import_ray()
     settings = BatchSettings(
-        model=model_name, checkpoint=checkpoint, device=device, config=config.to_dict(),
-        outputs={"overlay": overlay, "masked_video": masked_video, "mask_format": mask_format,
-                 "report": report, "heatmap": heatmap},
+        model=model_name,
+        checkpoint=checkpoint,
+        device=device,
+        config=config.to_dict(),
+        outputs={
+            "overlay": overlay,
+            "masked_video": masked_video,
+            "mask_format": mask_format,
+            "report": report,
+            "heatmap": heatmap,
+        },
         resize_mask=resize_mask,
-    )  # fmt: skip
+    )
     common.say_model_warning(model_name)
     with common.ClipProgress(len(jobs), quiet, out_dir) as progress:
         outcomes = run_batch(
-            jobs, out_dir, settings, ray_address=ray_address, workers=workers,
-            gpus_per_worker=gpus_per_worker, on_outcome=progress,
-        )  # fmt: skip
+            jobs,
+            out_dir,
+            settings,
+            ray_address=ray_address,
+            workers=workers,
+            gpus_per_worker=gpus_per_worker,
+            on_outcome=progress,
+        )
         progress.skipped(sum(o.status == ClipStatus.SKIPPED for o in outcomes))
     width = max(len(o.name) for o in outcomes)
     click.echo(f"\n{'clip':{width}}  {'status':8} {'frames':>7} {'seconds':>8}  reason")

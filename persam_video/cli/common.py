@@ -118,8 +118,9 @@ def resumable(kept: str, rest: str = "to do the rest") -> Iterator[None]:
 
 def deprecated(old: str, new: str) -> None:
     """One line on stderr saying that an old spelling still works for this release."""
-    click.echo(f"note: {old} is deprecated and will be removed in the next release; use {new}",
-               err=True)  # fmt: skip
+    click.echo(
+        f"note: {old} is deprecated and will be removed in the next release; use {new}", err=True
+    )
 
 
 class ClipProgress:
@@ -174,9 +175,10 @@ def _apply(func: F, options: list[Callable[[F], F]]) -> F:
 def resize_mask_option(what: str) -> Callable[[F], F]:
     """--resize-mask: resize ``what`` of another size than its image (nearest neighbour)."""
     return click.option(
-        "--resize-mask", is_flag=True,
+        "--resize-mask",
+        is_flag=True,
         help=f"Resize {what} whose size differs from the frames (nearest neighbour).",
-    )  # fmt: skip
+    )
 
 
 def quiet_option(func: F) -> F:
@@ -184,13 +186,19 @@ def quiet_option(func: F) -> F:
     return click.option("-q", "--quiet", is_flag=True, help="No progress bars.")(func)
 
 
-def out_option(help_text: str, *, required: bool = True, default: str | None = None,
-               file_okay: bool = True) -> Callable[[F], F]:  # fmt: skip
+def out_option(
+    help_text: str, *, required: bool = True, default: str | None = None, file_okay: bool = True
+) -> Callable[[F], F]:
     """--out: the folder (or file) a command writes."""
     return click.option(
-        "--out", "out_dir", required=required, default=default, show_default=default is not None,
-        type=click.Path(file_okay=file_okay, path_type=str), help=help_text,
-    )  # fmt: skip
+        "--out",
+        "out_dir",
+        required=required,
+        default=default,
+        show_default=default is not None,
+        type=click.Path(file_okay=file_okay, path_type=str),
+        help=help_text,
+    )
 
 
 def threads_option(func: F) -> F:
@@ -208,12 +216,14 @@ def threads_option(func: F) -> F:
         return func(*args, threads=apply_threads(count), **kwargs)
 
     return click.option(
-        "--threads", metavar="N|auto", default=None,
+        "--threads",
+        metavar="N|auto",
+        default=None,
         help=f"CPU threads for torch, 1 to {MAX_THREADS}. auto (the default, or "
-             "$PERSAM_VIDEO_THREADS, checked the same way): the usable "
-             "CPUs less the machine's current load, at least 1; on a busy machine more threads "
-             "than free cores run many times slower.",
-    )(wrapper)  # fmt: skip
+        "$PERSAM_VIDEO_THREADS, checked the same way): the usable "
+        "CPUs less the machine's current load, at least 1; on a busy machine more threads "
+        "than free cores run many times slower.",
+    )(wrapper)
 
 
 def config_options(func: F | None = None, *, finetune: bool = True) -> Any:
@@ -221,32 +231,61 @@ def config_options(func: F | None = None, *, finetune: bool = True) -> Any:
     personalize, so that it can refuse it in one line)."""
     if func is None:
         return functools.partial(config_options, finetune=finetune)
-    return _apply(func, [
-        click.option("--config", "config_name", default="default", show_default=True,
-                     help="Preset (default, paper_video, paper_image, fast) or a YAML file."),
-        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                     help="Override a config field, e.g. --set track.momentum=0.8 (repeatable)."),
-        click.option("--finetune", is_flag=True, hidden=not finetune,
-                     help="PerSAM-F: learn the mask weights on the reference "
-                          "(finetune.steps, finetune.lr)."),
-    ])  # fmt: skip
+    return _apply(
+        func,
+        [
+            click.option(
+                "--config",
+                "config_name",
+                default="default",
+                show_default=True,
+                help="Preset (default, paper_video, paper_image, fast) or a YAML file.",
+            ),
+            click.option(
+                "--set",
+                "overrides",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="Override a config field, e.g. --set track.momentum=0.8 (repeatable).",
+            ),
+            click.option(
+                "--finetune",
+                is_flag=True,
+                hidden=not finetune,
+                help="PerSAM-F: learn the mask weights on the reference "
+                "(finetune.steps, finetune.lr).",
+            ),
+        ],
+    )
 
 
-def model_options(func: F | None = None, *, default: str = DEFAULT_MODEL,
-                  from_targets: bool = True) -> Any:  # fmt: skip
+def model_options(
+    func: F | None = None, *, default: str = DEFAULT_MODEL, from_targets: bool = True
+) -> Any:
     """--model (None when not given: see :func:`model_for_targets`), --checkpoint, --device."""
     if func is None:
         return functools.partial(model_options, default=default, from_targets=from_targets)
     shown = f"{default}, or the model the --target was made with" if from_targets else default
-    return _apply(func, [
-        click.option("--model", "model_name", default=None,
-                     help="vit_h, vit_l, vit_b (official SAM, downloaded on first use) or demo "
-                          f"(bundled small demo model, not SAM). [default: {shown}]"),
-        click.option("--checkpoint", type=click.Path(dir_okay=False),
-                     help="Local checkpoint file for --model instead of the cache."),
-        click.option("--device", default="auto", show_default=True,
-                     help="auto, cpu, cuda or cuda:N."),
-    ])  # fmt: skip
+    return _apply(
+        func,
+        [
+            click.option(
+                "--model",
+                "model_name",
+                default=None,
+                help="vit_h, vit_l, vit_b (official SAM, downloaded on first use) or demo "
+                f"(bundled small demo model, not SAM). [default: {shown}]",
+            ),
+            click.option(
+                "--checkpoint",
+                type=click.Path(dir_okay=False),
+                help="Local checkpoint file for --model instead of the cache.",
+            ),
+            click.option(
+                "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
+            ),
+        ],
+    )
 
 
 #: What ``--keyframes`` accepts besides a positive interval.
@@ -264,8 +303,10 @@ def keyframe_overrides(value: str | None) -> list[str]:
     valid = text.isascii() and text.isdigit() and len(text) <= len(str(MAX_KEYFRAME_GAP))
     if not valid or not 1 <= int(text) <= MAX_KEYFRAME_GAP:
         shown = value if len(value) <= MAX_SHOWN_OPTION else f"{value[:MAX_SHOWN_OPTION]}..."
-        raise InputError(f"--keyframes must be 1, a larger interval N or auto (N at most "
-                         f"{MAX_KEYFRAME_GAP}), got {shown!r}")  # fmt: skip
+        raise InputError(
+            f"--keyframes must be 1, a larger interval N or auto (N at most "
+            f"{MAX_KEYFRAME_GAP}), got {shown!r}"
+        )
     return ["keyframes.mode=interval", f"keyframes.interval={int(text)}"]
 
 
@@ -282,70 +323,131 @@ def keyframes_option(func: F) -> F:
         return func(*args, **kwargs)
 
     return click.option(
-        "--keyframes", metavar="1|N|auto", default=None,
+        "--keyframes",
+        metavar="1|N|auto",
+        default=None,
         help=f"SAM on every frame (1, the default), on every N-th frame (N up to "
-             f"{MAX_KEYFRAME_GAP}), or on keyframes chosen "
-             "when the optical flow becomes unreliable (auto, at least every "
-             "keyframes.max_gap frames); the frames in between get the masks carried along "
-             "the flow. Sets keyframes.mode and keyframes.interval.",
-    )(wrapper)  # fmt: skip
+        f"{MAX_KEYFRAME_GAP}), or on keyframes chosen "
+        "when the optical flow becomes unreliable (auto, at least every "
+        "keyframes.max_gap frames); the frames in between get the masks carried along "
+        "the flow. Sets keyframes.mode and keyframes.interval.",
+    )(wrapper)
 
 
 def speed_options(func: F) -> F:
     """--precision, --batch-frames, --compile, --stock-encoder, --keyframes."""
     func = keyframes_option(func)
-    return _apply(func, [
-        click.option("--precision", type=click.Choice(list(PRECISIONS)), default="auto",
-                     show_default=True,
-                     help="Image encoder precision; auto is bfloat16 on CUDA, else float32. "
-                          "int8 (CPUs only): the encoder's linear layers in int8."),
-        click.option("--batch-frames", default=1, show_default=True, type=click.IntRange(min=1),
-                     help="Frames encoded together (faster on GPUs; the encoder does not depend "
-                          "on earlier masks)."),
-        click.option("--compile", "compile_encoder", is_flag=True,
-                     help="Run the image encoder through torch.compile."),
-        click.option("--stock-encoder", is_flag=True,
-                     help="Use segment-anything's own encoder attention instead of the faster "
-                          "equivalent one."),
-    ])  # fmt: skip
+    return _apply(
+        func,
+        [
+            click.option(
+                "--precision",
+                type=click.Choice(list(PRECISIONS)),
+                default="auto",
+                show_default=True,
+                help="Image encoder precision; auto is bfloat16 on CUDA, else float32. "
+                "int8 (CPUs only): the encoder's linear layers in int8.",
+            ),
+            click.option(
+                "--batch-frames",
+                default=1,
+                show_default=True,
+                type=click.IntRange(min=1),
+                help="Frames encoded together (faster on GPUs; the encoder does not depend "
+                "on earlier masks).",
+            ),
+            click.option(
+                "--compile",
+                "compile_encoder",
+                is_flag=True,
+                help="Run the image encoder through torch.compile.",
+            ),
+            click.option(
+                "--stock-encoder",
+                is_flag=True,
+                help="Use segment-anything's own encoder attention instead of the faster "
+                "equivalent one.",
+            ),
+        ],
+    )
 
 
 def ray_options(func: F) -> F:
     """--ray [ADDRESS], --workers, --gpus-per-worker (commands run by the batch engine)."""
-    return _apply(func, [
-        click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
-                     metavar="[ADDRESS]",
-                     help="Run on Ray: --ray alone (or --ray local) starts a local cluster; "
-                          "--ray auto or ray://host:10001 connects to a running one."),
-        click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
-                     help="Ray actors (each loads the model once)."),
-        click.option("--gpus-per-worker", default=0.0, show_default=True,
-                     type=click.FloatRange(min=0.0), help="GPUs reserved per Ray actor."),
-    ])  # fmt: skip
+    return _apply(
+        func,
+        [
+            click.option(
+                "--ray",
+                "ray_address",
+                is_flag=False,
+                flag_value="local",
+                default=None,
+                metavar="[ADDRESS]",
+                help="Run on Ray: --ray alone (or --ray local) starts a local cluster; "
+                "--ray auto or ray://host:10001 connects to a running one.",
+            ),
+            click.option(
+                "--workers",
+                default=1,
+                show_default=True,
+                type=click.IntRange(min=1),
+                help="Ray actors (each loads the model once).",
+            ),
+            click.option(
+                "--gpus-per-worker",
+                default=0.0,
+                show_default=True,
+                type=click.FloatRange(min=0.0),
+                help="GPUs reserved per Ray actor.",
+            ),
+        ],
+    )
 
 
 def output_options(func: F) -> F:
     """--overlay/--no-overlay, --masked-video, --format, --report/--no-report and --heatmap
     (what a tracked clip writes)."""
-    return _apply(func, [
-        click.option("--overlay/--no-overlay", default=True, show_default=True,
-                     help="Write overlay.mp4 (objects in colour with contours)."),
-        click.option("--masked-video", type=click.Choice(["none", "cutout", "blur", "alpha"]),
-                     default="none", show_default=True,
-                     help="Also write masked.mp4 (cutout on black, blurred background) or "
-                          "masked.mov (alpha: transparent background, PNG in MOV)."),
-        click.option("--format", "mask_format",
-                     type=click.Choice(["davis", "per-object-png", "coco-rle"]),
-                     default="davis", show_default=True,
-                     help="Masks as DAVIS palette PNGs (masks/00000.png), one binary PNG per "
-                          "object (masks/<id>/00000.png) or COCO RLE lines (masks.jsonl)."),
-        click.option("--report/--no-report", default=True, show_default=True,
-                     help="Write report.html (timelines per object, key frames, links to the "
-                          "videos)."),
-        click.option("--heatmap", is_flag=True,
-                     help="Also write similarity.mp4: each object's location confidence over "
-                          "the frame (one panel per object), to see why a frame failed."),
-    ])  # fmt: skip
+    return _apply(
+        func,
+        [
+            click.option(
+                "--overlay/--no-overlay",
+                default=True,
+                show_default=True,
+                help="Write overlay.mp4 (objects in colour with contours).",
+            ),
+            click.option(
+                "--masked-video",
+                type=click.Choice(["none", "cutout", "blur", "alpha"]),
+                default="none",
+                show_default=True,
+                help="Also write masked.mp4 (cutout on black, blurred background) or "
+                "masked.mov (alpha: transparent background, PNG in MOV).",
+            ),
+            click.option(
+                "--format",
+                "mask_format",
+                type=click.Choice(["davis", "per-object-png", "coco-rle"]),
+                default="davis",
+                show_default=True,
+                help="Masks as DAVIS palette PNGs (masks/00000.png), one binary PNG per "
+                "object (masks/<id>/00000.png) or COCO RLE lines (masks.jsonl).",
+            ),
+            click.option(
+                "--report/--no-report",
+                default=True,
+                show_default=True,
+                help="Write report.html (timelines per object, key frames, links to the videos).",
+            ),
+            click.option(
+                "--heatmap",
+                is_flag=True,
+                help="Also write similarity.mp4: each object's location confidence over "
+                "the frame (one panel per object), to see why a frame failed.",
+            ),
+        ],
+    )
 
 
 # --------------------------------------------------------------------------- builders
@@ -399,8 +501,10 @@ def check_precision(precision: str, device: str) -> None:
     from persam_video.model.registry import resolve_device
 
     if precision == "int8" and (kind := resolve_device(device).type) != "cpu":
-        raise InputError(f"--precision int8 runs on CPUs only (--device is {kind} here); use "
-                         "--device cpu, or --precision bfloat16/float16 on the GPU")  # fmt: skip
+        raise InputError(
+            f"--precision int8 runs on CPUs only (--device is {kind} here); use "
+            "--device cpu, or --precision bfloat16/float16 on the GPU"
+        )
 
 
 def make_encoder(
@@ -410,9 +514,12 @@ def make_encoder(
     from persam_video.persam.encoder import FrameEncoder
 
     return FrameEncoder(
-        sam, attention="stock" if stock_encoder else "fast", precision=precision,
-        batch_size=batch_frames, compile=compile_encoder,
-    )  # fmt: skip
+        sam,
+        attention="stock" if stock_encoder else "fast",
+        precision=precision,
+        batch_size=batch_frames,
+        compile=compile_encoder,
+    )
 
 
 def read_targets(paths: tuple[str, ...]) -> list[Any]:

@@ -30,15 +30,22 @@ def davis_set_options(func: Any = None, *, required: bool = True) -> Any:
     if func is None:
         return lambda f: davis_set_options(f, required=required)
     options = [
-        click.option("--davis-root", required=required, default=None,
-                     type=click.Path(file_okay=False, path_type=str),
-                     help="DAVIS folder (with ImageSets/, JPEGImages/, Annotations/)."),
-        click.option("--subset", default=None,
-                     help="Image set (ImageSets/<year>/<subset>.txt). "
-                          f"[default: {DEFAULT_SUBSET}]"),
-        click.option("--year", type=click.Choice(["2016", "2017"]), default="2017",
-                     show_default=True),
-    ]  # fmt: skip
+        click.option(
+            "--davis-root",
+            required=required,
+            default=None,
+            type=click.Path(file_okay=False, path_type=str),
+            help="DAVIS folder (with ImageSets/, JPEGImages/, Annotations/).",
+        ),
+        click.option(
+            "--subset",
+            default=None,
+            help=f"Image set (ImageSets/<year>/<subset>.txt). [default: {DEFAULT_SUBSET}]",
+        ),
+        click.option(
+            "--year", type=click.Choice(["2016", "2017"]), default="2017", show_default=True
+        ),
+    ]
     for option in reversed(options):
         func = option(func)
     return func
@@ -77,9 +84,15 @@ def check_report_paths(
 
 
 def evaluate_and_report(
-    davis_root: str | None, subset: str, year: str, results: str, json_path: str | None,
-    csv_path: str | None, quiet: bool, annotations: str | None = None,
-) -> None:  # fmt: skip
+    davis_root: str | None,
+    subset: str,
+    year: str,
+    results: str,
+    json_path: str | None,
+    csv_path: str | None,
+    quiet: bool,
+    annotations: str | None = None,
+) -> None:
     """Evaluate results (a DAVIS set, or one sequence's --annotations folder), print the
     tables, write the JSON/CSV files asked for."""
     from persam_video.eval.davis_dataset import SINGLE_OBJECT_YEAR, DavisDataset
@@ -122,12 +135,26 @@ def evaluate_and_report(
 @threads_option
 @friendly_errors
 def davis(
-    davis_root: str, subset: str | None, year: str, out_dir: str, model_name: str | None,
-    checkpoint: str | None, device: str, config_name: str, overrides: tuple[str, ...],
-    finetune: bool, old_overrides: tuple[str, ...], precision: str, batch_frames: int,
-    compile_encoder: bool, stock_encoder: bool, no_eval: bool, json_path: str | None,
-    quiet: bool, threads: int,
-) -> None:  # fmt: skip
+    davis_root: str,
+    subset: str | None,
+    year: str,
+    out_dir: str,
+    model_name: str | None,
+    checkpoint: str | None,
+    device: str,
+    config_name: str,
+    overrides: tuple[str, ...],
+    finetune: bool,
+    old_overrides: tuple[str, ...],
+    precision: str,
+    batch_frames: int,
+    compile_encoder: bool,
+    stock_encoder: bool,
+    no_eval: bool,
+    json_path: str | None,
+    quiet: bool,
+    threads: int,
+) -> None:
     """Track every sequence of a DAVIS set from its first annotation, then evaluate (J&F).
 
     Sequences already complete in --out are skipped, so an interrupted run resumes.
@@ -149,9 +176,12 @@ def davis(
     encoder = common.make_encoder(sam, precision, batch_frames, compile_encoder, stock_encoder)
     with common.resumable(f"the finished sequences are kept in {out_dir}"):
         run = run_davis(
-            VideoTracker(sam, config, encoder), dataset, out_dir,
-            record=model_metadata(model_name, checkpoint), progress=not quiet,
-        )  # fmt: skip
+            VideoTracker(sam, config, encoder),
+            dataset,
+            out_dir,
+            record=model_metadata(model_name, checkpoint),
+            progress=not quiet,
+        )
     click.echo(
         f"{len(run.done)} sequences tracked ({run.frames} frames, {run.seconds:.1f} s), "
         f"{len(run.skipped)} already complete; results in {run.out_dir}"
@@ -188,21 +218,30 @@ def davis(
 @quiet_option
 @friendly_errors
 def eval_command(
-    davis_root: str | None, subset: str | None, year: str, annotations: str | None,
-    old_subset: str | None, results: str, json_path: str | None, csv_path: str | None,
+    davis_root: str | None,
+    subset: str | None,
+    year: str,
+    annotations: str | None,
+    old_subset: str | None,
+    results: str,
+    json_path: str | None,
+    csv_path: str | None,
     quiet: bool,
-) -> None:  # fmt: skip
+) -> None:
     """Evaluate DAVIS results (semi-supervised J&F), equal to the official davis2017-evaluation.
 
     Give a DAVIS set with --davis-root, or one sequence with --annotations FOLDER (its results
     pair with the annotations by name, else by position; multi-object unless --year 2016).
     """
     if (davis_root is None) == (annotations is None):
-        raise InputError("give exactly one of --davis-root (a DAVIS set) and --annotations "
-                         "(one sequence's annotation folder)")  # fmt: skip
+        raise InputError(
+            "give exactly one of --davis-root (a DAVIS set) and --annotations "
+            "(one sequence's annotation folder)"
+        )
     if annotations is not None and (subset is not None or old_subset is not None):
-        raise InputError("--subset picks an image set of --davis-root; --annotations is one "
-                         "sequence")  # fmt: skip
+        raise InputError(
+            "--subset picks an image set of --davis-root; --annotations is one sequence"
+        )
     subset, _ = split_old_subset(subset, (old_subset,) if old_subset else ())
     evaluate_and_report(
         davis_root, subset, year, results, json_path, csv_path, quiet, annotations=annotations

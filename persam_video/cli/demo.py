@@ -44,9 +44,12 @@ def demo(out_dir: str, seed: int, config_name: str, quiet: bool, threads: int) -
     check_out_dir(out_dir)
     sam = common.load_model(DEMO_MODEL_NAME, None, "auto", quiet)
     result = run_demo(
-        VideoTracker(sam, config), out_dir, seed=seed, progress=not quiet,
+        VideoTracker(sam, config),
+        out_dir,
+        seed=seed,
+        progress=not quiet,
         metadata=model_metadata(DEMO_MODEL_NAME),
-    )  # fmt: skip
+    )
     tracked, static = result.metrics["tracked"], result.metrics["static_baseline"]
     out = result.summary.out_dir
     click.echo(

@@ -24,12 +24,19 @@ from persam_video.config import SpanRules
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--target", "target_paths", multiple=True, required=True,
-              type=click.Path(path_type=str),
-              help="Target file from 'persam-video personalize' (repeatable); its file name "
-                   "(without .target) names it in the reports.")  # fmt: skip
-@out_option("Output folder: found.json, found.csv, found.html, one sub-folder per clip, "
-            "failures.jsonl.", file_okay=False)  # fmt: skip
+@click.option(
+    "--target",
+    "target_paths",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=str),
+    help="Target file from 'persam-video personalize' (repeatable); its file name "
+    "(without .target) names it in the reports.",
+)
+@out_option(
+    "Output folder: found.json, found.csv, found.html, one sub-folder per clip, failures.jsonl.",
+    file_okay=False,
+)
 @common.ray_options
 @click.option(
     "--save-masks",
@@ -50,20 +57,36 @@ from persam_video.config import SpanRules
     type=click.IntRange(min=1),
     help="Present frames a span needs (a shorter blip is not a span).",
 )
-@click.option("--fps", help="Frame rate of folders of frames, e.g. 24 or 30000/1001 "
-                            "(default 24; video files carry their own).")  # fmt: skip
+@click.option(
+    "--fps",
+    help="Frame rate of folders of frames, e.g. 24 or 30000/1001 "
+    "(default 24; video files carry their own).",
+)
 @model_options
 @config_options(finetune=False)
 @quiet_option
 @threads_option
 @friendly_errors
 def find(
-    inputs: tuple[str, ...], target_paths: tuple[str, ...], out_dir: str,
-    ray_address: str | None, workers: int, gpus_per_worker: float, save_masks: bool,
-    max_gap: int, min_frames: int, fps: str | None, model_name: str | None,
-    checkpoint: str | None, device: str, config_name: str, overrides: tuple[str, ...],
-    finetune: bool, quiet: bool, threads: int,
-) -> None:  # fmt: skip
+    inputs: tuple[str, ...],
+    target_paths: tuple[str, ...],
+    out_dir: str,
+    ray_address: str | None,
+    workers: int,
+    gpus_per_worker: float,
+    save_masks: bool,
+    max_gap: int,
+    min_frames: int,
+    fps: str | None,
+    model_name: str | None,
+    checkpoint: str | None,
+    device: str,
+    config_name: str,
+    overrides: tuple[str, ...],
+    finetune: bool,
+    quiet: bool,
+    threads: int,
+) -> None:
     """Search INPUTS (video files, folders, manifests) for saved targets.
 
     A folder of image frames is one clip; any other folder holds clips (its video files and
@@ -103,14 +126,20 @@ def find(
     if ray_address is not None:
         import_ray()
     task = FindTask(refs, SpanRules(max_gap=max_gap, min_frames=min_frames), save_masks, fps)
-    settings = BatchSettings(model=model_name, checkpoint=checkpoint, device=device,
-                             config=config.to_dict(), task=task)  # fmt: skip
+    settings = BatchSettings(
+        model=model_name, checkpoint=checkpoint, device=device, config=config.to_dict(), task=task
+    )
     common.say_model_warning(model_name)
     with common.ClipProgress(len(jobs), quiet, out_dir) as progress:
         run = run_find(
-            jobs, out_dir, settings, ray_address=ray_address, workers=workers,
-            gpus_per_worker=gpus_per_worker, on_outcome=progress,
-        )  # fmt: skip
+            jobs,
+            out_dir,
+            settings,
+            ray_address=ray_address,
+            workers=workers,
+            gpus_per_worker=gpus_per_worker,
+            on_outcome=progress,
+        )
         progress.skipped(sum(o.status == ClipStatus.SKIPPED for o in run.outcomes))
     spans = {clip["name"]: clip["targets"] for clip in (run.found or {}).get("clips", [])}
     width = max(len(o.name) for o in run.outcomes)

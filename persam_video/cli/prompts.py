@@ -22,8 +22,12 @@ FORMS = {
     "neg-point": "[ID=]X,Y[@FRAME]",
     "box": "[ID=]X0,Y0,X1,Y1[@FRAME]",
 }
-EXAMPLES = {"mask": "mask.png@20", "point": "2=140,96@20", "neg-point": "2=150,40@20",
-            "box": "2=100,60,180,130@20"}  # fmt: skip
+EXAMPLES = {
+    "mask": "mask.png@20",
+    "point": "2=140,96@20",
+    "neg-point": "2=150,40@20",
+    "box": "2=100,60,180,130@20",
+}
 COORDINATES = {"point": 2, "neg-point": 2, "box": 4}
 _FRAME = re.compile(r"^(.*)@(-?\d+)$", re.DOTALL)
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"

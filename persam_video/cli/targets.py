@@ -69,11 +69,22 @@ def _deprecated_output(ctx: click.Context, param: click.Parameter, value: str | 
 @threads_option
 @friendly_errors
 def personalize(
-    image: str, masks: tuple[str, ...], images: tuple[str, ...], object_id: int | None,
-    out_path: str | None, old_out_path: str | None, resize_mask: bool, model_name: str | None,
-    checkpoint: str | None, device: str, config_name: str, overrides: tuple[str, ...],
-    finetune: bool, quiet: bool, threads: int,
-) -> None:  # fmt: skip
+    image: str,
+    masks: tuple[str, ...],
+    images: tuple[str, ...],
+    object_id: int | None,
+    out_path: str | None,
+    old_out_path: str | None,
+    resize_mask: bool,
+    model_name: str | None,
+    checkpoint: str | None,
+    device: str,
+    config_name: str,
+    overrides: tuple[str, ...],
+    finetune: bool,
+    quiet: bool,
+    threads: int,
+) -> None:
     """Learn a target from reference image(s) and mask(s); save it for track/segment.
 
     With several shots the target embedding is the mean of the shots' embeddings (each shot
@@ -148,10 +159,18 @@ def select_object(
 @threads_option
 @friendly_errors
 def segment(
-    images: tuple[str, ...], target_path: str, out_dir: str, model_name: str | None,
-    checkpoint: str | None, device: str, config_name: str, overrides: tuple[str, ...],
-    finetune: bool, quiet: bool, threads: int,
-) -> None:  # fmt: skip
+    images: tuple[str, ...],
+    target_path: str,
+    out_dir: str,
+    model_name: str | None,
+    checkpoint: str | None,
+    device: str,
+    config_name: str,
+    overrides: tuple[str, ...],
+    finetune: bool,
+    quiet: bool,
+    threads: int,
+) -> None:
     """Find a saved target in IMAGES (files or folders of images), e.g. your pet in an album.
 
     Each image gets a mask (empty where the target is not confidently found) and an overlay.
@@ -172,10 +191,18 @@ def segment(
     targets = common.load_targets(target_files, (target_path,), metadata)
     sam = common.load_model(model_name, checkpoint, device, quiet)
     (target,) = common.targets_on(targets, sam.device)
-    with common.resumable("no output was written (segment writes them all at the end)",
-                          "to segment the images"):  # fmt: skip
-        summary = segment_images(sam, config, target, images, out_dir, progress=not quiet,
-                                 metadata={**metadata, "threads": threads})  # fmt: skip
+    with common.resumable(
+        "no output was written (segment writes them all at the end)", "to segment the images"
+    ):
+        summary = segment_images(
+            sam,
+            config,
+            target,
+            images,
+            out_dir,
+            progress=not quiet,
+            metadata={**metadata, "threads": threads},
+        )
     click.echo(
         f"found the target in {summary.found} of {summary.images} images; outputs in {out_dir}"
     )

@@ -33,20 +33,42 @@ from persam_video.cli.common import (
     help="Mask of frame FRAME (default 0): binary, palette PNG with ids 1..K, grayscale or "
     "colours (repeatable, one per frame).",
 )
-@click.option("--point", "point_specs", multiple=True, metavar="[ID=]X,Y[@FRAME]",
-              help="A click on object ID (default 1) at pixel X,Y (origin top left) of frame "
-                   "FRAME (default 0); SAM makes the mask (repeatable).")  # fmt: skip
-@click.option("--neg-point", "neg_point_specs", multiple=True, metavar="[ID=]X,Y[@FRAME]",
-              help="A negative click: not object ID (repeatable).")  # fmt: skip
-@click.option("--box", "box_specs", multiple=True, metavar="[ID=]X0,Y0,X1,Y1[@FRAME]",
-              help="A box around object ID on frame FRAME, in pixels (repeatable).")  # fmt: skip
-@click.option("--direction", type=click.Choice(["both", "forward", "backward"]), default="both",
-              show_default=True,
-              help="Track each object from its first annotated frame to the end and back to "
-                   "frame 0 (both), or one way.")  # fmt: skip
-@click.option("--save-prompt-masks", is_flag=True,
-              help="Write prompt_masks/NNNNN.png: the masks SAM made of the clicks and boxes "
-                   "(and the --mask files), per annotated frame.")  # fmt: skip
+@click.option(
+    "--point",
+    "point_specs",
+    multiple=True,
+    metavar="[ID=]X,Y[@FRAME]",
+    help="A click on object ID (default 1) at pixel X,Y (origin top left) of frame "
+    "FRAME (default 0); SAM makes the mask (repeatable).",
+)
+@click.option(
+    "--neg-point",
+    "neg_point_specs",
+    multiple=True,
+    metavar="[ID=]X,Y[@FRAME]",
+    help="A negative click: not object ID (repeatable).",
+)
+@click.option(
+    "--box",
+    "box_specs",
+    multiple=True,
+    metavar="[ID=]X0,Y0,X1,Y1[@FRAME]",
+    help="A box around object ID on frame FRAME, in pixels (repeatable).",
+)
+@click.option(
+    "--direction",
+    type=click.Choice(["both", "forward", "backward"]),
+    default="both",
+    show_default=True,
+    help="Track each object from its first annotated frame to the end and back to "
+    "frame 0 (both), or one way.",
+)
+@click.option(
+    "--save-prompt-masks",
+    is_flag=True,
+    help="Write prompt_masks/NNNNN.png: the masks SAM made of the clicks and boxes "
+    "(and the --mask files), per annotated frame.",
+)
 @click.option(
     "--target",
     "target_paths",
@@ -74,11 +96,19 @@ from persam_video.cli.common import (
 )
 @common.resize_mask_option("a mask")
 @speed_options
-@click.option("--start", default=0, show_default=True, type=click.IntRange(min=0),
-              help="First frame to track (0-based, decoding order); --mask annotates it. Outputs "
-                   "begin there (without the audio).")  # fmt: skip
-@click.option("--max-frames", type=click.IntRange(min=1),
-              help="Track at most this many frames (for quick tries).")  # fmt: skip
+@click.option(
+    "--start",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="First frame to track (0-based, decoding order); --mask annotates it. Outputs "
+    "begin there (without the audio).",
+)
+@click.option(
+    "--max-frames",
+    type=click.IntRange(min=1),
+    help="Track at most this many frames (for quick tries).",
+)
 @click.option(
     "--fps",
     help="Frame rate of a folder of frames, e.g. 24 or 30000/1001 "
@@ -88,16 +118,39 @@ from persam_video.cli.common import (
 @threads_option
 @friendly_errors
 def track(
-    input_path: str, mask_specs: tuple[str, ...], point_specs: tuple[str, ...],
-    neg_point_specs: tuple[str, ...], box_specs: tuple[str, ...], direction: str,
-    save_prompt_masks: bool, target_paths: tuple[str, ...], out_dir: str,
-    model_name: str | None, checkpoint: str | None, device: str, config_name: str,
-    overrides: tuple[str, ...], finetune: bool, overlay: bool, masked_video: str,
-    mask_format: str, report: bool, heatmap: bool, save_masks: bool, draw_points: bool,
-    resize_mask: bool, precision: str, batch_frames: int,
-    compile_encoder: bool, stock_encoder: bool, start: int, max_frames: int | None,
-    fps: str | None, quiet: bool, threads: int,
-) -> None:  # fmt: skip
+    input_path: str,
+    mask_specs: tuple[str, ...],
+    point_specs: tuple[str, ...],
+    neg_point_specs: tuple[str, ...],
+    box_specs: tuple[str, ...],
+    direction: str,
+    save_prompt_masks: bool,
+    target_paths: tuple[str, ...],
+    out_dir: str,
+    model_name: str | None,
+    checkpoint: str | None,
+    device: str,
+    config_name: str,
+    overrides: tuple[str, ...],
+    finetune: bool,
+    overlay: bool,
+    masked_video: str,
+    mask_format: str,
+    report: bool,
+    heatmap: bool,
+    save_masks: bool,
+    draw_points: bool,
+    resize_mask: bool,
+    precision: str,
+    batch_frames: int,
+    compile_encoder: bool,
+    stock_encoder: bool,
+    start: int,
+    max_frames: int | None,
+    fps: str | None,
+    quiet: bool,
+    threads: int,
+) -> None:
     """Segment and track objects through INPUT, from a click, a box or a mask on any frame.
 
     INPUT is a video file (mp4, mov, avi, mkv, webm, ...) or a folder of frames sorted by name.
@@ -125,9 +178,15 @@ def track(
     from persam_video.video.session import check_every_frame
 
     specs = parse_prompts(mask_specs, point_specs, neg_point_specs, box_specs)
-    outputs = OutputOptions(save_masks, overlay, masked_video, draw_points,
-                            mask_format=mask_format, report=report,
-                            heatmap=heatmap)  # fmt: skip
+    outputs = OutputOptions(
+        save_masks,
+        overlay,
+        masked_video,
+        draw_points,
+        mask_format=mask_format,
+        report=report,
+        heatmap=heatmap,
+    )
     if (target_paths and specs) or needs_prompt_path(specs, direction):
         check_every_frame(common.build_config(config_name, overrides, finetune))
         if start or max_frames is not None:
@@ -136,14 +195,23 @@ def track(
                 "prompts on other frames, --point, --box or --direction backward"
             )
         track_prompted(
-            input_path, specs, target_paths, out_dir, direction=direction,
-            save_prompt_masks=save_prompt_masks, model_name=model_name, checkpoint=checkpoint,
-            device=device, config=common.build_config(config_name, overrides, finetune),
+            input_path,
+            specs,
+            target_paths,
+            out_dir,
+            direction=direction,
+            save_prompt_masks=save_prompt_masks,
+            model_name=model_name,
+            checkpoint=checkpoint,
+            device=device,
+            config=common.build_config(config_name, overrides, finetune),
             options=outputs,
-            resize_mask=resize_mask, speed=(precision, batch_frames, compile_encoder,
-                                            stock_encoder),
-            fps=fps, quiet=quiet, threads=threads,
-        )  # fmt: skip
+            resize_mask=resize_mask,
+            speed=(precision, batch_frames, compile_encoder, stock_encoder),
+            fps=fps,
+            quiet=quiet,
+            threads=threads,
+        )
         return
     if save_prompt_masks:
         raise InputError("--save-prompt-masks needs --point, --box or --mask PATH@FRAME prompts")
@@ -168,9 +236,17 @@ def track(
         metadata["threads"] = threads
         tracker = VideoTracker(sam, config, encoder, progress=not quiet)
         summary = track_to_folder(
-            tracker, frames, annotation, out_dir, targets=targets, options=options,
-            progress=not quiet, metadata=metadata, start=start, max_frames=max_frames,
-        )  # fmt: skip
+            tracker,
+            frames,
+            annotation,
+            out_dir,
+            targets=targets,
+            options=options,
+            progress=not quiet,
+            metadata=metadata,
+            start=start,
+            max_frames=max_frames,
+        )
     report_inputs(summary)
     line = (
         f"tracked {plural(len(summary.object_ids), 'object')} through "
@@ -192,11 +268,24 @@ PARTIAL_NOTE = ".partial names, beside any earlier complete run, which is kept"
 
 
 def track_prompted(
-    input_path: str, specs: list[Any], target_paths: tuple[str, ...], out_dir: str, *,
-    direction: str, save_prompt_masks: bool, model_name: str | None, checkpoint: str | None,
-    device: str, config: Any, options: Any, resize_mask: bool, speed: tuple[Any, ...],
-    fps: str | None, quiet: bool, threads: int,
-) -> None:  # fmt: skip
+    input_path: str,
+    specs: list[Any],
+    target_paths: tuple[str, ...],
+    out_dir: str,
+    *,
+    direction: str,
+    save_prompt_masks: bool,
+    model_name: str | None,
+    checkpoint: str | None,
+    device: str,
+    config: Any,
+    options: Any,
+    resize_mask: bool,
+    speed: tuple[Any, ...],
+    fps: str | None,
+    quiet: bool,
+    threads: int,
+) -> None:
     """``track`` from prompts on any frames (see :mod:`persam_video.apps.prompted`)."""
     from persam_video.apps.prompted import check_geometry, check_specs, track_prompts_to_folder
     from persam_video.apps.track import RunStatus, check_inputs_survive
@@ -224,11 +313,19 @@ def track_prompted(
     if direction == "backward" and all(s.frame == 0 for s in specs):
         click.echo("note: every annotation is on frame 0: nothing to track backward", err=True)
     summary = track_prompts_to_folder(
-        tracker, input_path, specs, out_dir, direction=direction,  # type: ignore[arg-type]
-        targets=list(zip(target_ids, targets, strict=True)), options=options,
-        resize_mask=resize_mask, fps=fps, progress=not quiet, metadata=metadata,
+        tracker,
+        input_path,
+        specs,
+        out_dir,
+        direction=direction,  # type: ignore[arg-type]
+        targets=list(zip(target_ids, targets, strict=True)),
+        options=options,
+        resize_mask=resize_mask,
+        fps=fps,
+        progress=not quiet,
+        metadata=metadata,
         save_prompt_masks=save_prompt_masks,
-    )  # fmt: skip
+    )
     report_inputs(summary)
     line = (
         f"tracked {plural(len(summary.object_ids), 'object')} through "

@@ -202,8 +202,11 @@ class DavisDataset:
 
     def sequence_folders(self) -> list[Path]:
         """The folders this set's frames and annotations are read from, per sequence."""
-        return [folder / seq for seq in self.sequences
-                for folder in (self.frames_dir, self.annotations_dir)]  # fmt: skip
+        return [
+            folder / seq
+            for seq in self.sequences
+            for folder in (self.frames_dir, self.annotations_dir)
+        ]
 
     def frame_names(self, seq: str) -> list[str]:
         """Annotation file names without extension, e.g. "00000": results use the same names."""

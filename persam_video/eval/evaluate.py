@@ -218,10 +218,13 @@ def evaluate_davis(
         seq_dir, is_track_output = result_folder(results_dir / seq)
         objects.extend(
             _evaluate_files(
-                seq, dataset.annotation_paths(seq), seq_dir,
-                single_object=dataset.single_object, by_position=is_track_output,
+                seq,
+                dataset.annotation_paths(seq),
+                seq_dir,
+                single_object=dataset.single_object,
+                by_position=is_track_output,
             )
-        )  # fmt: skip
+        )
     return DavisReport(tuple(objects), subset=dataset.subset, year=dataset.year)
 
 
@@ -265,10 +268,14 @@ def evaluate_folder(
     for name in progress_bar([seq], desc="DAVIS eval", unit="seq", enabled=progress):
         objects.extend(
             _evaluate_files(
-                name, annotation_paths, result_dir,
-                single_object=single_object, by_position=True, require_objects=True,
+                name,
+                annotation_paths,
+                result_dir,
+                single_object=single_object,
+                by_position=True,
+                require_objects=True,
             )
-        )  # fmt: skip
+        )
     year = SINGLE_OBJECT_YEAR if single_object else MULTI_OBJECT_YEAR
     return DavisReport(tuple(objects), subset=seq, year=year)
 

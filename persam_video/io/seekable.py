@@ -286,8 +286,9 @@ class _VideoFrames(SeekableFrames):
                 if decoded.pts is not None and decoded.pts >= pts[stop - 1]:
                     break
         except av.FFmpegError as error:
-            raise VideoReadError(f"{self.path}: cannot decode frames {start}..{stop - 1} "
-                                 f"({type(error).__name__})") from None  # fmt: skip
+            raise VideoReadError(
+                f"{self.path}: cannot decode frames {start}..{stop - 1} ({type(error).__name__})"
+            ) from None
         finally:
             container.close()
         missing = [i for i in range(start, stop) if i not in frames]

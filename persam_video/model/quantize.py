@@ -103,11 +103,14 @@ def _quantization_api():
             import torch.ao.nn.quantized.dynamic as nnqd
             from torch.ao.quantization import per_channel_dynamic_qconfig
     except ImportError as exc:  # a future torch without the eager API
-        raise Int8Unavailable(f"this torch ({torch.__version__}) has no dynamic int8 "
-                              f"quantization ({exc}); use float32") from None  # fmt: skip
+        raise Int8Unavailable(
+            f"this torch ({torch.__version__}) has no dynamic int8 "
+            f"quantization ({exc}); use float32"
+        ) from None
     if torch.backends.quantized.engine in (None, "none"):
-        raise Int8Unavailable(f"this torch build ({torch.__version__}) has no quantized engine "
-                              "for int8; use float32")  # fmt: skip
+        raise Int8Unavailable(
+            f"this torch build ({torch.__version__}) has no quantized engine for int8; use float32"
+        )
     return nnqd, per_channel_dynamic_qconfig
 
 

@@ -107,8 +107,12 @@ def model_metadata(name: str, checkpoint: str | Path | None = None) -> dict[str,
     downloaded or loaded, so that hash is reported without reading the file again.
     """
     if name == DEMO_MODEL_NAME:
-        return {"model": name, "checkpoint": None, "checkpoint_sha256": DEMO_SHA256,
-                "warning": DEMO_WARNING}  # fmt: skip
+        return {
+            "model": name,
+            "checkpoint": None,
+            "checkpoint_sha256": DEMO_SHA256,
+            "warning": DEMO_WARNING,
+        }
     path = Path(checkpoint) if checkpoint is not None else checkpoint_path(name)
     official = CHECKPOINTS.get(name)
     if official is not None and path.is_file() and path.stat().st_size == official.size:
@@ -148,8 +152,10 @@ def _load_failure(exc: BaseException) -> str:
     if len(sentence) > MAX_REASON_CHARS:
         sentence = sentence[:MAX_REASON_CHARS].rsplit(" ", 1)[0] + " ..."
     # torch's own words for damaged files are often bare ("pop from empty list", a number)
-    return f"torch.load with weights_only=True failed with {sentence!r}: it is not a file of " \
-        "plain tensors"  # fmt: skip
+    return (
+        f"torch.load with weights_only=True failed with {sentence!r}: it is not a file of "
+        "plain tensors"
+    )
 
 
 def describe_state_dict(state: dict[str, torch.Tensor]) -> str:

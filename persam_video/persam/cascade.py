@@ -313,12 +313,18 @@ class WorkingResolution:
         return [
             dataclasses.replace(
                 e,
-                box=None if e.box is None else (e.box[0] * scale_x, e.box[1] * scale_y,
-                                                e.box[2] * scale_x, e.box[3] * scale_y),
+                box=None
+                if e.box is None
+                else (
+                    e.box[0] * scale_x,
+                    e.box[1] * scale_y,
+                    e.box[2] * scale_x,
+                    e.box[3] * scale_y,
+                ),
                 points=tuple((x * scale_x, y * scale_y) for x, y in e.points),
             )
             for e in extra
-        ]  # fmt: skip
+        ]
 
     def to_frame(self, maps: Tensor) -> Tensor:
         """(K, h', w') float maps on the working grid, bilinearly resized to the frame's

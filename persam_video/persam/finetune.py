@@ -130,8 +130,9 @@ def fit_mask_weights(
     start = time.perf_counter()
     with torch.no_grad():
         initial = float(loss_of(mix(free)))
-    for _ in progress_bar(range(steps), desc="PerSAM-F", unit="step", enabled=progress,
-                          nested=True):  # fmt: skip
+    for _ in progress_bar(
+        range(steps), desc="PerSAM-F", unit="step", enabled=progress, nested=True
+    ):
         loss = loss_of(mix(free))
         optimizer.zero_grad()
         loss.backward()

@@ -644,9 +644,13 @@ def render_family_plan(plan: FamilyPlan) -> Iterator[tuple[np.ndarray, Layers]]:
         fraction = t / max(info.n_frames - 1, 1)
         gain = gain * (1.0 + fraction * (plan.light_drift - 1.0))
         frame = finish_image(
-            layers.image, noise_rng, gain.astype(np.float32), bias, lighting.noise_sigma,
+            layers.image,
+            noise_rng,
+            gain.astype(np.float32),
+            bias,
+            lighting.noise_sigma,
             lighting.blur,
-        )  # fmt: skip
+        )
         yield frame, layers
 
 
@@ -691,6 +695,12 @@ def make_family_clip(
         labels.append(layers.labels)
     info = plan.info
     return Clip(
-        info.name, frames, labels, info.fps, info.object_ids, info.leaving_ids, info.family,
+        info.name,
+        frames,
+        labels,
+        info.fps,
+        info.object_ids,
+        info.leaving_ids,
+        info.family,
         info.attributes,
-    )  # fmt: skip
+    )

@@ -128,10 +128,10 @@ def propagate(
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     src_x, src_y = xs + backward[..., 0], ys + backward[..., 1]
     # Where the forward flow takes the source point: back at p when both flows agree.
-    fwd_at_src = cv2.remap(forward, src_x, src_y, cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
-    fb_error = np.hypot(backward[..., 0] + fwd_at_src[..., 0],
-                        backward[..., 1] + fwd_at_src[..., 1])  # fmt: skip
+    fwd_at_src = cv2.remap(forward, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    fb_error = np.hypot(
+        backward[..., 0] + fwd_at_src[..., 0], backward[..., 1] + fwd_at_src[..., 1]
+    )
     col, row = np.rint(src_x).astype(np.intp), np.rint(src_y).astype(np.intp)
     inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
     fb_error[~inside] = np.inf
@@ -191,9 +191,12 @@ def warp_low_res(logits: Tensor, backward: np.ndarray, feats: FrameFeatures) -> 
     grid = np.stack([(src_x + 0.5) / low_w * 2 - 1, (src_y + 0.5) / low_h * 2 - 1], axis=-1)
     grid_t = torch.from_numpy(grid).to(device=logits.device, dtype=torch.float32)[None]
     warped = F.grid_sample(
-        logits[None].to(torch.float32), grid_t, mode="bilinear", padding_mode="border",
+        logits[None].to(torch.float32),
+        grid_t,
+        mode="bilinear",
+        padding_mode="border",
         align_corners=False,
-    )[0].to(logits.dtype)  # fmt: skip
+    )[0].to(logits.dtype)
     rows, cols = feats.content_cells((low_h, low_w))
     out = logits.clone()
     out[:, :rows, :cols] = warped[:, :rows, :cols]

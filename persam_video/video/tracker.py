@@ -158,9 +158,14 @@ class VideoTracker:
                 key, reason = keyframe_due(cfg, since_key)
                 carried = None
                 if not key:
-                    carried = propagate(prev_gray, gray, prev_labels,
-                                        fb_threshold=cfg.fb_threshold, preset=cfg.flow_preset,
-                                        drop=cfg.drop_inconsistent)  # fmt: skip
+                    carried = propagate(
+                        prev_gray,
+                        gray,
+                        prev_labels,
+                        fb_threshold=cfg.fb_threshold,
+                        preset=cfg.flow_preset,
+                        drop=cfg.drop_inconsistent,
+                    )
                     if cfg.mode == "auto":
                         reason = rekey_reason(cfg, carried, key_areas)
                         key = reason is not None
@@ -168,8 +173,9 @@ class VideoTracker:
                     result = self.step(state, rgb, index=index, time=time)
                     result.rekey = reason
                 else:
-                    result = self.step_propagated(state, rgb, carried.labels, index=index,
-                                                  time=time)  # fmt: skip
+                    result = self.step_propagated(
+                        state, rgb, carried.labels, index=index, time=time
+                    )
             if result.keyframe:
                 since_key = 0
                 key_areas = {o.obj_id: o.area for o in result.objects}

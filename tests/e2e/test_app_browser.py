@@ -102,10 +102,21 @@ def app_server(tools, tmp_path):
     port = _free_port()
     log = (tmp_path / "app.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "persam_video.cli", "app", "--model", "demo", "--port", str(port),
-         "-q"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "persam_video.cli",
+            "app",
+            "--model",
+            "demo",
+            "--port",
+            str(port),
+            "-q",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         _wait_for_server(url, process)
@@ -128,8 +139,13 @@ def browser(tools):
 
     options = webdriver.ChromeOptions()
     options.binary_location = _tool(CHROMIUM_NAMES)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", f"--window-size={WINDOW[0]},{WINDOW[1]}"):  # fmt: skip
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(_tool(CHROMEDRIVER_NAMES)), options=options)
     try:
@@ -209,8 +225,11 @@ def test_click_track_and_download_in_a_browser(tmp_path, app_server, browser):
     frame_img = f"#{webapp.FRAME_ID} img"
     _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, frame_img), "the first frame")
     image = browser.find_element(By.CSS_SELECTOR, frame_img)
-    _wait(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", image)
-          >= CLIP_SIZE[1], "the frame to load")  # fmt: skip
+    _wait(
+        browser,
+        lambda d: d.execute_script("return arguments[0].naturalWidth", image) >= CLIP_SIZE[1],
+        "the frame to load",
+    )
     _click_at(browser, image, x, y, CLIP_SIZE[1])
 
     command_box = f"#{webapp.COMMAND_ID} textarea, #{webapp.COMMAND_ID} input"
@@ -241,12 +260,19 @@ def test_click_track_and_download_in_a_browser(tmp_path, app_server, browser):
         )
 
     _wait(browser, playable, "the overlay video to play")
-    width = browser.execute_script("return arguments[0].videoWidth",
-                                   browser.find_element(By.CSS_SELECTOR, player))  # fmt: skip
+    width = browser.execute_script(
+        "return arguments[0].videoWidth", browser.find_element(By.CSS_SELECTOR, player)
+    )
     assert width == CLIP_SIZE[1]
-    links = _wait(browser, lambda d: [a.get_attribute("href") for a in d.find_elements(
-        By.CSS_SELECTOR, f"#{webapp.DOWNLOADS_ID} a") if a.get_attribute("href")],
-        "the downloads")  # fmt: skip
+    links = _wait(
+        browser,
+        lambda d: [
+            a.get_attribute("href")
+            for a in d.find_elements(By.CSS_SELECTOR, f"#{webapp.DOWNLOADS_ID} a")
+            if a.get_attribute("href")
+        ],
+        "the downloads",
+    )
     names = {Path(urlparse(link).path).name: link for link in links}
     assert {"masks.zip", "overlay.mp4", "results.json", "report.html"} <= set(names)
     with urllib.request.urlopen(names["masks.zip"], timeout=30) as answer:

@@ -62,8 +62,13 @@ def test_it_serves_127_0_0_1_with_the_settings_given_and_cleans_up(monkeypatch):
     seen = {}
 
     def fake_serve(sessions, *, host, port, max_upload_mb, quiet):
-        seen.update(host=host, port=port, limit=max_upload_mb, root=sessions.root,
-                    settings=sessions.models.settings)  # fmt: skip
+        seen.update(
+            host=host,
+            port=port,
+            limit=max_upload_mb,
+            root=sessions.root,
+            settings=sessions.models.settings,
+        )
         assert sessions.root.is_dir()
         (sessions.root / "left.txt").write_text("an upload")
 
@@ -85,6 +90,13 @@ def test_the_page_builds_with_the_ids_the_browser_test_uses(tmp_path):
     sessions = AppSessions(ModelHolder(AppSettings()), tmp_path / "root")
     page = webapp.build_app(sessions)
     ids = {block.elem_id for block in page.blocks.values() if getattr(block, "elem_id", None)}
-    assert {webapp.UPLOAD_ID, webapp.FRAME_ID, webapp.TRACK_ID, webapp.CANCEL_ID,
-            webapp.OVERLAY_ID, webapp.DOWNLOADS_ID, webapp.COMMAND_ID} <= ids  # fmt: skip
+    assert {
+        webapp.UPLOAD_ID,
+        webapp.FRAME_ID,
+        webapp.TRACK_ID,
+        webapp.CANCEL_ID,
+        webapp.OVERLAY_ID,
+        webapp.DOWNLOADS_ID,
+        webapp.COMMAND_ID,
+    } <= ids
     sessions.close()

@@ -62,11 +62,19 @@ def test_manifest_problems_are_all_reported(tmp_path, dataset):
     rows = [
         {"input": str(root / "missing.mp4"), "mask": str(root / "clip0" / "first_mask.png")},
         {"input": str(root / "clip0" / "input.mp4"), "mask": "x.png", "target": "y.target"},
-        {"input": str(root / "clip1" / "input.mp4"), "mask": str(root / "clip1" / "first_mask.png"),
-         "name": "same", "overrides": ["track.nope=1"]},
-        {"input": str(root / "clip2" / "input.mp4"), "mask": str(root / "clip2" / "first_mask.png"),
-         "name": "same", "colour": "red"},
-    ]  # fmt: skip
+        {
+            "input": str(root / "clip1" / "input.mp4"),
+            "mask": str(root / "clip1" / "first_mask.png"),
+            "name": "same",
+            "overrides": ["track.nope=1"],
+        },
+        {
+            "input": str(root / "clip2" / "input.mp4"),
+            "mask": str(root / "clip2" / "first_mask.png"),
+            "name": "same",
+            "colour": "red",
+        },
+    ]
     bad.write_text("\n".join(json.dumps(r) for r in rows))
     result = run_batch_cli(str(bad), "--out", str(tmp_path / "out"))
     assert result.exit_code == 2
@@ -114,10 +122,22 @@ def test_kill_and_resume_gives_the_same_outputs(tmp_path):
     assert run_batch_cli(str(manifest), "--out", str(reference)).exit_code == 0
 
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "persam_video.cli", "batch", str(manifest), "--out",
-               str(out), "--model", "demo", "-q", "--no-overlay"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "persam_video.cli",
+        "batch",
+        str(manifest),
+        "--out",
+        str(out),
+        "--model",
+        "demo",
+        "-q",
+        "--no-overlay",
+    ]
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     while not (out / "clip0" / "done.json").exists():
         assert process.poll() is None, "the batch ended before it could be killed"

@@ -33,11 +33,24 @@ def tool():
 def test_the_tool_reports_both_modes_per_model_and_their_mean(tool, tmp_path, capsys):
     models = [tiny_model_file(tmp_path / f"tiny-{seed}.safetensors", seed) for seed in (0, 1)]
     out = tmp_path / "bench.json"
-    code = tool.main([
-        "--models", ",".join(str(m) for m in models), "--families", "scale-change",
-        "--clips-per-family", "1", "--frames", "16", "--work", str(tmp_path / "work"),
-        "--json", str(out), "--threads", "1",
-    ])  # fmt: skip
+    code = tool.main(
+        [
+            "--models",
+            ",".join(str(m) for m in models),
+            "--families",
+            "scale-change",
+            "--clips-per-family",
+            "1",
+            "--frames",
+            "16",
+            "--work",
+            str(tmp_path / "work"),
+            "--json",
+            str(out),
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     assert sorted(report["models"]) == ["tiny-0", "tiny-1"]

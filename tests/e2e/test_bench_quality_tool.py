@@ -44,10 +44,26 @@ def tiny_model_file(path, seed: int):
 def test_models_by_variants_per_attribute_and_the_cache(tool, tmp_path, capsys, monkeypatch):
     models = [tiny_model_file(tmp_path / f"tiny{seed}.safetensors", seed) for seed in (0, 1)]
     report_path = tmp_path / "report.json"
-    argv = ["--models", ",".join(map(str, models)), "--families", *FAMILIES,
-            "--clips-per-family", "1", "--frames", str(FRAMES), "--variants", *VARIANTS,
-            "--work", str(tmp_path / "work"), "--json", str(report_path), "--device", "cpu",
-            "--threads", "1"]  # fmt: skip
+    argv = [
+        "--models",
+        ",".join(map(str, models)),
+        "--families",
+        *FAMILIES,
+        "--clips-per-family",
+        "1",
+        "--frames",
+        str(FRAMES),
+        "--variants",
+        *VARIANTS,
+        "--work",
+        str(tmp_path / "work"),
+        "--json",
+        str(report_path),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
     assert tool.main(argv) == 0
     first = capsys.readouterr()
     report = json.loads(report_path.read_text())

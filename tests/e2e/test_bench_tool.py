@@ -24,8 +24,11 @@ def test_bench_reports_every_measure(tmp_path, huge_pages):
     args = ["--model", "tiny", "--size", "96x64", "--frames", "3", "--objects", "2"]
     done = subprocess.run(
         [sys.executable, str(TOOL), *args, "--json", str(out)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["machine"]["huge_pages"] is (huge_pages is None)
@@ -45,8 +48,13 @@ def test_bench_reports_every_measure(tmp_path, huge_pages):
     assert encoder["int8_speedup"] == pytest.approx(encoder["ours_s"] / encoder["int8_s"])
     cosine = encoder["int8_feature_cosine"]
     assert 0.9 < cosine["min"] <= cosine["mean"] < 1  # int8 ran, and rounds the features
-    kinds = {"int8 matrix multiplies", "matrix multiplies", "attention kernel", "convolutions",
-             "everything else"}  # fmt: skip
+    kinds = {
+        "int8 matrix multiplies",
+        "matrix multiplies",
+        "attention kernel",
+        "convolutions",
+        "everything else",
+    }
     breakdown = encoder["breakdown"]
     assert set(breakdown) == {"stock", "ours", "int8"}
     for name in ("stock", "ours", "int8"):
@@ -65,8 +73,14 @@ def test_bench_reports_every_measure(tmp_path, huge_pages):
     assert "where the time goes" in done.stdout
     stages = report["stages_s_per_frame"]
     assert set(stages) == {
-        "decode", "preprocess", "encoder", "decoder", "postprocess", "other", "write"
-    }  # fmt: skip
+        "decode",
+        "preprocess",
+        "encoder",
+        "decoder",
+        "postprocess",
+        "other",
+        "write",
+    }
     assert set(report["ours_frames_per_s"]) == {"masks", "masks+overlay", "masks-int8"}
     assert report["baseline_frames_per_s"] > 0 and report["speedup_vs_baseline"] > 0
     assert report["int8_speedup_vs_baseline"] > 0
@@ -85,8 +99,12 @@ def test_bench_reports_every_measure(tmp_path, huge_pages):
 def test_bench_encoder_only_stops_after_the_encoders(tmp_path):
     out = tmp_path / "bench.json"
     args = ["--model", "tiny", "--size", "96x64", "--frames", "2", "--encoder-only"]
-    done = subprocess.run([sys.executable, str(TOOL), *args, "--json", str(out)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(TOOL), *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert {"int8_s", "ours_s", "stock_s", "int8_feature_cosine"} <= report["encoder"].keys()
@@ -97,18 +115,35 @@ def test_bench_encoder_only_stops_after_the_encoders(tmp_path):
 @pytest.mark.slow
 def test_bench_keyframes_only(tmp_path):
     out = tmp_path / "bench.json"
-    args = ["--model", "tiny", "--size", "96x64", "--frames", "5", "--keyframes-only",
-            "--keyframes", "1,4,auto", "--json", str(out)]  # fmt: skip
-    done = subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    args = [
+        "--model",
+        "tiny",
+        "--size",
+        "96x64",
+        "--frames",
+        "5",
+        "--keyframes-only",
+        "--keyframes",
+        "1,4,auto",
+        "--json",
+        str(out),
+    ]
+    done = subprocess.run(
+        [sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert "encoder" not in report and set(report["keyframes"]) == {"1", "4", "auto"}
     assert [report["keyframes"][k]["keyframes"] for k in ("1", "4")] == [5, 2]
-    assert all(entry["frames"] == 5 and entry["frames_per_s"] > 0
-               for entry in report["keyframes"].values())  # fmt: skip
-    bad = subprocess.run([sys.executable, str(TOOL), "--keyframes", "0", "--keyframes-only"],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert all(
+        entry["frames"] == 5 and entry["frames_per_s"] > 0 for entry in report["keyframes"].values()
+    )
+    bad = subprocess.run(
+        [sys.executable, str(TOOL), "--keyframes", "0", "--keyframes-only"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "--keyframes" in bad.stderr
 
 
@@ -118,10 +153,20 @@ def test_stages_only_times_several_configs_on_one_encoding(tmp_path):
     extra.write_text("decode:\n  jump_iou: 0.0\n")
     args = ["--model", "tiny", "--size", "96x64", "--frames", "3", "--objects", "2"]
     done = subprocess.run(
-        [sys.executable, str(TOOL), *args, "--stages-only", "--config", f"default,{extra}",
-         "--json", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(TOOL),
+            *args,
+            "--stages-only",
+            "--config",
+            f"default,{extra}",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert list(report["configs"]) == ["default", str(extra)]

@@ -90,8 +90,9 @@ def test_segment_into_its_own_album_is_refused(tmp_path, fake_model):
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), np.uint8)).save(album / name)
     photos = {p.name: p.read_bytes() for p in album.iterdir()}
     target = tmp_path / "t.target"
-    save_target(target, Target(torch.randn(32)), model={"model": "vit_b"},
-                config=PerSAMConfig(), shots=1)  # fmt: skip
+    save_target(
+        target, Target(torch.randn(32)), model={"model": "vit_b"}, config=PerSAMConfig(), shots=1
+    )
     result = invoke("segment", str(album), "--target", str(target), "--out", str(album))
     assert result.exit_code == 2 and "would overwrite the input" in result.output
     assert {p.name: p.read_bytes() for p in album.iterdir()} == photos

@@ -52,8 +52,13 @@ def assert_one_line_error(result, *parts: str) -> None:
         assert part in result.output
 
 
-def write_tree(root: Path, sequences: dict[str, np.ndarray], names: list[str],
-               years: tuple[str, ...] = ("2017",), mode: str = "P") -> Path:  # fmt: skip
+def write_tree(
+    root: Path,
+    sequences: dict[str, np.ndarray],
+    names: list[str],
+    years: tuple[str, ...] = ("2017",),
+    mode: str = "P",
+) -> Path:
     """A DAVIS tree: frames drawn from the labels (boxes on a ramp), annotations as palette
     (``mode`` "P") or grayscale ("L") PNGs, named ``names``."""
     for seq, labels in sequences.items():
@@ -94,9 +99,18 @@ def annotations_of(root: Path, seq: str = SEQ) -> Path:
 def test_direct_form_scores_own_ground_truth_perfect_and_worse_ones_less(tmp_path):
     root = write_tree(tmp_path / "DAVIS", {SEQ: boxes()}, [f"{t:05d}" for t in range(N_FRAMES)])
     annotations = annotations_of(root)
-    result = invoke("eval", "--annotations", annotations, "--results", annotations, "-q",
-                    "--json", tmp_path / "report.json",
-                    "--csv", tmp_path / "global.csv")  # fmt: skip
+    result = invoke(
+        "eval",
+        "--annotations",
+        annotations,
+        "--results",
+        annotations,
+        "-q",
+        "--json",
+        tmp_path / "report.json",
+        "--csv",
+        tmp_path / "global.csv",
+    )
     assert result.exit_code == 0, result.output
     assert f"DAVIS 2017 {SEQ}: 2 objects in 1 sequence" in result.output
     assert "J&F-Mean" in result.output and f"{SEQ}_2" in result.output
@@ -112,8 +126,16 @@ def test_direct_form_scores_own_ground_truth_perfect_and_worse_ones_less(tmp_pat
     results.mkdir()
     for t, frame in enumerate(worse):
         write_label_png(results / f"{t:05d}.png", frame)
-    result = invoke("eval", "--annotations", annotations, "--results", results, "-q",
-                    "--json", tmp_path / "worse.json")  # fmt: skip
+    result = invoke(
+        "eval",
+        "--annotations",
+        annotations,
+        "--results",
+        results,
+        "-q",
+        "--json",
+        tmp_path / "worse.json",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "worse.json").read_text())["global"]["J&F-Mean"] < 0.9
 
@@ -125,19 +147,51 @@ def test_a_track_output_folder_is_evaluated_in_both_forms(tmp_path, fake_model):
     root = write_tree(tmp_path / "DAVIS", {SEQ: boxes()}, names)
     out = tmp_path / "results" / SEQ
     first_mask = annotations_of(root) / "frame_1.png"
-    tracked = invoke("track", root / "JPEGImages" / "480p" / SEQ, "--mask", first_mask,
-                     "--out", out, "--no-overlay", "-q")  # fmt: skip
+    tracked = invoke(
+        "track",
+        root / "JPEGImages" / "480p" / SEQ,
+        "--mask",
+        first_mask,
+        "--out",
+        out,
+        "--no-overlay",
+        "-q",
+    )
     assert tracked.exit_code == 0, tracked.output
     assert (out / "results.json").is_file() and (out / "masks" / "00011.png").is_file()
 
-    direct = invoke("eval", "--annotations", annotations_of(root), "--results", out, "-q",
-                    "--json", tmp_path / "direct.json")  # fmt: skip
+    direct = invoke(
+        "eval",
+        "--annotations",
+        annotations_of(root),
+        "--results",
+        out,
+        "-q",
+        "--json",
+        tmp_path / "direct.json",
+    )
     assert direct.exit_code == 0, direct.output
-    masks_only = invoke("eval", "--annotations", annotations_of(root), "--results", out / "masks",
-                        "-q", "--json", tmp_path / "masks.json")  # fmt: skip
+    masks_only = invoke(
+        "eval",
+        "--annotations",
+        annotations_of(root),
+        "--results",
+        out / "masks",
+        "-q",
+        "--json",
+        tmp_path / "masks.json",
+    )
     assert masks_only.exit_code == 0, masks_only.output
-    davis_form = invoke("eval", "--davis-root", root, "--results", tmp_path / "results", "-q",
-                        "--json", tmp_path / "davis.json")  # fmt: skip
+    davis_form = invoke(
+        "eval",
+        "--davis-root",
+        root,
+        "--results",
+        tmp_path / "results",
+        "-q",
+        "--json",
+        tmp_path / "davis.json",
+    )
     assert davis_form.exit_code == 0, davis_form.output
     assert "DAVIS 2017 val: 2 objects in 1 sequence" in davis_form.output
 
@@ -158,8 +212,16 @@ def test_count_mismatch_is_refused_with_one_line(tmp_path):
     for t, frame in enumerate(boxes(N_FRAMES - 1)):  # one mask fewer than annotations
         write_label_png(out / "masks" / f"{t:05d}.png", frame)
     (out / "results.json").write_text("{}")
-    result = invoke("eval", "--annotations", annotations_of(root), "--results", out, "-q",
-                    "--json", tmp_path / "report.json")  # fmt: skip
+    result = invoke(
+        "eval",
+        "--annotations",
+        annotations_of(root),
+        "--results",
+        out,
+        "-q",
+        "--json",
+        tmp_path / "report.json",
+    )
     assert_one_line_error(result, f"cannot pair {N_FRAMES - 1} result PNGs", f"{N_FRAMES} annot")
     assert not (tmp_path / "report.json").exists()
     shutil.copytree(out, tmp_path / "results" / SEQ)
@@ -169,13 +231,27 @@ def test_count_mismatch_is_refused_with_one_line(tmp_path):
 
 def test_exactly_one_of_davis_root_and_annotations(tmp_path):
     root = write_tree(tmp_path / "DAVIS", {SEQ: boxes(4)}, [f"{t:05d}" for t in range(4)])
-    both = invoke("eval", "--davis-root", root, "--annotations", annotations_of(root),
-                  "--results", annotations_of(root))  # fmt: skip
+    both = invoke(
+        "eval",
+        "--davis-root",
+        root,
+        "--annotations",
+        annotations_of(root),
+        "--results",
+        annotations_of(root),
+    )
     neither = invoke("eval", "--results", annotations_of(root))
     for result in (both, neither):
         assert_one_line_error(result, "exactly one of --davis-root", "--annotations")
-    subset = invoke("eval", "--annotations", annotations_of(root), "--results",
-                    annotations_of(root), "--subset", "train")  # fmt: skip
+    subset = invoke(
+        "eval",
+        "--annotations",
+        annotations_of(root),
+        "--results",
+        annotations_of(root),
+        "--subset",
+        "train",
+    )
     assert_one_line_error(subset, "--subset")
 
 
@@ -187,8 +263,9 @@ def test_exactly_one_of_davis_root_and_annotations(tmp_path):
 @pytest.mark.parametrize("mode", ["L", "P"])
 def test_eval_says_to_use_year_2016(tmp_path, mode):
     names = [f"{t:05d}" for t in range(5)]
-    root = write_tree(tmp_path / "DAVIS", {"blackswan": single_object()}, names,
-                      years=("2016", "2017"), mode=mode)  # fmt: skip
+    root = write_tree(
+        tmp_path / "DAVIS", {"blackswan": single_object()}, names, years=("2016", "2017"), mode=mode
+    )
     annotations = annotations_of(root, "blackswan")
     results = tmp_path / "results"
     shutil.copytree(annotations.parent, results)
@@ -217,8 +294,9 @@ def test_davis_says_to_use_year_2016_and_writes_nothing(tmp_path, fake_model):
     assert not fake_model  # refused before the model was loaded
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    result = invoke("davis", "--davis-root", root, "--out", out, "-q",
-                    "--json", out / "report.json")  # fmt: skip
+    result = invoke(
+        "davis", "--davis-root", root, "--out", out, "-q", "--json", out / "report.json"
+    )
     assert_one_line_error(result, "blackswan", "--year 2016")
     assert entries(out) == ["notes.txt"]
     assert (out / "notes.txt").read_text() == "mine"

@@ -46,8 +46,17 @@ def test_other_models_carry_no_warning(tmp_path):
 
 def test_bad_input_with_the_demo_model_stays_one_line(tmp_path):
     video, _ = small_clip(tmp_path, n_frames=2)
-    args = ["track", str(video), "--neg-point", "10,10", "--out", str(tmp_path / "o"),
-            "--model", "demo", "-q"]  # fmt: skip
+    args = [
+        "track",
+        str(video),
+        "--neg-point",
+        "10,10",
+        "--out",
+        str(tmp_path / "o"),
+        "--model",
+        "demo",
+        "-q",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [

@@ -79,12 +79,12 @@ def archive(tmp_path_factory):
     folder.mkdir()
     truth = {}
     # hit_a: a scene cut into the target's scene and back out (video file).
-    write_video(folder / "hit_a.mp4", others[0].frames[:6] + scene.frames[10:22]
-                + others[0].frames[6:12])  # fmt: skip
+    write_video(
+        folder / "hit_a.mp4", others[0].frames[:6] + scene.frames[10:22] + others[0].frames[6:12]
+    )
     truth["hit_a"] = [False] * 6 + has[10:22] + [False] * 6
     # hit_b: the target, another scene, the target again (a folder of frames).
-    write_folder(folder / "hit_b", scene.frames[22:30] + others[1].frames[:8]
-                 + scene.frames[30:38])  # fmt: skip
+    write_folder(folder / "hit_b", scene.frames[22:30] + others[1].frames[:8] + scene.frames[30:38])
     truth["hit_b"] = has[22:30] + [False] * 8 + has[30:38]
     for name, clip in zip(CLIPS_WITHOUT, others[2:], strict=True):
         write_video(folder / f"{name}.mp4", clip.frames)
@@ -94,8 +94,9 @@ def archive(tmp_path_factory):
     sam = load_sam("demo", device="cpu", progress=False)
     config = PerSAMConfig.default()
     target = PerSAM(sam, config).personalize(scene.frames[0], scene.labels[0] == 1)
-    target_path = save_target(root / "cat.target", target, model=model_metadata("demo"),
-                              config=config, shots=1)  # fmt: skip
+    target_path = save_target(
+        root / "cat.target", target, model=model_metadata("demo"), config=config, shots=1
+    )
     return root, folder, target_path, truth
 
 
@@ -119,8 +120,13 @@ def test_find_spans_match_the_truth_and_failures_are_isolated(archive, first_run
     assert "targets found in 2 of 5 clips" in result.output
     found = json.loads((out / "found.json").read_text())
     assert found["format"] == "persam-video found" and list(found["targets"]) == ["cat"]
-    assert [c["name"] for c in found["clips"]] == ["clean_c", "clean_d", "clean_e", "hit_a",
-                                                   "hit_b"]  # fmt: skip
+    assert [c["name"] for c in found["clips"]] == [
+        "clean_c",
+        "clean_d",
+        "clean_e",
+        "hit_a",
+        "hit_b",
+    ]
     assert [f["name"] for f in found["failures"]] == ["broken"] and found["failures"][0]["reason"]
     failures = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
     assert [f["name"] for f in failures] == ["broken"]
@@ -150,8 +156,11 @@ def test_reports_csv_and_self_contained_html(first_run):
     found = json.loads((out / "found.json").read_text())
     with open(out / "found.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["clip"], r["target"]) for r in rows] == [("hit_a", "cat"), ("hit_b", "cat"),
-                                                        ("hit_b", "cat")]  # fmt: skip
+    assert [(r["clip"], r["target"]) for r in rows] == [
+        ("hit_a", "cat"),
+        ("hit_b", "cat"),
+        ("hit_b", "cat"),
+    ]
     spans = [s for c in found["clips"] for s in c["targets"]["cat"]]
     assert [int(r["start_frame"]) for r in rows] == [s["start_frame"] for s in spans]
     assert [r["thumbnail"] for r in rows] == [s["thumbnail"] for s in spans]
@@ -160,8 +169,9 @@ def test_reports_csv_and_self_contained_html(first_run):
     checker.feed(page)
     checker.close()
     assert checker.open == [] and checker.problems == []
-    assert len(checker.images) == 3 and all(s.startswith("data:image/jpeg;base64,")
-                                            for s in checker.images)  # fmt: skip
+    assert len(checker.images) == 3 and all(
+        s.startswith("data:image/jpeg;base64,") for s in checker.images
+    )
     assert "http://" not in page and "https://" not in page and "<script" not in page
     order = [page.index(f"<td>{name}</td>") for name in ("clean_c", "hit_a", "hit_b")]
     assert order == sorted(order) and "broken" in page
@@ -235,9 +245,13 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, archive):
             "two targets are named 'cat'",
         ),
     ]
-    foreign = save_target(tmp_path / "dog.target", Target(torch.ones(32)),
-                          model={"model": "vit_b", "checkpoint_sha256": "ab" * 32},
-                          config=PerSAMConfig(), shots=1)  # fmt: skip
+    foreign = save_target(
+        tmp_path / "dog.target",
+        Target(torch.ones(32)),
+        model={"model": "vit_b", "checkpoint_sha256": "ab" * 32},
+        config=PerSAMConfig(),
+        shots=1,
+    )
     cases.append((["--target", str(foreign), str(folder)], "made with model vit_b, not demo"))
     twins = tmp_path / "twins"
     twins.mkdir()
@@ -267,11 +281,24 @@ def test_kill_and_resume_gives_the_same_reports(tmp_path, archive, first_run):
     _, folder, target, _ = archive
     reference, _ = first_run
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "persam_video.cli", "find", str(folder), "--target",
-               str(target), "--out", str(out), "--model", "demo", "-q"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "persam_video.cli",
+        "find",
+        str(folder),
+        "--target",
+        str(target),
+        "--out",
+        str(out),
+        "--model",
+        "demo",
+        "-q",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     while not (out / "clean_c" / "done.json").exists():
         assert process.poll() is None, "find ended before it could be killed"
@@ -301,8 +328,9 @@ def test_ray_find_matches_local_mode(tmp_path, archive, first_run):
     _, folder, target, _ = archive
     reference, _ = first_run
     out = tmp_path / "ray"
-    result = find(str(folder), "--target", str(target), "--out", str(out), "--ray", "local",
-                  "--workers", "2")  # fmt: skip
+    result = find(
+        str(folder), "--target", str(target), "--out", str(out), "--ray", "local", "--workers", "2"
+    )
     assert result.exit_code == 1, result.output
     assert "5 done, 0 already done, 1 failed" in result.output
     assert json.loads((out / "found.json").read_text()) == json.loads(

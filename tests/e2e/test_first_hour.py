@@ -43,16 +43,26 @@ def test_threads_option_is_applied_and_recorded(tmp_path, fake_model, clip):
     video, mask = clip
     before = torch.get_num_threads()
     try:
-        result = invoke("track", str(video), "--mask", str(mask), "--out", str(tmp_path / "o"),
-                        "-q", "--threads", "1")  # fmt: skip
+        result = invoke(
+            "track",
+            str(video),
+            "--mask",
+            str(mask),
+            "--out",
+            str(tmp_path / "o"),
+            "-q",
+            "--threads",
+            "1",
+        )
         assert result.exit_code == 0, result.output
         assert torch.get_num_threads() == 1
         doc = json.loads((tmp_path / "o" / "results.json").read_text())
         assert doc["run"]["threads"] == 1
     finally:
         torch.set_num_threads(before)
-    bad = invoke("track", str(video), "--mask", str(mask), "--out", str(tmp_path / "p"),
-                 "--threads", "0")  # fmt: skip
+    bad = invoke(
+        "track", str(video), "--mask", str(mask), "--out", str(tmp_path / "p"), "--threads", "0"
+    )
     assert bad.exit_code == 2 and "threads must be a positive integer or auto" in bad.output
     assert not (tmp_path / "p").exists()
 
@@ -62,8 +72,18 @@ def test_finetuning_reports_its_weights_and_is_not_charged_to_frames_per_second(
 ):
     video, mask = clip
     out = tmp_path / "o"
-    result = invoke("track", str(video), "--mask", str(mask), "--out", str(out), "-q",
-                    "--finetune", "--set", "finetune.steps=40")  # fmt: skip
+    result = invoke(
+        "track",
+        str(video),
+        "--mask",
+        str(mask),
+        "--out",
+        str(out),
+        "-q",
+        "--finetune",
+        "--set",
+        "finetune.steps=40",
+    )
     assert result.exit_code == 0, result.output
     assert "PerSAM-F object 1: weights" in result.output and "40 steps" in result.output
     doc = json.loads((out / "results.json").read_text())
@@ -77,12 +97,14 @@ def test_finetuning_reports_its_weights_and_is_not_charged_to_frames_per_second(
 
 def test_segment_refuses_finetune(tmp_path, fake_model):
     target = tmp_path / "t.target"
-    save_target(target, Target(torch.randn(32)), model={"model": "vit_b"},
-                config=PerSAMConfig(), shots=1)  # fmt: skip
+    save_target(
+        target, Target(torch.randn(32)), model={"model": "vit_b"}, config=PerSAMConfig(), shots=1
+    )
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
-    result = invoke("segment", str(image), "--target", str(target), "--out",
-                    str(tmp_path / "s"), "--finetune")  # fmt: skip
+    result = invoke(
+        "segment", str(image), "--target", str(target), "--out", str(tmp_path / "s"), "--finetune"
+    )
     assert result.exit_code == 2 and "personalize --finetune" in result.output
     assert not (tmp_path / "s").exists()
     assert "--finetune" not in invoke("segment", "--help").output
@@ -112,8 +134,9 @@ def test_a_fragmented_mask_is_warned_about(tmp_path, fake_model, clip):
         labels[0, 2 * k] = 10 + k
     mask = tmp_path / "soft.png"
     write_label_png(mask, labels)
-    result = CliRunner().invoke(cli, ["track", str(video), "--mask", str(mask), "--out",
-                                      str(tmp_path / "o"), "-q"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["track", str(video), "--mask", str(mask), "--out", str(tmp_path / "o"), "-q"]
+    )
     assert result.exit_code == 0, result.output
     assert "warning: the mask has 10 objects, 8 of them" in result.output
     doc = json.loads((tmp_path / "o" / "results.json").read_text())
@@ -127,19 +150,32 @@ def test_batch_checks_masks_before_any_clip_runs(tmp_path, fake_model, clip):
     jpeg = tmp_path / "mask.jpg"
     Image.fromarray((synthetic_labels(0, SIZE) > 0).astype(np.uint8) * 255).save(jpeg)
     manifest = tmp_path / "m.csv"
-    manifest.write_text(f"input,mask,name\n{video},{mask},ok\n{video},small.png,small\n"
-                        f"{video},mask.jpg,jpeg\n")  # fmt: skip
+    manifest.write_text(
+        f"input,mask,name\n{video},{mask},ok\n{video},small.png,small\n{video},mask.jpg,jpeg\n"
+    )
     out = tmp_path / "runs"
-    result = invoke("batch", str(manifest), "--out", str(out), "-q", "--no-overlay",
-                    "--model", "demo")  # fmt: skip
+    result = invoke(
+        "batch", str(manifest), "--out", str(out), "-q", "--no-overlay", "--model", "demo"
+    )
     assert result.exit_code == 2
     assert "m.csv:3: the mask is 32x24 but the frames are 64x48" in result.output
     assert "run the batch with --resize-mask" in result.output
     assert "m.csv:4:" in result.output and "JPEG masks are lossy" in result.output
     assert not out.exists()  # nothing ran, nothing written
     manifest.write_text(f"input,mask,name\n{video},{mask},ok\n{video},small.png,small\n")
-    resized = invoke("batch", str(manifest), "--out", str(out), "-q", "--no-overlay",
-                     "--resize-mask", "--model", "demo", "--threads", "1")  # fmt: skip
+    resized = invoke(
+        "batch",
+        str(manifest),
+        "--out",
+        str(out),
+        "-q",
+        "--no-overlay",
+        "--resize-mask",
+        "--model",
+        "demo",
+        "--threads",
+        "1",
+    )
     assert resized.exit_code == 0, resized.output
     assert read_mask(out / "small" / "masks" / "00000.png").shape == SIZE
 
@@ -152,17 +188,48 @@ def test_the_model_defaults_to_the_targets(tmp_path, clip):
     with open_source(video) as frames:
         Image.fromarray(next(iter(frames)).rgb).save(image)
     target = tmp_path / "obj.target"
-    made = invoke("personalize", str(image), "--mask", str(mask), "--object", "1", "--out",
-                  str(target), "--model", "demo", "-q", "--threads", "1")  # fmt: skip
+    made = invoke(
+        "personalize",
+        str(image),
+        "--mask",
+        str(mask),
+        "--object",
+        "1",
+        "--out",
+        str(target),
+        "--model",
+        "demo",
+        "-q",
+        "--threads",
+        "1",
+    )
     assert made.exit_code == 0, made.output
     assert target.stat().st_mode & 0o777 == file_mode()  # not 0600 as safetensors writes it
-    tracked = invoke("track", str(video), "--target", str(target), "--out", str(tmp_path / "t"),
-                     "-q", "--threads", "1")  # fmt: skip
+    tracked = invoke(
+        "track",
+        str(video),
+        "--target",
+        str(target),
+        "--out",
+        str(tmp_path / "t"),
+        "-q",
+        "--threads",
+        "1",
+    )
     assert tracked.exit_code == 0, tracked.output
     doc = json.loads((tmp_path / "t" / "results.json").read_text())
     assert doc["run"]["model"] == "demo"
-    other = invoke("track", str(video), "--target", str(target), "--out", str(tmp_path / "u"),
-                   "--model", "vit_b", "-q")  # fmt: skip
+    other = invoke(
+        "track",
+        str(video),
+        "--target",
+        str(target),
+        "--out",
+        str(tmp_path / "u"),
+        "--model",
+        "vit_b",
+        "-q",
+    )
     assert other.exit_code == 2
     assert "made with model demo, not vit_b; use --model demo" in other.output
 
@@ -176,16 +243,25 @@ def test_the_demo_weights_are_bundled(tmp_path, monkeypatch):
 
 def test_a_mask_with_a_missing_target_names_the_target(tmp_path, fake_model, clip):
     video, mask = clip
-    both = invoke("track", str(video), "--mask", str(mask), "--target", "x.target",
-                  "--out", str(tmp_path / "b"))  # fmt: skip
+    both = invoke(
+        "track",
+        str(video),
+        "--mask",
+        str(mask),
+        "--target",
+        "x.target",
+        "--out",
+        str(tmp_path / "b"),
+    )
     # A mask and targets together are prompts plus targets: the target is read first.
     assert both.exit_code == 2 and "target file x.target does not exist" in both.output
 
 
 def test_fps_is_refused_for_a_video_file_naming_the_option(tmp_path, fake_model, clip):
     video, mask = clip
-    fps = invoke("track", str(video), "--mask", str(mask), "--out", str(tmp_path / "f"),
-                 "--fps", "30")  # fmt: skip
+    fps = invoke(
+        "track", str(video), "--mask", str(mask), "--out", str(tmp_path / "f"), "--fps", "30"
+    )
     assert fps.exit_code == 2 and "--fps" in fps.output and "fps=" not in fps.output
 
 
@@ -257,8 +333,19 @@ def test_start_and_max_frames(tmp_path, fake_model):
     mask = tmp_path / "m3.png"
     write_label_png(mask, synthetic_labels(3, SIZE))
     out = tmp_path / "o"
-    result = invoke("track", str(video), "--mask", str(mask), "--out", str(out), "-q",
-                    "--start", "3", "--max-frames", "4")  # fmt: skip
+    result = invoke(
+        "track",
+        str(video),
+        "--mask",
+        str(mask),
+        "--out",
+        str(out),
+        "-q",
+        "--start",
+        "3",
+        "--max-frames",
+        "4",
+    )
     assert result.exit_code == 0, result.output
     masks = sorted((out / "masks").iterdir())
     assert [p.name for p in masks] == [f"{i:05d}.png" for i in range(4)]
@@ -268,8 +355,17 @@ def test_start_and_max_frames(tmp_path, fake_model):
     assert doc["frames"][0]["time"] == 0.0 and len(doc["frames"]) == 4
     info = probe(out / "overlay.mp4")
     assert info.num_frames == 4 and not info.has_audio  # audio would be out of step
-    past = invoke("track", str(video), "--mask", str(mask), "--out", str(tmp_path / "p"), "-q",
-                  "--start", "40")  # fmt: skip
+    past = invoke(
+        "track",
+        str(video),
+        "--mask",
+        str(mask),
+        "--out",
+        str(tmp_path / "p"),
+        "-q",
+        "--start",
+        "40",
+    )
     assert past.exit_code == 2 and "--start 40 is past the last frame (the input has 12" in (
         past.output
     )

@@ -41,8 +41,10 @@ def test_non_finite_config_values_are_refused(value, tmp_path):
 def test_yaml_aliases_are_refused_and_messages_stay_short(tmp_path):
     bomb = tmp_path / "bomb.yaml"
     lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
-    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}" + f",*{chr(97 + i)}" * 8 + "]"
-              for i in range(8)]  # fmt: skip
+    lines += [
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}" + f",*{chr(97 + i)}" * 8 + "]"
+        for i in range(8)
+    ]
     bomb.write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match="aliases") as info:
         load_config(bomb)
@@ -56,20 +58,34 @@ def test_yaml_aliases_are_refused_and_messages_stay_short(tmp_path):
 
 def test_damaged_target_files_are_refused_in_one_line(tmp_path):
     nan = tmp_path / "nan.target"
-    save_target(nan, Target(torch.full((32,), float("nan"))), model={"model": "demo"},
-                config=PerSAMConfig(), shots=1)  # fmt: skip
+    save_target(
+        nan,
+        Target(torch.full((32,), float("nan"))),
+        model={"model": "demo"},
+        config=PerSAMConfig(),
+        shots=1,
+    )
     with pytest.raises(ValueError, match="NaN or infinite"):
         load_target(nan)
     wrong = tmp_path / "wrong.target"
-    metadata = {"format": "persam-video target", "format_version": "1", "persam_video": "0.1",
-                "model": "[1, 2]", "config": "{}", "shots": "1"}  # fmt: skip
+    metadata = {
+        "format": "persam-video target",
+        "format_version": "1",
+        "persam_video": "0.1",
+        "model": "[1, 2]",
+        "config": "{}",
+        "shots": "1",
+    }
     save_file({"embedding": torch.zeros(32)}, str(wrong), metadata=metadata)
     with pytest.raises(ValueError, match="invalid metadata") as info:
         load_target(wrong)
     assert "\n" not in str(info.value)
     missing = tmp_path / "missing.target"
-    save_file({"embedding": torch.zeros(32)}, str(missing),
-              metadata={"format": "persam-video target", "format_version": "1"})  # fmt: skip
+    save_file(
+        {"embedding": torch.zeros(32)},
+        str(missing),
+        metadata={"format": "persam-video target", "format_version": "1"},
+    )
     with pytest.raises(ValueError, match="invalid metadata"):
         load_target(missing)
 
@@ -89,8 +105,16 @@ def test_a_manifest_with_a_bom_is_read(tmp_path):
     _, rows = _clips(tmp_path, 1)
     manifest = tmp_path / "m.csv"
     manifest.write_bytes(("\ufeffinput,mask,name\n" + "\n".join(rows) + "\n").encode("utf-8"))
-    result = invoke("batch", str(manifest), "--out", str(tmp_path / "runs"), "--model", "demo",
-                    "-q", "--no-overlay")  # fmt: skip
+    result = invoke(
+        "batch",
+        str(manifest),
+        "--out",
+        str(tmp_path / "runs"),
+        "--model",
+        "demo",
+        "-q",
+        "--no-overlay",
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "runs" / "c0" / "done.json").is_file()
 
@@ -145,8 +169,9 @@ def test_unwritable_output_files_are_refused_before_the_work(tmp_path, fake_mode
     write_davis(root, [1000])
     missing = tmp_path / "no" / "such" / "report.json"
     out = tmp_path / "results"
-    tracked = invoke("davis", "--davis-root", str(root), "--out", str(out), "-q",
-                     "--json", str(missing))  # fmt: skip
+    tracked = invoke(
+        "davis", "--davis-root", str(root), "--out", str(out), "-q", "--json", str(missing)
+    )
     assert tracked.exit_code == 2 and "does not exist" in tracked.output
     assert not out.exists()  # refused before any tracking
     folder = tmp_path / "a-folder"
@@ -194,8 +219,17 @@ def test_more_points_than_pixels_is_one_line(tmp_path, fake_model):
     labels = np.zeros((32, 32), np.uint8)
     labels[8:24, 8:24] = 1
     write_label_png(mask, labels)
-    result = invoke("track", str(video), "--mask", str(mask), "--out", str(tmp_path / "o"), "-q",
-                    "--set", "prior.num_positive=2000")  # fmt: skip
+    result = invoke(
+        "track",
+        str(video),
+        "--mask",
+        str(mask),
+        "--out",
+        str(tmp_path / "o"),
+        "-q",
+        "--set",
+        "prior.num_positive=2000",
+    )
     assert result.exit_code == 2 and "frame has only 1024 pixels" in result.output
 
 
@@ -241,7 +275,8 @@ def test_personalize_has_the_resize_mask_it_suggests(tmp_path, fake_model):
     target = tmp_path / "t.target"
     refused = invoke("personalize", str(image), "--mask", str(mask), "-o", str(target))
     assert refused.exit_code == 2 and "pass --resize-mask" in refused.output
-    made = invoke("personalize", str(image), "--mask", str(mask), "-o", str(target),
-                  "--resize-mask")  # fmt: skip
+    made = invoke(
+        "personalize", str(image), "--mask", str(mask), "-o", str(target), "--resize-mask"
+    )
     assert made.exit_code == 0, made.output
     assert target.is_file()

@@ -55,8 +55,9 @@ def clip(tmp_path, n_frames: int = 3, name: str = "clip.mp4"):
 def track(tmp_path, *args: str, env: dict[str, str] | None = None):
     video, mask = clip(tmp_path)
     out = tmp_path / "out"
-    result = invoke("track", str(video), "--mask", str(mask), "--out", str(out), "-q", *args,
-                    env=env)  # fmt: skip
+    result = invoke(
+        "track", str(video), "--mask", str(mask), "--out", str(out), "-q", *args, env=env
+    )
     return result, out
 
 
@@ -77,9 +78,14 @@ def test_deeply_nested_config_and_target_files_are_one_line(tmp_path, fake_model
     assert_one_error_line(result, str(config), "nested deeper than")
     assert not out.exists()
     target = tmp_path / "deep.target"
-    metadata = {"format": "persam-video target", "format_version": "1", "persam_video": "0.1",
-                "model": json.dumps({"model": "demo"}), "shots": "1",
-                "config": "[" * depth + "]" * depth}  # fmt: skip
+    metadata = {
+        "format": "persam-video target",
+        "format_version": "1",
+        "persam_video": "0.1",
+        "model": json.dumps({"model": "demo"}),
+        "shots": "1",
+        "config": "[" * depth + "]" * depth,
+    }
     save_file({"embedding": torch.ones(32)}, str(target), metadata=metadata)
     video, _ = clip(tmp_path)
     result = invoke("track", str(video), "--target", str(target), "--out", str(out), "-q")
@@ -87,13 +93,17 @@ def test_deeply_nested_config_and_target_files_are_one_line(tmp_path, fake_model
     assert not out.exists()
 
 
-@pytest.mark.parametrize(("setting", "expected"), [
-    ("presence.min_score=5", "presence.min_score must be in [0, 1]"),
-    ("presence.min_score=-3", "presence.min_score must be in [0, 1]"),
-    ("track.affinity_radius=100000", "track.affinity_radius must be in [0, 64]"),
-])  # fmt: skip
-def test_config_values_out_of_range_are_refused_before_the_run(tmp_path, fake_model, setting,
-                                                               expected):  # fmt: skip
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("presence.min_score=5", "presence.min_score must be in [0, 1]"),
+        ("presence.min_score=-3", "presence.min_score must be in [0, 1]"),
+        ("track.affinity_radius=100000", "track.affinity_radius must be in [0, 64]"),
+    ],
+)
+def test_config_values_out_of_range_are_refused_before_the_run(
+    tmp_path, fake_model, setting, expected
+):
     result, out = track(tmp_path, "--set", setting)
     assert_one_error_line(result, expected)
     assert not out.exists()
@@ -157,13 +167,19 @@ def test_damaged_target_values_are_one_line_and_genuine_targets_work(tmp_path, f
 
     image, target = _personalize(tmp_path)
     genuine = load_target(target)
-    segmented = invoke("segment", str(image), "--target", str(target), "--out",
-                       str(tmp_path / "ok"), "-q")  # fmt: skip
+    segmented = invoke(
+        "segment", str(image), "--target", str(target), "--out", str(tmp_path / "ok"), "-q"
+    )
     assert segmented.exit_code == 0, segmented.output
     embedding = genuine.target.embedding
-    metadata = {"format": "persam-video target", "format_version": "1", "persam_video": "0.1",
-                "model": json.dumps(genuine.model), "shots": "1",
-                "config": json.dumps(PerSAMConfig().to_dict())}  # fmt: skip
+    metadata = {
+        "format": "persam-video target",
+        "format_version": "1",
+        "persam_video": "0.1",
+        "model": json.dumps(genuine.model),
+        "shots": "1",
+        "config": json.dumps(PerSAMConfig().to_dict()),
+    }
     bad = {
         "float16": (embedding.half(), "embedding is float16, not float32"),
         "int64": (embedding.long(), "embedding is int64, not float32"),
@@ -194,8 +210,7 @@ def test_a_config_that_is_not_a_mapping_of_settings_is_never_echoed(tmp_path, fa
 
 
 # --------------------------------------------------------------------------- item 9
-def test_a_file_named_like_an_ffmpeg_protocol_is_read_as_itself(tmp_path, fake_model,
-                                                                 monkeypatch):  # fmt: skip
+def test_a_file_named_like_an_ffmpeg_protocol_is_read_as_itself(tmp_path, fake_model, monkeypatch):
     monkeypatch.chdir(tmp_path)
     make_video(tmp_path / "x.mp4", n_frames=3, size_hw=SIZE)
     make_video(tmp_path / "y.mp4", n_frames=4, size_hw=SIZE)
@@ -207,8 +222,9 @@ def test_a_file_named_like_an_ffmpeg_protocol_is_read_as_itself(tmp_path, fake_m
         assert len(list(frames)) == 9
     mask = tmp_path / "m.png"
     write_label_png(mask, synthetic_labels(0, SIZE))
-    result = invoke("track", name, "--mask", "m.png", "--out", "out", "-q", "--no-overlay",
-                    "--no-report")  # fmt: skip
+    result = invoke(
+        "track", name, "--mask", "m.png", "--out", "out", "-q", "--no-overlay", "--no-report"
+    )
     assert result.exit_code == 0, result.output
     assert len(json.loads((tmp_path / "out" / "results.json").read_text())["frames"]) == 9
 
@@ -270,8 +286,9 @@ def test_ctrl_c_in_davis_exits_130_with_the_resume_line(tmp_path, fake_model, mo
     assert "Aborted!" not in result.output
 
 
-def test_sigterm_in_segment_exits_130_with_the_resume_line(tmp_path, fake_model, monkeypatch,
-                                                            capsys):  # fmt: skip
+def test_sigterm_in_segment_exits_130_with_the_resume_line(
+    tmp_path, fake_model, monkeypatch, capsys
+):
     from persam_video.apps import images
     from persam_video.cli import main
 

@@ -44,8 +44,10 @@ def test_keyframes_n_are_marked_in_results_and_report(tmp_path, fake_model):
     assert [f["index"] for f in frames if f["keyframe"]] == [0, 3, 6]
     for frame in frames:
         if not frame["keyframe"]:
-            assert all(o["score"] is None and o["peak_similarity"] is None
-                       for o in frame["objects"].values())  # fmt: skip
+            assert all(
+                o["score"] is None and o["peak_similarity"] is None
+                for o in frame["objects"].values()
+            )
     page = (out / "report.html").read_text()
     assert 'id="object-1-keyframes"' in page and "3 of 8 frames" in page
     series = json.loads(re.search(r'id="series">(.*?)</script>', page, re.S).group(1))
@@ -55,8 +57,17 @@ def test_keyframes_n_are_marked_in_results_and_report(tmp_path, fake_model):
 def test_keyframes_auto_records_why(tmp_path, fake_model):
     video, mask, _ = make_input(tmp_path, n_frames=8)
     out = tmp_path / "out"
-    result = run(str(video), "--mask", str(mask), "--out", str(out), "--keyframes", "auto",
-                 "--set", "keyframes.max_gap=2")  # fmt: skip
+    result = run(
+        str(video),
+        "--mask",
+        str(mask),
+        "--out",
+        str(out),
+        "--keyframes",
+        "auto",
+        "--set",
+        "keyframes.max_gap=2",
+    )
     assert result.exit_code == 0, result.output
     frames = json.loads((out / "results.json").read_text())["frames"]
     assert frames[0]["keyframe"] and "rekey" not in frames[0]

@@ -127,8 +127,11 @@ def test_links_at_temporary_and_output_names_are_replaced_never_written_through(
     outside = tmp_path / "outside"
     outside.mkdir()
     pid = os.getpid()  # the old temporaries' names, for this very process
-    old = [f".results.partial-{pid}.json", f".report.partial-{pid}.html",
-           f".overlay.partial-{pid}.mp4"]  # fmt: skip
+    old = [
+        f".results.partial-{pid}.json",
+        f".report.partial-{pid}.html",
+        f".overlay.partial-{pid}.mp4",
+    ]
     planted = [*old, "results.json", "overlay.mp4", "report.html"]
     for name in planted:
         victim = outside / name.lstrip(".")
@@ -171,8 +174,12 @@ def test_only_marked_temporaries_of_dead_processes_are_swept(tmp_path):
     (foreign / MARKER_NAME).write_text(json.dumps({"tool": "other", "pid": pid}))
     assert marker_pid(stale) == pid and marker_pid(linked) is None
     assert remove_stale_temporaries(tmp_path) == [stale]
-    assert {p.name for p in tmp_path.iterdir()} == {alive.name, unmarked.name, linked.name,
-                                                    foreign.name}  # fmt: skip
+    assert {p.name for p in tmp_path.iterdir()} == {
+        alive.name,
+        unmarked.name,
+        linked.name,
+        foreign.name,
+    }
 
 
 def test_batch_clip_names_may_not_be_patterns_and_hidden_files_of_the_user_survive(tmp_path):
@@ -234,8 +241,7 @@ def test_the_users_files_survive_beside_a_run_and_its_reruns(tmp_path, clip, fak
     assert track(video, mask, out).exit_code == 0
     rerun = track(video, mask, out, "--format", "coco-rle")
     assert rerun.exit_code == 0, rerun.output
-    assert names(out) == {"masks.jsonl", "overlay.mp4", "report.html", "results.json",
-                          "notes.txt"}  # fmt: skip
+    assert names(out) == {"masks.jsonl", "overlay.mp4", "report.html", "results.json", "notes.txt"}
     record = json.loads((out / MANIFEST_NAME).read_text())
     assert record["command"] == "track" and "notes.txt" not in record["outputs"]
     assert set(record["outputs"]) == names(out) - {"notes.txt"}
@@ -278,7 +284,10 @@ def test_out_equal_to_or_inside_an_input_folder_is_refused_on_every_run(tmp_path
     for out in (frames, frames / "out", frames, frames / "out"):
         refused_in_one_line(track(frames, mask, out), "would overwrite the input")
     assert snapshot(frames) == before and {p.name for p in frames.iterdir()} == {
-        "0.png", "1.png", "2.png"}  # fmt: skip
+        "0.png",
+        "1.png",
+        "2.png",
+    }
 
 
 def test_eval_and_davis_reports_may_not_be_written_over_their_inputs(tmp_path, clip, fake_model):
@@ -287,23 +296,35 @@ def test_eval_and_davis_reports_may_not_be_written_over_their_inputs(tmp_path, c
     assert track(video, mask, res).exit_code == 0
     ann = tmp_path / "ann"
     shutil.copytree(res / "masks", ann)
-    for args in (["--json", str(ann / "00000.png")], ["--csv", str(res / "masks" / "00001.png")],
-                 ["--csv", str(ann / "00002.png")]):  # fmt: skip
+    for args in (
+        ["--json", str(ann / "00000.png")],
+        ["--csv", str(res / "masks" / "00001.png")],
+        ["--csv", str(ann / "00002.png")],
+    ):
         before = snapshot(ann), snapshot(res)
         result = invoke("eval", "--annotations", str(ann), "--results", str(res), "-q", *args)
         refused_in_one_line(result, "would overwrite the input")
         assert (snapshot(ann), snapshot(res)) == before
     report = tmp_path / "report.json"  # beside the inputs: fine
-    ok = invoke("eval", "--annotations", str(ann), "--results", str(res), "-q", "--json",
-                str(report))  # fmt: skip
+    ok = invoke(
+        "eval", "--annotations", str(ann), "--results", str(res), "-q", "--json", str(report)
+    )
     assert ok.exit_code == 0, ok.output
     assert report.is_file()
     root = tmp_path / "davis"
     write_davis(root, [1000])
     seq = next((root / "Annotations" / "480p").iterdir())
     before = snapshot(root)
-    result = invoke("davis", "--davis-root", str(root), "--out", str(tmp_path / "d"), "-q",
-                    "--json", str(seq / "00003.png"))  # fmt: skip
+    result = invoke(
+        "davis",
+        "--davis-root",
+        str(root),
+        "--out",
+        str(tmp_path / "d"),
+        "-q",
+        "--json",
+        str(seq / "00003.png"),
+    )
     refused_in_one_line(result, "would overwrite the input")
     assert snapshot(root) == before and not (tmp_path / "d").exists()
 
@@ -318,8 +339,9 @@ def test_a_folder_holding_another_commands_run_is_refused(tmp_path, clip, fake_m
     album.mkdir()
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(album / "a.png")
     target = tmp_path / "t.target"
-    save_target(target, Target(torch.randn(32)), model={"model": "vit_b"},
-                config=PerSAMConfig(), shots=1)  # fmt: skip
+    save_target(
+        target, Target(torch.randn(32)), model={"model": "vit_b"}, config=PerSAMConfig(), shots=1
+    )
     result = invoke("segment", str(album), "--target", str(target), "--out", str(out))
     refused_in_one_line(result, "holds the outputs of a `persam-video track` run")
     assert snapshot(out) == before
@@ -348,8 +370,12 @@ def test_an_interrupted_rerun_keeps_the_last_complete_run(tmp_path, clip, fake_m
     assert stopped.exit_code == 130 and "beside any earlier complete run" in stopped.output
     kept = {path: data for path, data in snapshot(out).items() if path in complete}
     assert kept == complete  # the complete run, byte for byte
-    assert names(out) == COMPLETE | {"masks.partial", "overlay.partial.mp4",
-                                     "report.partial.html", "results.partial.json"}  # fmt: skip
+    assert names(out) == COMPLETE | {
+        "masks.partial",
+        "overlay.partial.mp4",
+        "report.partial.html",
+        "results.partial.json",
+    }
     doc = json.loads((out / "results.partial.json").read_text())
     assert doc["status"] == "interrupted"
     assert len(list((out / "masks.partial").iterdir())) == len(doc["frames"]) == 3

@@ -52,8 +52,9 @@ def test_every_mask_format_holds_the_same_masks(tmp_path, clip, fake_model, prom
     runs = {}
     for fmt in ("davis", "per-object-png", "coco-rle"):
         out = tmp_path / fmt
-        result = track(str(video), "--mask", spec, "--out", str(out), "--format", fmt,
-                       "--no-overlay")  # fmt: skip
+        result = track(
+            str(video), "--mask", spec, "--out", str(out), "--format", fmt, "--no-overlay"
+        )
         assert result.exit_code == 0, result.output
         runs[fmt] = out
     reference = davis_masks(runs["davis"] / "masks")
@@ -76,8 +77,10 @@ def test_every_mask_format_holds_the_same_masks(tmp_path, clip, fake_model, prom
     doc = json.loads((runs["coco-rle"] / "results.json").read_text())
     assert doc["outputs"]["masks"] == "masks.jsonl"
     for record in records:
-        rle = {"size": record["segmentation"]["size"],
-               "counts": record["segmentation"]["counts"].encode("ascii")}  # fmt: skip
+        rle = {
+            "size": record["segmentation"]["size"],
+            "counts": record["segmentation"]["counts"].encode("ascii"),
+        }
         decoded = coco_mask.decode(rle).astype(bool)
         expected = reference[record["frame"]] == record["object_id"]
         assert np.array_equal(decoded, expected)
@@ -229,8 +232,9 @@ def test_points_are_drawn_on_the_overlay_of_a_prompted_run(tmp_path, clip):
     overlays = []
     for extra in ([], ["--points"]):
         out = tmp_path / f"run{len(extra)}"
-        result = track(str(video), "--mask", f"{mask}@2", "--out", str(out), "--model", "demo",
-                       *extra)  # fmt: skip
+        result = track(
+            str(video), "--mask", f"{mask}@2", "--out", str(out), "--model", "demo", *extra
+        )
         assert result.exit_code == 0, result.output
         with open_source(out / "overlay.mp4") as frames:
             overlays.append([f.rgb.astype(int) for f in frames])
@@ -246,9 +250,12 @@ def test_the_report_names_its_dashed_lines_reads_the_frame_rate_and_shows_the_pr
 
     assert frame_rate_text("3725/126", "input") == "29.56 frames/s (3725/126, input)"
     assert frame_rate_text("25", "--fps") == "25 frames/s (--fps)"
-    assert prompts_text([{"object": 1, "frame": 3, "kind": "points", "points": [[1, 2], [3, 4]]},
-                         {"object": 2, "frame": 0, "kind": "box", "box": [0, 0, 9, 9]}]) == (
-        "object 1: 2 points on frame 3; object 2: a box on frame 0")  # fmt: skip
+    assert prompts_text(
+        [
+            {"object": 1, "frame": 3, "kind": "points", "points": [[1, 2], [3, 4]]},
+            {"object": 2, "frame": 0, "kind": "box", "box": [0, 0, 9, 9]},
+        ]
+    ) == ("object 1: 2 points on frame 3; object 2: a box on frame 0")
     video, _ = clip
     out = tmp_path / "out"
     result = track(str(video), "--point", "1=20,20@2", "--out", str(out))

@@ -141,9 +141,11 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_a_killed_holder_frees_
     out = tmp_path / "out"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(out)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+        [sys.executable, "-c", HOLD_LOCK, str(out)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         refused = track(video, mask, out)
@@ -269,8 +271,9 @@ def test_segment_with_a_bad_second_image_writes_nothing(tmp_path, fake_model):
     for name in ("a.png", "b.png", "c.png"):
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), np.uint8)).save(album / name)
     target = tmp_path / "t.target"
-    save_target(target, Target(torch.randn(32)), model={"model": "vit_b"},
-                config=PerSAMConfig(), shots=1)  # fmt: skip
+    save_target(
+        target, Target(torch.randn(32)), model={"model": "vit_b"}, config=PerSAMConfig(), shots=1
+    )
     out = tmp_path / "found"
     (album / "b.png").write_bytes((album / "b.png").read_bytes()[:80])  # pixels cut
     damaged = invoke("segment", str(album), "--target", str(target), "--out", str(out))
@@ -379,8 +382,9 @@ def test_segment_batch_and_davis_refuse_a_folder_in_use(tmp_path, clip, fake_mod
     album.mkdir()
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(album / "a.png")
     target = tmp_path / "t.target"
-    save_target(target, Target(torch.randn(32)), model={"model": "vit_b"},
-                config=PerSAMConfig(), shots=1)  # fmt: skip
+    save_target(
+        target, Target(torch.randn(32)), model={"model": "vit_b"}, config=PerSAMConfig(), shots=1
+    )
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"input,mask,name\n{video},{mask},c0\n")
     root = tmp_path / "davis"
@@ -416,13 +420,16 @@ def test_segment_results_are_strict_json_when_a_score_is_not_finite(
     album.mkdir()
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(album / "a.png")
     target = tmp_path / "t.target"
-    save_target(target, Target(torch.randn(32)), model={"model": "vit_b"},
-                config=PerSAMConfig(), shots=1)  # fmt: skip
+    save_target(
+        target, Target(torch.randn(32)), model={"model": "vit_b"}, config=PerSAMConfig(), shots=1
+    )
     real = api.PerSAM.segment_features
 
     def nan_scores(self, *args, **kwargs):
-        return [dataclasses.replace(p, score=float("nan"), peak_similarity=float("inf"))
-                for p in real(self, *args, **kwargs)]  # fmt: skip
+        return [
+            dataclasses.replace(p, score=float("nan"), peak_similarity=float("inf"))
+            for p in real(self, *args, **kwargs)
+        ]
 
     monkeypatch.setattr(api.PerSAM, "segment_features", nan_scores)
     out = tmp_path / "found"

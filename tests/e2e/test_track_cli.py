@@ -23,8 +23,16 @@ def run(*args: str):
     return CliRunner().invoke(cli, ["track", *args, "-q"])
 
 
-def make_input(tmp_path: Path, *, n_frames=12, size_hw=(72, 96), fps=Fraction(25), audio=False,
-               objects=2, suffix=".mp4"):  # fmt: skip
+def make_input(
+    tmp_path: Path,
+    *,
+    n_frames=12,
+    size_hw=(72, 96),
+    fps=Fraction(25),
+    audio=False,
+    objects=2,
+    suffix=".mp4",
+):
     video = tmp_path / f"in{suffix}"
     make_video(video, n_frames=n_frames, size_hw=size_hw, fps=fps, audio=audio)
     labels = synthetic_labels(0, size_hw)
@@ -57,8 +65,9 @@ def test_track_writes_every_output(tmp_path, fake_model, size_hw, fps, audio, ob
         tmp_path, size_hw=size_hw, fps=fps, audio=audio, objects=objects
     )
     out = tmp_path / "out"
-    result = run(str(video), "--mask", str(mask), "--out", str(out), "--masked-video", "blur",
-                 "--points")  # fmt: skip
+    result = run(
+        str(video), "--mask", str(mask), "--out", str(out), "--masked-video", "blur", "--points"
+    )
     assert result.exit_code == 0, result.output
     assert "tracked" in result.output and str(out) in result.output
     masks = sorted((out / "masks").iterdir())
@@ -78,8 +87,12 @@ def test_track_writes_every_output(tmp_path, fake_model, size_hw, fps, audio, ob
     assert doc["status"] == "complete" and doc["error"] is None
     assert doc["object_ids"] == sorted(int(i) for i in np.unique(first) if i)
     assert doc["input"]["fps"] == str(fps) and doc["input"]["size_hw"] == list(size_hw)
-    assert doc["outputs"] == {"masks": "masks", "overlay": "overlay.mp4", "masked": "masked.mp4",
-                              "report": "report.html"}  # fmt: skip
+    assert doc["outputs"] == {
+        "masks": "masks",
+        "overlay": "overlay.mp4",
+        "masked": "masked.mp4",
+        "report": "report.html",
+    }
     assert set(doc["run"]) >= {"model", "config", "versions", "device"}
     assert doc["run"]["config"]["track"]["momentum"] == 0.9
     assert doc["timings"]["frames"] == 12
@@ -99,8 +112,18 @@ def test_track_folder_of_frames_and_alpha(tmp_path, fake_model):
     mask = tmp_path / "m.png"
     write_label_png(mask, synthetic_labels(0, (64, 80)))
     out = tmp_path / "out"
-    result = run(str(frames), "--mask", str(mask), "--out", str(out), "--masked-video", "alpha",
-                 "--no-overlay", "--fps", "30000/1001")  # fmt: skip
+    result = run(
+        str(frames),
+        "--mask",
+        str(mask),
+        "--out",
+        str(out),
+        "--masked-video",
+        "alpha",
+        "--no-overlay",
+        "--fps",
+        "30000/1001",
+    )
     assert result.exit_code == 0, result.output
     assert not (out / "overlay.mp4").exists()
     info = probe(out / "masked.mov")
@@ -255,12 +278,26 @@ def test_precision_choices_agree_with_the_encoder_and_the_readme():
 def test_int8_precision_is_recorded(tmp_path, fake_model):
     video, mask, _ = make_input(tmp_path, n_frames=3)
     out = tmp_path / "out"
-    result = run(str(video), "--mask", str(mask), "--out", str(out), "--precision", "int8",
-                 "--device", "cpu", "--no-overlay")  # fmt: skip
+    result = run(
+        str(video),
+        "--mask",
+        str(mask),
+        "--out",
+        str(out),
+        "--precision",
+        "int8",
+        "--device",
+        "cpu",
+        "--no-overlay",
+    )
     assert result.exit_code == 0, result.output
     encoder = json.loads((out / "results.json").read_text())["run"]["encoder"]
-    assert encoder == {"attention": "fast", "precision": "int8", "batch_frames": 1,
-                       "compile": False}  # fmt: skip
+    assert encoder == {
+        "attention": "fast",
+        "precision": "int8",
+        "batch_frames": 1,
+        "compile": False,
+    }
     default = tmp_path / "default"
     result = run(str(video), "--mask", str(mask), "--out", str(default), "--no-overlay")
     assert result.exit_code == 0, result.output
@@ -278,8 +315,9 @@ def test_int8_on_a_gpu_is_one_line_exit_2_before_the_model_loads(tmp_path, monke
     monkeypatch.setattr(cli_common, "load_model", no_model)
     monkeypatch.setattr(registry, "resolve_device", lambda device: torch.device("cuda"))
     video, mask, _ = make_input(tmp_path, n_frames=3)
-    result = run(str(video), "--mask", str(mask), "--out", str(tmp_path / "out"),
-                 "--precision", "int8")  # fmt: skip
+    result = run(
+        str(video), "--mask", str(mask), "--out", str(tmp_path / "out"), "--precision", "int8"
+    )
     assert result.exit_code == 2, result.output
     assert result.output.count("\n") == 1 and result.output.startswith("error: ")
     assert "--precision int8 runs on CPUs only" in result.output

@@ -59,9 +59,18 @@ def audio_packets(path: Path) -> int:
 
 def test_click_and_box_on_a_middle_frame_both_ways(tmp_path, video):
     out = tmp_path / "out"
-    result = run(str(video), "--out", str(out), "--model", "demo",
-                 "--point", f"{click_of(1, MIDDLE)}@{MIDDLE}",
-                 "--box", f"2={box_of(2, MIDDLE)}@{MIDDLE}", "--save-prompt-masks")  # fmt: skip
+    result = run(
+        str(video),
+        "--out",
+        str(out),
+        "--model",
+        "demo",
+        "--point",
+        f"{click_of(1, MIDDLE)}@{MIDDLE}",
+        "--box",
+        f"2={box_of(2, MIDDLE)}@{MIDDLE}",
+        "--save-prompt-masks",
+    )
     assert result.exit_code == 0, result.output
     assert "tracked 2 objects through 16 frames (both)" in result.output
     masks = sorted((out / "masks").iterdir())
@@ -78,8 +87,9 @@ def test_click_and_box_on_a_middle_frame_both_ways(tmp_path, video):
     assert doc["status"] == "complete" and doc["direction"] == "both"
     assert doc["annotated_frames"] == [MIDDLE]
     assert [(p["object"], p["kind"], p["frame"]) for p in doc["prompts"]] == [
-        (1, "points", MIDDLE), (2, "box", MIDDLE)
-    ]  # fmt: skip
+        (1, "points", MIDDLE),
+        (2, "box", MIDDLE),
+    ]
     directions = [f["directions"] for f in doc["frames"]]
     assert directions == [["backward"]] * MIDDLE + [["forward"]] * (N_FRAMES - MIDDLE)
     assert doc["frames"][MIDDLE]["objects"]["2"]["annotated"]
@@ -116,8 +126,19 @@ def test_masks_on_two_frames_and_a_later_object(tmp_path, video):
     two[two == 1] = 0
     write_label_png(later, two)
     out = tmp_path / "out"
-    result = run(str(video), "--out", str(out), "--model", "demo", "--mask", f"{first}@2",
-                 "--mask", f"{later}@12", "--direction", "forward")  # fmt: skip
+    result = run(
+        str(video),
+        "--out",
+        str(out),
+        "--model",
+        "demo",
+        "--mask",
+        f"{first}@2",
+        "--mask",
+        f"{later}@12",
+        "--direction",
+        "forward",
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "results.json").read_text())
     frames = doc["frames"]
@@ -130,9 +151,23 @@ def test_masks_on_two_frames_and_a_later_object(tmp_path, video):
 
 def test_backward_with_annotations_only_on_frame_0_says_so(tmp_path, video):
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["track", str(video), "--out", str(out), "--model", "demo",
-                                      "--point", click_of(1, 0), "--direction", "backward",
-                                      "-q", "--no-overlay"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "track",
+            str(video),
+            "--out",
+            str(out),
+            "--model",
+            "demo",
+            "--point",
+            click_of(1, 0),
+            "--direction",
+            "backward",
+            "-q",
+            "--no-overlay",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "nothing to track backward" in result.output
 
@@ -192,8 +227,10 @@ def test_a_prompt_sam_makes_nothing_of_is_one_line(tmp_path, video, monkeypatch)
     out = tmp_path / "out"
     result = run(str(video), "--out", str(out), "--model", "demo", "--point", "3=10,10@4")
     assert result.exit_code == 2
-    assert "--point 3=10,10@4: SAM turns the points prompt of object 3 on frame 4 into an " \
-           "empty mask" in result.output  # fmt: skip
+    assert (
+        "--point 3=10,10@4: SAM turns the points prompt of object 3 on frame 4 into an "
+        "empty mask" in result.output
+    )
     assert not out.exists()
 
 
@@ -207,19 +244,47 @@ def test_targets_combine_with_prompts_for_other_ids(tmp_path, video):
     one[one == 2] = 0
     write_label_png(mask, one)
     target = tmp_path / "red.target"
-    made = CliRunner().invoke(cli, ["personalize", str(image), "--mask", str(mask),
-                                    "--object", "1", "--out", str(target), "--model", "demo",
-                                    "-q"])  # fmt: skip
+    made = CliRunner().invoke(
+        cli,
+        [
+            "personalize",
+            str(image),
+            "--mask",
+            str(mask),
+            "--object",
+            "1",
+            "--out",
+            str(target),
+            "--model",
+            "demo",
+            "-q",
+        ],
+    )
     assert made.exit_code == 0, made.output
     out = tmp_path / "out"
-    both = run(str(video), "--out", str(out), "--target", str(target),
-               "--box", f"2={box_of(2, MIDDLE)}@{MIDDLE}", "--no-overlay")  # fmt: skip
+    both = run(
+        str(video),
+        "--out",
+        str(out),
+        "--target",
+        str(target),
+        "--box",
+        f"2={box_of(2, MIDDLE)}@{MIDDLE}",
+        "--no-overlay",
+    )
     assert both.exit_code == 0, both.output
     doc = json.loads((out / "results.json").read_text())
     assert doc["object_ids"] == [1, 2] and doc["target_ids"] == [1]
     assert doc["frames"][0]["objects"]["1"]["direction"] == "forward"
     assert doc["frames"][0]["objects"]["2"]["direction"] == "backward"
-    clash = run(str(video), "--out", str(tmp_path / "clash"), "--target", str(target),
-                "--point", f"{click_of(1, 3)}@3")  # fmt: skip
+    clash = run(
+        str(video),
+        "--out",
+        str(tmp_path / "clash"),
+        "--target",
+        str(target),
+        "--point",
+        f"{click_of(1, 3)}@3",
+    )
     assert clash.exit_code == 2 and "object id 1 is --target number 1" in clash.output
     assert not (tmp_path / "clash").exists()

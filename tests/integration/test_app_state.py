@@ -292,8 +292,11 @@ def test_a_model_that_cannot_be_loaded_is_a_message_and_is_tried_again(tmp_path,
     session = AppSession(ModelHolder(AppSettings(model_name="vit_b"), loader=flaky), tmp_path)
     try:
         session.open_path(str(video))
-        with pytest.raises(AppError, match=r"^cannot load the model 'vit_b': no network to "
-                                           r"download vit_b$"):  # fmt: skip
+        with pytest.raises(
+            AppError,
+            match=r"^cannot load the model 'vit_b': no network to "
+            r"download vit_b$",
+        ):
             session.click(0, 1, POSITIVE, *centre_of(1, 0))
         assert session.clicks == []
         session.click(0, 1, POSITIVE, *centre_of(1, 0))
@@ -318,17 +321,42 @@ def test_the_target_file_is_what_personalize_saves(tmp_path, session, video):
     runner = CliRunner()
     assert runner.invoke(cli, ["frame", str(video), "0", "-o", str(frame_png)]).exit_code == 0
     target = tmp_path / "cli.target"
-    result = runner.invoke(cli, ["personalize", str(frame_png), "--mask",
-                                 str(out / "prompt_masks" / "00000.png"), "--object", "1",
-                                 "--model", "demo", "-o", str(target), "-q"])  # fmt: skip
+    result = runner.invoke(
+        cli,
+        [
+            "personalize",
+            str(frame_png),
+            "--mask",
+            str(out / "prompt_masks" / "00000.png"),
+            "--object",
+            "1",
+            "--model",
+            "demo",
+            "-o",
+            str(target),
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     # The same tensors and metadata (not the same bytes: safetensors writes the metadata keys
     # in an order of its own, which differs between two writes of one target).
     assert contents(saved) == contents(target)
     # A saved target is found again by `track --target`.
     found = tmp_path / "found"
-    result = runner.invoke(cli, ["track", str(video), "--target", str(saved), "--out",
-                                 str(found), "-q", "--no-overlay", "--no-report"])  # fmt: skip
+    result = runner.invoke(
+        cli,
+        [
+            "track",
+            str(video),
+            "--target",
+            str(saved),
+            "--out",
+            str(found),
+            "-q",
+            "--no-overlay",
+            "--no-report",
+        ],
+    )
     assert result.exit_code == 0, result.output
 
 

@@ -206,6 +206,9 @@ def test_reference_errors_name_the_sequence(tmp_path):
     with pytest.raises(ValueError, match=r"^empty: first annotation 00000\.png: .* is empty"):
         DavisDataset(root).check_references()
     write_labels(_labels(3, (4, 4))[0], root / "Annotations" / "480p" / "empty" / "00000.png")
-    with pytest.raises(ValueError, match=r"^empty: first annotation 00000\.png is 4x4 but the "
-                                         r"frames are 8x6"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"^empty: first annotation 00000\.png is 4x4 but the "
+        r"frames are 8x6",
+    ):
         DavisDataset(root).check_references()

@@ -34,9 +34,18 @@ def davis_root(tmp_path_factory):
 def test_davis_command_runs_and_evaluates(davis_root, tmp_path, fake_model):
     out = tmp_path / "results"
     result = CliRunner().invoke(
-        cli, ["davis", "--davis-root", str(davis_root), "--out", str(out), "-q",
-              "--json", str(tmp_path / "report.json")],
-    )  # fmt: skip
+        cli,
+        [
+            "davis",
+            "--davis-root",
+            str(davis_root),
+            "--out",
+            str(out),
+            "-q",
+            "--json",
+            str(tmp_path / "report.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "3 sequences tracked" in result.output and "J&F-Mean" in result.output
     dataset = DavisDataset(davis_root)
@@ -50,8 +59,19 @@ def test_davis_command_runs_and_evaluates(davis_root, tmp_path, fake_model):
     # The report is the evaluation of exactly the results written (not a stale or other one).
     expected = evaluate_davis(dataset, out, progress=False).global_metrics
     assert report["global"] == pytest.approx(expected)
-    again = CliRunner().invoke(cli, ["eval", "--davis-root", str(davis_root), "--results", str(out),
-                                     "-q", "--csv", str(tmp_path / "g.csv")])  # fmt: skip
+    again = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "--davis-root",
+            str(davis_root),
+            "--results",
+            str(out),
+            "-q",
+            "--csv",
+            str(tmp_path / "g.csv"),
+        ],
+    )
     assert again.exit_code == 0 and "J&F-Mean" in again.output
     assert (tmp_path / "g.csv").read_text().startswith("J&F-Mean,")
 
@@ -88,8 +108,9 @@ def test_runner_refuses_to_mix_configs(davis_root, tmp_path, tiny_sam):
 
 
 def test_eval_errors_are_one_line(tmp_path):
-    result = CliRunner().invoke(cli, ["eval", "--davis-root", str(tmp_path / "nope"),
-                                      "--results", str(tmp_path)])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["eval", "--davis-root", str(tmp_path / "nope"), "--results", str(tmp_path)]
+    )
     assert result.exit_code == 2 and result.output.startswith("error: ")
     assert result.output.count("\n") == 1
 

@@ -110,8 +110,11 @@ def test_counts_that_differ_are_refused(clip, tmp_path):
     annotations = write_pngs(tmp_path / seq, gt, [f"frame_{i + 1}" for i in range(len(gt))])
     out = track_style_output(tmp_path / "tracked", gt)
     (out / "masks" / "00005.png").unlink()
-    with pytest.raises(ValueError, match=rf"{seq}: cannot pair {len(gt) - 1} result PNGs .* "
-                                         rf"with {len(gt)} annotations"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=rf"{seq}: cannot pair {len(gt) - 1} result PNGs .* "
+        rf"with {len(gt)} annotations",
+    ):
         evaluate_folder(annotations, out, progress=False)
 
 

@@ -217,9 +217,14 @@ def test_guided_decoder_equals_transcription_layer_by_layer(sam, guided, semanti
     try:
         with torch.no_grad():
             masks, iou = predict_masks(
-                decoder, image_embedding, image_pe, sparse, dense,
-                attn_bias=bias, target_embedding=target,
-            )  # fmt: skip
+                decoder,
+                image_embedding,
+                image_pe,
+                sparse,
+                dense,
+                attn_bias=bias,
+                target_embedding=target,
+            )
     finally:
         for h in hooks:
             h.remove()
@@ -294,9 +299,14 @@ def test_paper_image_pipeline_equals_official_transcription(sam, size):
             masks=None,
         )
         low, _, _ = plain_guided_decoder(
-            sam.mask_decoder, feat[None], sam.prompt_encoder.get_dense_pe(),
-            sparse, dense, attn_sim, target[None],
-        )  # fmt: skip
+            sam.mask_decoder,
+            feat[None],
+            sam.prompt_encoder.get_dense_pe(),
+            sparse,
+            dense,
+            attn_sim,
+            target[None],
+        )
         logits = low[:, :1].numpy()
         # Cascaded post-refinement with the stock predictor.
         masks, scores, logits = predictor.predict(
@@ -306,9 +316,12 @@ def test_paper_image_pipeline_equals_official_transcription(sam, size):
         ys, xs = np.nonzero(masks[best])
         box = np.array([xs.min(), ys.min(), xs.max(), ys.max()])
         masks, scores, logits = predictor.predict(
-            points, labels, box=box[None], mask_input=logits[best : best + 1],
+            points,
+            labels,
+            box=box[None],
+            mask_input=logits[best : best + 1],
             multimask_output=True,
-        )  # fmt: skip
+        )
         best = int(np.argmax(scores))
 
     # The transcription runs the stock SamPredictor, so PerSAM encodes with the stock attention

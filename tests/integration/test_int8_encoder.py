@@ -125,5 +125,8 @@ def test_int8_is_refused_off_the_cpu(tiny_sam):
 def test_auto_stays_float32_on_a_cpu_and_settings_say_what_runs(tiny_sam):
     assert FrameEncoder(tiny_sam, precision="auto").precision == "float32"
     assert FrameEncoder(tiny_sam, precision="int8").settings() == {
-        "attention": "fast", "precision": "int8", "batch_frames": 1, "compile": False,
-    }  # fmt: skip
+        "attention": "fast",
+        "precision": "int8",
+        "batch_frames": 1,
+        "compile": False,
+    }

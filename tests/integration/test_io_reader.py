@@ -449,11 +449,14 @@ def test_16_bit_frames_are_scaled_not_clipped(tmp_path):
     assert 100 < rgb[0].mean() < 155  # a ramp, not white
 
 
-@pytest.mark.parametrize("name,text", [
-    ("list.m3u8", "#EXTM3U\n#EXTINF:1,\n../secret.ts\n"),
-    ("innocent.mp4", "#EXTM3U\nfile:///etc/passwd\n"),
-    ("concat.txt", "ffconcat version 1.0\nfile 'other.mp4'\n"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,text",
+    [
+        ("list.m3u8", "#EXTM3U\n#EXTINF:1,\n../secret.ts\n"),
+        ("innocent.mp4", "#EXTM3U\nfile:///etc/passwd\n"),
+        ("concat.txt", "ffconcat version 1.0\nfile 'other.mp4'\n"),
+    ],
+)
 def test_playlists_are_refused_before_ffmpeg_follows_them(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)

@@ -24,8 +24,10 @@ STEP = (1, 2)
 def shifting(seed: int, n: int, start: int = 0) -> list[np.ndarray]:
     """(H, W, 3) uint8 frames of one texture moving by STEP per frame."""
     image = texture(seed)
-    return [np.repeat(view(image, STEP[0] * t, STEP[1] * t)[..., None], 3, axis=2)
-            for t in range(start, start + n)]  # fmt: skip
+    return [
+        np.repeat(view(image, STEP[0] * t, STEP[1] * t)[..., None], 3, axis=2)
+        for t in range(start, start + n)
+    ]
 
 
 def config(*overrides: str) -> PerSAMConfig:
@@ -52,8 +54,9 @@ def test_interval_1_through_the_keyframe_loop_is_the_plain_loop(tiny_sam):
 
 def test_carried_frames_are_the_flow_propagated_masks(tiny_sam):
     """Every 4th frame through SAM; on the others the masks move with the known shift (1 px)."""
-    results = list(VideoTracker(tiny_sam, config("keyframes.interval=4")).track(
-        shifting(0, 10), boxes()))  # fmt: skip
+    results = list(
+        VideoTracker(tiny_sam, config("keyframes.interval=4")).track(shifting(0, 10), boxes())
+    )
     assert [r.index for r in results if r.keyframe] == [0, 4, 8]
     for before, now in itertools.pairwise(results):
         if now.keyframe:
@@ -121,8 +124,11 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 def _peak_rss_kib(tmp_path, n: int) -> int:
     out = subprocess.run(
         [sys.executable, "-c", PEAK_RSS_SCRIPT, str(n), str(tmp_path / f"out{n}")],
-        capture_output=True, text=True, check=True, cwd=REPO_ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+    )
     return int(out.stdout.strip().splitlines()[-1])
 
 

@@ -11,10 +11,15 @@ from tests.helpers import REPO_ROOT
 
 def test_the_table_shows_what_the_weights_file_records():
     out = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tools" / "model_suite_table.py"),
-         str(demo_weights_path())],
-        capture_output=True, text=True, check=True,
-    ).stdout.splitlines()  # fmt: skip
+        [
+            sys.executable,
+            str(REPO_ROOT / "tools" / "model_suite_table.py"),
+            str(demo_weights_path()),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     header, _, row = out
     cells = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | "), strict=True))
     info = demo_model_info()

@@ -66,8 +66,13 @@ def test_mask_formats_give_the_same_target(tiny_sam, scene):
     image, mask = scene
     persam = PerSAM(tiny_sam)
     want = persam.personalize(image, mask).embedding
-    for variant in (mask.astype(np.uint8), mask.astype(np.uint8) * 255, mask[..., None],
-                    mask.astype(np.float32), mask.astype(np.int64)):  # fmt: skip
+    for variant in (
+        mask.astype(np.uint8),
+        mask.astype(np.uint8) * 255,
+        mask[..., None],
+        mask.astype(np.float32),
+        mask.astype(np.int64),
+    ):
         assert torch.equal(persam.personalize(image, variant).embedding, want)
 
 

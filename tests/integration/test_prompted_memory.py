@@ -36,8 +36,11 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 def _peak_rss_kib(tmp_path, n: int) -> int:
     out = subprocess.run(
         [sys.executable, "-c", PEAK_RSS_SCRIPT, str(n), str(tmp_path / f"run{n}")],
-        capture_output=True, text=True, check=True, cwd=REPO_ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+    )
     return int(out.stdout.strip().splitlines()[-1])
 
 

@@ -27,8 +27,11 @@ def click_and_box(mask: np.ndarray) -> tuple[list[list[float]], list[float]]:
     """A click at the centroid of ``mask`` and the box around it (pixel edges)."""
     ys, xs = np.nonzero(mask)
     return [[float(xs.mean()), float(ys.mean())]], [
-        float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
-    ]  # fmt: skip
+        float(xs.min()),
+        float(ys.min()),
+        float(xs.max() + 1),
+        float(ys.max() + 1),
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -89,8 +89,7 @@ def test_multi_shot_embedding_is_the_mean(tiny_sam):
 def test_target_file_round_trip_and_refusals(tmp_path):
     target = Target(torch.randn(32), torch.tensor([0.5, 0.3, 0.2]))
     model = {"model": "vit_b", "checkpoint": None, "checkpoint_sha256": "ab" * 32}
-    path = save_target(tmp_path / "cat.target", target, model=model,
-                       config=PerSAMConfig(), shots=2)  # fmt: skip
+    path = save_target(tmp_path / "cat.target", target, model=model, config=PerSAMConfig(), shots=2)
     loaded = load_target(path)
     assert torch.equal(loaded.target.embedding, target.embedding)
     assert torch.equal(loaded.target.mask_weights, target.mask_weights)
@@ -102,9 +101,11 @@ def test_target_file_round_trip_and_refusals(tmp_path):
         check_compatible(loaded, {**model, "checkpoint_sha256": "cd" * 32})
     # Another format version, a foreign safetensors file, and a pickle are all refused.
     other = tmp_path / "future.target"
-    save_file({"embedding": torch.zeros(4)}, str(other),
-              metadata={"format": "persam-video target", "format_version": "9",
-                        "persam_video": "9.0"})  # fmt: skip
+    save_file(
+        {"embedding": torch.zeros(4)},
+        str(other),
+        metadata={"format": "persam-video target", "format_version": "9", "persam_video": "9.0"},
+    )
     with pytest.raises(ValueError, match="target format 9"):
         load_target(other)
     foreign = tmp_path / "foreign.target"
@@ -122,14 +123,21 @@ def test_a_target_file_of_0_1_with_removed_config_keys_still_loads(tmp_path):
     removed (``config.REMOVED_KEYS``) hold them, at the values every preset had."""
     config = PerSAMConfig.paper_video().to_dict()
     config["prior"]["others_as_negatives"] = False
-    config["decode"].update(guide_refinement=False, select="last", select_prior_weight=1.0,
-                            select_contrast_weight=1.0)  # fmt: skip
+    config["decode"].update(
+        guide_refinement=False, select="last", select_prior_weight=1.0, select_contrast_weight=1.0
+    )
     config["memory"] = {"bank": 0, "min_score": 0.8, "stride": 5, "parts": 0}
     model = {"model": "vit_b", "checkpoint": None, "checkpoint_sha256": "ab" * 32}
     path = tmp_path / "old.target"
-    metadata = {"format": "persam-video target", "format_version": "1", "persam_video": "0.1.0",
-                "model": json.dumps(model), "config": json.dumps(config), "shots": "1",
-                "finetune": "null"}  # fmt: skip
+    metadata = {
+        "format": "persam-video target",
+        "format_version": "1",
+        "persam_video": "0.1.0",
+        "model": json.dumps(model),
+        "config": json.dumps(config),
+        "shots": "1",
+        "finetune": "null",
+    }
     save_file({"embedding": torch.ones(32)}, str(path), metadata=metadata)
     loaded = load_target(path)
     assert loaded.config == PerSAMConfig.paper_video() and loaded.made_by == "0.1.0"
@@ -142,9 +150,10 @@ def fake_model(monkeypatch):
     tiny_sam = build_sam(tiny_sam_spec(), seed=0)
     monkeypatch.setattr(cli_module, "load_model", lambda *args, **kwargs: tiny_sam)
     monkeypatch.setattr(
-        models, "model_metadata",
+        models,
+        "model_metadata",
         lambda name, checkpoint=None: {"model": name, "checkpoint_sha256": "x"},
-    )  # fmt: skip
+    )
     return tiny_sam
 
 
@@ -164,20 +173,38 @@ def test_personalize_segment_and_track_with_a_target(tmp_path, fake_model):
     write_label_png(mask, labels)
     runner = CliRunner()
     target = tmp_path / "obj.target"
-    ambiguous = runner.invoke(cli, ["personalize", str(images[0]), "--mask", str(mask),
-                                    "-o", str(target)])  # fmt: skip
+    ambiguous = runner.invoke(
+        cli, ["personalize", str(images[0]), "--mask", str(mask), "-o", str(target)]
+    )
     assert ambiguous.exit_code == 2 and "choose one with --object" in ambiguous.output
-    made = runner.invoke(cli, ["personalize", str(images[0]), "--mask", str(mask), "--object",
-                               "3", "--image", str(images[1]), "--mask", str(mask), "-o",
-                               str(target), "--finetune", "--set",
-                               "finetune.steps=50"])  # fmt: skip
+    made = runner.invoke(
+        cli,
+        [
+            "personalize",
+            str(images[0]),
+            "--mask",
+            str(mask),
+            "--object",
+            "3",
+            "--image",
+            str(images[1]),
+            "--mask",
+            str(mask),
+            "-o",
+            str(target),
+            "--finetune",
+            "--set",
+            "finetune.steps=50",
+        ],
+    )
     assert made.exit_code == 0, made.output
     assert "2 shots" in made.output and "PerSAM-F weights" in made.output
     assert load_target(target).target.mask_weights is not None
 
     out = tmp_path / "album"
-    found = runner.invoke(cli, ["segment", str(album), "--target", str(target), "--out",
-                                str(out), "-q"])  # fmt: skip
+    found = runner.invoke(
+        cli, ["segment", str(album), "--target", str(target), "--out", str(out), "-q"]
+    )
     assert found.exit_code == 0, found.output
     doc = json.loads((out / "results.json").read_text())
     assert len(doc["images"]) == 3
@@ -190,15 +217,38 @@ def test_personalize_segment_and_track_with_a_target(tmp_path, fake_model):
 
     video = tmp_path / "clip.mp4"
     make_video(video, n_frames=5, size_hw=(48, 64))
-    tracked = runner.invoke(cli, ["track", str(video), "--target", str(target), "--target",
-                                  str(target), "--out", str(tmp_path / "t"), "-q"])  # fmt: skip
+    tracked = runner.invoke(
+        cli,
+        [
+            "track",
+            str(video),
+            "--target",
+            str(target),
+            "--target",
+            str(target),
+            "--out",
+            str(tmp_path / "t"),
+            "-q",
+        ],
+    )
     assert tracked.exit_code == 0, tracked.output
     results = json.loads((tmp_path / "t" / "results.json").read_text())
     assert results["object_ids"] == [1, 2] and len(results["frames"]) == 5
     assert set(results["frames"][0]["objects"]) == {"1", "2"}
 
-    both = runner.invoke(cli, ["track", str(video), "--target", str(target), "--mask", str(mask),
-                               "--out", str(tmp_path / "x")])  # fmt: skip
+    both = runner.invoke(
+        cli,
+        [
+            "track",
+            str(video),
+            "--target",
+            str(target),
+            "--mask",
+            str(mask),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     # Targets combine with prompts; this mask is of another size, said in one line.
     assert both.exit_code == 2 and both.output.startswith("error: --mask ")
     assert len(both.output.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
@@ -206,11 +256,27 @@ def test_personalize_segment_and_track_with_a_target(tmp_path, fake_model):
 
 def test_targets_of_another_model_are_refused_on_the_command_line(tmp_path, fake_model):
     target = tmp_path / "t.target"
-    save_target(target, Target(torch.randn(32)), config=PerSAMConfig(), shots=1,
-                model={"model": "vit_h", "checkpoint_sha256": "y"})  # fmt: skip
+    save_target(
+        target,
+        Target(torch.randn(32)),
+        config=PerSAMConfig(),
+        shots=1,
+        model={"model": "vit_h", "checkpoint_sha256": "y"},
+    )
     video = tmp_path / "clip.mp4"
     make_video(video, n_frames=3, size_hw=(48, 64))
-    result = CliRunner().invoke(cli, ["track", str(video), "--target", str(target), "--out",
-                                      str(tmp_path / "o"), "--model", "vit_b"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "track",
+            str(video),
+            "--target",
+            str(target),
+            "--out",
+            str(tmp_path / "o"),
+            "--model",
+            "vit_b",
+        ],
+    )
     assert result.exit_code == 2
     assert "made with model vit_h, not vit_b" in result.output

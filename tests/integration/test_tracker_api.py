@@ -50,8 +50,11 @@ def _peak_rss_kib(tmp_path, n: int) -> int:
     root = REPO_ROOT
     out = subprocess.run(
         [sys.executable, "-c", PEAK_RSS_SCRIPT, str(n), str(tmp_path / f"out{n}")],
-        capture_output=True, text=True, check=True, cwd=root,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+    )
     return int(out.stdout.strip().splitlines()[-1])
 
 

@@ -131,8 +131,20 @@ def test_learning_rate_schedule(tool):
 def test_model_spec_follows_the_command_line(tool):
     default = tool.model_spec(tool.parse_args([]))
     assert default == tool.DEMO_SPEC  # the defaults are the bundled demo model's recipe
-    args = tool.parse_args(["--image-size", "320", "--encoder-dim", "64", "--encoder-depth", "6",
-                            "--encoder-heads", "2", "--decoder-dim", "96"])  # fmt: skip
+    args = tool.parse_args(
+        [
+            "--image-size",
+            "320",
+            "--encoder-dim",
+            "64",
+            "--encoder-depth",
+            "6",
+            "--encoder-heads",
+            "2",
+            "--decoder-dim",
+            "96",
+        ]
+    )
     spec = tool.model_spec(args)
     assert (spec.image_size, spec.encoder_dim, spec.encoder_depth) == (320, 64, 6)
     assert spec.encoder_global_attn == (2, 5) and spec.encoder_heads == 2
@@ -145,11 +157,42 @@ def test_a_short_training_run_writes_a_model_of_the_asked_architecture(tool, tmp
     """Two steps of a small architecture, evaluated on a handful of scenes: the file loads back
     with its spec and training facts (what the benchmark model suite is made of)."""
     out = tmp_path / "m.safetensors"
-    tool.main(["--out", str(out), "--steps", "2", "--batch-size", "2", "--workers", "0",
-               "--image-size", "128", "--loss-size", "64", "--encoder-dim", "32",
-               "--encoder-depth", "2", "--encoder-heads", "2", "--decoder-dim", "32",
-               "--embedding-weight", "0.25", "--name", "suite test", "--val-scenes", "2",
-               "--val-pairs", "2", "--persam-pairs", "1", "--log-every", "1"])  # fmt: skip
+    tool.main(
+        [
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--workers",
+            "0",
+            "--image-size",
+            "128",
+            "--loss-size",
+            "64",
+            "--encoder-dim",
+            "32",
+            "--encoder-depth",
+            "2",
+            "--encoder-heads",
+            "2",
+            "--decoder-dim",
+            "32",
+            "--embedding-weight",
+            "0.25",
+            "--name",
+            "suite test",
+            "--val-scenes",
+            "2",
+            "--val-pairs",
+            "2",
+            "--persam-pairs",
+            "1",
+            "--log-every",
+            "1",
+        ]
+    )
     sam, metadata = tool.load_weights(out)
     assert metadata["name"] == "suite test"
     assert sam.image_encoder.img_size == 128 and len(sam.image_encoder.blocks) == 2

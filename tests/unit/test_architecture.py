@@ -142,8 +142,11 @@ def test_the_subpackages_are_the_layers():
 
 
 def _copy_package(tmp_path: Path) -> Path:
-    shutil.copytree(REPO_ROOT / PACKAGE, tmp_path / PACKAGE, ignore=shutil.ignore_patterns(
-        "assets", "presets", "__pycache__"))  # fmt: skip
+    shutil.copytree(
+        REPO_ROOT / PACKAGE,
+        tmp_path / PACKAGE,
+        ignore=shutil.ignore_patterns("assets", "presets", "__pycache__"),
+    )
     return tmp_path
 
 

@@ -93,10 +93,14 @@ def test_yaml_files_are_strict_and_round_trip(tmp_path):
 #: The keys of experiments removed in 0.2 (``REMOVED_KEYS``), at the values every preset had.
 OLD_KEYS = {
     "prior": {"others_as_negatives": False},
-    "decode": {"guide_refinement": False, "select": "last", "select_prior_weight": 1.0,
-               "select_contrast_weight": 1.0},
+    "decode": {
+        "guide_refinement": False,
+        "select": "last",
+        "select_prior_weight": 1.0,
+        "select_contrast_weight": 1.0,
+    },
     "memory": {"bank": 0, "min_score": 0.8, "stride": 5, "parts": 0},
-}  # fmt: skip
+}
 
 
 def _with_old_keys(config: PerSAMConfig, old: dict) -> dict:
@@ -129,9 +133,14 @@ def test_configs_with_removed_keys_still_load(tmp_path, recwarn):
 
 @pytest.mark.parametrize(
     "section, key, value",
-    [("memory", "bank", 8), ("memory", "parts", 3), ("decode", "select", "consistency"),
-     ("decode", "guide_refinement", True), ("prior", "others_as_negatives", True)],
-)  # fmt: skip
+    [
+        ("memory", "bank", 8),
+        ("memory", "parts", 3),
+        ("decode", "select", "consistency"),
+        ("decode", "guide_refinement", True),
+        ("prior", "others_as_negatives", True),
+    ],
+)
 def test_a_removed_experiment_that_was_on_is_dropped_with_a_warning(section, key, value):
     data = _with_old_keys(PerSAMConfig(), {section: {key: value}})
     with pytest.warns(UserWarning, match=rf"'{section}\.{key}' was removed.*is ignored"):

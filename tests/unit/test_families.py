@@ -102,8 +102,9 @@ def test_family_clips_are_deterministic_valid_and_exact(family):
 
 def test_families_draw_from_their_own_streams():
     seed = BENCHMARK_FIRST_SEED
-    firsts = {family: make_family_clip(family, seed, size_hw=(120, 160)).frames[0]
-              for family in FAMILIES}  # fmt: skip
+    firsts = {
+        family: make_family_clip(family, seed, size_hw=(120, 160)).frames[0] for family in FAMILIES
+    }
     mixed = make_clip(seed, n_frames=1, size_hw=(120, 160)).frames[0]
     for family, frame in firsts.items():
         assert np.abs(frame.astype(int) - mixed).mean() > 5.0, family

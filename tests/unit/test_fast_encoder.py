@@ -15,17 +15,40 @@ REL_TOL = 1e-4
 
 SPECS = {
     # vit_b's head size (64) and windows of 14, at smaller inputs
-    "vitb_heads_224": SamSpec(image_size=224, encoder_dim=128, encoder_depth=2, encoder_heads=2,
-                              encoder_global_attn=(1,), window_size=14, decoder_dim=32,
-                              decoder_mlp_dim=64, iou_head_hidden_dim=32),
-    "windows_not_dividing_320": SamSpec(image_size=320, encoder_dim=96, encoder_depth=3,
-                                        encoder_heads=3, encoder_global_attn=(2,), window_size=7,
-                                        decoder_dim=32, decoder_mlp_dim=64,
-                                        iou_head_hidden_dim=32),
-    "demo_like_256": SamSpec(image_size=256, encoder_dim=96, encoder_depth=4, encoder_heads=4,
-                             encoder_global_attn=(1, 3), window_size=8, decoder_dim=128,
-                             decoder_mlp_dim=512, iou_head_hidden_dim=128),
-}  # fmt: skip
+    "vitb_heads_224": SamSpec(
+        image_size=224,
+        encoder_dim=128,
+        encoder_depth=2,
+        encoder_heads=2,
+        encoder_global_attn=(1,),
+        window_size=14,
+        decoder_dim=32,
+        decoder_mlp_dim=64,
+        iou_head_hidden_dim=32,
+    ),
+    "windows_not_dividing_320": SamSpec(
+        image_size=320,
+        encoder_dim=96,
+        encoder_depth=3,
+        encoder_heads=3,
+        encoder_global_attn=(2,),
+        window_size=7,
+        decoder_dim=32,
+        decoder_mlp_dim=64,
+        iou_head_hidden_dim=32,
+    ),
+    "demo_like_256": SamSpec(
+        image_size=256,
+        encoder_dim=96,
+        encoder_depth=4,
+        encoder_heads=4,
+        encoder_global_attn=(1, 3),
+        window_size=8,
+        decoder_dim=128,
+        decoder_mlp_dim=512,
+        iou_head_hidden_dim=128,
+    ),
+}
 
 
 def randomized(spec: SamSpec, seed: int):

@@ -31,8 +31,9 @@ def texture(seed: int, size=(SIZE[0] + 2 * MARGIN, SIZE[1] + 2 * MARGIN)) -> np.
 
 def view(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """The frame showing ``image`` moved by (dy, dx): frame[y, x] = image[y - dy, x - dx]."""
-    return np.ascontiguousarray(image[MARGIN - dy : MARGIN - dy + SIZE[0],
-                                      MARGIN - dx : MARGIN - dx + SIZE[1]])  # fmt: skip
+    return np.ascontiguousarray(
+        image[MARGIN - dy : MARGIN - dy + SIZE[0], MARGIN - dx : MARGIN - dx + SIZE[1]]
+    )
 
 
 def boxes(dy: int = 0, dx: int = 0) -> np.ndarray:
@@ -161,10 +162,14 @@ def counts(**values: int) -> np.ndarray:
 def carried(*, areas, dropped=None, leaving=None, frame=0.0, previous=None) -> Propagation:
     previous = counts(o1=1000) if previous is None else previous
     return Propagation(
-        labels=np.zeros((1, 1), np.uint8), fb_error=np.zeros((1, 1), np.float32),
-        previous=previous, areas=areas, dropped=dropped if dropped is not None else counts(),
-        leaving=leaving if leaving is not None else counts(), frame_inconsistent=frame,
-    )  # fmt: skip
+        labels=np.zeros((1, 1), np.uint8),
+        fb_error=np.zeros((1, 1), np.float32),
+        previous=previous,
+        areas=areas,
+        dropped=dropped if dropped is not None else counts(),
+        leaving=leaving if leaving is not None else counts(),
+        frame_inconsistent=frame,
+    )
 
 
 def test_the_schedule():

@@ -77,9 +77,14 @@ def test_nesting_up_to_the_limit_still_parses():
 
 
 def _target_metadata(**changes: str) -> dict[str, str]:
-    metadata = {"format": "persam-video target", "format_version": "1", "persam_video": "0.1",
-                "model": json.dumps({"model": "demo"}),
-                "config": json.dumps(PerSAMConfig().to_dict()), "shots": "1"}  # fmt: skip
+    metadata = {
+        "format": "persam-video target",
+        "format_version": "1",
+        "persam_video": "0.1",
+        "model": json.dumps({"model": "demo"}),
+        "config": json.dumps(PerSAMConfig().to_dict()),
+        "shots": "1",
+    }
     return {**metadata, **changes}
 
 
@@ -97,8 +102,9 @@ def test_deeply_nested_target_metadata_is_refused(tmp_path, depth, field):
 @pytest.mark.parametrize("depth", DEPTHS)
 def test_deeply_nested_manifest_rows_and_run_records_are_refused(tmp_path, depth):
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text('{"input": "a.mp4", "mask": "m.png", "overrides": '
-                        + "[" * depth + "]" * depth + "}\n")  # fmt: skip
+    manifest.write_text(
+        '{"input": "a.mp4", "mask": "m.png", "overrides": ' + "[" * depth + "]" * depth + "}\n"
+    )
     with pytest.raises(ManifestError, match=r"m\.jsonl:1: .*deeper than"):
         read_manifest(manifest, PerSAMConfig())
     record = tmp_path / "run.json"
@@ -118,8 +124,10 @@ def _numeric_fields() -> list[tuple[str, type, typing.Any]]:
     """(``section.field``, its type, the dataclass of its section) of every int or float field
     of every config dataclass (SpanRules too)."""
     found = []
-    sections = [(f.name, typing.get_type_hints(PerSAMConfig)[f.name])
-                for f in dataclasses.fields(PerSAMConfig)]  # fmt: skip
+    sections = [
+        (f.name, typing.get_type_hints(PerSAMConfig)[f.name])
+        for f in dataclasses.fields(PerSAMConfig)
+    ]
     for section, cls in sections:
         for name, kind in typing.get_type_hints(cls).items():
             if kind in (int, float):
@@ -228,8 +236,9 @@ BAD_TARGETS = {
 }
 
 
-@pytest.mark.parametrize("name", [name for name in BAD_TARGETS if "nan" not in name
-                                  and name != "inf"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name", [name for name in BAD_TARGETS if "nan" not in name and name != "inf"]
+)
 def test_target_values_personalize_cannot_make_are_refused(tmp_path, name):
     embedding, weights, expected = BAD_TARGETS[name]
     path = _target_file(tmp_path, name, embedding, weights)
@@ -249,8 +258,13 @@ def test_non_finite_targets_are_refused_and_genuine_ones_load(tmp_path):
             load_target(_target_file(tmp_path, name, embedding, weights))
     weights = torch.tensor([0.5, 0.3, 0.2])
     for embedding in (torch.randn(32), torch.full((32,), 50.0), torch.full((32,), -0.01)):
-        path = save_target(tmp_path / "ok.target", Target(embedding, weights),
-                           model={"model": "demo"}, config=PerSAMConfig(), shots=1)  # fmt: skip
+        path = save_target(
+            tmp_path / "ok.target",
+            Target(embedding, weights),
+            model={"model": "demo"},
+            config=PerSAMConfig(),
+            shots=1,
+        )
         assert torch.equal(load_target(path).target.embedding, embedding)
 
 

@@ -24,8 +24,11 @@ def test_readme_find_section_names_exactly_the_options_of_find():
     text = (ROOT / "README.md").read_text()
     section = text.split("## Find targets in many clips", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-q)\b", section))
-    shown = [param for param in find.params if param.opts[0].startswith("-")
-             and not getattr(param, "hidden", False)]  # fmt: skip
+    shown = [
+        param
+        for param in find.params
+        if param.opts[0].startswith("-") and not getattr(param, "hidden", False)
+    ]
     undocumented = [param.opts[0] for param in shown if not documented & set(param.opts)]
     unknown = documented - {name for param in find.params for name in param.opts}
     assert undocumented == [] and unknown == set(), (undocumented, unknown)

@@ -45,10 +45,12 @@ def test_explicit_threads_and_the_environment(monkeypatch):
 
 def test_busy_cpus_counts_all_work(monkeypatch, tmp_path):
     """/proc/stat: user, nice, system, irq, softirq and steal count; idle and iowait do not."""
-    samples = iter([
-        [100, 500, 100, 1000, 50, 0, 0, 0],
-        [100 + 60, 500 + 90, 100 + 20, 1000 + 20, 50 + 10, 0, 0, 0],  # 200 ticks in all
-    ])  # fmt: skip
+    samples = iter(
+        [
+            [100, 500, 100, 1000, 50, 0, 0, 0],
+            [100 + 60, 500 + 90, 100 + 20, 1000 + 20, 50 + 10, 0, 0, 0],  # 200 ticks in all
+        ]
+    )
     monkeypatch.setattr(runtime, "_cpu_times", lambda: next(samples))
     monkeypatch.setattr(runtime.time, "sleep", lambda s: None)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)

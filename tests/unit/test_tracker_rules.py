@@ -59,10 +59,15 @@ def _prediction(mask_pixels: int, score: float, peak: float) -> Prediction:
     mask.view(-1)[:mask_pixels] = True
     logits = torch.where(mask, 1.0, -1.0)
     return Prediction(
-        mask=mask, mask_logits=logits, low_res_logits=logits[None], score=score,
-        points=torch.zeros(1, 2), labels=torch.ones(1, dtype=torch.int64),
-        similarity=torch.zeros(10, 10), peak_similarity=peak,
-    )  # fmt: skip
+        mask=mask,
+        mask_logits=logits,
+        low_res_logits=logits[None],
+        score=score,
+        points=torch.zeros(1, 2),
+        labels=torch.ones(1, dtype=torch.int64),
+        similarity=torch.zeros(10, 10),
+        peak_similarity=peak,
+    )
 
 
 def test_absence_rules():
@@ -148,11 +153,15 @@ def test_absent_objects_are_searched_again_without_box(tiny_sam, monkeypatch):
 def _scripted(mask: torch.Tensor, score: float, peak: float) -> Prediction:
     logits = torch.where(mask, 5.0, -5.0)
     return Prediction(
-        mask=mask, mask_logits=logits, low_res_logits=logits[None, :16, :16], score=score,
+        mask=mask,
+        mask_logits=logits,
+        low_res_logits=logits[None, :16, :16],
+        score=score,
         points=torch.tensor([[40.0, 30.0]], dtype=torch.float64),
-        labels=torch.ones(1, dtype=torch.int64), similarity=torch.zeros(mask.shape),
+        labels=torch.ones(1, dtype=torch.int64),
+        similarity=torch.zeros(mask.shape),
         peak_similarity=peak,
-    )  # fmt: skip
+    )
 
 
 def test_overlapping_objects_never_share_pixels(tiny_sam, monkeypatch):
@@ -168,13 +177,27 @@ def test_overlapping_objects_never_share_pixels(tiny_sam, monkeypatch):
 
     def script(call, feats):
         return [
-            Prediction(mask=a > 0, mask_logits=a - 1, low_res_logits=a[None], score=0.9,
-                       points=torch.zeros(1, 2), labels=torch.ones(1, dtype=torch.int64),
-                       similarity=a, peak_similarity=0.9),
-            Prediction(mask=b > 0, mask_logits=b - 1, low_res_logits=b[None], score=0.9,
-                       points=torch.zeros(1, 2), labels=torch.ones(1, dtype=torch.int64),
-                       similarity=b, peak_similarity=0.9),
-        ]  # fmt: skip
+            Prediction(
+                mask=a > 0,
+                mask_logits=a - 1,
+                low_res_logits=a[None],
+                score=0.9,
+                points=torch.zeros(1, 2),
+                labels=torch.ones(1, dtype=torch.int64),
+                similarity=a,
+                peak_similarity=0.9,
+            ),
+            Prediction(
+                mask=b > 0,
+                mask_logits=b - 1,
+                low_res_logits=b[None],
+                score=0.9,
+                points=torch.zeros(1, 2),
+                labels=torch.ones(1, dtype=torch.int64),
+                similarity=b,
+                peak_similarity=0.9,
+            ),
+        ]
 
     tracker = VideoTracker(tiny_sam, PerSAMConfig())
     _script_decoding(tracker, monkeypatch, _FakeSegmenter(script))
