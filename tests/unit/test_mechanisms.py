@@ -5,6 +5,7 @@ absence with hysteresis and re-entry at the border (alone and in the tracker).""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import numpy as np
 import pytest
@@ -336,11 +337,15 @@ def test_hysteresis_keeps_an_object_through_n_minus_1_bad_frames_and_drops_it_on
 def _scripted(mask: torch.Tensor, score: float) -> Prediction:
     logits = torch.where(mask, 5.0, -5.0)
     return Prediction(
-        mask=mask, mask_logits=logits, low_res_logits=logits[None, :16, :16], score=score,
+        mask=mask,
+        mask_logits=logits,
+        low_res_logits=logits[None, :16, :16],
+        score=score,
         points=torch.tensor([[40.0, 30.0]], dtype=torch.float64),
-        labels=torch.ones(1, dtype=torch.int64), similarity=torch.zeros(mask.shape),
+        labels=torch.ones(1, dtype=torch.int64),
+        similarity=torch.zeros(mask.shape),
         peak_similarity=0.9,
-    )  # fmt: skip
+    )
 
 
 def _script_decoding(tracker: VideoTracker, monkeypatch, fake) -> None:
@@ -484,18 +489,57 @@ MECHANISMS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(MECHANISMS))
-def test_the_tracker_runs_with_each_mechanism(tiny_sam, name):
-    """Two objects over four frames of a random-weight model: every mechanism runs through the
-    whole tracker, and the label maps stay well formed (only known ids, objects never share)."""
+#: The function each mechanism runs through (module, name), where one marks it: called with the
+#: mechanism on, never with every mechanism off. The others have none of their own (the mask
+#: prior is a prompt; hysteresis and the border check run on every frame, and the border rule
+#: acts only where an object leaves, which these frames do not show).
+MECHANISM_CALLS = {
+    "affinity prior": ("persam_video.video.tracker", "propagate_logits"),
+    "flow prior": ("persam_video.video.tracker", "warp_low_res"),
+    "negatives": ("persam_video.persam.cascade", "_distractor_negatives"),
+    "jump guard": ("persam_video.video.guards", "guard_jumps"),
+    "detached parts": ("persam_video.video.guards", "drop_detached"),
+}
+#: Every mechanism off.
+ALL_OFF = [
+    "track.temporal_prior=none",
+    "prior.distractor_negatives=0",
+    "decode.jump_iou=0",
+    "track.reenter_at_border=false",
+    "decode.drop_detached=false",
+]
+
+
+def track_two_objects(sam, overrides: list[str]) -> list:
+    """Two objects over four random frames, ``overrides`` on top of the default config."""
     rng = np.random.default_rng(3)
     frames = [random_image(rng, 64, 80) for _ in range(4)]
     first = np.zeros((64, 80), np.uint8)
     first[ellipse_mask(64, 80, 20, 20, 10, 12)] = 1
     first[ellipse_mask(64, 80, 42, 58, 12, 14)] = 2
-    config = PerSAMConfig().with_overrides(["track.update_min_score=0", *MECHANISMS[name]])
-    results = list(VideoTracker(tiny_sam, config).track(frames, first))
+    config = PerSAMConfig().with_overrides(["track.update_min_score=0", *overrides])
+    return list(VideoTracker(sam, config).track(frames, first))
+
+
+@pytest.mark.parametrize("name", sorted(MECHANISMS))
+def test_the_tracker_runs_with_each_mechanism(tiny_sam, name, monkeypatch):
+    """Every mechanism runs through the whole tracker (its own function is called, and is not
+    with every mechanism off), and the label maps stay well formed (only known ids)."""
+    calls = []
+    if name in MECHANISM_CALLS:
+        module = importlib.import_module(MECHANISM_CALLS[name][0])
+        original = getattr(module, MECHANISM_CALLS[name][1])
+
+        def counted(*args, **kwargs):
+            calls.append(1)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, MECHANISM_CALLS[name][1], counted)
+        track_two_objects(tiny_sam, ALL_OFF)
+        assert calls == [], f"{name} ran with every mechanism off"
+    results = track_two_objects(tiny_sam, [*ALL_OFF, *MECHANISMS[name]])
     assert len(results) == 4
+    assert calls or name not in MECHANISM_CALLS, f"{name} never ran"
     for result in results:
         assert set(np.unique(result.labels)) <= {0, 1, 2}
         assert [o.obj_id for o in result.objects] == [1, 2]
