@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from persam_video.model.spec import build_sam, tiny_sam_spec
+from persam_video.model.spec import build_sam_from_spec, tiny_sam_spec
 from persam_video.runtime import THREADS_ENV, apply_threads, choose_threads
 
 # One CPU thread per test process (and for the commands tests start): on a 2-core machine with
@@ -23,13 +23,13 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 @pytest.fixture(scope="session")
 def tiny_sam():
     """A 128-px SAM with random weights (grid 8x8), for mechanics tests."""
-    return build_sam(tiny_sam_spec(), seed=0)
+    return build_sam_from_spec(tiny_sam_spec(), seed=0)
 
 
 @pytest.fixture(scope="session")
 def small_sam():
     """A 256-px SAM with random weights (grid 16x16) and wider layers."""
-    return build_sam(
+    return build_sam_from_spec(
         tiny_sam_spec(image_size=256, encoder_dim=48, encoder_depth=2, decoder_dim=64), seed=1
     )
 
@@ -46,7 +46,7 @@ def fake_model(monkeypatch):
     import persam_video.cli.common as cli_common
     from persam_video.model import registry
 
-    sam = build_sam(tiny_sam_spec(), seed=0)
+    sam = build_sam_from_spec(tiny_sam_spec(), seed=0)
     monkeypatch.setattr(cli_common, "load_model", lambda *args, **kwargs: sam)
     monkeypatch.setattr(registry, "model_metadata", lambda name, checkpoint=None: {"model": name})
     return sam

@@ -77,7 +77,7 @@ from persam_video.apps.track import (  # noqa: E402
 )
 from persam_video.config import load_config  # noqa: E402
 from persam_video.io import open_source, read_mask  # noqa: E402
-from persam_video.model import build_sam, load_sam, resolve_device, tiny_sam_spec  # noqa: E402
+from persam_video.model import build_sam_from_spec, load_sam, resolve_device, tiny_sam_spec  # noqa: E402
 from persam_video.model.attention import fast_image_encoder  # noqa: E402
 from persam_video.model.quantize import int8_image_encoder  # noqa: E402
 from persam_video.persam import cascade  # noqa: E402
@@ -129,7 +129,7 @@ def make_model(name: str, device: torch.device, checkpoint: str | None):
         return sam_model_registry[name](checkpoint=None).eval().to(device)
     if name == "tiny":
         spec = tiny_sam_spec(image_size=256, encoder_dim=96, encoder_depth=4, decoder_dim=128)
-        return build_sam(spec, seed=0).to(device)
+        return build_sam_from_spec(spec, seed=0).to(device)
     return load_sam(name, checkpoint=checkpoint, device=device)
 
 

@@ -59,7 +59,7 @@ from persam_video.eval.evaluate import evaluate_davis
 from persam_video.io import write_label_png
 from persam_video.model import load_sam, model_metadata, resolve_device
 from persam_video.model.checkpoints import sha256_of
-from persam_video.model.spec import SamSpec, build_sam
+from persam_video.model.spec import SamSpec, build_sam_from_spec
 from persam_video.runtime import apply_threads, choose_threads
 from persam_video.synthetic import BENCHMARK_FIRST_SEED, FAMILIES
 from persam_video.synthetic.export import (
@@ -172,7 +172,7 @@ def load_weights_file(path: Path) -> Sam:
         if "spec" not in metadata:
             raise ValueError(f"{path} has no architecture ('spec') in its metadata")
         state = {key: f.get_tensor(key).float() for key in f.keys()}
-    sam = build_sam(SamSpec.from_dict(json.loads(metadata["spec"])))
+    sam = build_sam_from_spec(SamSpec.from_dict(json.loads(metadata["spec"])))
     sam.load_state_dict(state)
     return sam.eval()
 

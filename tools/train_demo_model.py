@@ -66,7 +66,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from persam_video.config import PerSAMConfig, PriorConfig
 from persam_video.model.checkpoints import sha256_of
-from persam_video.model.spec import SamSpec, build_sam
+from persam_video.model.spec import SamSpec, build_sam_from_spec
 from persam_video.persam import PerSAM
 from persam_video.persam.encoder import FrameEncoder
 from persam_video.persam.prior import pool_embedding, reference_cells, similarity_grid
@@ -790,7 +790,7 @@ def load_weights(path: Path) -> tuple[Sam, dict[str, str]]:
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
         state = {k: f.get_tensor(k).float() for k in f.keys()}
-    sam = build_sam(SamSpec.from_dict(json.loads(metadata["spec"])))
+    sam = build_sam_from_spec(SamSpec.from_dict(json.loads(metadata["spec"])))
     sam.load_state_dict(state)
     return sam.eval(), metadata
 
@@ -940,7 +940,7 @@ def main(argv: list[str] | None = None) -> None:
 
     command = shlex.join(["python", "tools/train_demo_model.py", *sys.argv[1:]])
     spec = model_spec(args)
-    sam = build_sam(spec, seed=args.seed)
+    sam = build_sam_from_spec(spec, seed=args.seed)
     n_params = sum(p.numel() for p in sam.parameters())
     print(f"demo SAM: {n_params:,} parameters, spec {json.dumps(spec.to_dict())}", flush=True)
     start = time.perf_counter()
@@ -949,7 +949,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # Validate exactly what is stored: the weights rounded to the storage precision.
     state = rounded_state(sam, STORAGE_DTYPES[args.storage_dtype])
-    stored = build_sam(spec)
+    stored = build_sam_from_spec(spec)
     stored.load_state_dict({k: v.float() for k, v in state.items()})
     stored.eval()
     eval_start = time.perf_counter()

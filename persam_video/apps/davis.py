@@ -24,8 +24,10 @@ from persam_video.apps.run_record import check_run_record
 from persam_video.atomic import atomic_folder, check_not_overwriting, run_folder
 from persam_video.eval.davis_dataset import DavisDataset
 from persam_video.io import open_source, write_label_png
+from persam_video.io.streamed import StreamedFrames
 from persam_video.progress import progress_bar
 from persam_video.video import VideoTracker
+from persam_video.video.engine import Engine, as_engine
 from persam_video.video.state import FrameResult
 
 RUN_RECORD = "run.json"
@@ -45,7 +47,7 @@ class DavisRun:
 
 
 def run_davis(
-    tracker: VideoTracker,
+    tracker: Engine | VideoTracker,
     dataset: DavisDataset,
     out_dir: str | Path,
     *,
@@ -57,7 +59,8 @@ def run_davis(
     """Track every sequence of ``dataset`` from its first annotation into ``out_dir``.
 
     Args:
-        tracker: the tracker (model and config).
+        tracker: the engine (:class:`~persam_video.video.engine.Engine`), or a
+            :class:`VideoTracker` (model and config) as the PerSAM engine.
         dataset: the DAVIS subset.
         out_dir: results folder (created if needed).
         record: what identifies the run (model, checkpoint hash); stored with the config in
@@ -72,12 +75,13 @@ def run_davis(
             for every sequence before ``out_dir`` is touched) or a frame that cannot be.
     """
     dataset.check_references()
+    engine = as_engine(tracker)
     out = Path(out_dir)
     claimed = [RUN_RECORD, *dataset.sequences]
     check_not_overwriting(dataset.sequence_folders(), [out / name for name in claimed])
     with run_folder(out, DAVIS_COMMAND, claimed) as claim:
         claim.record(pending=[RUN_RECORD])
-        check_run_record(out / RUN_RECORD, {**(record or {}), "config": tracker.config.to_dict()})
+        check_run_record(out / RUN_RECORD, {**(record or {}), "config": engine.record()["config"]})
         done, skipped, frames = [], [], 0
         start = time.perf_counter()
         sequences = progress_bar(dataset.sequences, desc="sequences", unit="seq", enabled=progress)
@@ -90,7 +94,7 @@ def run_davis(
             sequences.set_postfix_str(seq)
             claim.record(pending=[seq])  # ours once it moves into place, even if we die then
             try:
-                _track_sequence(tracker, dataset, seq, final, names, progress, on_result)
+                _track_sequence(engine, dataset, seq, final, names, progress, on_result)
             except ValueError as exc:
                 message = str(exc)
                 if message.startswith(f"{seq}:") or f"/{seq}/" in message:  # already named
@@ -106,7 +110,7 @@ def run_davis(
 
 
 def _track_sequence(
-    tracker: VideoTracker,
+    engine: Engine,
     dataset: DavisDataset,
     seq: str,
     final: Path,
@@ -119,7 +123,9 @@ def _track_sequence(
         source = open_source(dataset.frame_paths(seq)[0].parent)
         bar = progress_bar(total=len(names), desc=seq, unit="frame", enabled=progress, nested=True)
         with source, bar:
-            for result in tracker.track(source, dataset.reference(seq)):
+            session = engine.open_session(StreamedFrames(source))
+            session.add_labels(0, dataset.reference(seq))
+            for result in session.propagate("forward"):
                 write_label_png(tmp / f"{names[result.index]}.png", result.labels)
                 if on_result is not None:
                     on_result(seq, result)

@@ -18,7 +18,7 @@ from PIL import Image
 from segment_anything.modeling import Sam
 
 from persam_video.apps import visualize
-from persam_video.apps.track import finite_or_none, versions
+from persam_video.apps.outputs import finite_or_none, versions
 from persam_video.atomic import (
     OutputClaim,
     check_not_overwriting,

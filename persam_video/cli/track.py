@@ -175,7 +175,7 @@ def track(
     from persam_video.io import open_source
     from persam_video.model.registry import model_metadata
     from persam_video.video import VideoTracker
-    from persam_video.video.session import check_every_frame
+    from persam_video.video.session import check_keyframes
 
     specs = parse_prompts(mask_specs, point_specs, neg_point_specs, box_specs)
     outputs = OutputOptions(
@@ -188,7 +188,12 @@ def track(
         heatmap=heatmap,
     )
     if (target_paths and specs) or needs_prompt_path(specs, direction):
-        check_every_frame(common.build_config(config_name, overrides, finetune))
+        check_keyframes(
+            common.build_config(config_name, overrides, finetune),
+            [s.frame for s in specs],
+            direction,
+            targets=bool(target_paths),
+        )
         if start or max_frames is not None:
             raise InputError(
                 "--start and --max-frames work with a first-frame --mask only, not with "

@@ -1,7 +1,7 @@
 """Models: SAM architectures, checkpoints, the bundled demo model, and a faster attention.
 
-- :mod:`~persam_video.model.spec`: :class:`SamSpec` and :func:`build_sam` (segment-anything's
-  own classes, any size);
+- :mod:`~persam_video.model.spec`: :class:`SamSpec` and :func:`build_sam_from_spec`
+  (segment-anything's own classes, any size);
 - :mod:`~persam_video.model.checkpoints`: the official checkpoints, cache and verified downloads;
 - :mod:`~persam_video.model.demo`: the bundled small demo model (not SAM);
 - :mod:`~persam_video.model.registry`: :func:`load_sam` by name;
@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from persam_video.model.checkpoints import WeightsError
     from persam_video.model.registry import load_sam, model_metadata, model_names, resolve_device
-    from persam_video.model.spec import NUM_MULTIMASK_OUTPUTS, SamSpec, build_sam, tiny_sam_spec
+    from persam_video.model.spec import (
+        NUM_MULTIMASK_OUTPUTS,
+        SamSpec,
+        build_sam_from_spec,
+        tiny_sam_spec,
+    )
 
 #: Where each public name lives, imported on first use: ``persam_video.model.checkpoints``
 #: (the checkpoint table, used by ``weights list``) loads without torch.
@@ -31,7 +36,7 @@ _HOMES = {
     "resolve_device": "registry",
     "NUM_MULTIMASK_OUTPUTS": "spec",
     "SamSpec": "spec",
-    "build_sam": "spec",
+    "build_sam_from_spec": "spec",
     "tiny_sam_spec": "spec",
 }
 
@@ -47,7 +52,7 @@ __all__ = [
     "NUM_MULTIMASK_OUTPUTS",
     "SamSpec",
     "WeightsError",
-    "build_sam",
+    "build_sam_from_spec",
     "load_sam",
     "model_metadata",
     "model_names",

@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from segment_anything.modeling import Sam
 
 from persam_video.model.checkpoints import WeightsError, sha256_of
-from persam_video.model.spec import SamSpec, build_sam
+from persam_video.model.spec import SamSpec, build_sam_from_spec
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -90,6 +90,6 @@ def load_demo_sam() -> Sam:
     with resources.as_file(DEMO_WEIGHTS) as path:
         metadata, tensors = _read(Path(path))
     spec = SamSpec.from_dict(json.loads(metadata["spec"]))
-    sam = build_sam(spec)
+    sam = build_sam_from_spec(spec)
     sam.load_state_dict({key: value.float() for key, value in tensors.items()})
     return sam.eval()

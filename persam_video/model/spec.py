@@ -1,5 +1,5 @@
 """SAM architectures built from segment-anything's own classes: :class:`SamSpec` and
-:func:`build_sam`.
+:func:`build_sam_from_spec`.
 
 Every model is an unmodified :class:`segment_anything.modeling.Sam`, so the stock
 ``SamPredictor`` works on it. Small models (for tests and the bundled demo model) are described
@@ -84,7 +84,7 @@ class SamSpec:
         return cls(**data)
 
 
-def build_sam(spec: SamSpec, *, seed: int | None = None) -> Sam:
+def build_sam_from_spec(spec: SamSpec, *, seed: int | None = None) -> Sam:
     """A randomly initialised SAM of architecture ``spec`` (in eval mode).
 
     ``seed`` makes the random weights reproducible without touching the global RNG.

@@ -36,6 +36,7 @@ so memory does not depend on the video's length.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ import torch
 from persam_video.config import PerSAMConfig
 from persam_video.io.frame import Frame
 from persam_video.io.seekable import DEFAULT_CHUNK, SeekableFrames, open_seekable
+from persam_video.io.streamed import StreamedFrames
 from persam_video.labels import BACKGROUND_ID, LabelMap, binary_mask, check_object_id
 from persam_video.persam.api import Target
 from persam_video.persam.prompts import PromptMask, prompt_mask
@@ -56,6 +58,8 @@ from persam_video.video.tracker import VideoTracker, _frames
 Direction = Literal["forward", "backward", "both"]
 DIRECTIONS: tuple[str, ...] = ("both", "forward", "backward")
 FORWARD, BACKWARD = "forward", "backward"
+#: The PerSAM engine's name in results.json.
+PERSAM_ENGINE = "persam"
 
 
 @dataclass(frozen=True)
@@ -104,14 +108,26 @@ class SessionResult(FrameResult):
     annotated: list[int] = field(default_factory=list)
 
 
-def check_every_frame(config: PerSAMConfig) -> None:
-    """Prompted sessions run SAM on every frame: refuse a config with keyframes
-    (``keyframes.mode: auto`` or ``keyframes.interval`` above 1), in one line."""
-    if config.keyframes.active:
-        raise ValueError(
-            "--keyframes N|auto works with a first-frame --mask or --target only; prompted runs "
-            "(clicks, boxes, masks on later frames, --direction) track every frame"
-        )
+#: Why a session with keyframes refuses prompts on more than one frame, or a backward pass.
+KEYFRAMES_REFUSAL = (
+    "--keyframes N|auto works when every prompt is on one frame and tracking goes forward from "
+    "there (a first-frame --mask, clicks or a box, or --target); prompts on several frames and "
+    "backward passes track every frame"
+)
+
+
+def check_keyframes(
+    config: PerSAMConfig, frames: Sequence[int], direction: str, *, targets: bool = False
+) -> None:
+    """The keyframe rule, checkable before the model is loaded: with keyframes
+    (``keyframes.mode: auto`` or ``keyframes.interval`` above 1), the prompts (on ``frames``)
+    must all be on one frame (frame 0 with saved ``targets``), tracked forward; else one line."""
+    if not config.keyframes.active:
+        return
+    starts = set(frames) | ({0} if targets else set())
+    backward = direction == BACKWARD or (direction == "both" and max(starts, default=0) > 0)
+    if len(starts) > 1 or backward:
+        raise ValueError(KEYFRAMES_REFUSAL)
 
 
 class VideoSession:
@@ -120,7 +136,9 @@ class VideoSession:
     Args:
         tracker: the :class:`VideoTracker` (model and config).
         source: a video file, a folder of frames, a list or ``(T, H, W, 3)`` array of frames, or
-            an open :class:`~persam_video.io.seekable.SeekableFrames` (closed with the session).
+            an open :class:`~persam_video.io.seekable.SeekableFrames` or
+            :class:`~persam_video.io.streamed.StreamedFrames` (a stream read once, forward:
+            prompts on its first frame only); closed with the session.
         fps: frame rate of a folder or sequence.
         chunk: frames decoded at once by the backward pass.
     """
@@ -128,15 +146,21 @@ class VideoSession:
     def __init__(
         self,
         tracker: VideoTracker,
-        source: str | os.PathLike[str] | Sequence[np.ndarray] | np.ndarray | SeekableFrames,
+        source: str
+        | os.PathLike[str]
+        | Sequence[np.ndarray]
+        | np.ndarray
+        | SeekableFrames
+        | StreamedFrames,
         *,
         fps: Any = None,
         chunk: int = DEFAULT_CHUNK,
     ) -> None:
-        check_every_frame(tracker.config)
         self.tracker = tracker
         self.frames = (
-            source if isinstance(source, SeekableFrames) else open_seekable(source, fps=fps)
+            source
+            if isinstance(source, (SeekableFrames, StreamedFrames))
+            else open_seekable(source, fps=fps)
         )
         self.chunk = chunk
         #: Every prompt, in the order given.
@@ -303,16 +327,57 @@ class VideoSession:
         starts = self.last_frames() if direction == BACKWARD else self.first_frames()
         return any(f > 0 for f in starts.values())
 
-    def propagate(self, direction: Direction = "both") -> Iterator[SessionResult]:
-        """Track the prompted objects; yield results in the order computed (see the module).
-
-        Raises:
-            ValueError: no prompt yet, or an unknown direction.
-        """
+    def check_direction(self, direction: Direction) -> None:
+        """Refuse, in one line, what this session cannot propagate: an unknown direction, no
+        prompt yet, a backward pass over a stream, keyframes with prompts on several frames
+        or a backward pass (:func:`check_keyframes`)."""
         if direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}; use {', '.join(DIRECTIONS)}")
         if not self._masks and not self._targets:
             raise ValueError("nothing to propagate: add a mask, points or a box first")
+        backward = self._masks and (
+            direction == BACKWARD or (direction == "both" and self.backward_needed())
+        )
+        if isinstance(self.frames, StreamedFrames) and backward:
+            self.frames.backward(0)  # raises its one-line refusal
+        check_keyframes(
+            self.tracker.config, self.annotated_frames, direction, targets=bool(self._targets)
+        )
+
+    def in_frame_order(self, direction: Direction) -> bool:
+        """Whether :meth:`propagate` yields one result per frame in frame order: one forward
+        pass from frame 0 (saved targets, or every object prompted first on frame 0)."""
+        starts_at_zero = bool(self._targets) or self.annotated_frames[:1] == [0]
+        return direction != BACKWARD and starts_at_zero and not self.backward_needed()
+
+    def expected_results(self, direction: Direction) -> int | None:
+        """How many results :meth:`propagate` yields (a progress bar's total): a forward pass
+        from the first prompted frame (frame 0 with saved targets) to the end, and a backward
+        pass from the last prompted frame (``backward``) or from the objects' first prompted
+        frames (``both``) to frame 0; None when the frame count is not known."""
+        total = self.frames.num_frames
+        if total is None:
+            return None
+        prompted = self.annotated_frames
+        forward = direction in (FORWARD, "both") or not prompted
+        count = total - (0 if self.target_ids or not prompted else prompted[0]) if forward else 0
+        if prompted and direction == BACKWARD:
+            count += prompted[-1] + 1
+        elif prompted and direction == "both":
+            count += max(self.first_frames().values())
+        return count
+
+    def run_record(self) -> dict[str, Any]:
+        """What results.json records of the engine (:func:`engine_record`)."""
+        return engine_record(self.tracker)
+
+    def propagate(self, direction: Direction = "both") -> Iterator[SessionResult]:
+        """Track the prompted objects; yield results in the order computed (see the module).
+
+        Raises:
+            ValueError: what :meth:`check_direction` refuses.
+        """
+        self.check_direction(direction)
         if direction in (FORWARD, "both") or not self._masks:
             yield from self._forward()
         if not self._masks:
@@ -330,7 +395,28 @@ class VideoSession:
         start = 0 if self._targets else min(self._masks)
         objects = [ObjectState.from_target(i, t) for i, t in sorted(self._targets.items())]
         state = TrackState(objects=objects, frame_size=self.size, from_targets=bool(objects))
+        if self.tracker.config.keyframes.active:
+            yield from self._forward_keyframes(state, start)
+            return
         yield from self._run(state, self.frames.forward(start), self._masks, FORWARD, True)
+
+    def _forward_keyframes(self, state: TrackState, start: int) -> Iterator[SessionResult]:
+        """The forward pass with keyframes (every prompt on ``start``, see
+        :func:`check_keyframes`): SAM on the keyframes, masks carried by optical flow between
+        them (:meth:`VideoTracker.track_keyframes`)."""
+        tracker, here = self.tracker, self._masks.get(start, {})
+
+        def begin(rgb: np.ndarray, index: int, time: float | None) -> tuple[TrackState, Any]:
+            with torch.inference_mode():
+                feats = tracker.persam.encode(rgb)
+                result = tracker.step_features(
+                    state, feats, rgb, index=index, time=time, annotations=here
+                )
+            return state, result
+
+        for result in tracker.track_keyframes(self.frames.forward(start), begin):
+            annotated = sorted(here) if result.index == start else []
+            yield _session_result(result, FORWARD, annotated)
 
     def _backward(
         self, annotations: dict[int, dict[int, np.ndarray]], *, keep_seeds: bool
@@ -371,15 +457,30 @@ class VideoSession:
                     continue
                 labels = np.where(np.isin(labels, list(here)), BACKGROUND_ID, labels)
                 labels = labels.astype(np.uint8)
-            yield SessionResult(
-                index=result.index,
-                time=result.time,
-                labels=labels,
-                objects=objects,
-                frame=result.frame,
-                direction=direction,
-                annotated=sorted(i for i in here if keep_seeds),
-            )
+            annotated = sorted(i for i in here if keep_seeds)
+            yield _session_result(result, direction, annotated, labels=labels, objects=objects)
+
+
+def _session_result(
+    result: FrameResult,
+    direction: str,
+    annotated: list[int],
+    **changes: Any,
+) -> SessionResult:
+    """``result`` as a :class:`SessionResult` of the pass ``direction`` (``changes``: fields
+    replaced, e.g. the labels and objects without another pass's seeds)."""
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(FrameResult)}
+    return SessionResult(**{**fields, **changes}, direction=direction, annotated=annotated)
+
+
+def engine_record(tracker: VideoTracker) -> dict[str, Any]:
+    """What results.json records of the PerSAM engine: its name, config, device and encoder."""
+    return {
+        "engine": PERSAM_ENGINE,
+        "config": tracker.config.to_dict(),
+        "device": str(tracker.sam.device),
+        "encoder": tracker.persam.encoder.settings(),
+    }
 
 
 def merge_labels(first: np.ndarray, second: np.ndarray) -> np.ndarray:

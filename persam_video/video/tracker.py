@@ -95,7 +95,7 @@ class VideoTracker:
             def begin(rgb: np.ndarray, index: int, time: float | None) -> Any:
                 return self.start(rgb, first_labels, index=index, time=time)
 
-            yield from self._track_keyframes(frames, begin)
+            yield from self.track_keyframes(frames, begin)
             return
         state: TrackState | None = None
         for rgb, index, time, feats in self._encoded(_frames(frames)):
@@ -126,7 +126,7 @@ class VideoTracker:
                 state = _target_state(rgb, targets, ids)
                 return state, self.step(state, rgb, index=index, time=time)
 
-            yield from self._track_keyframes(frames, begin)
+            yield from self.track_keyframes(frames, begin)
             return
         state: TrackState | None = None
         for rgb, index, time, feats in self._encoded(_frames(frames)):
@@ -134,7 +134,7 @@ class VideoTracker:
                 state = _target_state(rgb, targets, ids)
             yield self._step_encoded(state, rgb, feats, index=index, time=time)
 
-    def _track_keyframes(
+    def track_keyframes(
         self,
         frames: Iterable[Any],
         begin: Callable[[np.ndarray, int, float | None], tuple[TrackState, FrameResult]],

@@ -12,7 +12,7 @@ import sys
 import pytest
 from safetensors.torch import save_file
 
-from persam_video.model.spec import build_sam, tiny_sam_spec
+from persam_video.model.spec import build_sam_from_spec, tiny_sam_spec
 from tests.helpers import REPO_ROOT
 
 TOOL = REPO_ROOT / "tools" / "bench_quality.py"
@@ -34,7 +34,7 @@ def tool():
 def tiny_model_file(path, seed: int):
     """A random-weight tiny SAM in the weights-file format of tools/train_demo_model.py."""
     spec = tiny_sam_spec()
-    sam = build_sam(spec, seed=seed)
+    sam = build_sam_from_spec(spec, seed=seed)
     state = {k: v.detach().contiguous() for k, v in sam.state_dict().items()}
     save_file(state, str(path), metadata={"spec": json.dumps(spec.to_dict()), "name": path.stem})
     return path

@@ -17,7 +17,7 @@ from persam_video.cli import cli
 from persam_video.eval.evaluate import evaluate_folder
 from persam_video.io import write_label_png
 from persam_video.model import registry as models
-from persam_video.model.spec import build_sam, tiny_sam_spec
+from persam_video.model.spec import build_sam_from_spec, tiny_sam_spec
 from tests.helpers import entries
 from tests.video_factory import synthetic_frame, synthetic_labels
 
@@ -29,7 +29,7 @@ SIZE_HW = (64, 80)
 @pytest.fixture
 def fake_model(monkeypatch):
     """A tiny random-weight SAM instead of a download; ``loads`` counts the models loaded."""
-    sam = build_sam(tiny_sam_spec(), seed=0)
+    sam = build_sam_from_spec(tiny_sam_spec(), seed=0)
     loads = []
 
     def load_model(*args, **kwargs):

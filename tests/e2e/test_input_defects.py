@@ -272,14 +272,14 @@ def test_ctrl_c_in_davis_exits_130_with_the_resume_line(tmp_path, fake_model, mo
 
     root = tmp_path / "davis"
     write_davis(root, [1000])
-    original = VideoTracker.step
+    original = VideoTracker.step_features
 
-    def interrupt_at_2(self, state, frame, *, index, time=None):
+    def interrupt_at_2(self, state, feats, frame, *, index, **kwargs):
         if index == 2:
             raise KeyboardInterrupt
-        return original(self, state, frame, index=index, time=time)
+        return original(self, state, feats, frame, index=index, **kwargs)
 
-    monkeypatch.setattr(VideoTracker, "step", interrupt_at_2)
+    monkeypatch.setattr(VideoTracker, "step_features", interrupt_at_2)
     result = invoke("davis", "--davis-root", str(root), "--out", str(tmp_path / "res"), "-q")
     assert result.exit_code == INTERRUPTED, result.output
     assert "interrupted" in result.output and "run the same command again" in result.output

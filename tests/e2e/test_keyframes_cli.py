@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from persam_video.cli import cli
 from tests.e2e.test_track_cli import make_input
+from tests.video_factory import synthetic_labels
 
 
 def run(*args: str):
@@ -77,6 +78,25 @@ def test_keyframes_auto_records_why(tmp_path, fake_model):
     assert sum(f["keyframe"] for f in frames) >= 4  # every other frame at the least
 
 
+@pytest.mark.parametrize("frame,direction", [(0, "both"), (2, "forward")])
+def test_keyframes_on_a_prompted_run_from_one_frame(tmp_path, fake_model, frame, direction):
+    """Clicks on one frame, tracked forward: the prompted path takes keyframes too, marks them
+    in results.json, and leaves the frames before the prompt untracked."""
+    video, _, _ = make_input(tmp_path, n_frames=8)
+    ys, xs = (synthetic_labels(frame, (72, 96)) == 1).nonzero()
+    click = f"{int(xs.mean())},{int(ys.mean())}@{frame}"
+    out = tmp_path / "out"
+    args = ["--point", click, "--direction", direction, "--keyframes", "3"]
+    result = run(str(video), *args, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    frames = json.loads((out / "results.json").read_text())["frames"]
+    assert len(frames) == len(list((out / "masks").glob("*.png"))) == 8
+    tracked = [f for f in frames if f["directions"] != ["none"]]
+    assert [f["index"] for f in tracked] == list(range(frame, 8))
+    assert [f["index"] for f in tracked if f["keyframe"]] == list(range(frame, 8, 3))
+    assert all("keyframe" not in f for f in frames if f["directions"] == ["none"])
+
+
 @pytest.mark.parametrize(
     "extra,message",
     [
@@ -84,7 +104,7 @@ def test_keyframes_auto_records_why(tmp_path, fake_model):
         (["--keyframes", "often"], "--keyframes must be 1, a larger interval N or auto"),
         (["--set", "keyframes.interval=0"], "keyframes.interval must be in"),
         (["--keyframes", "2", "--batch-frames", "2"], "use --batch-frames 1"),
-        (["--keyframes", "2", "--point", "10,10@3"], "prompted runs"),
+        (["--keyframes", "2", "--point", "10,10@3"], "backward passes track every frame"),
     ],
 )
 def test_bad_keyframe_uses_are_one_line(tmp_path, fake_model, extra, message):

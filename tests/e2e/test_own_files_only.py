@@ -357,15 +357,13 @@ def test_an_interrupted_rerun_keeps_the_last_complete_run(tmp_path, clip, fake_m
     assert track(video, mask, out).exit_code == 0
     complete = snapshot(out)
     original = VideoTracker.step_features
-    calls = {"n": 0}
 
-    def interrupt_on_the_third_frame(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
+    def interrupt_on_frame_3(self, *args, **kwargs):
+        if kwargs["index"] == 3:
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(VideoTracker, "step_features", interrupt_on_the_third_frame)
+    monkeypatch.setattr(VideoTracker, "step_features", interrupt_on_frame_3)
     stopped = track(video, mask, out)
     assert stopped.exit_code == 130 and "beside any earlier complete run" in stopped.output
     kept = {path: data for path, data in snapshot(out).items() if path in complete}

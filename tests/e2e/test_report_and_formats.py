@@ -222,7 +222,7 @@ def test_heatmap_shows_each_objects_similarity_side_by_side(tmp_path, clip, fake
     corner = (SIZE[0] - 1, SIZE[1] - 1)  # away from the legend
     assert low[corner][2] > low[corner][0] and high[corner][0] > high[corner][2]  # blue, red
     prompted = track(str(video), "--mask", f"{mask}@2", "--out", str(tmp_path / "p"), "--heatmap")
-    assert prompted.exit_code == 2 and "--heatmap works with" in prompted.output
+    assert prompted.exit_code == 2 and "--heatmap works when" in prompted.output
 
 
 def test_points_are_drawn_on_the_overlay_of_a_prompted_run(tmp_path, clip):

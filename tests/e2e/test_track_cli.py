@@ -226,14 +226,14 @@ def test_decode_failure_keeps_partial_results(tmp_path, fake_model):
 def test_ctrl_c_stops_cleanly(tmp_path, fake_model, monkeypatch):
     from persam_video.video.tracker import VideoTracker
 
-    original = VideoTracker.step
+    original = VideoTracker.step_features
 
-    def interrupt_at_5(self, state, frame, *, index, time=float("nan")):
+    def interrupt_at_5(self, state, feats, frame, *, index, **kwargs):
         if index == 5:
             raise KeyboardInterrupt
-        return original(self, state, frame, index=index, time=time)
+        return original(self, state, feats, frame, index=index, **kwargs)
 
-    monkeypatch.setattr(VideoTracker, "step", interrupt_at_5)
+    monkeypatch.setattr(VideoTracker, "step_features", interrupt_at_5)
     video, mask, _ = make_input(tmp_path, n_frames=12)
     out = tmp_path / "out"
     result = run(str(video), "--mask", str(mask), "--out", str(out))

@@ -144,10 +144,10 @@ def test_runner_names_the_sequence_of_a_tracking_error(tmp_path, tiny_sam, monke
     # ... any other one gets the sequence's name in front.
     Image.new("RGB", (16, 16)).save(root / "JPEGImages" / "480p" / "dog" / "00002.jpg")
 
-    def fail(frames, first_labels):
+    def fail(*args, **kwargs):
         raise ValueError("object 1 of the first mask: too small")
 
-    monkeypatch.setattr(tracker, "track", fail)
+    monkeypatch.setattr(tracker, "step_features", fail)
     with pytest.raises(ValueError, match=r"^dog: object 1 of the first mask: too small$"):
         run_davis(tracker, DavisDataset(root), tmp_path / "out", progress=False)
     assert entries(tmp_path / "out") == ["run.json"]

@@ -18,7 +18,7 @@ from persam_video.model import demo as demo_model
 from persam_video.model.checkpoints import WeightsError, sha256_of
 from persam_video.model.demo import DEMO_MODEL_NAME, demo_model_info, load_demo_sam
 from persam_video.model.registry import load_sam, model_names
-from persam_video.model.spec import SamSpec, build_sam
+from persam_video.model.spec import SamSpec, build_sam_from_spec
 from persam_video.synthetic import (
     CLIP_SIZES_HW,
     TRAIN_SIZE_HW,
@@ -136,7 +136,7 @@ def test_load_sam_demo(demo_sam):
     assert all(p.dtype == torch.float32 for p in demo_sam.parameters())
     assert demo_sam.image_encoder.img_size == EXPECTED_SPEC.image_size
     # Same tensors and shapes as a model built from the recorded spec.
-    expected = build_sam(EXPECTED_SPEC).state_dict()
+    expected = build_sam_from_spec(EXPECTED_SPEC).state_dict()
     state = demo_sam.state_dict()
     assert state.keys() == expected.keys()
     assert all(state[k].shape == expected[k].shape for k in state)
@@ -199,7 +199,7 @@ def test_persam_quality_floor(demo_sam):
 
 def test_random_weights_fail_the_floors():
     """The floors mean something: the same architecture with random weights is far below."""
-    random_sam = build_sam(EXPECTED_SPEC, seed=0)
+    random_sam = build_sam_from_spec(EXPECTED_SPEC, seed=0)
     click, box = mean_ious(random_sam)
     assert click < ONE_CLICK_FLOOR / 2
     assert box < BOX_FLOOR / 2

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from segment_anything import SamPredictor
 
-from persam_video import PerSAM, PerSAMConfig, build_sam
-from persam_video.model.spec import SamSpec, tiny_sam_spec
+from persam_video import PerSAM, PerSAMConfig
+from persam_video.model.spec import SamSpec, build_sam_from_spec, tiny_sam_spec
 from persam_video.persam.cascade import ExtraPrompt, decode
 from persam_video.persam.encoder import FrameEncoder
 from persam_video.persam.geometry import upsample_logits
@@ -47,7 +47,7 @@ SIZES = [(90, 150), (150, 90), (77, 77), (101, 63)]
 
 @pytest.fixture(scope="module", params=list(SPECS))
 def sam(request):
-    return build_sam(SPECS[request.param], seed=7)
+    return build_sam_from_spec(SPECS[request.param], seed=7)
 
 
 # --------------------------------------------------------------------------- transcriptions

@@ -43,7 +43,7 @@ def test_interval_1_through_the_keyframe_loop_is_the_plain_loop(tiny_sam):
     def begin(rgb, index, time):
         return tracker.start(rgb, first, index=index, time=time)
 
-    looped = list(tracker._track_keyframes(frames, begin))  # forced: N=1 skips the loop
+    looped = list(tracker.track_keyframes(frames, begin))  # forced: N=1 skips the loop
     assert all(r.keyframe and r.rekey is None for r in looped)
     for a, b in zip(plain, looped, strict=True):
         np.testing.assert_array_equal(a.labels, b.labels)
@@ -108,14 +108,15 @@ def test_keyframes_refuse_a_batching_encoder(tiny_sam):
 PEAK_RSS_SCRIPT = """
 import resource, sys
 from persam_video.config import PerSAMConfig
-from persam_video import VideoTracker, build_sam, track_to_folder
+from persam_video import VideoTracker, track_to_folder
+from persam_video.model.spec import build_sam_from_spec
 from persam_video.model import tiny_sam_spec
 from tests.integration.test_tracker_api import SIZE, frames
 from tests.video_factory import synthetic_labels
 
 n, out = int(sys.argv[1]), sys.argv[2]
 config = PerSAMConfig().with_overrides(["keyframes.interval=4"])
-tracker = VideoTracker(build_sam(tiny_sam_spec(), seed=0), config)
+tracker = VideoTracker(build_sam_from_spec(tiny_sam_spec(), seed=0), config)
 track_to_folder(tracker, frames(n), synthetic_labels(0, SIZE), out, progress=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

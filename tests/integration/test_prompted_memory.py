@@ -14,7 +14,8 @@ PEAK_RSS_SCRIPT = """
 import resource, sys
 from pathlib import Path
 from persam_video.config import PerSAMConfig
-from persam_video import VideoTracker, build_sam
+from persam_video import VideoTracker
+from persam_video.model.spec import build_sam_from_spec
 from persam_video.apps.prompted import PromptSpec, track_prompts_to_folder
 from persam_video.io import write_label_png
 from persam_video.model import tiny_sam_spec
@@ -25,7 +26,7 @@ work.mkdir()
 size = (48, 64)
 make_video(work / "in.mp4", n_frames=n, size_hw=size)
 write_label_png(work / "m.png", synthetic_labels(n // 2, size))
-tracker = VideoTracker(build_sam(tiny_sam_spec(), seed=0), PerSAMConfig())
+tracker = VideoTracker(build_sam_from_spec(tiny_sam_spec(), seed=0), PerSAMConfig())
 spec = PromptSpec("mask", n // 2, path=str(work / "m.png"), text="m.png")
 summary = track_prompts_to_folder(tracker, work / "in.mp4", [spec], work / "out", progress=False)
 assert summary.frames == n, summary

@@ -183,11 +183,9 @@ def test_a_prompt_sam_turns_into_nothing_is_refused(clip, tracker, monkeypatch):
 
 @pytest.mark.parametrize("direction", ["forward", "backward", "both"])
 def test_the_progress_total_is_the_number_of_results(clip, tracker, direction):
-    from persam_video.apps.prompted import expected_results
-
     frames, labels = clip
     session = VideoSession(tracker, frames)
     annotate(session, "click", 5, 1, labels[5] == 1)
     annotate(session, "box", ANNOTATED, 7, labels[ANNOTATED] == 2)
-    expected = expected_results(session, direction)
+    expected = session.expected_results(direction)
     assert expected == sum(1 for _ in session.propagate(direction))

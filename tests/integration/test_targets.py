@@ -17,7 +17,7 @@ from persam_video.apps.target_file import check_compatible, load_target, save_ta
 from persam_video.cli import cli
 from persam_video.io import read_mask, write_label_png
 from persam_video.model import registry as models
-from persam_video.model.spec import build_sam, tiny_sam_spec
+from persam_video.model.spec import build_sam_from_spec, tiny_sam_spec
 from persam_video.persam.api import Target
 from persam_video.persam.finetune import dice_loss, fit_mask_weights, focal_loss, mix
 from tests.helpers import ellipse_mask, encode_image, random_image
@@ -147,7 +147,7 @@ def test_a_target_file_of_0_1_with_removed_config_keys_still_loads(tmp_path):
 @pytest.fixture
 def fake_model(monkeypatch):
     """A fresh tiny model per test: the CLI configures (and so changes) the model it loads."""
-    tiny_sam = build_sam(tiny_sam_spec(), seed=0)
+    tiny_sam = build_sam_from_spec(tiny_sam_spec(), seed=0)
     monkeypatch.setattr(cli_module, "load_model", lambda *args, **kwargs: tiny_sam)
     monkeypatch.setattr(
         models,

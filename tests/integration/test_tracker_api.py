@@ -33,13 +33,14 @@ def test_tracker_on_a_generator(tiny_sam):
 PEAK_RSS_SCRIPT = """
 import resource, sys
 from persam_video.config import PerSAMConfig
-from persam_video import VideoTracker, build_sam, track_to_folder
+from persam_video import VideoTracker, track_to_folder
+from persam_video.model.spec import build_sam_from_spec
 from persam_video.model import tiny_sam_spec
 from tests.integration.test_tracker_api import SIZE, frames
 from tests.video_factory import synthetic_labels
 
 n, out = int(sys.argv[1]), sys.argv[2]
-tracker = VideoTracker(build_sam(tiny_sam_spec(), seed=0), PerSAMConfig())
+tracker = VideoTracker(build_sam_from_spec(tiny_sam_spec(), seed=0), PerSAMConfig())
 track_to_folder(tracker, frames(n), synthetic_labels(0, SIZE), out, progress=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

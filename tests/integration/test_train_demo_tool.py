@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from persam_video.model.spec import build_sam, tiny_sam_spec
+from persam_video.model.spec import build_sam_from_spec, tiny_sam_spec
 from tests.helpers import REPO_ROOT, encode_image
 
 TOOL = REPO_ROOT / "tools" / "train_demo_model.py"
@@ -30,7 +30,7 @@ def tool():
 
 @pytest.fixture(scope="module")
 def sam():
-    return build_sam(tiny_sam_spec(image_size=128), seed=0)
+    return build_sam_from_spec(tiny_sam_spec(image_size=128), seed=0)
 
 
 @pytest.fixture(scope="module")

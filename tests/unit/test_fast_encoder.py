@@ -8,7 +8,7 @@ import torch
 from segment_anything.modeling.image_encoder import Attention
 
 from persam_video.model.attention import FastAttention, fast_image_encoder, uses_fast_attention
-from persam_video.model.spec import SamSpec, build_sam
+from persam_video.model.spec import SamSpec, build_sam_from_spec
 from persam_video.persam.encoder import FrameEncoder
 
 REL_TOL = 1e-4
@@ -53,7 +53,7 @@ SPECS = {
 
 def randomized(spec: SamSpec, seed: int):
     """A model whose relative-position tables are random too (SAM initializes them to zero)."""
-    sam = build_sam(spec, seed=seed)
+    sam = build_sam_from_spec(spec, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for block in sam.image_encoder.blocks:

@@ -158,9 +158,9 @@ torch.set_num_threads(int(sys.argv[1]))
 from persam_video import runtime
 if sys.argv[2] == "chosen":
     runtime.apply_threads(3)
-from persam_video.model import build_sam, tiny_sam_spec
+from persam_video.model import build_sam_from_spec, tiny_sam_spec
 from persam_video.persam.encoder import FrameEncoder
-FrameEncoder(build_sam(tiny_sam_spec(), seed=0))
+FrameEncoder(build_sam_from_spec(tiny_sam_spec(), seed=0))
 print(torch.get_num_threads(), runtime.choose_threads("auto"))
 """
 

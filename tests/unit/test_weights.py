@@ -13,11 +13,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from persam_video import build_sam, load_sam
+from persam_video import load_sam
 from persam_video.cli import cli
 from persam_video.model import checkpoints as W
 from persam_video.model.registry import describe_state_dict
-from persam_video.model.spec import tiny_sam_spec
+from persam_video.model.spec import build_sam_from_spec, tiny_sam_spec
 
 PAYLOAD = b"not really a checkpoint, but bytes with a known hash\n" * 1000
 
@@ -155,7 +155,7 @@ def test_load_sam_refuses_bad_files(tmp_path):
     with pytest.raises(W.WeightsError, match="does not exist"):
         load_sam("vit_b", checkpoint=tmp_path / "missing.pth", device="cpu")
     tiny = tmp_path / "tiny.pth"
-    torch.save(build_sam(tiny_sam_spec()).state_dict(), tiny)
+    torch.save(build_sam_from_spec(tiny_sam_spec()).state_dict(), tiny)
     with pytest.raises(W.WeightsError, match="encoder width 32 and depth 2"):
         load_sam("vit_b", checkpoint=tiny, device="cpu")
     # Arbitrary pickled objects are never unpickled (weights_only=True).
@@ -182,7 +182,7 @@ class _Evil:
 
 def test_describe_state_dict():
     assert describe_state_dict({}) == "not a SAM state dict"
-    state = build_sam(tiny_sam_spec(encoder_dim=32, encoder_depth=3)).state_dict()
+    state = build_sam_from_spec(tiny_sam_spec(encoder_dim=32, encoder_depth=3)).state_dict()
     assert describe_state_dict(state) == "a SAM with encoder width 32 and depth 3"
 
 
