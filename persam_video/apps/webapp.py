@@ -2,9 +2,10 @@
 
 Every handler here only translates between the page and an :class:`AppSession` (one per browser
 session, found by Gradio's session id); the logic and its tests live in ``app_state``. An
-:class:`~persam_video.apps.app_state.AppError` becomes a message in the page (``gr.Error``), and
-so does an unexpected exception (its traceback goes to the server's standard error): the server
-keeps running.
+:class:`~persam_video.apps.app_state.AppError` becomes a notice in the page (``gr.Warning``; the
+outputs keep what they showed, with no error badge, and a failed upload leaves its field empty),
+an unexpected exception an error message (its traceback goes to the server's standard error):
+the server keeps running.
 
 This module imports Gradio (from a checkout, ``pip install ".[app]"``); ``persam-video app`` imports
 it only when the command runs.
@@ -55,16 +56,18 @@ INTRO = (
 
 
 def _shown(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Errors as messages in the page; the server keeps running."""
+    """Errors as messages in the page (a notice; the outputs keep what they showed); the server
+    keeps running."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except AppError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
-        except Cancelled:
-            raise gr.Error("tracking cancelled", print_exception=False) from None
+        except (AppError, Cancelled) as exc:
+            # a message, and every output left as it was: raising would leave an empty red
+            # "Error" badge on each output component
+            gr.Warning(str(exc) if isinstance(exc, AppError) else "tracking cancelled")
+            return gr.skip()
         except gr.Error:
             raise
         except Exception as exc:  # a bug: said in the page, logged here, the server goes on
@@ -117,8 +120,12 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
         if file is None:
             raise AppError("choose a video file to upload")
         session = session_of(request)
-        session.open_upload(file, name=Path(file).name)
-        return opened(session)
+        try:
+            session.open_upload(file, name=Path(file).name)
+        except AppError as exc:  # the failed file's name does not stay in the upload field
+            gr.Warning(str(exc))
+            return (None, *[gr.skip()] * len(opened_outputs))
+        return (gr.skip(), *opened(session))
 
     @_shown
     def on_open_path(text: str, request: gr.Request) -> tuple[Any, ...]:
@@ -305,7 +312,7 @@ def build_app(sessions: AppSessions) -> gr.Blocks:
             target_file,
         ]
         # opening a video runs no model: one session's open never waits for another's
-        upload.upload(on_upload, [upload], opened_outputs, concurrency_limit=None)
+        upload.upload(on_upload, [upload], [upload, *opened_outputs], concurrency_limit=None)
         open_button.click(on_open_path, [path], opened_outputs, concurrency_limit=None)
         path.submit(on_open_path, [path], opened_outputs, concurrency_limit=None)
         slider.change(
