@@ -68,6 +68,8 @@ MAX_AREA_FACTOR = 1000.0
 MAX_TEMPERATURE = 10.0
 #: Most PerSAM-F optimizer steps, and the largest learning rate.
 MAX_FINETUNE_STEPS, MAX_LEARNING_RATE = 100_000, 1.0
+#: Largest ``finetune.loss_side`` (pixels).
+MAX_LOSS_SIDE = 8192
 #: Largest intensity of a mask under the ``paper`` reference rule (8-bit images).
 MAX_MASK_VALUE = 255.0
 #: Most cascaded post-refinement steps (mask prompt, then box prompt).
@@ -303,9 +305,14 @@ class FinetuneConfig:
     #: AdamW learning rate (the official code: 1e-3 for images, 4e-4 for video), cosine decay.
     #: Range: (0, 1].
     lr: float = 1e-3
+    #: Take the loss on the reference resized to at most this many pixels a side (0: at its
+    #: full resolution, as the official code does; each step then costs a pass over every
+    #: pixel of the photo). Range: [0, 8192].
+    loss_side: int = 512
 
     def __post_init__(self) -> None:
         _check_range("finetune.steps", self.steps, 1, MAX_FINETUNE_STEPS)
+        _check_range("finetune.loss_side", self.loss_side, 0, MAX_LOSS_SIDE)
         _check_range("finetune.lr", self.lr, 0.0, MAX_LEARNING_RATE, low_open=True)
 
 

@@ -4,7 +4,10 @@ SAM's three multimask outputs cover an object at different scales (part, object,
 learns weights (1 - w1 - w2, w1, w2) that mix them, by fitting the mixture of the first decoding
 step's outputs to the reference mask with dice + focal loss, as in the official code. The
 decoder's outputs do not depend on the weights, so they are computed once and training touches
-only the two scalars: it takes seconds even on a CPU.
+only the two scalars. The official code takes the loss at the photo's full resolution, which
+costs every step a pass over every pixel (a minute for a 1282x1282 photo on a small CPU);
+``finetune.loss_side`` takes it on the logits and mask resized to at most that many pixels a
+side (the paper presets keep the full resolution).
 
 With several reference shots the loss is summed over them.
 """
@@ -84,6 +87,20 @@ def focal_loss(logits: Tensor, gt: Tensor) -> Tensor:
     return (alpha_t * ce * (1 - p_t) ** FOCAL_GAMMA).mean(1).sum()
 
 
+def _at_most(full: Tensor, gt: Tensor, side: int) -> tuple[Tensor, Tensor]:
+    """(3, H, W) logits and the (H, W) mask resized so that their longer side is at most
+    ``side`` (bilinear logits, area-averaged mask: a soft target where the edge cuts a pixel);
+    unchanged when already that small."""
+    height, width = gt.shape
+    if max(height, width) <= side:
+        return full, gt
+    scale = side / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    small = F.interpolate(full[None], size=size, mode="bilinear", align_corners=False)[0]
+    soft = F.interpolate(gt[None, None], size=size, mode="area")[0, 0]
+    return small, soft
+
+
 def mix(free: Tensor) -> Tensor:
     """(3,) weights (1 - w1 - w2, w1, w2) from the two free parameters (2,)."""
     return torch.cat([1 - free.sum(0, keepdim=True), free])
@@ -114,6 +131,10 @@ def fit_mask_weights(
             full, _ = multimask_outputs(sam, feats, first)
             outputs.append(full[0].float())  # (3, H, W)
     gt_masks = [mask.to(outputs[0]) for _, mask in shots]
+    side = config.finetune.loss_side
+    if side:
+        pairs = [_at_most(full, gt, side) for full, gt in zip(outputs, gt_masks, strict=True)]
+        outputs, gt_masks = [full for full, _ in pairs], [gt for _, gt in pairs]
 
     free = torch.full((FREE_WEIGHTS,), INITIAL_WEIGHT, device=outputs[0].device, requires_grad=True)
     steps, lr = config.finetune.steps, config.finetune.lr
