@@ -15,14 +15,21 @@ def weights() -> None:
 @weights.command("list")
 def weights_list() -> None:
     """Show the known checkpoints and whether they are in the cache."""
-    from persam_video.model.checkpoints import CHECKPOINTS, cache_dir, checkpoint_path
+    from persam_video.model.checkpoints import CHECKPOINTS, cache_dir, checkpoint_path, is_official
 
     click.echo(f"cache: {cache_dir()}  (set $PERSAM_VIDEO_CACHE to move it)")
     for name, ckpt in CHECKPOINTS.items():
         path = checkpoint_path(name)
-        state = "cached" if path.is_file() and path.stat().st_size == ckpt.size else "not cached"
-        click.echo(f"{name:6} {ckpt.size / 2**20:8.0f} MiB  {state:10}  {ckpt.url}")
-    click.echo("demo   bundled small demo model (not SAM: for trying persam-video offline)")
+        if ckpt.size is None:  # pinned by its git blob id: checked by reading the file
+            cached, size = path.is_file() and is_official(path, ckpt), "  git blob"
+        else:
+            cached, size = (
+                path.is_file() and path.stat().st_size == ckpt.size,
+                f"{ckpt.size / 2**20:6.0f} MiB",
+            )
+        state = "cached" if cached else "not cached"
+        click.echo(f"{name:10} {size}  {state:10}  {ckpt.url}")
+    click.echo("demo       bundled small demo model (not SAM: for trying persam-video offline)")
 
 
 @weights.command("download")

@@ -1,9 +1,12 @@
-"""Official SAM checkpoints: registry, cache directory, verified downloads.
+"""Official SAM-family checkpoints: registry, cache directory, verified downloads.
 
 Checkpoints are downloaded on first use into the cache directory (``$PERSAM_VIDEO_CACHE``, by
 default ``$XDG_CACHE_HOME/persam-video`` or ``~/.cache/persam-video``): to a temporary file, with a
 progress bar, then checked for size and SHA-256 and only then renamed into place, so a file under
-its final name is always complete and verified.
+its final name is always complete and verified. MobileSAM's checkpoint is kept in git in its
+official repository: it is pinned by its git blob id there (the SHA-1 of ``blob <size>\0`` and
+its bytes, which fixes both the size and the content), read from the repository's tree at the
+pinned commit.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ DOWNLOAD_TIMEOUT_S = 30.0
 #: model take ``--checkpoint``).
 OR_ELSE = ", or pass --checkpoint FILE"
 _BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything"
+#: ChaoningZhang/MobileSAM at the commit whose tree pins ``weights/mobile_sam.pt``.
+_MOBILE_SAM_URL = (
+    "https://raw.githubusercontent.com/ChaoningZhang/MobileSAM/"
+    "34bbbfdface3c18e5221aa7de6032d7220c6c6a1/weights/mobile_sam.pt"
+)
 
 
 class WeightsError(RuntimeError):
@@ -33,12 +41,17 @@ class WeightsError(RuntimeError):
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """An official SAM checkpoint: where to get it and how to verify it."""
+    """An official checkpoint: where to get it and how to verify it (by size and SHA-256, or
+    by its git blob id in the official repository when that is what is published)."""
 
     name: str
     url: str
-    size: int
-    sha256: str
+    #: Bytes and SHA-256, or None when the checkpoint is pinned by ``git_blob`` alone.
+    size: int | None
+    sha256: str | None
+    #: The file's git blob id in its official repository (hex SHA-1 of ``blob <size>\0`` +
+    #: its bytes), or None.
+    git_blob: str | None = None
 
     @property
     def filename(self) -> str:
@@ -63,6 +76,13 @@ CHECKPOINTS: dict[str, Checkpoint] = {
         f"{_BASE_URL}/sam_vit_b_01ec64.pth",
         375_042_383,
         "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+    ),
+    "mobile_sam": Checkpoint(
+        "mobile_sam",
+        _MOBILE_SAM_URL,
+        None,
+        None,
+        git_blob="7ef2d090979fd9853adf17b7a99c8b94a1c5a6a7",
     ),
 }
 
@@ -99,8 +119,34 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def git_blob_of(path: str | Path) -> str:
+    """The git blob id of a file: hex SHA-1 of ``blob <size>\0`` followed by its bytes."""
+    digest = hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode(), usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(DOWNLOAD_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_official(path: str | Path, checkpoint: Checkpoint) -> bool:
+    """Whether ``path`` is the checkpoint's file, byte for byte (by its git blob id, or by size
+    then SHA-256)."""
+    if checkpoint.size is None:
+        return checkpoint.git_blob is not None and git_blob_of(path) == checkpoint.git_blob
+    return Path(path).stat().st_size == checkpoint.size and sha256_of(path) == checkpoint.sha256
+
+
 def verify_file(path: str | Path, checkpoint: Checkpoint) -> None:
-    """Raise :class:`WeightsError` unless ``path`` has the checkpoint's size and SHA-256."""
+    """Raise :class:`WeightsError` unless ``path`` has the checkpoint's size and SHA-256 (or
+    its git blob id)."""
+    if checkpoint.size is None:
+        found = git_blob_of(path)
+        if found != checkpoint.git_blob:
+            raise WeightsError(
+                f"{path} has git blob id {found}, the {checkpoint.name} checkpoint has "
+                f"{checkpoint.git_blob}"
+            )
+        return
     size = Path(path).stat().st_size
     if size != checkpoint.size:
         raise WeightsError(
@@ -120,7 +166,10 @@ def ensure_checkpoint(name: str, *, progress: bool = True, or_else: str = OR_ELS
     """
     checkpoint = get_checkpoint(name)
     path = checkpoint_path(name)
-    if path.is_file() and path.stat().st_size == checkpoint.size:
+    if path.is_file() and (
+        path.stat().st_size == checkpoint.size
+        or (checkpoint.size is None and is_official(path, checkpoint))
+    ):
         return path
     return download(checkpoint, path, progress=progress, or_else=or_else)
 
@@ -143,11 +192,18 @@ def download(
         with atomic_file(dest) as partial:
             digest = _fetch(checkpoint, partial, progress=progress)
             size = partial.stat().st_size
-            if size != checkpoint.size or digest != checkpoint.sha256:
+            if checkpoint.size is None:
+                if not is_official(partial, checkpoint):
+                    raise WeightsError(
+                        f"the download of {checkpoint.name} from {checkpoint.url} is corrupt "
+                        f"({size:,} bytes, git blob id {git_blob_of(partial)[:12]}…; expected "
+                        f"{checkpoint.git_blob[:12] if checkpoint.git_blob else '?'}…)"
+                    )
+            elif size != checkpoint.size or digest != checkpoint.sha256:
                 raise WeightsError(
                     f"the download of {checkpoint.name} from {checkpoint.url} is corrupt "
                     f"({size:,} bytes, SHA-256 {digest[:12]}…; expected {checkpoint.size:,} "
-                    f"bytes, {checkpoint.sha256[:12]}…)"
+                    f"bytes, {(checkpoint.sha256 or '')[:12]}…)"
                 )
     except (OSError, urllib.error.URLError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
@@ -162,7 +218,7 @@ def _fetch(checkpoint: Checkpoint, target: Path, *, progress: bool) -> str:
     """Stream the URL into ``target``; return the hex SHA-256 of what was written."""
     digest = hashlib.sha256()
     with urllib.request.urlopen(checkpoint.url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-        total = int(response.headers.get("Content-Length") or checkpoint.size)
+        total = int(response.headers.get("Content-Length") or checkpoint.size or 0) or None
         with (
             open(target, "wb") as out,
             progress_bar(

@@ -25,6 +25,7 @@ from persam_video.model.checkpoints import (
     verify_file,
 )
 from persam_video.model.demo import DEMO_MODEL_NAME, DEMO_SHA256, DEMO_WARNING, load_demo_sam
+from persam_video.model.mobile import MOBILE_SAM_NAME, TINYVIT_KEY, build_mobile_sam
 from persam_video.model.spec import OFFICIAL_SHAPES
 
 
@@ -56,8 +57,9 @@ def load_sam(
     """Load a SAM model in eval mode on ``device``.
 
     Args:
-        name: ``vit_h``, ``vit_l``, ``vit_b`` (official checkpoints, downloaded and verified on
-            first use) or ``demo`` (the small model bundled with persam-video).
+        name: ``vit_h``, ``vit_l``, ``vit_b`` (official SAM checkpoints), ``mobile_sam``
+            (MobileSAM: TinyViT-5M and SAM's decoder; needs the ``hq`` extra), downloaded and
+            verified on first use, or ``demo`` (the small model bundled with persam-video).
         checkpoint: a local checkpoint file to use instead of the cache. It is checked against the
             official SHA-256 when its size is that of an official checkpoint.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
@@ -94,7 +96,9 @@ def _load_official(name: str, checkpoint: str | Path | None, progress: bool) -> 
     found = describe_state_dict(state)
     if found != name:  # refuse before building a large model for nothing
         raise WeightsError(f"{path} is not a {name} SAM checkpoint (it looks like {found})")
-    sam = sam_model_registry[name](checkpoint=None)
+    sam = (
+        build_mobile_sam() if name == MOBILE_SAM_NAME else sam_model_registry[name](checkpoint=None)
+    )
     _load_into(sam, state, path, name)
     return sam
 
@@ -160,6 +164,8 @@ def _load_failure(exc: BaseException) -> str:
 
 def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
     """A short guess of the architecture a SAM state dict belongs to, for error messages."""
+    if TINYVIT_KEY in state:
+        return MOBILE_SAM_NAME if "mask_decoder.hf_token.weight" not in state else "an HQ-SAM"
     weight = state.get("image_encoder.patch_embed.proj.weight")
     if weight is None:
         return "not a SAM state dict"

@@ -20,6 +20,7 @@ import torch
 from segment_anything.modeling import Sam
 
 from persam_video.model.attention import fast_image_encoder
+from persam_video.model.mobile import is_vit_encoder
 from persam_video.model.quantize import int8_image_encoder
 from persam_video.persam.features import FrameFeatures, preprocess
 from persam_video.runtime import default_threads
@@ -36,7 +37,8 @@ class FrameEncoder:
 
     Args:
         sam: the model (used as it is, never modified).
-        attention: ``fast`` (SDPA attention sharing the model's parameters; the default) or
+        attention: ``fast`` (SDPA attention sharing the model's parameters, on SAM's ViT
+            encoders; other encoders such as MobileSAM's run as they are; the default) or
             ``stock`` (segment-anything's own image encoder).
         precision: ``float32``; ``bfloat16``/``float16`` run the image encoder under autocast;
             ``int8`` (CPUs only; a ``ValueError`` elsewhere) runs it with int8 linear layers;
@@ -67,7 +69,15 @@ class FrameEncoder:
         self.batch_size = batch_size
         self.precision = self._resolve(precision, sam.device)
         image_encoder = sam.image_encoder
-        if attention == "fast":
+        vit = is_vit_encoder(sam)
+        if not vit:  # MobileSAM's TinyViT: its own attention, nothing to rewrite
+            self.attention = "stock"
+            if self.precision == "int8":
+                raise ValueError(
+                    "--precision int8 rewrites the linear layers of SAM's ViT encoder; this "
+                    "model's encoder is not one (use float32)"
+                )
+        if attention == "fast" and vit:
             image_encoder = fast_image_encoder(image_encoder)
         if self.precision == "int8":
             image_encoder = int8_image_encoder(image_encoder)

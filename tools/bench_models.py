@@ -1,0 +1,199 @@
+"""Speed of each model, side by side in one run: ``track`` end to end on the same generated clip.
+
+For each model (random weights at the real size: timing does not depend on weight values), each
+object count and each keyframe setting, it runs ``track_to_folder`` (mask PNGs only) on the same
+854x480 procedural clip and prints frames/s (median of the repeats, with their range), the ratio
+to the first model's frames/s in the same setting, and the encoder's share of the time (the image
+encoder timed alone on the same frames, over the time a frame takes with SAM on every frame: the
+rest is the decoder passes and the tracker's other work). The models are alternated within each
+repeat, so a busy machine slows them alike.
+
+Usage (from the repository root)::
+
+    python tools/bench_models.py --models vit_b,mobile_sam --frames 4 --repeats 3 \\
+        --json benchmarks/models-cpu.json
+
+It writes the JSON after every measurement, so an interrupted run keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from segment_anything import sam_model_registry  # noqa: E402
+
+from persam_video.apps.track import OutputOptions, track_to_folder  # noqa: E402
+from persam_video.config import load_config  # noqa: E402
+from persam_video.model.mobile import MOBILE_SAM_NAME, build_mobile_sam  # noqa: E402
+from persam_video.persam.encoder import FrameEncoder  # noqa: E402
+from persam_video.runtime import apply_threads  # noqa: E402
+from persam_video.synthetic.clips import make_clip  # noqa: E402
+from persam_video.video.tracker import VideoTracker  # noqa: E402
+
+CLIP_SEED = 1000
+MASKS_ONLY = OutputOptions(overlay=False, report=False)
+
+
+def random_model(name: str) -> Any:
+    """The architecture ``name`` with random weights (seeded), eval mode, on the CPU."""
+    if name == MOBILE_SAM_NAME:
+        return build_mobile_sam(seed=0)
+    torch.manual_seed(0)
+    return sam_model_registry[name](checkpoint=None).eval()
+
+
+def first_labels(labels: np.ndarray, objects: int) -> np.ndarray:
+    """The clip's first label map with only its first ``objects`` ids."""
+    kept = np.where((labels > 0) & (labels <= objects), labels, 0)
+    return kept.astype(np.uint8)
+
+
+def timed_track(sam: Any, frames: list[np.ndarray], labels: np.ndarray, keyframes: str) -> float:
+    """Seconds of one ``track_to_folder`` run (masks only) with ``--keyframes keyframes``."""
+    overrides = (
+        ["keyframes.mode=auto"] if keyframes == "auto" else [f"keyframes.interval={keyframes}"]
+    )
+    tracker = VideoTracker(sam, load_config("default").with_overrides(overrides))
+    with tempfile.TemporaryDirectory() as out:
+        began = time.perf_counter()
+        track_to_folder(
+            tracker, frames, labels, Path(out) / "run", progress=False, options=MASKS_ONLY
+        )
+        return time.perf_counter() - began
+
+
+def timed_encoder(sam: Any, frames: list[np.ndarray]) -> float:
+    """Seconds per frame of the image encoder alone (as the tracker runs it)."""
+    encoder = FrameEncoder(sam)
+    began = time.perf_counter()
+    for frame in frames:
+        encoder.encode(frame)
+    return (time.perf_counter() - began) / len(frames)
+
+
+def summary(rows: list[dict[str, Any]], models: list[str]) -> list[dict[str, Any]]:
+    """Per (model, objects, keyframes): median frames/s and range, ratio to the first model."""
+    table = []
+    keys = sorted({(r["objects"], r["keyframes"]) for r in rows if r["kind"] == "track"})
+    encoder = {
+        m: statistics.median(
+            r["seconds_per_frame"] for r in rows if r["kind"] == "encoder" and r["model"] == m
+        )
+        for m in models
+        if any(r["kind"] == "encoder" and r["model"] == m for r in rows)
+    }
+    for objects, keyframes in keys:
+        base = None
+        for model in models:
+            speeds = [
+                r["frames_per_s"]
+                for r in rows
+                if r["kind"] == "track"
+                and (r["model"], r["objects"], r["keyframes"]) == (model, objects, keyframes)
+            ]
+            if not speeds:
+                continue
+            median = statistics.median(speeds)
+            base = base or median
+            entry = {
+                "model": model,
+                "objects": objects,
+                "keyframes": keyframes,
+                "frames_per_s": round(median, 3),
+                "min": round(min(speeds), 3),
+                "max": round(max(speeds), 3),
+                "runs": len(speeds),
+                "ratio_to_first": round(median / base, 2),
+            }
+            if keyframes == "1" and model in encoder:
+                entry["encoder_share"] = round(encoder[model] * median, 2)
+            table.append(entry)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=f"vit_b,{MOBILE_SAM_NAME}")
+    parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--objects", default="1,2")
+    parser.add_argument("--keyframes", default="1,auto")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    models = [m.strip() for m in args.models.split(",")]
+    counts = [int(n) for n in args.objects.split(",")]
+    settings = [k.strip() for k in args.keyframes.split(",")]
+    apply_threads(args.threads)
+    clip = make_clip(CLIP_SEED, size_hw=(480, 854), n_frames=args.frames, n_objects=max(counts))
+    frames = [np.asarray(f) for f in clip.frames]
+    sams = {name: random_model(name) for name in models}
+    rows: list[dict[str, Any]] = []
+    facts = {
+        "machine": platform.processor() or platform.machine(),
+        "threads": args.threads,
+        "size_hw": [480, 854],
+        "frames": args.frames,
+        "torch": torch.__version__,
+    }
+
+    def record(row: dict[str, Any]) -> None:
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.json is not None:
+            args.json.write_text(
+                json.dumps({"facts": facts, "rows": rows, "table": summary(rows, models)}, indent=1)
+            )
+
+    for repeat in range(args.repeats):
+        for name in models:
+            record(
+                {
+                    "kind": "encoder",
+                    "model": name,
+                    "repeat": repeat,
+                    "seconds_per_frame": round(timed_encoder(sams[name], frames), 3),
+                }
+            )
+        for objects in counts:
+            labels = first_labels(np.asarray(clip.labels[0]), objects)
+            for keyframes in settings:
+                for name in models:
+                    seconds = timed_track(sams[name], frames, labels, keyframes)
+                    record(
+                        {
+                            "kind": "track",
+                            "model": name,
+                            "repeat": repeat,
+                            "objects": objects,
+                            "keyframes": keyframes,
+                            "seconds": round(seconds, 3),
+                            "frames_per_s": round(len(frames) / seconds, 4),
+                        }
+                    )
+    print("model       objects keyframes  frames/s (min-max)      x first  encoder share")
+    for entry in summary(rows, models):
+        share = entry.get("encoder_share")
+        print(
+            f"{entry['model']:11} {entry['objects']:7} {entry['keyframes']:9}  "
+            f"{entry['frames_per_s']:7.3f} ({entry['min']:.3f}-{entry['max']:.3f})  "
+            f"{entry['ratio_to_first']:7.2f}  {'' if share is None else f'{share:.2f}'}"
+        )
+
+
+if __name__ == "__main__":
+    main()
