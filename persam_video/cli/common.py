@@ -471,11 +471,14 @@ def check_model_name(model_name: str) -> str:
 
 def load_model(model_name: str, checkpoint: str | None, device: str, quiet: bool) -> Any:
     """Load the SAM model named on the command line (the stock model), after
-    :func:`say_model_warning`."""
+    :func:`say_model_warning`; without ``quiet``, say which model runs on which device."""
     from persam_video.model.registry import load_sam
 
     say_model_warning(model_name)
-    return load_sam(model_name, checkpoint=checkpoint, device=device, progress=not quiet)
+    sam = load_sam(model_name, checkpoint=checkpoint, device=device, progress=not quiet)
+    if not quiet:  # the run's first line: which model runs, and where
+        click.echo(f"model: {model_name} on {sam.device}", err=True)
+    return sam
 
 
 #: Warnings about the model of the running command, said as its last line when it succeeds

@@ -50,6 +50,15 @@ def sam(request):
     return build_sam_from_spec(SPECS[request.param], seed=7)
 
 
+@pytest.fixture(scope="module")
+def mobile_sam():
+    """MobileSAM (TinyViT from segment-anything-hq, SAM's own decoder) at its real size."""
+    pytest.importorskip("segment_anything_hq", reason="segment-anything-hq (the hq extra)")
+    from persam_video.model.mobile import build_mobile_sam
+
+    return build_mobile_sam(seed=7)
+
+
 # --------------------------------------------------------------------------- transcriptions
 def plain_attention(attn, q, k, v, bias=None):
     """Attention of SAM's decoder as plain tensors; with ``bias``: softmax(softmax(.) + A)."""
@@ -261,6 +270,14 @@ def test_paper_reference_cells_equal_official_rule(sam, size, value):
         got = reference_cells(sam, feats, mask, config)
     assert want.any()
     assert torch.equal(got, want)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", SIZES[:2])
+def test_mobile_sam_decodes_as_the_stock_predictor_and_the_official_loop(mobile_sam, size):
+    """The same exactness on MobileSAM (its encoder runs at 1024 px: two sizes, slow tier)."""
+    test_unguided_decoding_equals_stock_predictor(mobile_sam, size)
+    test_paper_image_pipeline_equals_official_transcription(mobile_sam, size)
 
 
 @pytest.mark.parametrize("size", SIZES)
