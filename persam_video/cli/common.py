@@ -273,7 +273,7 @@ def model_options(
                 "--model",
                 "model_name",
                 default=None,
-                help="vit_h, vit_l, vit_b (official SAM), mobile_sam (MobileSAM: about 8x faster "
+                help="vit_h, vit_l, vit_b (official SAM), mobile_sam (MobileSAM: about 5x faster "
                 'than vit_b on CPUs; pip install ".[hq]"), downloaded on first use, or demo '
                 f"(bundled small demo model, not SAM). [default: {shown}]",
             ),

@@ -138,3 +138,57 @@ def test_track_from_a_click_and_a_target_of_another_model_is_refused(tmp_path, c
     )
     assert refused.exit_code == 2 and "made with model demo, not mobile_sam" in refused.output
     assert len(refused.output.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("kind", ["wrong model", "truncated", "pickle"])
+def test_bad_checkpoints_on_the_command_line_are_one_line_and_write_nothing(tmp_path, kind):
+    bad = tmp_path / "bad.pt"
+    if kind == "wrong model":
+        torch.save(build_sam_from_spec(tiny_sam_spec()).state_dict(), bad)
+    elif kind == "truncated":
+        torch.save(build_sam_from_spec(tiny_sam_spec()).state_dict(), bad)
+        bad.write_bytes(bad.read_bytes()[:2000])
+    else:
+        torch.save({"model": _Pickled()}, bad)
+    video, mask, _ = make_input(tmp_path, n_frames=2)
+    out = tmp_path / "out"
+    model = ["--model", "mobile_sam", "--checkpoint", str(bad), "-q"]
+    result = CliRunner().invoke(
+        cli, ["track", str(video), "--mask", str(mask), "--out", str(out), *model]
+    )
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and str(bad) in result.output
+    assert not out.exists()
+
+
+class _Pickled:
+    def __reduce__(self):
+        return (print, ("unpickled",))
+
+
+@pytest.mark.slow
+def test_personalize_segment_and_find_with_mobile_sam(tmp_path, checkpoint):
+    from persam_video.io import write_label_png
+
+    video, _, _ = make_input(tmp_path, n_frames=3)
+    photo, mask = tmp_path / "ref.png", tmp_path / "ref_mask.png"
+    assert CliRunner().invoke(cli, ["frame", str(video), "1", "-o", str(photo)]).exit_code == 0
+    write_label_png(mask, (synthetic_labels(1, (72, 96)) == 1).astype(np.uint8))
+    model = ["--model", "mobile_sam", "--checkpoint", str(checkpoint), "-q"]
+    target = tmp_path / "obj.target"
+    made = CliRunner().invoke(
+        cli, ["personalize", str(photo), "--mask", str(mask), "-o", str(target), *model]
+    )
+    assert made.exit_code == 0, made.output
+    found = CliRunner().invoke(
+        cli,
+        ["segment", str(photo), "--target", str(target), "--out", str(tmp_path / "seg"), *model],
+    )
+    assert found.exit_code == 0, found.output
+    seg = json.loads((tmp_path / "seg" / "results.json").read_text())
+    assert seg["run"]["model"] == "mobile_sam"
+    searched = CliRunner().invoke(
+        cli, ["find", str(video), "--target", str(target), "--out", str(tmp_path / "find"), *model]
+    )
+    assert searched.exit_code == 0, searched.output
+    assert (tmp_path / "find" / "found.json").is_file()
