@@ -36,6 +36,7 @@ def checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # the encoder runs at 1024 px
 def test_loaded_features_equal_segment_anything_hq_tinyvit(checkpoint):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -54,6 +55,7 @@ def test_loaded_features_equal_segment_anything_hq_tinyvit(checkpoint):
     assert describe_state_dict(state) == "mobile_sam"
 
 
+@pytest.mark.slow  # the encoder runs at 1024 px
 def test_sam_predictor_and_the_frame_encoder_run_on_it(checkpoint):
     from segment_anything import SamPredictor
 
