@@ -31,6 +31,7 @@ from persam_video.synthetic import make_clip
 from persam_video.synthetic.clips import Clip
 from persam_video.synthetic.export import write_clip_video
 from persam_video.video import VideoTracker
+from persam_video.video.engine import Engine
 
 METRICS_NAME = "metrics.json"
 #: The command recorded as the owner of a demo folder, and the clip files it writes there.
@@ -61,7 +62,7 @@ def clip_scores(
 
 
 def run_demo(
-    tracker: VideoTracker,
+    tracker: Engine | VideoTracker,
     out_dir: str | os.PathLike[str],
     *,
     seed: int = 0,

@@ -48,6 +48,7 @@ from persam_video.atomic import (
 from persam_video.config import SpanRules
 from persam_video.persam import Target
 from persam_video.video import FrameResult, VideoTracker
+from persam_video.video.engine import Engine
 
 THUMBNAILS_DIR = "thumbnails"
 #: Thumbnails are scaled down (never up) so that their longer side is at most this.
@@ -254,7 +255,7 @@ def _frame_and_mask(result: FrameResult, obj_id: int) -> tuple[np.ndarray, np.nd
 
 
 def find_in_clip(
-    tracker: VideoTracker,
+    tracker: Engine | VideoTracker,
     source: str | os.PathLike[str],
     targets: dict[str, Target],
     out_dir: str | os.PathLike[str],
