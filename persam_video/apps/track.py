@@ -56,7 +56,7 @@ from persam_video.apps.outputs import (
 from persam_video.apps.pipeline import run_session
 from persam_video.atomic import OutputClaim, check_not_overwriting, run_folder
 from persam_video.io import FrameSource, open_source, read_mask_sources, resize_labels
-from persam_video.io.streamed import StreamedFrames, frame_range
+from persam_video.io.streamed import StreamedFrames, check_frame_range, frame_range
 from persam_video.labels import LabelMap, fragmentation_warning, from_array
 from persam_video.persam import Target
 from persam_video.video import FrameResult, VideoTracker
@@ -185,8 +185,7 @@ def track_to_folder(
     options = options or OutputOptions()
     check_mask_or_targets(first_mask is not None, targets is not None)
     check_inputs_survive(out_dir, [source, first_mask])
-    if start < 0 or (max_frames is not None and max_frames < 1):
-        raise ValueError(f"start must be >= 0 and max_frames >= 1, got {start} and {max_frames}")
+    check_frame_range(start, max_frames)  # before the folder is created
     args = (
         targets,
         options,

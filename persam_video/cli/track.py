@@ -188,12 +188,8 @@ def track(
         heatmap=heatmap,
     )
     if (target_paths and specs) or needs_prompt_path(specs, direction):
-        check_keyframes(
-            common.build_config(config_name, overrides, finetune),
-            [s.frame for s in specs],
-            direction,
-            targets=bool(target_paths),
-        )
+        config = common.build_config(config_name, overrides, finetune)
+        check_keyframes(config, [s.frame for s in specs], direction, targets=bool(target_paths))
         if start or max_frames is not None:
             raise InputError(
                 "--start and --max-frames work with a first-frame --mask only, not with "
@@ -209,7 +205,7 @@ def track(
             model_name=model_name,
             checkpoint=checkpoint,
             device=device,
-            config=common.build_config(config_name, overrides, finetune),
+            config=config,
             options=outputs,
             resize_mask=resize_mask,
             speed=(precision, batch_frames, compile_encoder, stock_encoder),

@@ -15,7 +15,13 @@ from collections.abc import Iterable, Iterator
 from persam_video.io.frame import Frame
 from persam_video.io.reader import FrameSource
 
-__all__ = ["StreamedFrames", "frame_range"]
+__all__ = ["StreamedFrames", "check_frame_range", "frame_range"]
+
+
+def check_frame_range(start: int, max_frames: int | None) -> None:
+    """Raise ValueError unless ``start >= 0`` and ``max_frames`` is None or ``>= 1``."""
+    if start < 0 or (max_frames is not None and max_frames < 1):
+        raise ValueError(f"start must be >= 0 and max_frames >= 1, got {start} and {max_frames}")
 
 
 def frame_range(frames: Iterable[Frame], start: int, max_frames: int | None) -> Iterator[Frame]:
@@ -52,10 +58,7 @@ class StreamedFrames:
     """
 
     def __init__(self, source: FrameSource, start: int = 0, max_frames: int | None = None) -> None:
-        if start < 0 or (max_frames is not None and max_frames < 1):
-            raise ValueError(
-                f"start must be >= 0 and max_frames >= 1, got {start} and {max_frames}"
-            )
+        check_frame_range(start, max_frames)
         self.source = source
         self.start = start
         self.max_frames = max_frames

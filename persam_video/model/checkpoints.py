@@ -193,11 +193,12 @@ def download(
             digest = _fetch(checkpoint, partial, progress=progress)
             size = partial.stat().st_size
             if checkpoint.size is None:
-                if not is_official(partial, checkpoint):
+                found = git_blob_of(partial)
+                if found != checkpoint.git_blob:
                     raise WeightsError(
                         f"the download of {checkpoint.name} from {checkpoint.url} is corrupt "
-                        f"({size:,} bytes, git blob id {git_blob_of(partial)[:12]}…; expected "
-                        f"{checkpoint.git_blob[:12] if checkpoint.git_blob else '?'}…)"
+                        f"({size:,} bytes, git blob id {found[:12]}…; expected "
+                        f"{(checkpoint.git_blob or '?')[:12]}…)"
                     )
             elif size != checkpoint.size or digest != checkpoint.sha256:
                 raise WeightsError(

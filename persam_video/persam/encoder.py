@@ -65,19 +65,18 @@ class FrameEncoder:
             raise ValueError(f"unknown attention {attention!r}; use {', '.join(ATTENTION_KINDS)}")
         default_threads()  # the command line's rule, for Python callers (once per process)
         self.sam = sam
-        self.attention = attention
+        vit = is_vit_encoder(sam)
+        # MobileSAM's TinyViT runs its own attention: nothing to rewrite
+        self.attention = attention if vit else "stock"
         self.batch_size = batch_size
         self.precision = self._resolve(precision, sam.device)
+        if not vit and self.precision == "int8":
+            raise ValueError(
+                "--precision int8 rewrites the linear layers of SAM's ViT encoder; this "
+                "model's encoder is not one (use float32)"
+            )
         image_encoder = sam.image_encoder
-        vit = is_vit_encoder(sam)
-        if not vit:  # MobileSAM's TinyViT: its own attention, nothing to rewrite
-            self.attention = "stock"
-            if self.precision == "int8":
-                raise ValueError(
-                    "--precision int8 rewrites the linear layers of SAM's ViT encoder; this "
-                    "model's encoder is not one (use float32)"
-                )
-        if attention == "fast" and vit:
+        if self.attention == "fast":
             image_encoder = fast_image_encoder(image_encoder)
         if self.precision == "int8":
             image_encoder = int8_image_encoder(image_encoder)
