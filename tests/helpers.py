@@ -160,3 +160,62 @@ def small_frames(folder: Path, n_frames: int) -> tuple[Path, Path]:
     mask = folder / "m.png"
     write_label_png(mask, synthetic_labels(0, SMALL_CLIP_SIZE))
     return frames, mask
+
+
+def tiny_hq_sam(seed: int = 0, image_size: int = 128, dim: int = 32) -> Sam:
+    """A small HQ-SAM (segment-anything-hq's own classes, random weights, eval mode): a 2-block
+    ViT whose second block is global (its output is the decoder's early-layer feature), and
+    ``MaskDecoderHQ``. Needs the hq extra."""
+    from functools import partial
+
+    import torch
+
+    from persam_video.model.hq import hq_package
+
+    hq_package()  # imports it with timm's import-time warnings silenced
+    from segment_anything_hq.modeling import (
+        ImageEncoderViT,
+        MaskDecoderHQ,
+        PromptEncoder,
+        TwoWayTransformer,
+    )
+    from segment_anything_hq.modeling import Sam as HQSam
+
+    grid = image_size // 16
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        sam = HQSam(
+            image_encoder=ImageEncoderViT(
+                img_size=image_size,
+                patch_size=16,
+                embed_dim=dim,
+                depth=2,
+                num_heads=2,
+                mlp_ratio=4,
+                out_chans=dim,
+                qkv_bias=True,
+                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+                use_rel_pos=True,
+                window_size=4,
+                global_attn_indexes=(1,),
+            ),
+            prompt_encoder=PromptEncoder(
+                embed_dim=dim,
+                image_embedding_size=(grid, grid),
+                input_image_size=(image_size, image_size),
+                mask_in_chans=4,
+            ),
+            mask_decoder=MaskDecoderHQ(
+                num_multimask_outputs=3,
+                transformer=TwoWayTransformer(
+                    depth=2, embedding_dim=dim, mlp_dim=2 * dim, num_heads=2
+                ),
+                transformer_dim=dim,
+                iou_head_depth=3,
+                iou_head_hidden_dim=dim,
+                vit_dim=dim,
+            ),
+            pixel_mean=[123.675, 116.28, 103.53],
+            pixel_std=[58.395, 57.12, 57.375],
+        )
+    return sam.eval()

@@ -16,6 +16,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from safetensors import safe_open
 
@@ -27,6 +28,14 @@ METRICS = (
     "similarity peak inside target",
     "PerSAM image-mode IoU (A -> B)",
 )
+
+
+def encoder_text(spec: dict[str, Any]) -> str:
+    """``96 x 4`` (ViT width x blocks) or ``TinyViT 32/64/128/320 x 1/1/2/1``."""
+    if spec.get("encoder_kind", "vit") == "tinyvit":
+        dims = "/".join(map(str, spec["tinyvit_dims"]))
+        return f"TinyViT {dims} x {'/'.join(map(str, spec['tinyvit_depths']))}"
+    return f"{spec['encoder_dim']} x {spec['encoder_depth']}"
 
 
 def describe(path: Path) -> dict[str, str]:
@@ -41,7 +50,7 @@ def describe(path: Path) -> dict[str, str]:
         "file": path.name,
         "name": metadata.get("name", ""),
         "input": str(spec["image_size"]),
-        "encoder": f"{spec['encoder_dim']} x {spec['encoder_depth']}",
+        "encoder": encoder_text(spec),
         "decoder": str(spec["decoder_dim"]),
         "parameters": f"{training.get('parameters', 0) / 1e6:.2f} M",
         "seed": str(training.get("seed")),

@@ -66,7 +66,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from persam_video.config import PerSAMConfig, PriorConfig
 from persam_video.model.checkpoints import sha256_of
-from persam_video.model.spec import SamSpec, build_sam_from_spec
+from persam_video.model.spec import TINYVIT, VIT, SamSpec, build_sam_from_spec
 from persam_video.persam import PerSAM
 from persam_video.persam.encoder import FrameEncoder
 from persam_video.persam.prior import pool_embedding, reference_cells, similarity_grid
@@ -100,15 +100,34 @@ DEMO_SPEC = SamSpec(
 DECODER_MLP_RATIO = 4
 
 
+def int_tuple(text: str) -> tuple[int, ...]:
+    """``"1,2,3"`` -> ``(1, 2, 3)`` (an argparse type)."""
+    return tuple(int(part) for part in text.split(","))
+
+
 def model_spec(args: argparse.Namespace) -> SamSpec:
     """The architecture the command line asks for: DEMO_SPEC with its sizes replaced.
 
     Global attention sits in the middle and last encoder blocks, as in DEMO_SPEC (blocks 1 and 3
-    of 4); the decoder's MLP and IoU head scale with its width.
+    of 4); the decoder's MLP and IoU head scale with its width. ``--encoder tinyvit`` replaces
+    the ViT by MobileSAM's TinyViT with the ``--tinyvit-*`` stages (the ``--encoder-*`` sizes
+    are then unused).
     """
     depth = args.encoder_depth
+    tinyvit = (
+        {
+            "encoder_kind": TINYVIT,
+            "tinyvit_dims": args.tinyvit_dims,
+            "tinyvit_depths": args.tinyvit_depths,
+            "tinyvit_heads": args.tinyvit_heads,
+            "tinyvit_windows": args.tinyvit_windows,
+        }
+        if args.encoder == TINYVIT
+        else {}
+    )
     return dataclasses.replace(
         DEMO_SPEC,
+        **tinyvit,
         image_size=args.image_size,
         encoder_dim=args.encoder_dim,
         encoder_depth=depth,
@@ -876,6 +895,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEMO_SPEC.encoder_heads,
         help="image encoder attention heads (must divide --encoder-dim)",
     )
+    parser.add_argument(
+        "--encoder",
+        choices=(VIT, TINYVIT),
+        default=VIT,
+        help="image encoder: segment-anything's ViT or MobileSAM's TinyViT (needs the hq extra)",
+    )
+    for field, default, what in (
+        (
+            "dims",
+            "32,64,128,320",
+            "widths (the last one 320, 448 or 576: segment-anything-hq "
+            "keeps the last stage's stride 1 only for those)",
+        ),
+        ("depths", "1,1,2,1", "blocks"),
+        ("heads", "1,2,4,5", "attention heads (the first stage is convolutional)"),
+        ("windows", "7,7,14,7", "attention window sides"),
+    ):
+        parser.add_argument(
+            f"--tinyvit-{field}",
+            type=int_tuple,
+            default=int_tuple(default),
+            help=f"TinyViT's four stages: {what}",
+        )
     parser.add_argument(
         "--decoder-dim",
         type=int,

@@ -53,8 +53,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from persam_video.config import ConfigError
     from persam_video.io import VideoWriteError
     from persam_video.model.checkpoints import WeightsError
+    from persam_video.model.hq import MissingExtraError
 
     return (
+        MissingExtraError,
         ValueError,
         ConfigError,
         WeightsError,
@@ -274,8 +276,10 @@ def model_options(
                 "model_name",
                 default=None,
                 help="vit_h, vit_l, vit_b (official SAM), mobile_sam (MobileSAM: about 5x faster "
-                'than vit_b on CPUs; pip install ".[hq]"), downloaded on first use, or demo '
-                f"(bundled small demo model, not SAM). [default: {shown}]",
+                "than vit_b on CPUs), sam_hq_vit_h, sam_hq_vit_l, sam_hq_vit_b, sam_hq_vit_tiny "
+                '(HQ-SAM: finer masks; the last four and mobile_sam need pip install ".[hq]"), '
+                "downloaded on first use, or demo (bundled small demo model, not SAM). "
+                f"[default: {shown}]",
             ),
             click.option(
                 "--checkpoint",

@@ -18,18 +18,20 @@ def weights_list() -> None:
     from persam_video.model.checkpoints import CHECKPOINTS, cache_dir, checkpoint_path, is_official
 
     click.echo(f"cache: {cache_dir()}  (set $PERSAM_VIDEO_CACHE to move it)")
+    width = max(map(len, CHECKPOINTS))
     for name, ckpt in CHECKPOINTS.items():
         path = checkpoint_path(name)
-        if ckpt.size is None:  # pinned by its git blob id: checked by reading the file
-            cached, size = path.is_file() and is_official(path, ckpt), "  git blob"
+        if ckpt.size is None:  # no published size: checked by reading the file
+            cached, size = path.is_file() and is_official(path, ckpt), f"{ckpt.pinned_by:>10}"
         else:
             cached, size = (
                 path.is_file() and path.stat().st_size == ckpt.size,
                 f"{ckpt.size / 2**20:6.0f} MiB",
             )
         state = "cached" if cached else "not cached"
-        click.echo(f"{name:10} {size}  {state:10}  {ckpt.url}")
-    click.echo("demo       bundled small demo model (not SAM: for trying persam-video offline)")
+        click.echo(f"{name:{width}} {size}  {state:10}  {ckpt.url}")
+    demo = "bundled small demo model (not SAM: for trying persam-video offline)"
+    click.echo(f"{'demo':{width}} {demo}")
 
 
 @weights.command("download")
@@ -37,7 +39,7 @@ def weights_list() -> None:
 @quiet_option
 @friendly_errors
 def weights_download(name: str, quiet: bool) -> None:
-    """Download checkpoint NAME (vit_h, vit_l, vit_b) into the cache and verify its SHA-256."""
+    """Download checkpoint NAME (see ``weights list``) into the cache and verify it."""
     from persam_video.model.checkpoints import ensure_checkpoint
     from persam_video.model.demo import DEMO_MODEL_NAME, demo_weights_path
 

@@ -6,7 +6,11 @@ progress bar, then checked for size and SHA-256 and only then renamed into place
 its final name is always complete and verified. MobileSAM's checkpoint is kept in git in its
 official repository: it is pinned by its git blob id there (the SHA-1 of ``blob <size>\0`` and
 its bytes, which fixes both the size and the content), read from the repository's tree at the
-pinned commit.
+pinned commit. HQ-SAM's checkpoints (Hugging Face ``lkeab/hq-sam``) are pinned by the digests
+that projects downloading and verifying them publish: SHA-256 for ``sam_hq_vit_h`` and
+``sam_hq_vit_tiny`` (Intel's OpenVINO training extensions' model table), MD5 for
+``sam_hq_vit_b`` and ``sam_hq_vit_l`` (IOPaint's model table; no SHA-256 of them is published
+that we know of). The SHA-256 of every file in use is recorded in the run's results.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ DOWNLOAD_TIMEOUT_S = 30.0
 OR_ELSE = ", or pass --checkpoint FILE"
 _BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything"
 #: ChaoningZhang/MobileSAM at the commit whose tree pins ``weights/mobile_sam.pt``.
+_HQ_SAM_URL = "https://huggingface.co/lkeab/hq-sam/resolve/main"
 _MOBILE_SAM_URL = (
     "https://raw.githubusercontent.com/ChaoningZhang/MobileSAM/"
     "34bbbfdface3c18e5221aa7de6032d7220c6c6a1/weights/mobile_sam.pt"
@@ -46,12 +51,25 @@ class Checkpoint:
 
     name: str
     url: str
-    #: Bytes and SHA-256, or None when the checkpoint is pinned by ``git_blob`` alone.
+    #: Bytes and SHA-256, or None where they are not published.
     size: int | None
     sha256: str | None
     #: The file's git blob id in its official repository (hex SHA-1 of ``blob <size>\0`` +
     #: its bytes), or None.
     git_blob: str | None = None
+    #: The file's MD5, where that is the only digest published, or None.
+    md5: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.sha256 is None and self.git_blob is None and self.md5 is None:
+            raise ValueError(f"checkpoint {self.name} pins no digest")
+
+    @property
+    def pinned_by(self) -> str:
+        """The strongest digest pinned: ``SHA-256``, ``git blob`` or ``MD5``."""
+        if self.sha256 is not None:
+            return "SHA-256"
+        return "git blob" if self.git_blob is not None else "MD5"
 
     @property
     def filename(self) -> str:
@@ -83,6 +101,32 @@ CHECKPOINTS: dict[str, Checkpoint] = {
         None,
         None,
         git_blob="7ef2d090979fd9853adf17b7a99c8b94a1c5a6a7",
+    ),
+    "sam_hq_vit_b": Checkpoint(
+        "sam_hq_vit_b",
+        f"{_HQ_SAM_URL}/sam_hq_vit_b.pth",
+        None,
+        None,
+        md5="c6b8953247bcfdc8bb8ef91e36a6cacc",
+    ),
+    "sam_hq_vit_l": Checkpoint(
+        "sam_hq_vit_l",
+        f"{_HQ_SAM_URL}/sam_hq_vit_l.pth",
+        None,
+        None,
+        md5="08947267966e4264fb39523eccc33f86",
+    ),
+    "sam_hq_vit_h": Checkpoint(
+        "sam_hq_vit_h",
+        f"{_HQ_SAM_URL}/sam_hq_vit_h.pth",
+        None,
+        "a7ac14a085326d9fa6199c8c698c4f0e7280afdbb974d2c4660ec60877b45e35",
+    ),
+    "sam_hq_vit_tiny": Checkpoint(
+        "sam_hq_vit_tiny",
+        f"{_HQ_SAM_URL}/sam_hq_vit_tiny.pth",
+        None,
+        "0f32c075ccdd870ae54db2f7630e7a0878ede5a2b06d05d6fe02c65a82fb7196",
     ),
 }
 
@@ -119,44 +163,54 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def git_blob_of(path: str | Path) -> str:
-    """The git blob id of a file: hex SHA-1 of ``blob <size>\0`` followed by its bytes."""
-    digest = hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode(), usedforsecurity=False)
+def _digest_of(path: str | Path, digest: hashlib._Hash, *, blob: bool = False) -> str:
+    if blob:  # git hashes ``blob <size>\0`` before the bytes
+        digest.update(f"blob {Path(path).stat().st_size}\0".encode())
     with open(path, "rb") as f:
         while chunk := f.read(DOWNLOAD_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
 
 
+def git_blob_of(path: str | Path) -> str:
+    """The git blob id of a file: hex SHA-1 of ``blob <size>\0`` followed by its bytes."""
+    return _digest_of(path, hashlib.sha1(usedforsecurity=False), blob=True)
+
+
+def md5_of(path: str | Path) -> str:
+    """Hex MD5 of a file (only to compare with a published MD5)."""
+    return _digest_of(path, hashlib.md5(usedforsecurity=False))
+
+
+def mismatch(path: str | Path, checkpoint: Checkpoint) -> str | None:
+    """Why ``path`` is not the checkpoint's file (its size, then the strongest digest pinned:
+    SHA-256, git blob id or MD5), or None when it is, byte for byte."""
+    size = Path(path).stat().st_size
+    if checkpoint.size is not None and size != checkpoint.size:
+        return f"{size:,} bytes, the {checkpoint.name} checkpoint has {checkpoint.size:,}"
+    for label, expected, digest_of in (
+        ("SHA-256", checkpoint.sha256, sha256_of),
+        ("git blob id", checkpoint.git_blob, git_blob_of),
+        ("MD5", checkpoint.md5, md5_of),
+    ):
+        if expected is not None:
+            found = digest_of(path)
+            if found != expected:
+                return f"{label} {found}, the {checkpoint.name} checkpoint has {expected}"
+            return None
+    raise AssertionError("unreachable: Checkpoint pins a digest")
+
+
 def is_official(path: str | Path, checkpoint: Checkpoint) -> bool:
-    """Whether ``path`` is the checkpoint's file, byte for byte (by its git blob id, or by size
-    then SHA-256)."""
-    if checkpoint.size is None:
-        return checkpoint.git_blob is not None and git_blob_of(path) == checkpoint.git_blob
-    return Path(path).stat().st_size == checkpoint.size and sha256_of(path) == checkpoint.sha256
+    """Whether ``path`` is the checkpoint's file, byte for byte."""
+    return mismatch(path, checkpoint) is None
 
 
 def verify_file(path: str | Path, checkpoint: Checkpoint) -> None:
-    """Raise :class:`WeightsError` unless ``path`` has the checkpoint's size and SHA-256 (or
-    its git blob id)."""
-    if checkpoint.size is None:
-        found = git_blob_of(path)
-        if found != checkpoint.git_blob:
-            raise WeightsError(
-                f"{path} has git blob id {found}, the {checkpoint.name} checkpoint has "
-                f"{checkpoint.git_blob}"
-            )
-        return
-    size = Path(path).stat().st_size
-    if size != checkpoint.size:
-        raise WeightsError(
-            f"{path} has {size:,} bytes, the {checkpoint.name} checkpoint has {checkpoint.size:,}"
-        )
-    digest = sha256_of(path)
-    if digest != checkpoint.sha256:
-        raise WeightsError(
-            f"{path} has SHA-256 {digest}, the {checkpoint.name} checkpoint has {checkpoint.sha256}"
-        )
+    """Raise :class:`WeightsError` unless ``path`` is the checkpoint's file (:func:`mismatch`)."""
+    reason = mismatch(path, checkpoint)
+    if reason is not None:
+        raise WeightsError(f"{path} has {reason}")
 
 
 def ensure_checkpoint(name: str, *, progress: bool = True, or_else: str = OR_ELSE) -> Path:
@@ -169,7 +223,7 @@ def ensure_checkpoint(name: str, *, progress: bool = True, or_else: str = OR_ELS
     if path.is_file() and (
         path.stat().st_size == checkpoint.size
         or (checkpoint.size is None and is_official(path, checkpoint))
-    ):
+    ):  # files of the pinned size were verified when downloaded
         return path
     return download(checkpoint, path, progress=progress, or_else=or_else)
 
@@ -190,21 +244,12 @@ def download(
         raise WeightsError(f"cannot create the cache folder {dest.parent}: {exc.strerror}") from exc
     try:
         with atomic_file(dest) as partial:
-            digest = _fetch(checkpoint, partial, progress=progress)
-            size = partial.stat().st_size
-            if checkpoint.size is None:
-                found = git_blob_of(partial)
-                if found != checkpoint.git_blob:
-                    raise WeightsError(
-                        f"the download of {checkpoint.name} from {checkpoint.url} is corrupt "
-                        f"({size:,} bytes, git blob id {found[:12]}…; expected "
-                        f"{(checkpoint.git_blob or '?')[:12]}…)"
-                    )
-            elif size != checkpoint.size or digest != checkpoint.sha256:
+            _fetch(checkpoint, partial, progress=progress)
+            problem = mismatch(partial, checkpoint)
+            if problem is not None:
                 raise WeightsError(
-                    f"the download of {checkpoint.name} from {checkpoint.url} is corrupt "
-                    f"({size:,} bytes, SHA-256 {digest[:12]}…; expected {checkpoint.size:,} "
-                    f"bytes, {(checkpoint.sha256 or '')[:12]}…)"
+                    f"the download of {checkpoint.name} from {checkpoint.url} is corrupt: it "
+                    f"has {problem}"
                 )
     except (OSError, urllib.error.URLError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
@@ -215,9 +260,8 @@ def download(
     return dest
 
 
-def _fetch(checkpoint: Checkpoint, target: Path, *, progress: bool) -> str:
-    """Stream the URL into ``target``; return the hex SHA-256 of what was written."""
-    digest = hashlib.sha256()
+def _fetch(checkpoint: Checkpoint, target: Path, *, progress: bool) -> None:
+    """Stream the URL into ``target``."""
     with urllib.request.urlopen(checkpoint.url, timeout=DOWNLOAD_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or checkpoint.size or 0) or None
         with (
@@ -233,6 +277,4 @@ def _fetch(checkpoint: Checkpoint, target: Path, *, progress: bool) -> str:
         ):
             while chunk := response.read(DOWNLOAD_CHUNK_BYTES):
                 out.write(chunk)
-                digest.update(chunk)
                 bar.update(len(chunk))
-    return digest.hexdigest()

@@ -1,86 +1,29 @@
 """MobileSAM: SAM's prompt encoder and mask decoder behind a TinyViT-5M image encoder.
 
-The encoder comes from a maintained package, not from copied code: the official
-``segment-anything-hq`` wheel ships MobileSAM's TinyViT (``segment_anything_hq.modeling.TinyViT``),
-which with MobileSAM's hyper-parameters (:data:`TINYVIT_SETTINGS`) loads the ``image_encoder.*``
-weights of a checkpoint in MobileSAM's format strictly and gives the same features as MobileSAM's
-own code. Its ``forward`` returns ``(features, intermediate embeddings)`` for HQ-SAM's decoder;
-:class:`MobileSAMEncoder` subclasses it to return the (B, 256, 64, 64) features alone, as
-segment-anything's ``Sam`` and ``SamPredictor`` expect. The prompt encoder and mask decoder are
+The encoder is segment-anything-hq's TinyViT (:mod:`persam_video.model.tinyvit`) with
+MobileSAM's hyper-parameters (:data:`MOBILE_SAM_SPEC`); the prompt encoder and mask decoder are
 segment-anything's own, so every PerSAM mechanism applies unchanged and ``SamPredictor`` runs on
-the model.
-
-``segment-anything-hq`` (and the ``timm`` it imports without declaring it) come with the ``hq``
-extra: ``pip install ".[hq]"``.
+the model. Needs the ``hq`` extra: ``pip install ".[hq]"``.
 """
 
 from __future__ import annotations
 
-import warnings
-from functools import cache
-from typing import Any
+from segment_anything.modeling import Sam
 
-import torch
-from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-
-from persam_video.model.spec import IOU_HEAD_DEPTH, NUM_MULTIMASK_OUTPUTS, PIXEL_MEAN, PIXEL_STD
+from persam_video.model.spec import TINYVIT, SamSpec, build_sam_from_spec, tinyvit_settings
+from persam_video.model.tinyvit import TINYVIT_FIXED
 
 MOBILE_SAM_NAME = "mobile_sam"
-#: MobileSAM's TinyViT-5M (``build_sam_vit_t`` of the official code).
-TINYVIT_SETTINGS: dict[str, Any] = {
-    "img_size": 1024,
-    "in_chans": 3,
-    "num_classes": 1000,
-    "embed_dims": [64, 128, 160, 320],
-    "depths": [2, 2, 6, 2],
-    "num_heads": [2, 4, 5, 10],
-    "window_sizes": [7, 7, 14, 7],
-    "mlp_ratio": 4.0,
-    "drop_rate": 0.0,
-    "drop_path_rate": 0.0,
-    "use_checkpoint": False,
-    "mbconv_expand_ratio": 4.0,
-    "local_conv_size": 3,
-    "layer_lr_decay": 0.8,
-}
-#: SAM's prompt side at 1024 px input: 256 channels on a 64 x 64 grid.
-PROMPT_DIM, GRID, IMAGE_SIZE = 256, 64, 1024
-MASK_IN_CHANS, DECODER_DEPTH, DECODER_MLP_DIM, DECODER_HEADS = 16, 2, 2048, 8
-#: The key only a TinyViT encoder's state dict has (its first convolution).
-TINYVIT_KEY = "image_encoder.patch_embed.seq.0.c.weight"
-#: What to install when segment-anything-hq is missing.
-INSTALL_HINT = (
-    "mobile_sam needs segment-anything-hq and timm: pip install 'persam-video[hq]' "
-    '(from a checkout: pip install ".[hq]")'
+#: MobileSAM's TinyViT-5M (``build_sam_vit_t`` of the official code) with SAM's prompt side.
+MOBILE_SAM_SPEC = SamSpec(
+    encoder_kind=TINYVIT,
+    tinyvit_dims=(64, 128, 160, 320),
+    tinyvit_depths=(2, 2, 6, 2),
+    tinyvit_heads=(2, 4, 5, 10),
+    tinyvit_windows=(7, 7, 14, 7),
 )
-
-
-@cache
-def encoder_class() -> type[torch.nn.Module]:
-    """:class:`MobileSAMEncoder`, made on first use (segment-anything-hq is an optional extra).
-
-    Raises:
-        ImportError: segment-anything-hq or timm is not installed (the message says what to
-            install).
-    """
-    try:
-        with warnings.catch_warnings():  # timm's deprecation notes and registry overwrites
-            warnings.simplefilter("ignore")
-            from segment_anything_hq.modeling import TinyViT
-    except ImportError as exc:
-        raise ImportError(f"{INSTALL_HINT} ({exc})") from exc
-
-    class MobileSAMEncoder(TinyViT):
-        """segment-anything-hq's TinyViT returning the image features alone.
-
-        ``forward``: (B, 3, 1024, 1024) normalized, padded images -> (B, 256, 64, 64).
-        """
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            features, _ = self.forward_features(x)
-            return features
-
-    return MobileSAMEncoder
+#: MobileSAM's encoder as segment-anything-hq's ``build_sam_vit_t`` builds it.
+TINYVIT_SETTINGS = {**TINYVIT_FIXED, **tinyvit_settings(MOBILE_SAM_SPEC)}
 
 
 def build_mobile_sam(*, seed: int | None = None) -> Sam:
@@ -88,34 +31,7 @@ def build_mobile_sam(*, seed: int | None = None) -> Sam:
 
     ``seed`` makes the random weights reproducible without touching the global RNG.
     """
-    encoder = encoder_class()
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-        sam = Sam(
-            image_encoder=encoder(**TINYVIT_SETTINGS),
-            prompt_encoder=PromptEncoder(
-                embed_dim=PROMPT_DIM,
-                image_embedding_size=(GRID, GRID),
-                input_image_size=(IMAGE_SIZE, IMAGE_SIZE),
-                mask_in_chans=MASK_IN_CHANS,
-            ),
-            mask_decoder=MaskDecoder(
-                num_multimask_outputs=NUM_MULTIMASK_OUTPUTS,
-                transformer=TwoWayTransformer(
-                    depth=DECODER_DEPTH,
-                    embedding_dim=PROMPT_DIM,
-                    mlp_dim=DECODER_MLP_DIM,
-                    num_heads=DECODER_HEADS,
-                ),
-                transformer_dim=PROMPT_DIM,
-                iou_head_depth=IOU_HEAD_DEPTH,
-                iou_head_hidden_dim=PROMPT_DIM,
-            ),
-            pixel_mean=list(PIXEL_MEAN),
-            pixel_std=list(PIXEL_STD),
-        )
-    return sam.eval()
+    return build_sam_from_spec(MOBILE_SAM_SPEC, seed=seed)
 
 
 def is_vit_encoder(sam: Sam) -> bool:

@@ -25,8 +25,10 @@ from persam_video.model.checkpoints import (
     verify_file,
 )
 from persam_video.model.demo import DEMO_MODEL_NAME, DEMO_SHA256, DEMO_WARNING, load_demo_sam
-from persam_video.model.mobile import MOBILE_SAM_NAME, TINYVIT_KEY, build_mobile_sam
+from persam_video.model.hq import HQ_MODELS, HQ_TOKEN_KEY, build_hq_sam, hq_package
+from persam_video.model.mobile import MOBILE_SAM_NAME, build_mobile_sam
 from persam_video.model.spec import OFFICIAL_SHAPES
+from persam_video.model.tinyvit import TINYVIT_KEY
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -58,14 +60,17 @@ def load_sam(
 
     Args:
         name: ``vit_h``, ``vit_l``, ``vit_b`` (official SAM checkpoints), ``mobile_sam``
-            (MobileSAM: TinyViT-5M and SAM's decoder; needs the ``hq`` extra), downloaded and
-            verified on first use, or ``demo`` (the small model bundled with persam-video).
+            (MobileSAM: TinyViT-5M and SAM's decoder), ``sam_hq_vit_b``, ``sam_hq_vit_l``,
+            ``sam_hq_vit_h``, ``sam_hq_vit_tiny`` (HQ-SAM and Light HQ-SAM; these five need the
+            ``hq`` extra), downloaded and verified on first use, or ``demo`` (the small model
+            bundled with persam-video).
         checkpoint: a local checkpoint file to use instead of the cache. It is checked against the
             official SHA-256 when its size is that of an official checkpoint.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         progress: show a progress bar while downloading.
 
-    Returns the stock segment-anything model (eval mode, on ``device``).
+    Returns the stock model (eval mode, on ``device``): segment-anything's ``Sam``, or for
+    HQ-SAM segment-anything-hq's (:mod:`persam_video.model.hq`).
     """
     target = resolve_device(device)
     if name == DEMO_MODEL_NAME:
@@ -81,6 +86,8 @@ def _load_official(name: str, checkpoint: str | Path | None, progress: bool) -> 
     """An official architecture with its verified checkpoint (downloaded on first use)."""
     if name not in CHECKPOINTS:
         raise WeightsError(f"unknown model {name!r}; known: {', '.join(model_names())}")
+    if name == MOBILE_SAM_NAME or name in HQ_MODELS:
+        hq_package()  # before a download: the model cannot be built without it
     if checkpoint is None:
         path = ensure_checkpoint(name, progress=progress)
     else:
@@ -96,9 +103,12 @@ def _load_official(name: str, checkpoint: str | Path | None, progress: bool) -> 
     found = describe_state_dict(state)
     if found != name:  # refuse before building a large model for nothing
         raise WeightsError(f"{path} is not a {name} SAM checkpoint (it looks like {found})")
-    sam = (
-        build_mobile_sam() if name == MOBILE_SAM_NAME else sam_model_registry[name](checkpoint=None)
-    )
+    if name == MOBILE_SAM_NAME:
+        sam = build_mobile_sam()
+    elif name in HQ_MODELS:
+        sam = build_hq_sam(name)
+    else:
+        sam = sam_model_registry[name](checkpoint=None)
     _load_into(sam, state, path, name)
     return sam
 
@@ -164,8 +174,9 @@ def _load_failure(exc: BaseException) -> str:
 
 def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
     """A short guess of the architecture a SAM state dict belongs to, for error messages."""
+    hq = HQ_TOKEN_KEY in state
     if TINYVIT_KEY in state:
-        return MOBILE_SAM_NAME if "mask_decoder.hf_token.weight" not in state else "an HQ-SAM"
+        return "sam_hq_vit_tiny" if hq else MOBILE_SAM_NAME
     weight = state.get("image_encoder.patch_embed.proj.weight")
     if weight is None:
         return "not a SAM state dict"
@@ -174,7 +185,10 @@ def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
     }
     shape = (int(weight.shape[0]), len(blocks))
     kind = OFFICIAL_SHAPES.get(shape)
-    return kind or f"a SAM with encoder width {shape[0]} and depth {shape[1]}"
+    if kind is None:
+        model = "an HQ-SAM" if hq else "a SAM"
+        return f"{model} with encoder width {shape[0]} and depth {shape[1]}"
+    return f"sam_hq_{kind}" if hq else kind
 
 
 def _load_into(sam: Sam, state: dict[str, torch.Tensor], path: Path, name: str) -> None:

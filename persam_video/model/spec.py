@@ -23,6 +23,8 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
+from persam_video.model.tinyvit import tinyvit_encoder
+
 #: SAM's pixel normalization (ImageNet statistics in 0-255 RGB), shared by all models here.
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
@@ -33,6 +35,11 @@ MLP_RATIO = 4
 
 #: Encoder width and depth of the official architectures, to recognise a checkpoint's kind.
 OFFICIAL_SHAPES = {(1280, 32): "vit_h", (1024, 24): "vit_l", (768, 12): "vit_b"}
+#: Image encoders a :class:`SamSpec` describes: segment-anything's ViT, or MobileSAM's TinyViT
+#: (from segment-anything-hq, the ``hq`` extra; its total stride is 16, as the ViT's patches).
+VIT, TINYVIT = "vit", "tinyvit"
+#: Stages of a TinyViT (a convolutional stage, then three attention stages).
+TINYVIT_STAGES = 4
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,26 @@ class SamSpec:
     decoder_mlp_dim: int = 2048
     iou_head_hidden_dim: int = 256
     mask_in_chans: int = 16
+    #: ``vit`` (the fields above describe it) or ``tinyvit`` (the four ``tinyvit_*`` fields
+    #: describe its stages: widths, blocks, attention heads and window sides).
+    encoder_kind: str = VIT
+    tinyvit_dims: tuple[int, ...] = ()
+    tinyvit_depths: tuple[int, ...] = ()
+    tinyvit_heads: tuple[int, ...] = ()
+    tinyvit_windows: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.encoder_kind not in (VIT, TINYVIT):
+            raise ValueError(
+                f"encoder_kind must be {VIT!r} or {TINYVIT!r}, not {self.encoder_kind!r}"
+            )
+        if self.encoder_kind == TINYVIT:
+            stages = [getattr(self, name) for name in _TINYVIT_FIELDS]
+            if any(len(values) != TINYVIT_STAGES for values in stages) or self.patch_size != 16:
+                raise ValueError(
+                    f"a TinyViT spec needs {TINYVIT_STAGES} values in each tinyvit_* field and "
+                    "patch_size 16"
+                )
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}"
@@ -80,8 +105,43 @@ class SamSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SamSpec:
         data = dict(data)
-        data["encoder_global_attn"] = tuple(data.get("encoder_global_attn", ()))
+        for key in ("encoder_global_attn", *_TINYVIT_FIELDS):
+            data[key] = tuple(data.get(key, ()))
         return cls(**data)
+
+
+_TINYVIT_FIELDS = ("tinyvit_dims", "tinyvit_depths", "tinyvit_heads", "tinyvit_windows")
+
+
+def tinyvit_settings(spec: SamSpec) -> dict[str, Any]:
+    """segment-anything-hq ``TinyViT`` keyword arguments for ``spec``'s encoder."""
+    return {
+        "img_size": spec.image_size,
+        "embed_dims": list(spec.tinyvit_dims),
+        "depths": list(spec.tinyvit_depths),
+        "num_heads": list(spec.tinyvit_heads),
+        "window_sizes": list(spec.tinyvit_windows),
+    }
+
+
+def image_encoder_for(spec: SamSpec) -> torch.nn.Module:
+    """The image encoder ``spec`` describes: (B, 3, S, S) -> (B, decoder_dim, S/16, S/16)."""
+    if spec.encoder_kind == TINYVIT:
+        return tinyvit_encoder(spec.decoder_dim, **tinyvit_settings(spec))
+    return ImageEncoderViT(
+        img_size=spec.image_size,
+        patch_size=spec.patch_size,
+        embed_dim=spec.encoder_dim,
+        depth=spec.encoder_depth,
+        num_heads=spec.encoder_heads,
+        mlp_ratio=MLP_RATIO,
+        out_chans=spec.decoder_dim,
+        qkv_bias=True,
+        norm_layer=partial(torch.nn.LayerNorm, eps=LAYER_NORM_EPS),
+        use_rel_pos=True,
+        window_size=spec.window_size,
+        global_attn_indexes=spec.encoder_global_attn,
+    )
 
 
 def build_sam_from_spec(spec: SamSpec, *, seed: int | None = None) -> Sam:
@@ -95,20 +155,7 @@ def build_sam_from_spec(spec: SamSpec, *, seed: int | None = None) -> Sam:
             torch.manual_seed(seed)
         grid = spec.grid_size
         sam = Sam(
-            image_encoder=ImageEncoderViT(
-                img_size=spec.image_size,
-                patch_size=spec.patch_size,
-                embed_dim=spec.encoder_dim,
-                depth=spec.encoder_depth,
-                num_heads=spec.encoder_heads,
-                mlp_ratio=MLP_RATIO,
-                out_chans=spec.decoder_dim,
-                qkv_bias=True,
-                norm_layer=partial(torch.nn.LayerNorm, eps=LAYER_NORM_EPS),
-                use_rel_pos=True,
-                window_size=spec.window_size,
-                global_attn_indexes=spec.encoder_global_attn,
-            ),
+            image_encoder=image_encoder_for(spec),
             prompt_encoder=PromptEncoder(
                 embed_dim=spec.decoder_dim,
                 image_embedding_size=(grid, grid),

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from persam_video.config import PerSAMConfig
 from persam_video.labels import binary_mask
+from persam_video.model.hq import is_sam_model
 from persam_video.persam.cascade import ExtraPrompt, Prediction, segment_objects
 from persam_video.persam.encoder import FrameEncoder
 from persam_video.persam.features import FrameFeatures
@@ -84,8 +85,11 @@ class PerSAM:
         *,
         progress: bool = False,
     ) -> None:
-        if not isinstance(sam, Sam):
-            raise ValueError(f"sam must be a segment_anything Sam model, got {type(sam).__name__}")
+        if not is_sam_model(sam):
+            raise ValueError(
+                "sam must be a segment-anything or segment-anything-hq Sam model, got "
+                f"{type(sam).__name__}"
+            )
         self.sam = sam
         self.config = config if config is not None else PerSAMConfig()
         #: How frames are encoded (precision, batching, compile); float32 by default.

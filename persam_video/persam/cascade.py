@@ -128,6 +128,7 @@ def decode(
         dense,
         attn_bias=attn_bias,
         target_embedding=target_embedding,
+        interm_embeddings=feats.interm,
     )
 
 
@@ -349,7 +350,7 @@ def working_resolution(feats: FrameFeatures, config: PerSAMConfig) -> WorkingRes
     factor = work / max(height, width)
     work_size = (max(1, round(height * factor)), max(1, round(width * factor)))
     scale = (work_size[1] / width, work_size[0] / height)
-    grid = FrameFeatures(feats.embedding, work_size, feats.input_size, feats.image_size)
+    grid = dataclasses.replace(feats, original_size=work_size)
     return WorkingResolution(feats, grid, scale)
 
 

@@ -108,16 +108,21 @@ class FrameEncoder:
         inputs, sizes = preprocess(self.sam, frames)
         if self.precision in _DTYPES:
             with torch.autocast(self.sam.device.type, dtype=_DTYPES[self.precision]):
-                embeddings = self._encoder(inputs)
-            embeddings = embeddings.float()
+                output = self._encoder(inputs)
         else:
-            embeddings = self._encoder(inputs)
+            output = self._encoder(inputs)
+        # HQ-SAM's encoders return (features, [early-layer features, ...]); its decoder uses
+        # the first of those (as segment-anything-hq's Sam and SamPredictor do)
+        embeddings, interm = output if isinstance(output, tuple) else (output, None)
+        embeddings = embeddings.float()
+        early = None if interm is None else interm[0].float()
         return [
             FrameFeatures(
                 embedding=embeddings[i : i + 1],
                 original_size=(int(frame.shape[0]), int(frame.shape[1])),
                 input_size=size,
                 image_size=self.sam.image_encoder.img_size,
+                interm=None if early is None else early[i : i + 1],
             )
             for i, (frame, size) in enumerate(zip(frames, sizes, strict=True))
         ]

@@ -34,6 +34,9 @@ class FrameFeatures:
     input_size: tuple[int, int]
     #: Side of SAM's square, padded encoder input.
     image_size: int
+    #: HQ-SAM only: (1, h, w, C_enc) early-layer encoder features its mask decoder fuses in
+    #: (channels last, as the encoder returns them); None for other models.
+    interm: Tensor | None = None
 
     @property
     def grid_size(self) -> tuple[int, int]:

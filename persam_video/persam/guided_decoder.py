@@ -13,6 +13,11 @@ stand-in of its module (:class:`_With`) in which a few children are replaced for
 
 The model itself is never touched, so the stock ``SamPredictor`` keeps working on it and several
 threads may decode at once.
+
+HQ-SAM's ``MaskDecoderHQ`` has the same two-way transformer, so the same stand-ins guide it; its
+high-quality mask (from its extra output token and the fused early-layer encoder features) is
+added to each of SAM's mask outputs, as its official predictor does (``hq_token_only=False``)
+for whichever output it returns, so every PerSAM step that picks an output gets the HQ mask.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from typing import Any
 
 import torch
 from segment_anything.modeling import MaskDecoder
-from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
+from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
 from torch import Tensor
+
+from persam_video.model.hq import is_hq_decoder
 
 
 class _With:
@@ -66,6 +73,7 @@ def predict_masks(
     *,
     attn_bias: Tensor | None = None,
     target_embedding: Tensor | None = None,
+    interm_embeddings: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """All mask outputs of SAM's decoder for a batch of prompts on one image, optionally guided.
 
@@ -78,35 +86,59 @@ def predict_masks(
         attn_bias: (B, h * w) target-guided attention map A (added to the attention weights),
             or None for SAM's own attention.
         target_embedding: (B, C) target embeddings for semantic prompting, or None.
+        interm_embeddings: HQ-SAM only (and required there): (1, h, w, C_enc) early-layer
+            encoder features (:attr:`~persam_video.persam.features.FrameFeatures.interm`).
 
     Returns:
         masks: (B, 1 + M, 4h, 4w) low-resolution mask logits: index 0 is the single-mask output,
-        1..M the multimask outputs (as ``MaskDecoder.predict_masks``).
+        1..M the multimask outputs (as ``MaskDecoder.predict_masks``); with HQ-SAM each has the
+        high-quality mask added.
         iou_pred: (B, 1 + M) predicted mask quality.
     """
-    if attn_bias is None and target_embedding is None:
-        return decoder.predict_masks(
-            image_embeddings=image_embeddings,
-            image_pe=image_pe,
-            sparse_prompt_embeddings=sparse_prompt_embeddings,
-            dense_prompt_embeddings=dense_prompt_embeddings,
-        )
-    transformer = decoder.transformer
-    bias = None if attn_bias is None else attn_bias[:, None, None, :]
-    shift = None if target_embedding is None else target_embedding[:, None, :]
-    layers = [partial(_guided_block, block, bias, shift) for block in transformer.layers]
-    final_attn = transformer.final_attn_token_to_image
-    if shift is not None:
-        # Stock: q = queries + P. Official PerSAM: q = queries + (P + t) + t.
-        final_attn = partial(_shifted_query, final_attn, 2 * shift)
-    stand_in = _With(transformer, layers=layers, final_attn_token_to_image=final_attn)
-    return MaskDecoder.predict_masks(
-        _With(decoder, transformer=partial(TwoWayTransformer.forward, stand_in)),
+    hq = is_hq_decoder(decoder)
+    extra = {}
+    if hq:
+        if interm_embeddings is None:
+            raise ValueError("HQ-SAM's decoder needs the early-layer encoder features")
+        extra["hq_features"] = hq_features(decoder, image_embeddings, interm_embeddings)
+    module: Any = decoder
+    if attn_bias is not None or target_embedding is not None:
+        transformer = decoder.transformer
+        bias = None if attn_bias is None else attn_bias[:, None, None, :]
+        shift = None if target_embedding is None else target_embedding[:, None, :]
+        layers = [partial(_guided_block, block, bias, shift) for block in transformer.layers]
+        final_attn = transformer.final_attn_token_to_image
+        if shift is not None:
+            # Stock: q = queries + P. Official PerSAM: q = queries + (P + t) + t.
+            final_attn = partial(_shifted_query, final_attn, 2 * shift)
+        stand_in = _With(transformer, layers=layers, final_attn_token_to_image=final_attn)
+        module = _With(decoder, transformer=partial(type(transformer).forward, stand_in))
+    masks, iou_pred = type(decoder).predict_masks(
+        module,
         image_embeddings=image_embeddings,
         image_pe=image_pe,
         sparse_prompt_embeddings=sparse_prompt_embeddings,
         dense_prompt_embeddings=dense_prompt_embeddings,
+        **extra,
     )
+    if hq:  # the last output is the high-quality mask
+        masks = masks[:, :-1] + masks[:, -1:]
+    return masks, iou_pred
+
+
+def hq_features(decoder: Any, image_embeddings: Tensor, interm: Tensor) -> Tensor:
+    """HQ-SAM's fused high-resolution features, as ``MaskDecoderHQ.forward`` computes them.
+
+    Args:
+        decoder: HQ-SAM's ``MaskDecoderHQ``.
+        image_embeddings: (1, C, h, w) image embedding; interm: (1, h, w, C_enc) early-layer
+            encoder features.
+
+    Returns:
+        (1, C / 8, 4h, 4w) features the high-quality token's mask is read from.
+    """
+    early = interm.permute(0, 3, 1, 2)
+    return decoder.embedding_encoder(image_embeddings) + decoder.compress_vit_feat(early)
 
 
 def _guided_block(
@@ -122,12 +154,11 @@ def _guided_block(
     if shift is not None:
         queries = queries + shift
         query_pe = query_pe + shift
+    kind = type(block)  # segment-anything's TwoWayAttentionBlock, or segment-anything-hq's
     if bias is not None:
         cross = partial(guided_attention, block.cross_attn_token_to_image, bias=bias)
         block = _With(block, cross_attn_token_to_image=cross)
-    return TwoWayAttentionBlock.forward(
-        block, queries=queries, keys=keys, query_pe=query_pe, key_pe=key_pe
-    )
+    return kind.forward(block, queries=queries, keys=keys, query_pe=query_pe, key_pe=key_pe)
 
 
 def _shifted_query(attn: Attention, shift: Tensor, *, q: Tensor, k: Tensor, v: Tensor) -> Tensor:

@@ -15,13 +15,14 @@ import torch.nn.functional as F
 from segment_anything import SamPredictor
 
 from persam_video import PerSAM, PerSAMConfig
+from persam_video.model.hq import is_hq_decoder
 from persam_video.model.spec import SamSpec, build_sam_from_spec, tiny_sam_spec
 from persam_video.persam.cascade import ExtraPrompt, decode
 from persam_video.persam.encoder import FrameEncoder
 from persam_video.persam.geometry import upsample_logits
 from persam_video.persam.guided_decoder import guided_attention, predict_masks
 from persam_video.persam.prior import reference_cells, similarity_grid
-from tests.helpers import ellipse_mask, encode_image, random_image
+from tests.helpers import ellipse_mask, encode_image, random_image, tiny_hq_sam
 
 TOL = 1e-5
 
@@ -59,6 +60,13 @@ def mobile_sam():
     return build_mobile_sam(seed=7)
 
 
+@pytest.fixture(scope="module")
+def hq_sam():
+    """A small HQ-SAM (segment-anything-hq's classes: ViT encoder, MaskDecoderHQ)."""
+    pytest.importorskip("segment_anything_hq", reason="segment-anything-hq (the hq extra)")
+    return tiny_hq_sam(seed=7)
+
+
 # --------------------------------------------------------------------------- transcriptions
 def plain_attention(attn, q, k, v, bias=None):
     """Attention of SAM's decoder as plain tensors; with ``bias``: softmax(softmax(.) + A)."""
@@ -94,13 +102,20 @@ def plain_block(block, queries, keys, query_pe, key_pe, bias):
     return queries, keys
 
 
-def plain_guided_decoder(decoder, image_embedding, image_pe, sparse, dense, bias, target):
+def plain_guided_decoder(
+    decoder, image_embedding, image_pe, sparse, dense, bias, target, interm=None
+):
     """The guided two-way transformer and mask heads; returns logits, IoUs and per-layer states.
 
     Semantic prompting as stated: P' = P + t is the query positional embedding of every layer,
     t is added to the queries before each layer, and queries + P' + t is the final query.
+    HQ-SAM (``interm``: its early-layer encoder features): its high-quality token joins the
+    output tokens, and its mask, read from the fused high-resolution features, is added to every
+    SAM output (what its predictor returns with ``hq_token_only=False``).
     """
-    tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    hq = interm is not None
+    own = [decoder.iou_token.weight, decoder.mask_tokens.weight]
+    tokens = torch.cat([*own, decoder.hf_token.weight] if hq else own, dim=0)
     tokens = torch.cat([tokens[None].expand(sparse.shape[0], -1, -1), sparse], dim=1)
     src = image_embedding.expand(tokens.shape[0], -1, -1, -1) + dense
     b, c, h, w = src.shape
@@ -124,7 +139,30 @@ def plain_guided_decoder(decoder, image_embedding, image_pe, sparse, dense, bias
     )
     bb, cc, hh, ww = upscaled.shape
     masks = (hyper @ upscaled.reshape(bb, cc, hh * ww)).reshape(bb, -1, hh, ww)
+    if hq:
+        fused = decoder.embedding_encoder(image_embedding) + decoder.compress_vit_feat(
+            interm.permute(0, 3, 1, 2)
+        )
+        features = decoder.embedding_maskfeature(upscaled) + fused
+        hq_hyper = decoder.hf_mlp(queries[:, 1 + hyper.shape[1]])
+        hq_mask = (hq_hyper[:, None] @ features.reshape(bb, cc, hh * ww)).reshape(bb, 1, hh, ww)
+        masks = masks + hq_mask
     return masks, decoder.iou_prediction_head(queries[:, 0]), states
+
+
+def predictor_for(sam):
+    """The model's own package's predictor (segment-anything's, or segment-anything-hq's)."""
+    if is_hq_decoder(sam.mask_decoder):
+        from segment_anything_hq import SamPredictor as HQPredictor
+
+        return HQPredictor(sam)
+    return SamPredictor(sam)
+
+
+def early_features(predictor):
+    """HQ-SAM's early-layer encoder features of the predictor's image (None for SAM)."""
+    interm = getattr(predictor, "interm_features", None)
+    return None if interm is None else interm[0]
 
 
 def official_reference_cells(predictor, mask, value):
@@ -150,11 +188,13 @@ def official_points(sim):
 def test_unguided_decoding_equals_stock_predictor(sam, size):
     rng = np.random.default_rng(size[0] * 1000 + size[1])
     image = random_image(rng, *size)
-    predictor = SamPredictor(sam)
+    predictor = predictor_for(sam)
     with torch.inference_mode():
         predictor.set_image(image)
         feats = encode_image(sam, image)
         assert torch.equal(feats.embedding, predictor.features)
+        if feats.interm is not None:
+            assert torch.equal(feats.interm, early_features(predictor))
         height, width = size
         points = np.array([[width * 0.3, height * 0.6], [width * 0.8, height * 0.1]])
         labels = np.array([1, 0])
@@ -181,6 +221,9 @@ def test_unguided_decoding_equals_stock_predictor(sam, size):
                     else torch.as_tensor(mask_input)[None],
                 )
                 pick = slice(1, None) if multimask else slice(0, 1)
+                if multimask and len(low) == 1:  # HQ-SAM's predictor returns the best one
+                    best = 1 + int(ours_iou[0, 1:].argmax())
+                    pick = slice(best, best + 1)
                 ours_low, ours_iou = ours_low[:, pick], ours_iou[:, pick]
                 ours_full = upsample_logits(sam, feats, ours_low)
                 assert np.abs(ours_low[0].numpy() - low).max() < TOL
@@ -279,6 +322,50 @@ def test_mobile_sam_decodes_as_the_stock_predictor_and_the_official_loop(mobile_
     test_paper_image_pipeline_equals_official_transcription(mobile_sam, SIZES[0])
 
 
+@pytest.mark.parametrize("size", SIZES[:2])
+def test_hq_sam_decodes_as_its_predictor_and_the_official_loop(hq_sam, size):
+    """The same exactness on HQ-SAM: its predictor (hq_token_only=False) and the official loop
+    with HQ-SAM's decoder transcribed."""
+    test_unguided_decoding_equals_stock_predictor(hq_sam, size)
+    test_paper_image_pipeline_equals_official_transcription(hq_sam, size)
+
+
+@pytest.mark.parametrize("guided,semantic", [(True, False), (False, True), (True, True)])
+def test_guided_hq_decoder_equals_transcription(hq_sam, guided, semantic):
+    torch.manual_seed(2)
+    decoder = hq_sam.mask_decoder
+    c = decoder.transformer_dim
+    grid = hq_sam.prompt_encoder.image_embedding_size
+    image_embedding, interm = torch.randn(1, c, *grid), torch.randn(1, *grid, c)
+    sparse, dense = torch.randn(2, 3, c), torch.randn(2, c, *grid)
+    bias = torch.rand(2, grid[0] * grid[1]) if guided else None
+    target = torch.randn(2, c) if semantic else None
+    image_pe = hq_sam.prompt_encoder.get_dense_pe()
+    with torch.no_grad():
+        masks, iou = predict_masks(
+            decoder,
+            image_embedding,
+            image_pe,
+            sparse,
+            dense,
+            attn_bias=bias,
+            target_embedding=target,
+            interm_embeddings=interm,
+        )
+        want_masks, want_iou, _ = plain_guided_decoder(
+            decoder, image_embedding, image_pe, sparse, dense, bias, target, interm
+        )
+        plain, _ = predict_masks(
+            decoder, image_embedding, image_pe, sparse, dense, interm_embeddings=interm
+        )
+    assert masks.shape == (2, 4, 4 * grid[0], 4 * grid[1])
+    assert torch.allclose(masks, want_masks, atol=TOL, rtol=0)
+    assert torch.allclose(iou, want_iou, atol=TOL, rtol=0)
+    assert (masks - plain).abs().max() > 1e-3, "guidance must change the output"
+    with pytest.raises(ValueError, match="early-layer"):
+        predict_masks(decoder, image_embedding, image_pe, sparse, dense)
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_paper_image_pipeline_equals_official_transcription(sam, size):
     """PerSAM(sam, paper_image) reproduces persam.py step by step on the same weights."""
@@ -286,7 +373,7 @@ def test_paper_image_pipeline_equals_official_transcription(sam, size):
     h, w = size
     ref_image, test_image = random_image(rng, h, w), random_image(rng, h, w)
     ref_mask = ellipse_mask(h, w, h * 0.55, w * 0.5, h * 0.3, w * 0.3)
-    predictor = SamPredictor(sam)
+    predictor = predictor_for(sam)
     with torch.inference_mode():
         # Target embedding: mean of the reference features over the official cells.
         predictor.set_image(ref_image)
@@ -322,6 +409,7 @@ def test_paper_image_pipeline_equals_official_transcription(sam, size):
             dense,
             attn_sim,
             target[None],
+            early_features(predictor),
         )
         logits = low[:, :1].numpy()
         # Cascaded post-refinement with the stock predictor.

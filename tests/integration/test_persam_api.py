@@ -151,7 +151,7 @@ def test_bad_masks(tiny_sam, scene, mask, match):
 
 
 def test_bad_targets_and_models(tiny_sam, small_sam, scene):
-    with pytest.raises(ValueError, match="segment_anything Sam model"):
+    with pytest.raises(ValueError, match="segment-anything or segment-anything-hq Sam model"):
         PerSAM("vit_b")
     persam = PerSAM(tiny_sam)
     with pytest.raises(ValueError, match="must be a Target"):
