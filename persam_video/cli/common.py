@@ -283,8 +283,9 @@ def model_options(
             ),
             click.option(
                 "--checkpoint",
-                type=click.Path(dir_okay=False),
-                help="Local checkpoint file for --model instead of the cache.",
+                type=click.Path(),
+                help="Local checkpoint file for --model instead of the cache (for a memory "
+                "tracker: its model folder, as a Hugging Face hub snapshot holds it).",
             ),
             click.option(
                 "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
@@ -465,19 +466,32 @@ def build_config(config_name: str, overrides: tuple[str, ...], finetune: bool = 
 
 
 def check_model_name(model_name: str) -> str:
-    """``model_name`` if it is a known model, else an :class:`InputError`."""
+    """``model_name`` if it is a known model (a SAM v1-family model or a memory tracker), else
+    an :class:`InputError`."""
+    from persam_video.memory.models import MEMORY_MODELS
     from persam_video.model.registry import model_names
 
-    if model_name not in model_names():
-        raise InputError(f"unknown model {model_name!r}; known: {', '.join(model_names())}")
+    known = [*model_names(), *MEMORY_MODELS]
+    if model_name not in known:
+        raise InputError(f"unknown model {model_name!r}; known: {', '.join(known)}")
     return model_name
+
+
+#: What commands other than ``track`` say of a memory tracker.
+MEMORY_ONLY_TRACK = (
+    "{model} is a memory tracker (SAM 2 family): only `persam-video track` runs it for now; "
+    "this command needs a SAM v1-family --model (vit_b, mobile_sam, sam_hq_vit_b, ...)"
+)
 
 
 def load_model(model_name: str, checkpoint: str | None, device: str, quiet: bool) -> Any:
     """Load the SAM model named on the command line (the stock model), after
     :func:`say_model_warning`; without ``quiet``, say which model runs on which device."""
+    from persam_video.memory.models import is_memory_model
     from persam_video.model.registry import load_sam
 
+    if is_memory_model(model_name):
+        raise InputError(MEMORY_ONLY_TRACK.format(model=model_name))
     say_model_warning(model_name)
     sam = load_sam(model_name, checkpoint=checkpoint, device=device, progress=not quiet)
     if not quiet:  # the run's first line: which model runs, and where
@@ -501,6 +515,40 @@ def say_model_warning(model_name: str, *, now: bool = False) -> None:
         click.echo(f"warning: {DEMO_WARNING}", err=True)
     else:
         _model_warnings.append(DEMO_WARNING)
+
+
+def memory_engine(
+    model_name: str,
+    checkpoint: str | None,
+    device: str,
+    quiet: bool,
+    *,
+    persam_settings: bool,
+    speed: tuple[Any, ...],
+) -> tuple[Any, dict[str, Any]]:
+    """The memory engine of a memory tracker named on the command line, and the model's
+    metadata for results.json; ``persam_settings`` (--config, --set, --keyframes, --finetune
+    given) and encoder ``speed`` options other than the defaults are refused in one line,
+    before the model loads: they configure PerSAM's engine."""
+    from persam_video.memory.engine import MemoryEngine
+    from persam_video.memory.models import load_memory_model
+    from persam_video.model.registry import resolve_device
+
+    precision, batch_frames, compile_encoder, stock_encoder = speed
+    if persam_settings or precision not in ("auto", "float32"):
+        raise InputError(
+            f"--config, --set, --keyframes, --finetune and --precision configure PerSAM's "
+            f"engine; {model_name} runs on the memory engine, which has none of them"
+        )
+    if batch_frames != 1 or compile_encoder or stock_encoder:
+        raise InputError(
+            f"--batch-frames, --compile and --stock-encoder configure PerSAM's frame encoder; "
+            f"{model_name} runs on the memory engine"
+        )
+    model = load_memory_model(model_name, checkpoint, resolve_device(device))
+    if not quiet:  # the run's first line: which model runs, and where
+        click.echo(f"model: {model_name} on {model.device} (memory engine)", err=True)
+    return MemoryEngine(model), model.metadata()
 
 
 def check_precision(precision: str, device: str) -> None:

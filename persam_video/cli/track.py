@@ -173,6 +173,8 @@ def track(
     from persam_video.atomic import check_out_dir
     from persam_video.cli.prompts import parse_prompts
     from persam_video.io import open_source
+    from persam_video.memory.models import is_memory_model
+    from persam_video.memory.session import TARGETS_REFUSAL
     from persam_video.model.registry import model_metadata
     from persam_video.video import VideoTracker
     from persam_video.video.session import check_keyframes
@@ -212,6 +214,7 @@ def track(
             fps=fps,
             quiet=quiet,
             threads=threads,
+            persam_configured=persam_settings(config_name, overrides, finetune),
         )
         return
     if save_prompt_masks:
@@ -222,6 +225,9 @@ def track(
     common.check_precision(precision, device)
     target_files = common.read_targets(target_paths)
     model_name = common.model_for_targets(model_name, target_files)
+    memory = is_memory_model(model_name)
+    if memory and target_paths:
+        raise InputError(TARGETS_REFUSAL)
     options = outputs
     check_inputs_survive(out_dir, [input_path, mask_path, *target_paths])
     with open_source(input_path, fps=fps) as frames:
@@ -229,15 +235,29 @@ def track(
         if mask_path is not None:
             annotation = load_first_mask(mask_path, frames.size, resize=resize_mask)
         check_out_dir(out_dir)
-        metadata = model_metadata(model_name, checkpoint)
-        targets = common.load_targets(target_files, target_paths, metadata)
-        sam = common.load_model(model_name, checkpoint, device, quiet)
-        targets = common.targets_on(targets, sam.device) or None
-        encoder = common.make_encoder(sam, precision, batch_frames, compile_encoder, stock_encoder)
+        targets = None
+        engine: Any
+        if memory:
+            engine, metadata = common.memory_engine(
+                model_name,
+                checkpoint,
+                device,
+                quiet,
+                persam_settings=persam_settings(config_name, overrides, finetune),
+                speed=(precision, batch_frames, compile_encoder, stock_encoder),
+            )
+        else:
+            metadata = model_metadata(model_name, checkpoint)
+            loaded = common.load_targets(target_files, target_paths, metadata)
+            sam = common.load_model(model_name, checkpoint, device, quiet)
+            targets = common.targets_on(loaded, sam.device) or None
+            encoder = common.make_encoder(
+                sam, precision, batch_frames, compile_encoder, stock_encoder
+            )
+            engine = VideoTracker(sam, config, encoder, progress=not quiet)
         metadata["threads"] = threads
-        tracker = VideoTracker(sam, config, encoder, progress=not quiet)
         summary = track_to_folder(
-            tracker,
+            engine,
             frames,
             annotation,
             out_dir,
@@ -264,6 +284,12 @@ def track(
     raise InputError(summary.error or "tracking stopped early")
 
 
+def persam_settings(config_name: str, overrides: tuple[str, ...], finetune: bool) -> bool:
+    """Whether the command line configures PerSAM (a --config other than the default, --set,
+    --keyframes or --finetune), which the memory engine refuses."""
+    return config_name != "default" or bool(overrides) or finetune
+
+
 #: What the line of a run that did not complete says of its outputs.
 PARTIAL_NOTE = ".partial names, beside any earlier complete run, which is kept"
 
@@ -286,12 +312,15 @@ def track_prompted(
     fps: str | None,
     quiet: bool,
     threads: int,
+    persam_configured: bool = False,
 ) -> None:
     """``track`` from prompts on any frames (see :mod:`persam_video.apps.prompted`)."""
     from persam_video.apps.prompted import check_geometry, check_specs, track_prompts_to_folder
     from persam_video.apps.track import RunStatus, check_inputs_survive
     from persam_video.atomic import check_out_dir
     from persam_video.io.seekable import open_seekable
+    from persam_video.memory.models import is_memory_model
+    from persam_video.memory.session import TARGETS_REFUSAL
     from persam_video.model.registry import model_metadata
     from persam_video.video import VideoTracker
 
@@ -304,17 +333,26 @@ def track_prompted(
     with open_seekable(input_path, fps=fps) as frames:
         check_geometry(specs, frames.size, frames.num_frames, target_ids)
     check_out_dir(out_dir)
-    metadata = model_metadata(model_name, checkpoint)
-    targets = common.load_targets(target_files, target_paths, metadata)
-    sam = common.load_model(model_name, checkpoint, device, quiet)
-    targets = common.targets_on(targets, sam.device)
-    encoder = common.make_encoder(sam, *speed)
+    targets: list[Any] = []
+    engine: Any
+    if is_memory_model(model_name):
+        if target_paths:
+            raise InputError(TARGETS_REFUSAL)
+        engine, metadata = common.memory_engine(
+            model_name, checkpoint, device, quiet, persam_settings=persam_configured, speed=speed
+        )
+    else:
+        metadata = model_metadata(model_name, checkpoint)
+        loaded = common.load_targets(target_files, target_paths, metadata)
+        sam = common.load_model(model_name, checkpoint, device, quiet)
+        targets = common.targets_on(loaded, sam.device)
+        encoder = common.make_encoder(sam, *speed)
+        engine = VideoTracker(sam, config, encoder, progress=not quiet)
     metadata["threads"] = threads
-    tracker = VideoTracker(sam, config, encoder, progress=not quiet)
     if direction == "backward" and all(s.frame == 0 for s in specs):
         click.echo("note: every annotation is on frame 0: nothing to track backward", err=True)
     summary = track_prompts_to_folder(
-        tracker,
+        engine,
         input_path,
         specs,
         out_dir,

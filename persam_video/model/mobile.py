@@ -34,9 +34,17 @@ def build_mobile_sam(*, seed: int | None = None) -> Sam:
     return build_sam_from_spec(MOBILE_SAM_SPEC, seed=seed)
 
 
+#: Module and name of segment-anything-hq's copy of SAM's ViT encoder (same blocks and
+#: attention; its ``forward`` also returns the early-layer features HQ-SAM's decoder fuses).
+HQ_VIT_CLASS = ("segment_anything_hq.modeling.image_encoder", "ImageEncoderViT")
+
+
 def is_vit_encoder(sam: Sam) -> bool:
-    """Whether ``sam``'s image encoder is segment-anything's ViT (what the faster attention and
-    the int8 view rewrite); MobileSAM's TinyViT is not."""
+    """Whether ``sam``'s image encoder is SAM's ViT, segment-anything's or HQ-SAM's (what the
+    faster attention and the int8 view rewrite); MobileSAM's TinyViT is not."""
     from segment_anything.modeling import ImageEncoderViT
 
-    return isinstance(sam.image_encoder, ImageEncoderViT)
+    kind = type(sam.image_encoder)
+    return isinstance(sam.image_encoder, ImageEncoderViT) or (
+        (kind.__module__, kind.__name__) == HQ_VIT_CLASS
+    )

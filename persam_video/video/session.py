@@ -130,11 +130,18 @@ def check_keyframes(
         raise ValueError(KEYFRAMES_REFUSAL)
 
 
-class VideoSession:
-    """Prompts on any frame of one video, and their propagation (see the module docstring).
+Source = (
+    str | os.PathLike[str] | Sequence[np.ndarray] | np.ndarray | SeekableFrames | StreamedFrames
+)
+
+
+class PromptedSession:
+    """What every engine's session shares: its frames, its prompts (masks, clicks, boxes on any
+    frame, and saved targets) and the rules of which frames a direction covers. An engine's
+    session adds how a click or a box becomes a mask (:meth:`_mask_from_prompt`), what else it
+    refuses (:meth:`_check_engine`), and the propagation itself.
 
     Args:
-        tracker: the :class:`VideoTracker` (model and config).
         source: a video file, a folder of frames, a list or ``(T, H, W, 3)`` array of frames, or
             an open :class:`~persam_video.io.seekable.SeekableFrames` or
             :class:`~persam_video.io.streamed.StreamedFrames` (a stream read once, forward:
@@ -143,20 +150,7 @@ class VideoSession:
         chunk: frames decoded at once by the backward pass.
     """
 
-    def __init__(
-        self,
-        tracker: VideoTracker,
-        source: str
-        | os.PathLike[str]
-        | Sequence[np.ndarray]
-        | np.ndarray
-        | SeekableFrames
-        | StreamedFrames,
-        *,
-        fps: Any = None,
-        chunk: int = DEFAULT_CHUNK,
-    ) -> None:
-        self.tracker = tracker
+    def __init__(self, source: Source, *, fps: Any = None, chunk: int = DEFAULT_CHUNK) -> None:
         self.frames = (
             source
             if isinstance(source, (SeekableFrames, StreamedFrames))
@@ -204,7 +198,7 @@ class VideoSession:
     def close(self) -> None:
         self.frames.close()
 
-    def __enter__(self) -> VideoSession:
+    def __enter__(self) -> PromptedSession:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -262,7 +256,8 @@ class VideoSession:
         box: Sequence[float] | None = None,
     ) -> PromptMask:
         """Annotate an object with clicks (N, 2) (x, y) (labels: 1 positive, 0 negative;
-        default all positive) and optionally a box; SAM makes the mask on that frame."""
+        default all positive) and optionally a box; the engine's model makes the mask on that
+        frame."""
         return self._prompted(frame, obj_id, points, labels, box)
 
     def add_box(
@@ -290,9 +285,7 @@ class VideoSession:
         points = points.reshape(-1, 2)
         if labels is None:
             labels = np.ones(len(points), np.int64)
-        rgb = self.frames.read(frame).rgb
-        feats = self.tracker.persam.encode(rgb)
-        made = prompt_mask(self.tracker.sam, feats, points, labels, box)
+        made = self._mask_from_prompt(frame, points, np.asarray(labels), box)
         kind = "points" if box is None else ("box+points" if len(points) else "box")
         prompt = Prompt(
             frame,
@@ -312,6 +305,12 @@ class VideoSession:
         self._store(prompt, made.mask)
         return made
 
+    def _mask_from_prompt(
+        self, frame: int, points: np.ndarray, labels: np.ndarray, box: Sequence[float] | None
+    ) -> PromptMask:
+        """The mask the engine's model makes of clicks (N, 2) and an optional box on ``frame``."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ propagation
     def first_frames(self) -> dict[int, int]:
         """Per object id, its first annotated frame."""
@@ -329,8 +328,7 @@ class VideoSession:
 
     def check_direction(self, direction: Direction) -> None:
         """Refuse, in one line, what this session cannot propagate: an unknown direction, no
-        prompt yet, a backward pass over a stream, keyframes with prompts on several frames
-        or a backward pass (:func:`check_keyframes`)."""
+        prompt yet, a backward pass over a stream, and what the engine refuses."""
         if direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}; use {', '.join(DIRECTIONS)}")
         if not self._masks and not self._targets:
@@ -340,9 +338,10 @@ class VideoSession:
         )
         if isinstance(self.frames, StreamedFrames) and backward:
             self.frames.backward(0)  # raises its one-line refusal
-        check_keyframes(
-            self.tracker.config, self.annotated_frames, direction, targets=bool(self._targets)
-        )
+        self._check_engine(direction)
+
+    def _check_engine(self, direction: Direction) -> None:
+        """What else this engine's session refuses (one line, ValueError)."""
 
     def in_frame_order(self, direction: Direction) -> bool:
         """Whether :meth:`propagate` yields one result per frame in frame order: one forward
@@ -366,6 +365,44 @@ class VideoSession:
         elif prompted and direction == "both":
             count += max(self.first_frames().values())
         return count
+
+
+class VideoSession(PromptedSession):
+    """Prompts on any frame of one video, and their propagation by PerSAM's tracker (see the
+    module docstring).
+
+    Args:
+        tracker: the :class:`VideoTracker` (model and config).
+        source, fps, chunk: as :class:`PromptedSession`.
+    """
+
+    def __init__(
+        self,
+        tracker: VideoTracker,
+        source: Source,
+        *,
+        fps: Any = None,
+        chunk: int = DEFAULT_CHUNK,
+    ) -> None:
+        super().__init__(source, fps=fps, chunk=chunk)
+        self.tracker = tracker
+
+    def __enter__(self) -> VideoSession:
+        return self
+
+    def _mask_from_prompt(
+        self, frame: int, points: np.ndarray, labels: np.ndarray, box: Sequence[float] | None
+    ) -> PromptMask:
+        """SAM's own prompt encoder and mask decoder on the frame's features."""
+        feats = self.tracker.persam.encode(self.frames.read(frame).rgb)
+        return prompt_mask(self.tracker.sam, feats, points, labels, box)
+
+    def _check_engine(self, direction: Direction) -> None:
+        """Keyframes with prompts on several frames or a backward pass
+        (:func:`check_keyframes`)."""
+        check_keyframes(
+            self.tracker.config, self.annotated_frames, direction, targets=bool(self._targets)
+        )
 
     def run_record(self) -> dict[str, Any]:
         """What results.json records of the engine (:func:`engine_record`)."""

@@ -26,7 +26,7 @@ from persam_video.persam.cascade import decode
 from persam_video.persam.encoder import FrameEncoder
 from persam_video.persam.geometry import upsample_logits
 from tests.e2e.test_track_cli import make_input
-from tests.helpers import random_image
+from tests.helpers import random_image, tiny_hq_sam
 from tests.video_factory import synthetic_labels
 
 pytest.importorskip("segment_anything_hq", reason="segment-anything-hq (the hq extra)")
@@ -181,3 +181,19 @@ def test_a_missing_extra_is_one_line_before_any_download(tmp_path, monkeypatch):
     assert "pip install 'persam-video[hq]'" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+def test_fast_attention_and_int8_run_on_hq_sams_vit():
+    """HQ-SAM's ViT is SAM's: the faster attention gives the same features and early-layer
+    features (within float rounding), and the int8 view runs on it."""
+    sam = tiny_hq_sam()
+    rgb = random_image(np.random.default_rng(0), 90, 150)
+    stock = FrameEncoder(sam, attention="stock").encode(rgb)
+    fast_encoder = FrameEncoder(sam)
+    assert fast_encoder.settings()["attention"] == "fast"
+    fast = fast_encoder.encode(rgb)
+    assert stock.interm is not None and fast.interm is not None
+    assert torch.allclose(fast.embedding, stock.embedding, atol=1e-4)
+    assert torch.allclose(fast.interm, stock.interm, atol=1e-4)
+    int8 = FrameEncoder(sam, precision="int8").encode(rgb)
+    assert int8.interm is not None and int8.embedding.shape == stock.embedding.shape

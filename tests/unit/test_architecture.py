@@ -5,11 +5,12 @@ Layers, lowest first (a module may import modules of lower layers, and of its ow
 0. foundation: ``config``, ``labels``, ``atomic``, ``progress``, ``runtime``, ``_version``
 1. ``model`` (SAM architectures, checkpoints, demo model, attention) and ``io`` (video, masks)
 2. ``persam`` (the PerSAM math, image mode) and ``synthetic`` (procedural clips)
-3. ``video`` (the tracker)
-4. ``eval`` (DAVIS measures)
-5. ``apps`` (track to folder, images, targets, DAVIS runs, demo)
-6. ``batch`` (many clips, Ray)
-7. ``cli`` (the command line)
+3. ``video`` (the tracker, the engine seam)
+4. ``memory`` (the memory engine: SAM 2.1, EdgeTAM, the SAM 3 tracker)
+5. ``eval`` (DAVIS measures)
+6. ``apps`` (track to folder, images, targets, DAVIS runs, demo)
+7. ``batch`` (many clips, Ray)
+8. ``cli`` (the command line)
 
 The package's own ``__init__`` is the public facade (lazy exports) and may name anything.
 Every import counts: at module level, inside functions, and under ``TYPE_CHECKING``.
@@ -29,6 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("model", "io"),
     ("persam", "synthetic"),
     ("video",),
+    ("memory",),
     ("eval",),
     ("apps",),
     ("batch",),
@@ -157,7 +159,7 @@ def test_a_planted_upward_import_is_caught(tmp_path):
         prior.read_text() + "\n\ndef _planted():\n    from persam_video.cli import main\n"
     )
     problems = layer_violations(import_graph(root))
-    assert problems == ["persam_video.persam.prior (layer 2) imports persam_video.cli (layer 7)"]
+    assert problems == ["persam_video.persam.prior (layer 2) imports persam_video.cli (layer 8)"]
 
 
 def test_a_planted_sideways_import_and_a_cycle_are_caught(tmp_path):

@@ -1,0 +1,285 @@
+"""A prompting session on a memory tracker (SAM 2.1, EdgeTAM, the SAM 3 tracker).
+
+The same prompts and directions as PerSAM's :class:`~persam_video.video.session.VideoSession`
+(the rules are :class:`~persam_video.video.session.PromptedSession`'s):
+
+* ``forward``: from the first prompted frame to the end; each prompt joins the tracker's memory
+  as a conditioning frame when the pass reaches its frame (a correction on a later frame
+  re-conditions the object from there on, as SAM 2's own clicks on a tracked frame do).
+* ``backward``: the mirror image, from the last prompted frame back to frame 0.
+* ``both``: the forward pass, then a backward pass from each object's first prompt.
+
+Frames are streamed into a fresh transformers inference session per pass
+(``model(inference_session=..., frame=..., frame_idx=...)``), and after each frame the session
+forgets what the tracker will not look at again: the frame's pixels and the outputs of frames
+beyond its memory window (``num_maskmem`` frames of memory, ``max_object_pointers_in_encoder``
+object pointers); the prompted frames' outputs stay. Memory is flat in the video's length.
+
+Clicks and boxes become masks right away, on their frame alone (a one-frame session of the same
+model), so a prompt that makes nothing is refused before any tracking.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from persam_video.io.frame import Frame
+from persam_video.io.seekable import DEFAULT_CHUNK
+from persam_video.labels import BACKGROUND_ID
+from persam_video.memory.models import MemoryModel
+from persam_video.persam.prompts import PromptMask
+from persam_video.video.session import (
+    BACKWARD,
+    FORWARD,
+    Direction,
+    Prompt,
+    PromptedSession,
+    SessionResult,
+    Source,
+)
+from persam_video.video.state import ObjectResult
+
+#: The memory engine's name in results.json.
+MEMORY_ENGINE = "memory"
+#: Why the memory engine refuses saved targets for now.
+TARGETS_REFUSAL = (
+    "saved targets (--target) run on the PerSAM engine only for now: use a SAM v1-family "
+    "--model (vit_b, mobile_sam, ...) or prompt the object with --point, --box or --mask"
+)
+
+
+class MemorySession(PromptedSession):
+    """Prompts on any frame of one video, propagated by a memory tracker.
+
+    Args:
+        model: the loaded memory tracker.
+        source, fps, chunk: as :class:`~persam_video.video.session.PromptedSession`.
+    """
+
+    def __init__(
+        self, model: MemoryModel, source: Source, *, fps: Any = None, chunk: int = DEFAULT_CHUNK
+    ) -> None:
+        super().__init__(source, fps=fps, chunk=chunk)
+        self.model = model
+        config = model.model.config
+        #: Frames whose outputs the tracker may still read (memory and object pointers).
+        self.window = max(int(config.num_maskmem), int(config.max_object_pointers_in_encoder))
+
+    def __enter__(self) -> MemorySession:
+        return self
+
+    def run_record(self) -> dict[str, Any]:
+        """What results.json records of the engine: its name, device and memory window."""
+        return memory_record(self.model)
+
+    # ------------------------------------------------------------------ prompts
+    def _mask_from_prompt(
+        self, frame: int, points: np.ndarray, labels: np.ndarray, box: Sequence[float] | None
+    ) -> PromptMask:
+        """The tracker's mask of the clicks and box on ``frame`` alone (a one-frame session)."""
+        rgb = self.frames.read(frame).rgb
+        prompt = Prompt(
+            frame,
+            0,
+            "points",
+            points=tuple((float(x), float(y)) for x, y in points),
+            point_labels=tuple(int(v) for v in labels.reshape(-1)),
+            box=None if box is None else tuple(float(v) for v in box),  # type: ignore[arg-type]
+        )
+        with torch.inference_mode():
+            session = self._new_inference_session()
+            pixels = self._pixels(rgb)
+            self._add_prompt(session, prompt, None)
+            session.obj_with_new_inputs = [0]
+            output = self.model.model(
+                inference_session=session, frame=pixels, frame_idx=frame, reverse=False
+            )
+            logits = self._frame_logits(output.pred_masks)[0]
+        score = float(torch.sigmoid(output.object_score_logits.reshape(-1)[0]))
+        return PromptMask((logits > 0).cpu().numpy(), score, "single")
+
+    def _check_engine(self, direction: Direction) -> None:
+        if self._targets:
+            raise ValueError(TARGETS_REFUSAL)
+
+    # ------------------------------------------------------------------ propagation
+    def propagate(self, direction: Direction = "both") -> Iterator[SessionResult]:
+        """Track the prompted objects; yield results in the order computed (see the module).
+
+        Raises:
+            ValueError: what :meth:`check_direction` refuses.
+        """
+        self.check_direction(direction)
+        every = {
+            frame: {p.obj_id: p for p in self.prompts if p.frame == frame}
+            for frame in self.annotated_frames
+        }
+        if direction in (FORWARD, "both"):
+            frames = self.frames.forward(min(every))
+            yield from self._pass(frames, every, reverse=False, keep_seeds=True)
+        if direction == BACKWARD:
+            frames = self.frames.backward(max(every), 0, chunk=self.chunk)
+            yield from self._pass(frames, every, reverse=True, keep_seeds=True)
+        elif direction == "both":
+            seeds: dict[int, dict[int, Prompt]] = {}
+            for obj_id, frame in self.first_frames().items():
+                seeds.setdefault(frame, {})[obj_id] = every[frame][obj_id]
+            if max(seeds) > 0:
+                frames = self.frames.backward(max(seeds), 0, chunk=self.chunk)
+                yield from self._pass(frames, seeds, reverse=True, keep_seeds=False)
+
+    def _pass(
+        self,
+        frames: Iterator[Frame],
+        prompts: dict[int, dict[int, Prompt]],
+        *,
+        reverse: bool,
+        keep_seeds: bool,
+    ) -> Iterator[SessionResult]:
+        """Stream ``frames`` through a fresh inference session, prompting each object on its
+        frames of ``prompts``. Without ``keep_seeds`` the objects prompted on a frame are left
+        out of its result (the other pass yields them), and a frame with no other object
+        yields nothing."""
+        direction = BACKWARD if reverse else FORWARD
+        session = self._new_inference_session()
+        for frame in frames:
+            here = prompts.get(frame.index, {})
+            with torch.inference_mode():
+                pixels = self._pixels(frame.rgb)
+                for obj_id, prompt in sorted(here.items()):
+                    self._add_prompt(session, prompt, self._masks[frame.index].get(obj_id))
+                if here:  # every object prompted here is new input (the processor keeps the last)
+                    session.obj_with_new_inputs = sorted(here)
+                if session.get_obj_num() == 0:
+                    continue
+                output = self.model.model(
+                    inference_session=session, frame=pixels, frame_idx=frame.index, reverse=reverse
+                )
+                logits = self._frame_logits(output.pred_masks)
+                presence = output.object_score_logits.reshape(-1)
+            self._forget(session, frame.index, reverse)
+            ids = [int(i) for i in output.object_ids]
+            result = self._result(frame, ids, logits, presence, direction, here, keep_seeds)
+            if result is not None:
+                yield result
+
+    def _result(
+        self,
+        frame: Frame,
+        ids: list[int],
+        logits: torch.Tensor,
+        presence: torch.Tensor,
+        direction: str,
+        here: dict[int, Prompt],
+        keep_seeds: bool,
+    ) -> SessionResult | None:
+        """Fuse the objects' (N, H, W) logits into a label map (each pixel to the present object
+        of highest positive logit) and describe each object."""
+        kept = [k for k, i in enumerate(ids) if keep_seeds or i not in here]
+        if not kept:
+            return None
+        present = presence[kept] > 0
+        chosen = logits[kept].masked_fill(~present[:, None, None], -math.inf)
+        best, which = chosen.max(dim=0)
+        table = torch.tensor([ids[k] for k in kept], dtype=torch.uint8)
+        labels = torch.where(best > 0, table[which.cpu()], BACKGROUND_ID).numpy().astype(np.uint8)
+        objects = []
+        for k, found in zip(kept, present.tolist(), strict=True):
+            obj_id = ids[k]
+            ys, xs = np.nonzero(labels == obj_id)
+            objects.append(
+                ObjectResult(
+                    obj_id=obj_id,
+                    present=bool(found),
+                    score=float(torch.sigmoid(presence[k])),
+                    area=len(xs),
+                    bbox=(
+                        (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+                        if len(xs)
+                        else None
+                    ),
+                    peak_similarity=math.nan,
+                    annotated=obj_id in here,
+                )
+            )
+        annotated = sorted(i for i in here if keep_seeds)
+        return SessionResult(
+            index=frame.index,
+            time=frame.time,
+            labels=labels,
+            objects=objects,
+            frame=frame.rgb,
+            direction=direction,
+            annotated=annotated,
+        )
+
+    # ------------------------------------------------------------------ the transformers session
+    def _new_inference_session(self) -> Any:
+        return self.model.processor.init_video_session(
+            inference_device=self.model.device, dtype=torch.float32
+        )
+
+    def _pixels(self, rgb: np.ndarray) -> torch.Tensor:
+        """(3, S, S) model input of an (H, W, 3) RGB frame."""
+        inputs = self.model.processor(images=rgb, return_tensors="pt")
+        return inputs.pixel_values[0].to(self.model.device)
+
+    def _frame_logits(self, pred_masks: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) frame-size logits of the tracker's (N, 1, h, w) low-resolution masks."""
+        size = [list(self.size)]
+        full = self.model.processor.post_process_masks([pred_masks], size, binarize=False)[0]
+        return full[:, 0].float().cpu()
+
+    def _add_prompt(self, session: Any, prompt: Prompt, mask: np.ndarray | None) -> None:
+        """Give one prompt to the inference session (a mask, or clicks and a box)."""
+        processor = self.model.processor
+        if prompt.kind == "mask" and mask is not None:
+            processor.add_inputs_to_inference_session(
+                session, frame_idx=prompt.frame, obj_ids=prompt.obj_id, input_masks=mask
+            )
+            return
+        points = [[list(p) for p in prompt.points]] if prompt.points else None
+        labels = [[list(prompt.point_labels)]] if prompt.points else None
+        processor.add_inputs_to_inference_session(
+            session,
+            frame_idx=prompt.frame,
+            obj_ids=prompt.obj_id,
+            input_points=None if points is None else [points],
+            input_labels=labels,
+            input_boxes=None if prompt.box is None else [[list(prompt.box)]],
+            original_size=self.size,
+        )
+
+    def _forget(self, session: Any, index: int, reverse: bool) -> None:
+        """Drop the frame's pixels and the outputs the tracker will not read again (frames more
+        than :attr:`window` behind ``index`` in the pass's direction)."""
+        if session.processed_frames is not None:
+            session.processed_frames.pop(index, None)
+        for outputs in session.output_dict_per_obj.values():
+            tracked = outputs["non_cond_frame_outputs"]
+            for old in [f for f in tracked if (f - index if reverse else index - f) >= self.window]:
+                del tracked[old]
+        for tracked_frames in session.frames_tracked_per_obj.values():
+            for old in [
+                f for f in tracked_frames if (f - index if reverse else index - f) >= self.window
+            ]:
+                del tracked_frames[old]
+
+
+def memory_record(model: MemoryModel) -> dict[str, Any]:
+    """What results.json records of the memory engine."""
+    config = model.model.config
+    return {
+        "engine": MEMORY_ENGINE,
+        "device": str(model.device),
+        "family": model.info.family,
+        "memory": {
+            "frames": int(config.num_maskmem),
+            "object_pointers": int(config.max_object_pointers_in_encoder),
+        },
+    }

@@ -1,0 +1,301 @@
+"""The memory engine (SAM 2 family through transformers) behind the engine seam.
+
+A tiny random SAM 2 model folder (transformers format, no download): every prompt kind, both
+directions, a correction, the command line end to end, broken folders and refused options in
+one line, and memory flat in the video's length. Random weights track nothing: these tests
+check the mechanics (which frames and objects come out, where the prompts are), not quality."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from persam_video.cli import cli
+from persam_video.memory.engine import MemoryEngine
+from persam_video.memory.models import (
+    load_memory_model,
+    save_random_model,
+    tiny_config,
+)
+from persam_video.memory.session import MemorySession
+from persam_video.model.checkpoints import WeightsError
+from persam_video.synthetic.clips import make_clip
+from persam_video.video.engine import Engine, TrackingSession
+from tests.e2e.test_track_cli import make_input
+from tests.helpers import REPO_ROOT
+from tests.video_factory import synthetic_labels
+
+pytest.importorskip("transformers", reason="transformers (the sam2 extra)")
+
+MODEL = "sam2.1_hiera_tiny"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A tiny random SAM 2 folder; seed 2 makes masks of a click and a box on these clips (with
+    random weights many seeds make nothing of them, which the prompt refuses)."""
+    return save_random_model(tmp_path_factory.mktemp("sam2") / "model", tiny_config(), seed=2)
+
+
+@pytest.fixture(scope="module")
+def model(folder):
+    return load_memory_model(MODEL, folder)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return make_clip(3, size_hw=(72, 96), n_frames=8, n_objects=2)
+
+
+def frames_of(clip):
+    return [np.asarray(f) for f in clip.frames]
+
+
+def iou(a, b):
+    return np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1)
+
+
+def test_the_engine_and_its_sessions_implement_the_seam(model, clip):
+    engine = MemoryEngine(model)
+    assert isinstance(engine, Engine)
+    session = engine.open_session(frames_of(clip))
+    assert isinstance(session, TrackingSession)
+    record = engine.record()
+    assert record["engine"] == "memory" and record["family"] == "sam2_video"
+    with pytest.raises(ValueError, match="saved targets"):
+        engine.check_plan([0], "forward", targets=True)
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward", "both"])
+def test_masks_on_two_frames_propagate_in_each_direction(model, clip, direction):
+    session = MemorySession(model, frames_of(clip))
+    first = np.asarray(clip.labels[3]) == 1
+    second = np.asarray(clip.labels[5]) == 2
+    session.add_mask(3, 1, first)
+    session.add_mask(5, 2, second)
+    results = list(session.propagate(direction))
+    seen = [(r.index, r.direction) for r in results]
+    if direction == "forward":
+        assert [i for i, _ in seen] == list(range(3, 8))
+    elif direction == "backward":
+        assert [i for i, _ in seen] == list(range(5, -1, -1))
+    else:  # forward from 3, then backward from each object's first frame (5 then 3) to 0
+        assert [i for i, d in seen if d == "forward"] == list(range(3, 8))
+        assert [i for i, d in seen if d == "backward"] == [4, 3, 2, 1, 0]
+    by_frame = {(r.index, r.direction): r for r in results}
+    annotated = by_frame.get((3, "forward"), by_frame.get((3, "backward")))
+    assert annotated is not None
+    # a mask prompt conditions the tracker with the mask itself on its frame (resampled to the
+    # model's input and back: equal up to its edge pixels)
+    assert iou(annotated.labels == 1, first) > 0.9
+    for result in results:
+        assert result.labels.shape == (72, 96) and result.labels.dtype == np.uint8
+        assert set(np.unique(result.labels)) <= {0, 1, 2}
+        if direction == "forward":  # object 2 joins on its frame, not before
+            assert [o.obj_id for o in result.objects] == ([1] if result.index < 5 else [1, 2])
+
+
+def test_clicks_a_box_and_a_correction(model, clip):
+    session = MemorySession(model, frames_of(clip))
+    session.add_mask(2, 1, np.asarray(clip.labels[2]) == 1)
+    ys, xs = np.nonzero(np.asarray(clip.labels[4]) == 2)
+    box = (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+    made = session.add_box(4, 2, box)
+    assert made.mask.shape == (72, 96) and made.mask.any() and 0 <= made.score <= 1
+    click = session.add_points(5, 3, [(float(xs.mean()), float(ys.mean()))])
+    assert click.mask.any()
+    correction = np.asarray(clip.labels[6]) == 1
+    session.add_mask(6, 1, correction)  # object 1 again, later: a correction
+    results = list(session.propagate("forward"))
+    assert [r.index for r in results] == list(range(2, 8))
+    on_six = results[4]
+    assert on_six.index == 6 and on_six.annotated == [1]
+    assert [o.obj_id for o in results[2].objects] == [1, 2]  # object 2 from frame 4
+    assert [o.obj_id for o in on_six.objects] == [1, 2, 3]  # object 3 from frame 5
+    assert iou(on_six.labels == 1, correction) > 0.9
+    with pytest.raises(ValueError, match="already has a prompt on frame 6"):
+        session.add_mask(6, 1, correction)
+
+
+def test_memory_window_is_forgotten_as_frames_pass(model):
+    """After each frame the inference session keeps the prompted frames' outputs and at most
+    a window of tracked frames, and no frame pixels."""
+    clip = make_clip(4, size_hw=(48, 64), n_frames=40, n_objects=1)
+    session = MemorySession(model, frames_of(clip))
+    session.add_mask(0, 1, np.asarray(clip.labels[0]) == 1)
+    kept: list[int] = []
+    original = session._forget
+
+    def spy(inference, index, reverse):
+        original(inference, index, reverse)
+        outputs = inference.output_dict_per_obj[0]
+        kept.append(len(outputs["non_cond_frame_outputs"]))
+        assert not inference.processed_frames
+        assert list(outputs["cond_frame_outputs"]) == [0]
+
+    session._forget = spy  # type: ignore[method-assign]
+    assert len(list(session.propagate("forward"))) == 40
+    assert max(kept) <= session.window < 40
+
+
+def test_the_command_line_tracks_from_a_click_both_ways(tmp_path, folder):
+    video, _, _ = make_input(tmp_path, n_frames=4)
+    ys, xs = (synthetic_labels(2, (72, 96)) == 1).nonzero()
+    box = f"{xs.min()},{ys.min()},{xs.max()},{ys.max()}@2"
+    out = tmp_path / "out"
+    args = ["--model", MODEL, "--checkpoint", str(folder)]
+    result = CliRunner().invoke(
+        cli, ["track", str(video), "--box", box, "--direction", "both", "--out", str(out), *args]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"model: {MODEL} on cpu (memory engine)" in result.output.splitlines()
+    document = json.loads((out / "results.json").read_text())
+    assert document["run"]["model"] == MODEL and document["run"]["engine"] == "memory"
+    assert sorted(f["index"] for f in document["frames"]) == [0, 1, 2, 3]
+
+
+def test_the_command_line_tracks_from_masks_on_any_frame(tmp_path, folder):
+    from persam_video.io import write_label_png
+
+    video, _, _ = make_input(tmp_path, n_frames=4)
+    mask = tmp_path / "m2.png"
+    write_label_png(mask, synthetic_labels(2, (72, 96)))
+    out = tmp_path / "out"
+    args = ["--model", MODEL, "--checkpoint", str(folder), "-q"]
+    result = CliRunner().invoke(
+        cli, ["track", str(video), "--mask", f"{mask}@2", "--out", str(out), *args]
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "results.json").read_text())
+    assert document["run"]["model"] == MODEL and len(document["frames"]) == 4
+    assert (
+        document["run"]["files_sha256"]["model.safetensors"]
+        == (document["run"]["checkpoint_sha256"])
+    )
+    assert sorted(p.name for p in (out / "masks").iterdir())[:1] == ["00000.png"]
+    first = tmp_path / "m0.png"
+    write_label_png(first, synthetic_labels(0, (72, 96)))
+    plain = CliRunner().invoke(
+        cli, ["track", str(video), "--mask", str(first), "--out", str(tmp_path / "b"), *args]
+    )
+    assert plain.exit_code == 0, plain.output
+    assert len(json.loads((tmp_path / "b" / "results.json").read_text())["frames"]) == 4
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--set", "track.momentum=0.5"], "configure PerSAM's engine"),
+        (["--keyframes", "auto"], "configure PerSAM's engine"),
+        (["--precision", "int8"], "configure PerSAM's engine"),
+        (["--batch-frames", "2"], "configure PerSAM's frame encoder"),
+    ],
+)
+def test_persam_options_are_refused_in_one_line(tmp_path, folder, extra, words):
+    video, mask, _ = make_input(tmp_path, n_frames=2)
+    out = tmp_path / "out"
+    args = ["--model", MODEL, "--checkpoint", str(folder), "-q", *extra]
+    result = CliRunner().invoke(
+        cli, ["track", str(video), "--mask", str(mask), "--out", str(out), *args]
+    )
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file", "no config", "other family", "no weights"])
+def test_broken_model_folders_are_one_line_and_write_nothing(tmp_path, folder, kind):
+    broken = tmp_path / "broken"
+    if kind == "a file":
+        broken.write_text("x")
+    elif kind != "missing":
+        broken.mkdir()
+        for path in folder.iterdir():
+            if kind == "no config" and path.name == "config.json":
+                continue
+            if kind == "no weights" and path.suffix == ".safetensors":
+                continue
+            (broken / path.name).write_bytes(path.read_bytes())
+        if kind == "other family":
+            config = json.loads((broken / "config.json").read_text())
+            (broken / "config.json").write_text(json.dumps({**config, "model_type": "sam2"}))
+    with pytest.raises(WeightsError):
+        load_memory_model(MODEL, broken)
+    video, mask, _ = make_input(tmp_path, n_frames=2)
+    out = tmp_path / "out"
+    args = ["--model", MODEL, "--checkpoint", str(broken), "-q"]
+    result = CliRunner().invoke(
+        cli, ["track", str(video), "--mask", str(mask), "--out", str(out), *args]
+    )
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_other_commands_and_targets_say_the_memory_engine_is_track_only(tmp_path, folder):
+    video, mask, _ = make_input(tmp_path, n_frames=2)
+    photo = tmp_path / "photo.png"
+    assert CliRunner().invoke(cli, ["frame", str(video), "0", "-o", str(photo)]).exit_code == 0
+    args = ["--model", MODEL, "--checkpoint", str(folder), "-q"]
+    personalize = ["personalize", str(photo), "--mask", str(mask), "--object", "1", "-o"]
+    made = CliRunner().invoke(cli, [*personalize, str(tmp_path / "t"), *args])
+    assert made.exit_code == 2 and "only `persam-video track` runs it" in made.output
+    assert len(made.output.strip().splitlines()) == 1
+    target = tmp_path / "demo.target"
+    demo = ["--model", "demo", "-q"]
+    made = CliRunner().invoke(cli, [*personalize, str(target), *demo])
+    assert made.exit_code == 0, made.output
+    out = tmp_path / "out"
+    refused = CliRunner().invoke(
+        cli, ["track", str(video), "--target", str(target), "--out", str(out), *args]
+    )
+    assert refused.exit_code == 2 and "saved targets (--target)" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1 and not out.exists()
+
+
+PEAK_RSS_SCRIPT = """
+import resource, sys
+import numpy as np
+from pathlib import Path
+from persam_video.apps.track import OutputOptions, track_to_folder
+from persam_video.memory.engine import MemoryEngine
+from persam_video.memory.models import load_memory_model
+from tests.video_factory import make_video, synthetic_labels
+from persam_video.io import open_source
+
+n, folder, work = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+work.mkdir()
+size = (48, 64)
+make_video(work / "in.mp4", n_frames=n, size_hw=size)
+engine = MemoryEngine(load_memory_model("sam2.1_hiera_tiny", folder))
+with open_source(work / "in.mp4") as frames:
+    summary = track_to_folder(
+        engine, frames, synthetic_labels(0, size), work / "out", progress=False,
+        options=OutputOptions(overlay=False, report=False),
+    )
+assert summary.frames == n, summary
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_memory_is_flat_in_the_videos_length(tmp_path):
+    """Peak RSS tracking 500 frames is within 10% of tracking 50 (a 128-px model: the window of
+    memory is 16 frames)."""
+    folder = save_random_model(tmp_path / "model", tiny_config(image_size=128), seed=2)
+
+    def peak(n: int) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS_SCRIPT, str(n), str(folder), str(tmp_path / f"r{n}")],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO_ROOT,
+        )
+        return int(out.stdout.strip().splitlines()[-1])
+
+    short, long = peak(50), peak(500)
+    assert long < 1.10 * short, (short, long)
