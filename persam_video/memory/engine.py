@@ -7,9 +7,10 @@ outputs, the command line and the app run the memory trackers unchanged.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from persam_video.memory.config import MemoryConfig
 from persam_video.memory.models import MemoryModel
 from persam_video.memory.session import (
     MEMORY_ENGINE,
@@ -25,13 +26,14 @@ class MemoryEngine:
     """SAM 2.1, EdgeTAM or the SAM 3 tracker (a :class:`MemoryModel`) as a tracking engine."""
 
     model: MemoryModel
+    config: MemoryConfig = field(default_factory=MemoryConfig)
     name: str = MEMORY_ENGINE
 
     def record(self) -> dict[str, Any]:
-        return memory_record(self.model)
+        return memory_record(self.model, self.config)
 
     def open_session(self, frames: Any) -> MemorySession:
-        return MemorySession(self.model, frames)
+        return MemorySession(self.model, frames, config=self.config)
 
     def check_plan(self, frames: Sequence[int], direction: Direction, *, targets: bool) -> None:
         """Saved targets are refused for now (:data:`TARGETS_REFUSAL`)."""

@@ -17,6 +17,13 @@ object pointers); the prompted frames' outputs stay. Memory is flat in the video
 
 Clicks and boxes become masks right away, on their frame alone (a one-frame session of the same
 model), so a prompt that makes nothing is refused before any tracking.
+
+Re-detection (:class:`~persam_video.memory.config.MemoryConfig`): each object's target
+embedding is taken from the tracker's own image features inside its prompt's mask; once the
+tracker's object score has said "gone" on ``lost_after`` frames in a row, every new frame is
+searched with PerSAM's location prior, and a confident match (its similarity peak, and the mask
+the tracker makes of a click there on that frame alone, both stand out as the object did on its
+prompt frame: :mod:`persam_video.memory.redetect`) prompts the tracker with that click.
 """
 
 from __future__ import annotations
@@ -27,11 +34,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from persam_video.io.frame import Frame
 from persam_video.io.seekable import DEFAULT_CHUNK
 from persam_video.labels import BACKGROUND_ID
+from persam_video.memory.config import MemoryConfig
 from persam_video.memory.models import MemoryModel
+from persam_video.memory.redetect import Reference, candidate_clicks, contrast_of, reference
 from persam_video.persam.prompts import PromptMask
 from persam_video.video.session import (
     BACKWARD,
@@ -59,30 +69,38 @@ class MemorySession(PromptedSession):
     Args:
         model: the loaded memory tracker.
         source, fps, chunk: as :class:`~persam_video.video.session.PromptedSession`.
+        config: re-detection settings (the defaults when None).
     """
 
     def __init__(
-        self, model: MemoryModel, source: Source, *, fps: Any = None, chunk: int = DEFAULT_CHUNK
+        self,
+        model: MemoryModel,
+        source: Source,
+        *,
+        fps: Any = None,
+        chunk: int = DEFAULT_CHUNK,
+        config: MemoryConfig | None = None,
     ) -> None:
         super().__init__(source, fps=fps, chunk=chunk)
         self.model = model
-        config = model.model.config
+        self.config = config if config is not None else MemoryConfig()
+        settings = model.model.config
         #: Frames whose outputs the tracker may still read (memory and object pointers).
-        self.window = max(int(config.num_maskmem), int(config.max_object_pointers_in_encoder))
+        self.window = max(int(settings.num_maskmem), int(settings.max_object_pointers_in_encoder))
 
     def __enter__(self) -> MemorySession:
         return self
 
     def run_record(self) -> dict[str, Any]:
-        """What results.json records of the engine: its name, device and memory window."""
-        return memory_record(self.model)
+        """What results.json records of the engine: its name, device, memory window and
+        re-detection settings."""
+        return memory_record(self.model, self.config)
 
     # ------------------------------------------------------------------ prompts
     def _mask_from_prompt(
         self, frame: int, points: np.ndarray, labels: np.ndarray, box: Sequence[float] | None
     ) -> PromptMask:
         """The tracker's mask of the clicks and box on ``frame`` alone (a one-frame session)."""
-        rgb = self.frames.read(frame).rgb
         prompt = Prompt(
             frame,
             0,
@@ -92,16 +110,24 @@ class MemorySession(PromptedSession):
             box=None if box is None else tuple(float(v) for v in box),  # type: ignore[arg-type]
         )
         with torch.inference_mode():
-            session = self._new_inference_session()
-            pixels = self._pixels(rgb)
-            self._add_prompt(session, prompt, None)
-            session.obj_with_new_inputs = [0]
-            output = self.model.model(
-                inference_session=session, frame=pixels, frame_idx=frame, reverse=False
-            )
-            logits = self._frame_logits(output.pred_masks)[0]
+            mask, score = self._alone(self._pixels(self.frames.read(frame).rgb), prompt, None)
+        return PromptMask(mask.numpy(), score, "single")
+
+    def _alone(self, pixels: torch.Tensor, prompt: Prompt, vision: Any) -> tuple[Tensor, float]:
+        """The (H, W) bool mask and presence score (sigmoid of the object score) the tracker
+        makes of ``prompt`` on its frame alone; ``vision``: the frame's image features when
+        already computed."""
+        session = self._new_inference_session()
+        if vision is not None:
+            _cache_features(session, prompt.frame, vision)
+        self._add_prompt(session, prompt, None)
+        session.obj_with_new_inputs = [prompt.obj_id]
+        output = self.model.model(
+            inference_session=session, frame=pixels, frame_idx=prompt.frame, reverse=False
+        )
+        logits = self._frame_logits(output.pred_masks)[0]
         score = float(torch.sigmoid(output.object_score_logits.reshape(-1)[0]))
-        return PromptMask((logits > 0).cpu().numpy(), score, "single")
+        return logits > 0, score
 
     def _check_engine(self, direction: Direction) -> None:
         if self._targets:
@@ -147,14 +173,21 @@ class MemorySession(PromptedSession):
         yields nothing."""
         direction = BACKWARD if reverse else FORWARD
         session = self._new_inference_session()
+        search = _Search(self.config)
         for frame in frames:
             here = prompts.get(frame.index, {})
             with torch.inference_mode():
                 pixels = self._pixels(frame.rgb)
+                vision = self.model.model.get_image_features(pixels[None], return_dict=True)
+                _cache_features(session, frame.index, vision)  # the tracker reuses them
+                features = _grid_features(vision)
                 for obj_id, prompt in sorted(here.items()):
-                    self._add_prompt(session, prompt, self._masks[frame.index].get(obj_id))
-                if here:  # every object prompted here is new input (the processor keeps the last)
-                    session.obj_with_new_inputs = sorted(here)
+                    mask = self._masks[frame.index][obj_id]
+                    self._add_prompt(session, prompt, mask)
+                    search.prompted(obj_id, features, torch.from_numpy(mask))
+                found = self._redetect(session, search, frame, pixels, vision, features, here)
+                if here or found:  # every object prompted here is new input
+                    session.obj_with_new_inputs = sorted({*here, *found})
                 if session.get_obj_num() == 0:
                     continue
                 output = self.model.model(
@@ -165,8 +198,39 @@ class MemorySession(PromptedSession):
             self._forget(session, frame.index, reverse)
             ids = [int(i) for i in output.object_ids]
             result = self._result(frame, ids, logits, presence, direction, here, keep_seeds)
+            lost = search.update(ids, (presence > 0).tolist(), here)
             if result is not None:
+                for obj in result.objects:
+                    obj.reacquired = obj.obj_id in found
+                    obj.lost = obj.obj_id in lost
+                    obj.peak_similarity = found.get(obj.obj_id, math.nan)
                 yield result
+
+    def _redetect(
+        self,
+        session: Any,
+        search: _Search,
+        frame: Frame,
+        pixels: torch.Tensor,
+        vision: Any,
+        features: torch.Tensor,
+        here: dict[int, Prompt],
+    ) -> dict[int, float]:
+        """Search the lost objects on ``frame``; prompt the tracker with the click of each
+        confident match. Returns the objects found, with their similarity peaks."""
+        found: dict[int, float] = {}
+        for obj_id, ref in search.lost_references(exclude=here):
+            peak, clicks = candidate_clicks(features, ref, self.size)
+            if peak < ref.peak_needed(self.config.accept):
+                continue
+            click = Prompt(frame.index, obj_id, "points", points=tuple(clicks), point_labels=(1, 0))
+            mask, score = self._alone(pixels, click, vision)
+            contrast = contrast_of(features, ref, mask)
+            if score <= 0.5 or contrast is None or contrast < self.config.accept * ref.contrast:
+                continue
+            self._add_prompt(session, click, None)
+            found[obj_id] = peak
+        return found
 
     def _result(
         self,
@@ -271,15 +335,69 @@ class MemorySession(PromptedSession):
                 del tracked_frames[old]
 
 
-def memory_record(model: MemoryModel) -> dict[str, Any]:
+def memory_record(model: MemoryModel, config: MemoryConfig) -> dict[str, Any]:
     """What results.json records of the memory engine."""
-    config = model.model.config
+    settings = model.model.config
     return {
         "engine": MEMORY_ENGINE,
         "device": str(model.device),
         "family": model.info.family,
         "memory": {
-            "frames": int(config.num_maskmem),
-            "object_pointers": int(config.max_object_pointers_in_encoder),
+            "frames": int(settings.num_maskmem),
+            "object_pointers": int(settings.max_object_pointers_in_encoder),
         },
+        "config": config.to_dict(),
     }
+
+
+class _Search:
+    """Which objects are lost, and their references (see :mod:`.redetect`)."""
+
+    def __init__(self, config: MemoryConfig) -> None:
+        self.config = config
+        self.references: dict[int, Reference] = {}
+        self.absent: dict[int, int] = {}  # frames in a row the tracker said "gone"
+
+    def prompted(self, obj_id: int, features: Tensor, mask: Tensor) -> None:
+        """A prompt of the object: its reference is taken from there."""
+        ref = reference(features, mask)
+        if ref is not None:
+            self.references[obj_id] = ref
+        self.absent[obj_id] = 0
+
+    def lost_references(self, exclude: dict[int, Prompt]) -> list[tuple[int, Reference]]:
+        if not self.config.redetect:
+            return []
+        return [
+            (obj_id, ref)
+            for obj_id, ref in sorted(self.references.items())
+            if obj_id not in exclude and self.absent.get(obj_id, 0) >= self.config.lost_after
+        ]
+
+    def update(self, ids: list[int], present: list[bool], here: dict[int, Prompt]) -> set[int]:
+        """Count the frame; return the objects that became lost on it."""
+        lost = set()
+        for obj_id, seen in zip(ids, present, strict=True):
+            run = 0 if seen or obj_id in here else self.absent.get(obj_id, 0) + 1
+            self.absent[obj_id] = run
+            if run == self.config.lost_after:
+                lost.add(obj_id)
+        return lost
+
+
+def _cache_features(session: Any, index: int, vision: Any) -> None:
+    """Give the inference session the frame's image features (so it does not compute them)."""
+    session.cache.cache_vision_features(
+        index,
+        {
+            "vision_feats": vision.fpn_hidden_states,
+            "vision_pos_embeds": vision.fpn_position_encoding,
+        },
+    )
+
+
+def _grid_features(vision: Any) -> Tensor:
+    """(C, h, w) lowest-resolution image features (no memory conditioning) of one frame."""
+    flat = vision.fpn_hidden_states[-1]  # (h * w, 1, C)
+    side = math.isqrt(flat.shape[0])
+    return flat[:, 0].T.reshape(-1, side, side).float().cpu()

@@ -128,7 +128,7 @@ def decode(
         dense,
         attn_bias=attn_bias,
         target_embedding=target_embedding,
-        interm_embeddings=feats.interm,
+        hq_features=feats.hq,
     )
 
 

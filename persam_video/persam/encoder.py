@@ -20,9 +20,11 @@ import torch
 from segment_anything.modeling import Sam
 
 from persam_video.model.attention import fast_image_encoder
+from persam_video.model.hq import is_hq_decoder
 from persam_video.model.mobile import is_vit_encoder
 from persam_video.model.quantize import int8_image_encoder
 from persam_video.persam.features import FrameFeatures, preprocess
+from persam_video.persam.guided_decoder import hq_features
 from persam_video.runtime import default_threads
 
 Precision = Literal["auto", "float32", "bfloat16", "float16", "int8"]
@@ -111,18 +113,21 @@ class FrameEncoder:
                 output = self._encoder(inputs)
         else:
             output = self._encoder(inputs)
-        # HQ-SAM's encoders return (features, [early-layer features, ...]); its decoder uses
-        # the first of those (as segment-anything-hq's Sam and SamPredictor do)
+        # HQ-SAM's encoders return (features, [early-layer features, ...]); its decoder fuses
+        # the first of those with the embedding (as segment-anything-hq's SamPredictor does),
+        # the same for every decoder call on the frame: fused once here
         embeddings, interm = output if isinstance(output, tuple) else (output, None)
         embeddings = embeddings.float()
-        early = None if interm is None else interm[0].float()
+        hq = None
+        if interm is not None and is_hq_decoder(self.sam.mask_decoder):
+            hq = hq_features(self.sam.mask_decoder, embeddings, interm[0].float())
         return [
             FrameFeatures(
                 embedding=embeddings[i : i + 1],
                 original_size=(int(frame.shape[0]), int(frame.shape[1])),
                 input_size=size,
                 image_size=self.sam.image_encoder.img_size,
-                interm=None if early is None else early[i : i + 1],
+                hq=None if hq is None else hq[i : i + 1],
             )
             for i, (frame, size) in enumerate(zip(frames, sizes, strict=True))
         ]

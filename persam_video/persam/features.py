@@ -34,9 +34,11 @@ class FrameFeatures:
     input_size: tuple[int, int]
     #: Side of SAM's square, padded encoder input.
     image_size: int
-    #: HQ-SAM only: (1, h, w, C_enc) early-layer encoder features its mask decoder fuses in
-    #: (channels last, as the encoder returns them); None for other models.
-    interm: Tensor | None = None
+    #: HQ-SAM only: (1, C / 8, 4h, 4w) the high-resolution features its high-quality token's
+    #: mask is read from (the image embedding fused with an early encoder layer's features,
+    #: :func:`~persam_video.persam.guided_decoder.hq_features`; the same for every decoder
+    #: call on the frame, so computed once); None for other models.
+    hq: Tensor | None = None
 
     @property
     def grid_size(self) -> tuple[int, int]:

@@ -73,7 +73,7 @@ def predict_masks(
     *,
     attn_bias: Tensor | None = None,
     target_embedding: Tensor | None = None,
-    interm_embeddings: Tensor | None = None,
+    hq_features: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """All mask outputs of SAM's decoder for a batch of prompts on one image, optionally guided.
 
@@ -86,8 +86,9 @@ def predict_masks(
         attn_bias: (B, h * w) target-guided attention map A (added to the attention weights),
             or None for SAM's own attention.
         target_embedding: (B, C) target embeddings for semantic prompting, or None.
-        interm_embeddings: HQ-SAM only (and required there): (1, h, w, C_enc) early-layer
-            encoder features (:attr:`~persam_video.persam.features.FrameFeatures.interm`).
+        hq_features: HQ-SAM only (and required there): (1, C / 8, 4h, 4w) its fused
+            high-resolution features (:func:`hq_features`, kept as
+            :attr:`~persam_video.persam.features.FrameFeatures.hq`).
 
     Returns:
         masks: (B, 1 + M, 4h, 4w) low-resolution mask logits: index 0 is the single-mask output,
@@ -98,9 +99,9 @@ def predict_masks(
     hq = is_hq_decoder(decoder)
     extra = {}
     if hq:
-        if interm_embeddings is None:
-            raise ValueError("HQ-SAM's decoder needs the early-layer encoder features")
-        extra["hq_features"] = hq_features(decoder, image_embeddings, interm_embeddings)
+        if hq_features is None:
+            raise ValueError("HQ-SAM's decoder needs its high-resolution features")
+        extra["hq_features"] = hq_features
     module: Any = decoder
     if attn_bias is not None or target_embedding is not None:
         transformer = decoder.transformer
@@ -131,11 +132,11 @@ def hq_features(decoder: Any, image_embeddings: Tensor, interm: Tensor) -> Tenso
 
     Args:
         decoder: HQ-SAM's ``MaskDecoderHQ``.
-        image_embeddings: (1, C, h, w) image embedding; interm: (1, h, w, C_enc) early-layer
-            encoder features.
+        image_embeddings: (B, C, h, w) image embeddings; interm: (B, h, w, C_enc) early-layer
+            encoder features (channels last, as HQ-SAM's encoders return them).
 
     Returns:
-        (1, C / 8, 4h, 4w) features the high-quality token's mask is read from.
+        (B, C / 8, 4h, 4w) features the high-quality token's mask is read from.
     """
     early = interm.permute(0, 3, 1, 2)
     return decoder.embedding_encoder(image_embeddings) + decoder.compress_vit_feat(early)

@@ -20,7 +20,7 @@ from persam_video.model.spec import SamSpec, build_sam_from_spec, tiny_sam_spec
 from persam_video.persam.cascade import ExtraPrompt, decode
 from persam_video.persam.encoder import FrameEncoder
 from persam_video.persam.geometry import upsample_logits
-from persam_video.persam.guided_decoder import guided_attention, predict_masks
+from persam_video.persam.guided_decoder import guided_attention, hq_features, predict_masks
 from persam_video.persam.prior import reference_cells, similarity_grid
 from tests.helpers import ellipse_mask, encode_image, random_image, tiny_hq_sam
 
@@ -193,8 +193,9 @@ def test_unguided_decoding_equals_stock_predictor(sam, size):
         predictor.set_image(image)
         feats = encode_image(sam, image)
         assert torch.equal(feats.embedding, predictor.features)
-        if feats.interm is not None:
-            assert torch.equal(feats.interm, early_features(predictor))
+        if feats.hq is not None:
+            fused = hq_features(sam.mask_decoder, predictor.features, early_features(predictor))
+            assert torch.equal(feats.hq, fused)
         height, width = size
         points = np.array([[width * 0.3, height * 0.6], [width * 0.8, height * 0.1]])
         labels = np.array([1, 0])
@@ -342,6 +343,7 @@ def test_guided_hq_decoder_equals_transcription(hq_sam, guided, semantic):
     target = torch.randn(2, c) if semantic else None
     image_pe = hq_sam.prompt_encoder.get_dense_pe()
     with torch.no_grad():
+        fused = hq_features(decoder, image_embedding, interm)
         masks, iou = predict_masks(
             decoder,
             image_embedding,
@@ -350,19 +352,19 @@ def test_guided_hq_decoder_equals_transcription(hq_sam, guided, semantic):
             dense,
             attn_bias=bias,
             target_embedding=target,
-            interm_embeddings=interm,
+            hq_features=fused,
         )
         want_masks, want_iou, _ = plain_guided_decoder(
             decoder, image_embedding, image_pe, sparse, dense, bias, target, interm
         )
         plain, _ = predict_masks(
-            decoder, image_embedding, image_pe, sparse, dense, interm_embeddings=interm
+            decoder, image_embedding, image_pe, sparse, dense, hq_features=fused
         )
     assert masks.shape == (2, 4, 4 * grid[0], 4 * grid[1])
     assert torch.allclose(masks, want_masks, atol=TOL, rtol=0)
     assert torch.allclose(iou, want_iou, atol=TOL, rtol=0)
     assert (masks - plain).abs().max() > 1e-3, "guidance must change the output"
-    with pytest.raises(ValueError, match="early-layer"):
+    with pytest.raises(ValueError, match="high-resolution features"):
         predict_masks(decoder, image_embedding, image_pe, sparse, dense)
 
 

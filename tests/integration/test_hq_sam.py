@@ -192,8 +192,8 @@ def test_fast_attention_and_int8_run_on_hq_sams_vit():
     fast_encoder = FrameEncoder(sam)
     assert fast_encoder.settings()["attention"] == "fast"
     fast = fast_encoder.encode(rgb)
-    assert stock.interm is not None and fast.interm is not None
+    assert stock.hq is not None and fast.hq is not None
     assert torch.allclose(fast.embedding, stock.embedding, atol=1e-4)
-    assert torch.allclose(fast.interm, stock.interm, atol=1e-4)
+    assert torch.allclose(fast.hq, stock.hq, atol=1e-4)
     int8 = FrameEncoder(sam, precision="int8").encode(rgb)
-    assert int8.interm is not None and int8.embedding.shape == stock.embedding.shape
+    assert int8.hq is not None and int8.embedding.shape == stock.embedding.shape

@@ -7,12 +7,14 @@ check the mechanics (which frames and objects come out, where the prompts are), 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from persam_video.cli import cli
@@ -299,3 +301,76 @@ def test_memory_is_flat_in_the_videos_length(tmp_path):
 
     short, long = peak(50), peak(500)
     assert long < 1.10 * short, (short, long)
+
+
+def leaving_clip(n_frames: int = 9, gone: range = range(1, 5)) -> tuple[list, np.ndarray]:
+    """A checkered disk on a noisy background, missing on the frames of ``gone``, moved when
+    it comes back; returns the frames and the disk's mask on frame 0."""
+    rng = np.random.default_rng(0)
+    background = rng.integers(60, 120, (72, 96, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:72, :96]
+    checker = (((yy // 4) + (xx // 4)) % 2 * 200 + 30).astype(np.uint8)
+    frames, first = [], None
+    for index in range(n_frames):
+        frame = background.copy()
+        if index not in gone:
+            cy, cx = (36, 30) if index < gone.start else (40, 62)
+            disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= 14**2
+            frame[disk] = checker[disk, None]
+            if first is None:
+                first = disk
+        frames.append(frame)
+    assert first is not None
+    return frames, first
+
+
+class Forgetful:
+    """A tracker that says "gone" on every frame it tracks without a new prompt (random weights
+    say "present" everywhere: this makes the object lost on cue); prompted frames, and the
+    one-frame decodes of candidates, are the model's own."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, *, inference_session, **kwargs):
+        tracked = not inference_session.obj_with_new_inputs
+        output = self.model(inference_session=inference_session, **kwargs)
+        if tracked:
+            output.object_score_logits = torch.full_like(output.object_score_logits, -5.0)
+        return output
+
+
+def test_a_lost_object_is_found_again_and_its_mask_replaces_an_empty_one(model):
+    """The disk leaves on frames 1-4 and comes back elsewhere on frame 5. Random features tell
+    it from the background (the similarity peak stays below the bar while it is away, and is on
+    it once back), but the random decoder's mask of the click is a blob that stands out much
+    less than the disk did: the identity check refuses it at the default ``accept`` 0.5 and
+    lets it through at 0.2."""
+    from persam_video.memory.config import MemoryConfig
+
+    forgetful = dataclasses.replace(model, model=Forgetful(model.model))
+    frames, first = leaving_clip()
+    never_back = leaving_clip(gone=range(1, 99))[0]
+    yy, xx = np.mgrid[:72, :96]
+    moved = (yy - 40) ** 2 + (xx - 62) ** 2 <= 14**2
+
+    def track(config, clip=frames):
+        session = MemorySession(forgetful, clip, config=config)
+        session.add_mask(0, 1, first)
+        return {r.index: r for r in session.propagate("forward")}
+
+    plain = track(MemoryConfig(redetect=False, lost_after=2))
+    assert [i for i, r in plain.items() if r.objects[0].lost] == [2]
+    assert not any((r.labels == 1).any() for i, r in plain.items() if i > 0)
+    found = track(MemoryConfig(lost_after=2, accept=0.2))
+    again = [i for i, r in found.items() if r.objects[0].reacquired]
+    assert again and again[0] == 5, again  # searched from frame 3, found once the disk is back
+    back = found[5]
+    assert (back.labels == 1).any() and ((back.labels == 1) & moved).any()
+    assert back.objects[0].peak_similarity > 0.9
+    assert not any(r.objects[0].reacquired for r in track(MemoryConfig(lost_after=2)).values())
+    away = track(MemoryConfig(lost_after=2, accept=0.2), never_back)
+    assert not any(r.objects[0].reacquired for r in away.values())
