@@ -9,6 +9,7 @@ is only valid with the model that made it: :func:`check_compatible` refuses any 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ def save_target(
         "shots": str(shots),
         "finetune": json.dumps(target.finetune_info),
     }
+    if target.reference_similarity is not None:
+        metadata["reference_similarity"] = json.dumps(list(target.reference_similarity))
     with atomic_file(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path
@@ -104,6 +107,7 @@ def load_target(path: str | os.PathLike[str]) -> TargetFile:
         if not isinstance(model, dict):
             raise TypeError(f"the model record is a {type(model).__name__}, not a mapping")
         info = _metadata_json(metadata.get("finetune") or "null")
+        similarity = _reference_similarity(metadata.get("reference_similarity"))
     except (KeyError, ValueError, TypeError, AttributeError, ConfigError) as exc:
         raise ValueError(f"{path} has invalid metadata ({str(exc)[:200]})") from None
     embedding = tensors["embedding"]
@@ -111,8 +115,22 @@ def load_target(path: str | os.PathLike[str]) -> TargetFile:
     if embedding.ndim != 1 or (weights is not None and weights.shape != (NUM_MULTIMASK_OUTPUTS,)):
         raise ValueError(f"{path} holds tensors of unexpected shapes")
     _check_values(path, {"embedding": embedding, "mask_weights": weights})
-    target = Target(embedding, weights, info)
+    target = Target(embedding, weights, info, similarity)
     return TargetFile(target, model, config, shots, str(metadata.get("persam_video", "?")))
+
+
+def _reference_similarity(text: str | None) -> tuple[float, float] | None:
+    """The optional ``reference_similarity`` metadata: two finite numbers in [-1, 1]."""
+    if text is None:
+        return None
+    value = _metadata_json(text)
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and -1.0 <= v <= 1.0 for v in value)
+    ):
+        raise ValueError("reference_similarity must be two numbers in [-1, 1]")
+    return float(value[0]), float(value[1])
 
 
 def _metadata_json(text: str) -> Any:
@@ -172,4 +190,4 @@ def check_compatible(
 def to_device(target: Target, device: torch.device) -> Target:
     """``target`` with its tensors on ``device``."""
     weights = None if target.mask_weights is None else target.mask_weights.to(device)
-    return Target(target.embedding.to(device), weights)
+    return dataclasses.replace(target, embedding=target.embedding.to(device), mask_weights=weights)

@@ -465,22 +465,26 @@ def build_config(config_name: str, overrides: tuple[str, ...], finetune: bool = 
     return load_config(config_name).with_overrides([*overrides, *extra])
 
 
-def check_model_name(model_name: str) -> str:
-    """``model_name`` if it is a known model (a SAM v1-family model or a memory tracker), else
-    an :class:`InputError`."""
+def check_model_name(model_name: str, *, memory: bool = False) -> str:
+    """``model_name`` if it is a known model (a SAM v1-family model, or with ``memory`` a
+    memory tracker too: the commands that run the memory engine), else an
+    :class:`InputError`."""
     from persam_video.memory.models import MEMORY_MODELS
     from persam_video.model.registry import model_names
 
     known = [*model_names(), *MEMORY_MODELS]
     if model_name not in known:
         raise InputError(f"unknown model {model_name!r}; known: {', '.join(known)}")
+    if model_name in MEMORY_MODELS and not memory:
+        raise InputError(MEMORY_ONLY_TRACK.format(model=model_name))
     return model_name
 
 
 #: What commands other than ``track`` say of a memory tracker.
 MEMORY_ONLY_TRACK = (
-    "{model} is a memory tracker (SAM 2 family): only `persam-video track` runs it for now; "
-    "this command needs a SAM v1-family --model (vit_b, mobile_sam, sam_hq_vit_b, ...)"
+    "{model} is a memory tracker (SAM 2 family): only `persam-video track` and `personalize` "
+    "run it for now; this command needs a SAM v1-family --model (vit_b, mobile_sam, "
+    "sam_hq_vit_b, ...)"
 )
 
 
@@ -603,13 +607,18 @@ def targets_on(targets: list[Any], device: Any) -> list[Any]:
 
 
 def model_for_targets(
-    model_name: str | None, target_files: list[Any] | None = None, default: str = DEFAULT_MODEL
+    model_name: str | None,
+    target_files: list[Any] | None = None,
+    default: str = DEFAULT_MODEL,
+    *,
+    memory: bool = False,
 ) -> str:
     """The model to load: the one named, else the one the target files were made with, else
-    ``default``."""
+    ``default`` (``memory``: the command runs memory trackers too, see
+    :func:`check_model_name`)."""
     if model_name is not None:
-        return check_model_name(model_name)
+        return check_model_name(model_name, memory=memory)
     made = {str(loaded.model.get("model")) for loaded in target_files or []}
     if len(made) > 1:
         raise InputError(f"the targets were made with different models ({', '.join(sorted(made))})")
-    return check_model_name(made.pop() if made else default)
+    return check_model_name(made.pop() if made else default, memory=memory)

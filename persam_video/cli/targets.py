@@ -93,6 +93,7 @@ def personalize(
     from persam_video.apps.target_file import save_target
     from persam_video.atomic import check_not_overwriting, check_writable_file
     from persam_video.io import read_image
+    from persam_video.memory.models import is_memory_model
     from persam_video.model.registry import model_metadata
     from persam_video.persam import PerSAM
 
@@ -105,15 +106,28 @@ def personalize(
     if len(masks) != len(paths):
         raise InputError(f"got {len(paths)} images but {len(masks)} masks: give one --mask each")
     config = common.build_config(config_name, overrides, finetune)
-    model_name = common.model_for_targets(model_name)
+    model_name = common.model_for_targets(model_name, memory=True)
     shots = []
     for image_path, mask_path in zip(paths, masks, strict=True):
         rgb = read_image(image_path)
         shots.append((rgb, select_object(mask_path, rgb.shape[:2], object_id, resize_mask)))
-    metadata = model_metadata(model_name, checkpoint)
-    sam = common.load_model(model_name, checkpoint, device, quiet)
-    persam = PerSAM(sam, config, progress=not quiet)
-    target = persam.personalize_shots(shots)
+    if is_memory_model(model_name):  # the memory engine's own features
+        from persam_video.memory.targets import personalize as personalize_memory
+
+        engine, metadata = common.memory_engine(
+            model_name,
+            checkpoint,
+            device,
+            quiet,
+            persam_settings=config_name != "default" or bool(overrides) or finetune,
+            speed=("auto", 1, False, False),
+        )
+        target = personalize_memory(engine.model, shots)
+    else:
+        metadata = model_metadata(model_name, checkpoint)
+        sam = common.load_model(model_name, checkpoint, device, quiet)
+        persam = PerSAM(sam, config, progress=not quiet)
+        target = persam.personalize_shots(shots)
     save_target(output, target, model=metadata, config=config, shots=len(shots))
     tuned = ""
     if target.mask_weights is not None and target.finetune_info is not None:

@@ -174,7 +174,6 @@ def track(
     from persam_video.cli.prompts import parse_prompts
     from persam_video.io import open_source
     from persam_video.memory.models import is_memory_model
-    from persam_video.memory.session import TARGETS_REFUSAL
     from persam_video.model.registry import model_metadata
     from persam_video.video import VideoTracker
     from persam_video.video.session import check_keyframes
@@ -224,10 +223,8 @@ def track(
     config = common.build_config(config_name, overrides, finetune)
     common.check_precision(precision, device)
     target_files = common.read_targets(target_paths)
-    model_name = common.model_for_targets(model_name, target_files)
+    model_name = common.model_for_targets(model_name, target_files, memory=True)
     memory = is_memory_model(model_name)
-    if memory and target_paths:
-        raise InputError(TARGETS_REFUSAL)
     options = outputs
     check_inputs_survive(out_dir, [input_path, mask_path, *target_paths])
     with open_source(input_path, fps=fps) as frames:
@@ -246,6 +243,8 @@ def track(
                 persam_settings=persam_settings(config_name, overrides, finetune),
                 speed=(precision, batch_frames, compile_encoder, stock_encoder),
             )
+            loaded = common.load_targets(target_files, target_paths, metadata)
+            targets = common.targets_on(loaded, engine.model.device) or None
         else:
             metadata = model_metadata(model_name, checkpoint)
             loaded = common.load_targets(target_files, target_paths, metadata)
@@ -320,13 +319,12 @@ def track_prompted(
     from persam_video.atomic import check_out_dir
     from persam_video.io.seekable import open_seekable
     from persam_video.memory.models import is_memory_model
-    from persam_video.memory.session import TARGETS_REFUSAL
     from persam_video.model.registry import model_metadata
     from persam_video.video import VideoTracker
 
     check_specs(specs)
     target_files = common.read_targets(target_paths)
-    model_name = common.model_for_targets(model_name, target_files)
+    model_name = common.model_for_targets(model_name, target_files, memory=True)
     mask_files = [s.path for s in specs if s.path is not None]
     check_inputs_survive(out_dir, [input_path, *mask_files, *target_paths])
     target_ids = list(range(1, len(target_paths) + 1))
@@ -336,11 +334,11 @@ def track_prompted(
     targets: list[Any] = []
     engine: Any
     if is_memory_model(model_name):
-        if target_paths:
-            raise InputError(TARGETS_REFUSAL)
         engine, metadata = common.memory_engine(
             model_name, checkpoint, device, quiet, persam_settings=persam_configured, speed=speed
         )
+        loaded = common.load_targets(target_files, target_paths, metadata)
+        targets = common.targets_on(loaded, engine.model.device)
     else:
         metadata = model_metadata(model_name, checkpoint)
         loaded = common.load_targets(target_files, target_paths, metadata)

@@ -12,12 +12,7 @@ from typing import Any
 
 from persam_video.memory.config import MemoryConfig
 from persam_video.memory.models import MemoryModel
-from persam_video.memory.session import (
-    MEMORY_ENGINE,
-    TARGETS_REFUSAL,
-    MemorySession,
-    memory_record,
-)
+from persam_video.memory.session import MEMORY_ENGINE, MemorySession, memory_record
 from persam_video.video.session import Direction
 
 
@@ -36,6 +31,4 @@ class MemoryEngine:
         return MemorySession(self.model, frames, config=self.config)
 
     def check_plan(self, frames: Sequence[int], direction: Direction, *, targets: bool) -> None:
-        """Saved targets are refused for now (:data:`TARGETS_REFUSAL`)."""
-        if targets:
-            raise ValueError(TARGETS_REFUSAL)
+        """Every plan of prompts, directions and saved targets can run (nothing to refuse)."""

@@ -14,12 +14,14 @@ and for the small models trained here.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from persam_video.model.checkpoints import WeightsError, sha256_of
@@ -140,6 +142,24 @@ class MemoryModel:
     def info(self) -> MemoryModelInfo:
         return MEMORY_MODELS[self.name]
 
+    def pixels(self, rgb: Any) -> torch.Tensor:
+        """(3, S, S) model input of an (H, W, 3) uint8 RGB frame (the processor's resize and
+        normalization)."""
+        if isinstance(rgb, np.ndarray) and not rgb.flags.writeable:
+            rgb = rgb.copy()  # torch.from_numpy in the processor wants a writable array
+        inputs = self.processor(images=rgb, return_tensors="pt")
+        return inputs.pixel_values[0].to(self.device)
+
+    def features(self, pixels: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """The image features of one frame: the model's vision output (what its inference
+        session caches) and its lowest-resolution level as (C, h, w), before any memory
+        conditioning (what PerSAM's location prior compares a target with)."""
+        vision = self.model.get_image_features(pixels[None], return_dict=True)
+        flat = vision.fpn_hidden_states[-1]  # (h * w, 1, C)
+        side = math.isqrt(flat.shape[0])
+        grid = flat[:, 0].T.reshape(-1, side, side).float().cpu()
+        return vision, grid
+
     def metadata(self) -> dict[str, Any]:
         """What results.json and target files record of the model."""
         weights = [digest for file, digest in sorted(self.files.items()) if "safetensors" in file]
@@ -226,37 +246,84 @@ def check_folder(folder: Path, info: MemoryModelInfo) -> None:
 
 
 def tiny_config(family: str = SAM2_VIDEO, image_size: int = 256) -> Any:
-    """A small random configuration of ``family`` (1-3 M parameters at 256 px), built with no
-    download: a 1/1/2/1-block Hiera (embed dims 16/32/64/128, global attention in block 3) and
-    a 128-wide decoder and memory (the memory encoder's output stays 64 channels, as the model
-    requires)."""
-    if family != SAM2_VIDEO:
-        raise ValueError(f"tiny configurations exist for {SAM2_VIDEO} only, not {family}")
+    """A small random configuration of ``family``, built with no download, for tests and the
+    small models trained here: a 128-wide prompt encoder, decoder and memory (the memory
+    encoder's output stays 64 channels, as the models require) behind a small image encoder of
+    the family's kind: a 1/1/2/1-block Hiera (embed dims 16/32/64/128, global attention in
+    block 3) for SAM 2.1, timm's RepViT-M1 for EdgeTAM (its config built explicitly: the
+    default's timm key is misspelled), a 2-block ViT with 14-px patches for the SAM 3 tracker.
+    """
     tf = transformers_module()
-    grid = image_size // 16
-    hiera = tf.Sam2HieraDetConfig(
-        hidden_size=16,
-        num_attention_heads=1,
-        image_size=[image_size, image_size],
-        blocks_per_stage=[1, 1, 2, 1],
-        embed_dim_per_stage=[16, 32, 64, 128],
-        num_attention_heads_per_stage=[1, 2, 4, 8],
-        window_size_per_stage=[8, 4, 14, 7],
-        global_attention_blocks=[3],
-        window_positional_embedding_background_size=[7, 7],
-    )
-    vision = tf.Sam2VisionConfig(
-        backbone_config=hiera,
-        backbone_channel_list=[128, 64, 32, 16],
-        backbone_feature_sizes=[[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]],
-        fpn_hidden_size=128,
-    )
-    return tf.Sam2VideoConfig(
+    extra: dict[str, Any]
+    if family == SAM3_TRACKER_VIDEO:
+        grid = image_size // 14
+        vision = tf.Sam3VisionConfig(
+            backbone_config=tf.Sam3ViTConfig(
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=image_size,
+                patch_size=14,
+                window_size=grid,
+                global_attn_indexes=[1],
+                pretrain_image_size=image_size,
+            ),
+            fpn_hidden_size=128,
+            backbone_feature_sizes=[[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]],
+        )
+        prompt, decoder = (
+            tf.Sam3TrackerVideoPromptEncoderConfig,
+            tf.Sam3TrackerVideoMaskDecoderConfig,
+        )
+        video, extra = tf.Sam3TrackerVideoConfig, {"memory_attention_feed_forward_hidden_size": 256}
+        patch = 14
+    else:
+        grid, patch = image_size // 16, 16
+        sizes = [[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]]
+        if family == EDGETAM_VIDEO:
+            backbone = tf.TimmWrapperConfig(
+                architecture="repvit_m1",
+                model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]},
+            )
+            vision = tf.EdgeTamVisionConfig(
+                backbone_config=backbone,
+                backbone_channel_list=[384, 192, 96, 48],
+                backbone_feature_sizes=sizes,
+                fpn_hidden_size=128,
+            )
+            prompt, decoder = tf.EdgeTamVideoPromptEncoderConfig, tf.EdgeTamVideoMaskDecoderConfig
+            video = tf.EdgeTamVideoConfig
+            extra = {
+                "memory_attention_mlp_hidden_size": 256,
+                "memory_attention_rope_k_sizes": [4, 4],
+            }
+        elif family == SAM2_VIDEO:
+            hiera = tf.Sam2HieraDetConfig(
+                hidden_size=16,
+                num_attention_heads=1,
+                image_size=[image_size, image_size],
+                blocks_per_stage=[1, 1, 2, 1],
+                embed_dim_per_stage=[16, 32, 64, 128],
+                num_attention_heads_per_stage=[1, 2, 4, 8],
+                window_size_per_stage=[8, 4, 14, 7],
+                global_attention_blocks=[3],
+                window_positional_embedding_background_size=[7, 7],
+            )
+            vision = tf.Sam2VisionConfig(
+                backbone_config=hiera,
+                backbone_channel_list=[128, 64, 32, 16],
+                backbone_feature_sizes=sizes,
+                fpn_hidden_size=128,
+            )
+            prompt, decoder = tf.Sam2VideoPromptEncoderConfig, tf.Sam2VideoMaskDecoderConfig
+            video, extra = tf.Sam2VideoConfig, {}
+        else:
+            raise ValueError(f"unknown memory model family {family!r}")
+    return video(
         vision_config=vision,
-        prompt_encoder_config=tf.Sam2VideoPromptEncoderConfig(
-            hidden_size=128, image_size=image_size, patch_size=16
-        ),
-        mask_decoder_config=tf.Sam2VideoMaskDecoderConfig(
+        prompt_encoder_config=prompt(hidden_size=128, image_size=image_size, patch_size=patch),
+        mask_decoder_config=decoder(
             hidden_size=128, num_attention_heads=4, mlp_dim=256, iou_head_hidden_dim=128
         ),
         image_size=image_size,
@@ -268,6 +335,7 @@ def tiny_config(family: str = SAM2_VIDEO, image_size: int = 256) -> Any:
         memory_fuser_embed_dim=128,
         memory_fuser_intermediate_dim=256,
         mask_downsampler_embed_dim=128,
+        **extra,
     )
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from persam_video.io.frame import Frame
@@ -42,6 +43,7 @@ from persam_video.labels import BACKGROUND_ID
 from persam_video.memory.config import MemoryConfig
 from persam_video.memory.models import MemoryModel
 from persam_video.memory.redetect import Reference, candidate_clicks, contrast_of, reference
+from persam_video.persam.api import Target
 from persam_video.persam.prompts import PromptMask
 from persam_video.video.session import (
     BACKWARD,
@@ -56,11 +58,6 @@ from persam_video.video.state import ObjectResult
 
 #: The memory engine's name in results.json.
 MEMORY_ENGINE = "memory"
-#: Why the memory engine refuses saved targets for now.
-TARGETS_REFUSAL = (
-    "saved targets (--target) run on the PerSAM engine only for now: use a SAM v1-family "
-    "--model (vit_b, mobile_sam, ...) or prompt the object with --point, --box or --mask"
-)
 
 
 class MemorySession(PromptedSession):
@@ -110,7 +107,7 @@ class MemorySession(PromptedSession):
             box=None if box is None else tuple(float(v) for v in box),  # type: ignore[arg-type]
         )
         with torch.inference_mode():
-            mask, score = self._alone(self._pixels(self.frames.read(frame).rgb), prompt, None)
+            mask, score = self._alone(self.model.pixels(self.frames.read(frame).rgb), prompt, None)
         return PromptMask(mask.numpy(), score, "single")
 
     def _alone(self, pixels: torch.Tensor, prompt: Prompt, vision: Any) -> tuple[Tensor, float]:
@@ -129,9 +126,18 @@ class MemorySession(PromptedSession):
         score = float(torch.sigmoid(output.object_score_logits.reshape(-1)[0]))
         return logits > 0, score
 
-    def _check_engine(self, direction: Direction) -> None:
-        if self._targets:
-            raise ValueError(TARGETS_REFUSAL)
+    def add_target(self, obj_id: int, target: Target) -> None:
+        """Search a saved target (made with this model: it carries its reference similarity)
+        in every frame of the forward pass, as object ``obj_id``: from frame 0 it counts as
+        lost, so each frame is searched until a confident match prompts the tracker (then it
+        is tracked, and searched again whenever lost). The target takes no part in the
+        backward pass."""
+        if target.reference_similarity is None:
+            raise ValueError(
+                f"the target of object {obj_id} was not made for the memory engine (it has no "
+                "reference similarity); personalize it again with this --model"
+            )
+        super().add_target(obj_id, target)
 
     # ------------------------------------------------------------------ propagation
     def propagate(self, direction: Direction = "both") -> Iterator[SessionResult]:
@@ -145,9 +151,11 @@ class MemorySession(PromptedSession):
             frame: {p.obj_id: p for p in self.prompts if p.frame == frame}
             for frame in self.annotated_frames
         }
-        if direction in (FORWARD, "both"):
-            frames = self.frames.forward(min(every))
-            yield from self._pass(frames, every, reverse=False, keep_seeds=True)
+        if direction in (FORWARD, "both") or not every:
+            frames = self.frames.forward(0 if self._targets else min(every))
+            yield from self._pass(frames, every, reverse=False, keep_seeds=True, targets=True)
+        if not every:
+            return
         if direction == BACKWARD:
             frames = self.frames.backward(max(every), 0, chunk=self.chunk)
             yield from self._pass(frames, every, reverse=True, keep_seeds=True)
@@ -166,21 +174,24 @@ class MemorySession(PromptedSession):
         *,
         reverse: bool,
         keep_seeds: bool,
+        targets: bool = False,
     ) -> Iterator[SessionResult]:
         """Stream ``frames`` through a fresh inference session, prompting each object on its
-        frames of ``prompts``. Without ``keep_seeds`` the objects prompted on a frame are left
-        out of its result (the other pass yields them), and a frame with no other object
-        yields nothing."""
+        frames of ``prompts`` (and searching the saved targets, with ``targets``). Without
+        ``keep_seeds`` the objects prompted on a frame are left out of its result (the other
+        pass yields them), and a frame with no other object yields nothing."""
         direction = BACKWARD if reverse else FORWARD
         session = self._new_inference_session()
         search = _Search(self.config)
+        if targets:
+            for obj_id, target in sorted(self._targets.items()):
+                search.target(obj_id, target)
         for frame in frames:
             here = prompts.get(frame.index, {})
             with torch.inference_mode():
-                pixels = self._pixels(frame.rgb)
-                vision = self.model.model.get_image_features(pixels[None], return_dict=True)
+                pixels = self.model.pixels(frame.rgb)
+                vision, features = self.model.features(pixels)
                 _cache_features(session, frame.index, vision)  # the tracker reuses them
-                features = _grid_features(vision)
                 for obj_id, prompt in sorted(here.items()):
                     mask = self._masks[frame.index][obj_id]
                     self._add_prompt(session, prompt, mask)
@@ -189,15 +200,23 @@ class MemorySession(PromptedSession):
                 if here or found:  # every object prompted here is new input
                     session.obj_with_new_inputs = sorted({*here, *found})
                 if session.get_obj_num() == 0:
+                    waiting = search.waiting([])
+                    empty = torch.zeros(0)
+                    nothing = self._result(
+                        frame, [], empty, empty, direction, here, True, waiting=waiting
+                    )
+                    if nothing is not None:  # saved targets not found yet: no object here
+                        yield nothing
                     continue
-                output = self.model.model(
-                    inference_session=session, frame=pixels, frame_idx=frame.index, reverse=reverse
-                )
+                output = self._track(session, pixels, frame.index, reverse)
                 logits = self._frame_logits(output.pred_masks)
                 presence = output.object_score_logits.reshape(-1)
             self._forget(session, frame.index, reverse)
             ids = [int(i) for i in output.object_ids]
-            result = self._result(frame, ids, logits, presence, direction, here, keep_seeds)
+            waiting = search.waiting(ids)
+            result = self._result(
+                frame, ids, logits, presence, direction, here, keep_seeds, waiting=waiting
+            )
             lost = search.update(ids, (presence > 0).tolist(), here)
             if result is not None:
                 for obj in result.objects:
@@ -205,6 +224,19 @@ class MemorySession(PromptedSession):
                     obj.lost = obj.obj_id in lost
                     obj.peak_similarity = found.get(obj.obj_id, math.nan)
                 yield result
+
+    def _track(self, session: Any, pixels: torch.Tensor, index: int, reverse: bool) -> Any:
+        """The tracker on one frame; a failure inside transformers is one line (ValueError)."""
+        try:
+            return self.model.model(
+                inference_session=session, frame=pixels, frame_idx=index, reverse=reverse
+            )
+        except (RuntimeError, IndexError, KeyError) as exc:
+            reason = " ".join(str(exc).split())[:200]
+            raise ValueError(
+                f"the {self.model.name} tracker failed on frame {index} inside transformers "
+                f"({reason}); see docs/memory-engine.md for the prompts each model takes"
+            ) from exc
 
     def _redetect(
         self,
@@ -241,45 +273,36 @@ class MemorySession(PromptedSession):
         direction: str,
         here: dict[int, Prompt],
         keep_seeds: bool,
+        *,
+        waiting: list[int],
     ) -> SessionResult | None:
         """Fuse the objects' (N, H, W) logits into a label map (each pixel to the present object
-        of highest positive logit) and describe each object."""
+        of highest positive logit) and describe each object; the saved targets ``waiting`` to
+        be found are absent."""
         kept = [k for k, i in enumerate(ids) if keep_seeds or i not in here]
-        if not kept:
+        if not kept and not waiting:
             return None
+        labels = np.full(self.size, BACKGROUND_ID, np.uint8)
         present = presence[kept] > 0
-        chosen = logits[kept].masked_fill(~present[:, None, None], -math.inf)
-        best, which = chosen.max(dim=0)
-        table = torch.tensor([ids[k] for k in kept], dtype=torch.uint8)
-        labels = torch.where(best > 0, table[which.cpu()], BACKGROUND_ID).numpy().astype(np.uint8)
-        objects = []
-        for k, found in zip(kept, present.tolist(), strict=True):
-            obj_id = ids[k]
-            ys, xs = np.nonzero(labels == obj_id)
-            objects.append(
-                ObjectResult(
-                    obj_id=obj_id,
-                    present=bool(found),
-                    score=float(torch.sigmoid(presence[k])),
-                    area=len(xs),
-                    bbox=(
-                        (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
-                        if len(xs)
-                        else None
-                    ),
-                    peak_similarity=math.nan,
-                    annotated=obj_id in here,
-                )
-            )
-        annotated = sorted(i for i in here if keep_seeds)
+        if kept:
+            chosen = logits[kept].masked_fill(~present[:, None, None], -math.inf)
+            best, which = chosen.max(dim=0)
+            table = torch.tensor([ids[k] for k in kept], dtype=torch.uint8)
+            fused = torch.where(best > 0, table[which.cpu()], BACKGROUND_ID)
+            labels = fused.numpy().astype(np.uint8)
+        objects = [
+            _object_result(ids[k], bool(found), float(torch.sigmoid(presence[k])), labels, here)
+            for k, found in zip(kept, present.tolist(), strict=True)
+        ]
+        objects += [_object_result(i, False, 0.0, labels, here) for i in waiting]
         return SessionResult(
             index=frame.index,
             time=frame.time,
             labels=labels,
-            objects=objects,
+            objects=sorted(objects, key=lambda o: o.obj_id),
             frame=frame.rgb,
             direction=direction,
-            annotated=annotated,
+            annotated=sorted(i for i in here if keep_seeds),
         )
 
     # ------------------------------------------------------------------ the transformers session
@@ -287,11 +310,6 @@ class MemorySession(PromptedSession):
         return self.model.processor.init_video_session(
             inference_device=self.model.device, dtype=torch.float32
         )
-
-    def _pixels(self, rgb: np.ndarray) -> torch.Tensor:
-        """(3, S, S) model input of an (H, W, 3) RGB frame."""
-        inputs = self.model.processor(images=rgb, return_tensors="pt")
-        return inputs.pixel_values[0].to(self.model.device)
 
     def _frame_logits(self, pred_masks: torch.Tensor) -> torch.Tensor:
         """(N, H, W) frame-size logits of the tracker's (N, 1, h, w) low-resolution masks."""
@@ -335,6 +353,21 @@ class MemorySession(PromptedSession):
                 del tracked_frames[old]
 
 
+def _object_result(
+    obj_id: int, present: bool, score: float, labels: np.ndarray, here: dict[int, Prompt]
+) -> ObjectResult:
+    ys, xs = np.nonzero(labels == obj_id)
+    return ObjectResult(
+        obj_id=obj_id,
+        present=present,
+        score=score,
+        area=len(xs),
+        bbox=(int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())) if len(xs) else None,
+        peak_similarity=math.nan,
+        annotated=obj_id in here,
+    )
+
+
 def memory_record(model: MemoryModel, config: MemoryConfig) -> dict[str, Any]:
     """What results.json records of the memory engine."""
     settings = model.model.config
@@ -357,6 +390,19 @@ class _Search:
         self.config = config
         self.references: dict[int, Reference] = {}
         self.absent: dict[int, int] = {}  # frames in a row the tracker said "gone"
+        self.targets: set[int] = set()
+
+    def target(self, obj_id: int, target: Target) -> None:
+        """A saved target: lost from the start, searched with its own reference."""
+        inside, outside = target.reference_similarity or (1.0, 0.0)
+        embedding = F.normalize(target.embedding.detach().float().cpu(), dim=0)
+        self.references[obj_id] = Reference(embedding, inside, outside)
+        self.absent[obj_id] = self.config.lost_after
+        self.targets.add(obj_id)
+
+    def waiting(self, ids: list[int]) -> list[int]:
+        """The saved targets not in the tracker yet (not found so far)."""
+        return sorted(self.targets - set(ids))
 
     def prompted(self, obj_id: int, features: Tensor, mask: Tensor) -> None:
         """A prompt of the object: its reference is taken from there."""
@@ -394,10 +440,3 @@ def _cache_features(session: Any, index: int, vision: Any) -> None:
             "vision_pos_embeds": vision.fpn_position_encoding,
         },
     )
-
-
-def _grid_features(vision: Any) -> Tensor:
-    """(C, h, w) lowest-resolution image features (no memory conditioning) of one frame."""
-    flat = vision.fpn_hidden_states[-1]  # (h * w, 1, C)
-    side = math.isqrt(flat.shape[0])
-    return flat[:, 0].T.reshape(-1, side, side).float().cpu()

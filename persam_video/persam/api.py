@@ -43,6 +43,10 @@ class Target:
     #: How the PerSAM-F training went (weights, steps, seconds, steps_per_second, losses), or
     #: None.
     finetune_info: dict[str, Any] | None = None
+    #: (inside, outside): mean cosine similarity of the embedding to the reference mask's
+    #: feature cells and to the other cells, where the engine needs them (the memory engine's
+    #: re-detection bar, :mod:`persam_video.memory.redetect`); None otherwise.
+    reference_similarity: tuple[float, float] | None = None
 
 
 @dataclass

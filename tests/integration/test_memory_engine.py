@@ -20,6 +20,8 @@ from click.testing import CliRunner
 from persam_video.cli import cli
 from persam_video.memory.engine import MemoryEngine
 from persam_video.memory.models import (
+    EDGETAM_VIDEO,
+    SAM3_TRACKER_VIDEO,
     load_memory_model,
     save_random_model,
     tiny_config,
@@ -69,8 +71,7 @@ def test_the_engine_and_its_sessions_implement_the_seam(model, clip):
     assert isinstance(session, TrackingSession)
     record = engine.record()
     assert record["engine"] == "memory" and record["family"] == "sam2_video"
-    with pytest.raises(ValueError, match="saved targets"):
-        engine.check_plan([0], "forward", targets=True)
+    engine.check_plan([0, 3], "both", targets=True)  # every plan runs
 
 
 @pytest.mark.parametrize("direction", ["forward", "backward", "both"])
@@ -237,25 +238,69 @@ def test_broken_model_folders_are_one_line_and_write_nothing(tmp_path, folder, k
     assert len(result.output.strip().splitlines()) == 1 and not out.exists()
 
 
-def test_other_commands_and_targets_say_the_memory_engine_is_track_only(tmp_path, folder):
-    video, mask, _ = make_input(tmp_path, n_frames=2)
+def test_personalize_then_track_a_target_on_another_clip(tmp_path, folder):
+    """A target made with the memory model (its own features) is searched from frame 0 of
+    another clip; a target of another model is refused in one line; commands other than track
+    and personalize say the memory engine does not run them yet."""
+    video, mask, _ = make_input(tmp_path, n_frames=3)
     photo = tmp_path / "photo.png"
     assert CliRunner().invoke(cli, ["frame", str(video), "0", "-o", str(photo)]).exit_code == 0
     args = ["--model", MODEL, "--checkpoint", str(folder), "-q"]
     personalize = ["personalize", str(photo), "--mask", str(mask), "--object", "1", "-o"]
-    made = CliRunner().invoke(cli, [*personalize, str(tmp_path / "t"), *args])
-    assert made.exit_code == 2 and "only `persam-video track` runs it" in made.output
-    assert len(made.output.strip().splitlines()) == 1
-    target = tmp_path / "demo.target"
-    demo = ["--model", "demo", "-q"]
-    made = CliRunner().invoke(cli, [*personalize, str(target), *demo])
+    target = tmp_path / "memory.target"
+    made = CliRunner().invoke(cli, [*personalize, str(target), *args])
     assert made.exit_code == 0, made.output
+    from persam_video.apps.target_file import load_target
+
+    loaded = load_target(target)
+    assert loaded.model["model"] == MODEL and loaded.target.reference_similarity is not None
+    inside, outside = loaded.target.reference_similarity
+    assert -1 <= outside < inside <= 1
     out = tmp_path / "out"
-    refused = CliRunner().invoke(
+    tracked = CliRunner().invoke(
         cli, ["track", str(video), "--target", str(target), "--out", str(out), *args]
     )
-    assert refused.exit_code == 2 and "saved targets (--target)" in refused.output
-    assert len(refused.output.strip().splitlines()) == 1 and not out.exists()
+    assert tracked.exit_code == 0, tracked.output
+    document = json.loads((out / "results.json").read_text())
+    assert document["run"]["engine"] == "memory" and document["object_ids"] == [1]
+    assert [f["index"] for f in document["frames"]] == [0, 1, 2]
+    demo_target = tmp_path / "demo.target"
+    made = CliRunner().invoke(cli, [*personalize, str(demo_target), "--model", "demo", "-q"])
+    assert made.exit_code == 0, made.output
+    refused = CliRunner().invoke(
+        cli,
+        ["track", str(video), "--target", str(demo_target), "--out", str(tmp_path / "b"), *args],
+    )
+    assert refused.exit_code == 2 and f"made with model demo, not {MODEL}" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
+    segmented = CliRunner().invoke(
+        cli,
+        ["segment", str(photo), "--target", str(target), "--out", str(tmp_path / "s"), *args],
+    )
+    assert segmented.exit_code == 2 and "only `persam-video track` and `personalize`" in (
+        segmented.output
+    )
+
+
+def test_a_target_is_found_from_frame_0_and_tracked(model):
+    """Session level: a target made on the disk's first frame, searched in the leaving clip
+    with a tracker that loses it on cue, is found on frame 0, lost, and found again once the
+    disk is back (accept 0.2: the random decoder's masks stand out little)."""
+    from persam_video.memory.config import MemoryConfig
+    from persam_video.memory.targets import personalize
+
+    frames, first = leaving_clip()
+    target = personalize(model, [(frames[0], first)])
+    forgetful = dataclasses.replace(model, model=Forgetful(model.model))
+    session = MemorySession(forgetful, frames, config=MemoryConfig(lost_after=2, accept=0.2))
+    session.add_target(1, target)
+    assert session.in_frame_order("both")
+    results = list(session.propagate("both"))
+    assert [r.index for r in results] == list(range(9))
+    found = [r.index for r in results if r.objects[0].reacquired]
+    assert found[:2] == [0, 5], found
+    assert all(len(r.objects) == 1 and r.objects[0].obj_id == 1 for r in results)
+    assert not (results[3].labels == 1).any()
 
 
 PEAK_RSS_SCRIPT = """
@@ -374,3 +419,31 @@ def test_a_lost_object_is_found_again_and_its_mask_replaces_an_empty_one(model):
     assert not any(r.objects[0].reacquired for r in track(MemoryConfig(lost_after=2)).values())
     away = track(MemoryConfig(lost_after=2, accept=0.2), never_back)
     assert not any(r.objects[0].reacquired for r in away.values())
+
+
+@pytest.mark.parametrize(
+    "name, family, size",
+    [("edgetam", EDGETAM_VIDEO, 256), ("sam3_tracker", SAM3_TRACKER_VIDEO, 224)],
+)
+def test_edgetam_and_the_sam3_tracker_track_both_ways(tmp_path, clip, name, family, size):
+    """EdgeTAM (timm's RepViT behind the SAM 2 design, its config built explicitly) and the SAM 3
+    tracker (14-px patches) run the same session: two objects' masks on one frame, a box on a
+    later frame, both directions."""
+    pytest.importorskip("timm", reason="timm (EdgeTAM's RepViT)")
+    folder = save_random_model(tmp_path / name, tiny_config(family, image_size=size), seed=0)
+    loaded = load_memory_model(name, folder)
+    assert loaded.info.family == family
+    session = MemorySession(loaded, frames_of(clip))
+    session.add_mask(2, 1, np.asarray(clip.labels[2]) == 1)
+    session.add_mask(2, 2, np.asarray(clip.labels[2]) == 2)
+    results = list(session.propagate("both"))
+    assert [r.index for r in results if r.direction == "forward"] == list(range(2, 8))
+    assert [r.index for r in results if r.direction == "backward"] == [1, 0]
+    assert iou(results[0].labels == 1, np.asarray(clip.labels[2]) == 1) > 0.9
+    with pytest.raises(WeightsError, match="holds a"):
+        load_memory_model(MODEL, folder)  # an EdgeTAM/SAM 3 folder is not a SAM 2.1 one
+    if family == EDGETAM_VIDEO:  # transformers' EdgeTAM fails on a mask for one of several
+        # objects on a later frame (its object scores' shapes differ): said in one line
+        session.add_mask(5, 1, np.asarray(clip.labels[5]) == 1)
+        with pytest.raises(ValueError, match="edgetam tracker failed on frame 5 inside"):
+            list(session.propagate("forward"))
