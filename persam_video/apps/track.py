@@ -127,7 +127,12 @@ def check_inputs_survive(out_dir: str | os.PathLike[str], inputs: list[Any]) -> 
 
 def check_mask_or_targets(has_mask: bool, has_targets: bool) -> None:
     """The rule for what a run starts from: a first-frame mask or saved targets, not both."""
-    if has_mask == has_targets:
+    if not has_mask and not has_targets:
+        raise ValueError(
+            "nothing to track from: give the first frame's mask (--mask), or saved targets "
+            "(--target)"
+        )
+    if has_mask and has_targets:
         raise ValueError(
             "give either the first frame's mask (--mask) or saved targets (--target), not both"
         )
