@@ -2,7 +2,8 @@
 
 Random weights saved in the official checkpoint format (a plain state dict of the package's own
 model) load strictly; the features and masks equal those of the package's own predictor; every
-official size is recognised from its state dict; bad checkpoints are one line; downloads are
+official size is recognised from its state dict; bad checkpoints are one line (on the command
+line: test_mobile_sam.py, for both kinds of model); downloads are
 pinned by published digests; the command line tracks, personalizes, segments and finds with it,
 and a target of another model is refused in one line. PerSAM's decoding on HQ-SAM against the
 official loop is in ``test_exactness.py``."""
@@ -143,30 +144,6 @@ def test_track_personalize_segment_and_find_with_light_hq_sam(tmp_path, checkpoi
     )
     assert refused.exit_code == 2 and f"made with model {TINY}, not demo" in refused.output
     assert len(refused.output.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
-
-
-@pytest.mark.parametrize("kind", ["wrong model", "truncated", "pickle"])
-def test_bad_checkpoints_on_the_command_line_are_one_line_and_write_nothing(tmp_path, kind):
-    bad = tmp_path / "bad.pth"
-    torch.save(build_sam_from_spec(tiny_sam_spec()).state_dict(), bad)
-    if kind == "truncated":
-        bad.write_bytes(bad.read_bytes()[:2000])
-    elif kind == "pickle":
-        torch.save({"model": _Pickled()}, bad)
-    video, mask, _ = make_input(tmp_path, n_frames=2)
-    out = tmp_path / "out"
-    model = ["--model", "sam_hq_vit_b", "--checkpoint", str(bad), "-q"]
-    result = CliRunner().invoke(
-        cli, ["track", str(video), "--mask", str(mask), "--out", str(out), *model]
-    )
-    assert result.exit_code == 2, result.output
-    assert len(result.output.strip().splitlines()) == 1 and str(bad) in result.output
-    assert not out.exists()
-
-
-class _Pickled:
-    def __reduce__(self):
-        return (print, ("unpickled",))
 
 
 def test_a_missing_extra_is_one_line_before_any_download(tmp_path, monkeypatch):

@@ -142,8 +142,10 @@ def test_track_from_a_click_and_a_target_of_another_model_is_refused(tmp_path, c
     assert len(refused.output.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("model", ["mobile_sam", "sam_hq_vit_b"])
 @pytest.mark.parametrize("kind", ["wrong model", "truncated", "pickle"])
-def test_bad_checkpoints_on_the_command_line_are_one_line_and_write_nothing(tmp_path, kind):
+def test_bad_checkpoints_on_the_command_line_are_one_line_and_write_nothing(tmp_path, kind, model):
+    """MobileSAM and HQ-SAM (segment-anything-hq's models) refuse bad files alike."""
     bad = tmp_path / "bad.pt"
     if kind == "wrong model":
         torch.save(build_sam_from_spec(tiny_sam_spec()).state_dict(), bad)
@@ -154,9 +156,9 @@ def test_bad_checkpoints_on_the_command_line_are_one_line_and_write_nothing(tmp_
         torch.save({"model": _Pickled()}, bad)
     video, mask, _ = make_input(tmp_path, n_frames=2)
     out = tmp_path / "out"
-    model = ["--model", "mobile_sam", "--checkpoint", str(bad), "-q"]
+    args = ["--model", model, "--checkpoint", str(bad), "-q"]
     result = CliRunner().invoke(
-        cli, ["track", str(video), "--mask", str(mask), "--out", str(out), *model]
+        cli, ["track", str(video), "--mask", str(mask), "--out", str(out), *args]
     )
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1 and str(bad) in result.output
