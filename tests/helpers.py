@@ -219,3 +219,35 @@ def tiny_hq_sam(seed: int = 0, image_size: int = 128, dim: int = 32) -> Sam:
             pixel_std=[58.395, 57.12, 57.375],
         )
     return sam.eval()
+
+
+def personalize_segment_find(tmp_path: Path, video: Path, model_args: list[str], name: str) -> Path:
+    """Through the command line with ``model_args``: personalize frame 1's object 1 of
+    ``video``, segment that photo with the target and find it in ``video``; assert each step
+    succeeds (results naming model ``name``) and return the target file."""
+    import json
+
+    import numpy as np
+    from click.testing import CliRunner
+
+    from persam_video.cli import cli
+    from persam_video.io import write_label_png
+    from tests.video_factory import synthetic_labels
+
+    photo, mask = tmp_path / "ref.png", tmp_path / "ref_mask.png"
+    assert CliRunner().invoke(cli, ["frame", str(video), "1", "-o", str(photo)]).exit_code == 0
+    write_label_png(mask, (synthetic_labels(1, (72, 96)) == 1).astype(np.uint8))
+    target = tmp_path / "obj.target"
+    made = CliRunner().invoke(
+        cli, ["personalize", str(photo), "--mask", str(mask), "-o", str(target), *model_args]
+    )
+    assert made.exit_code == 0, made.output
+    segment = ["segment", str(photo), "--target", str(target), "--out", str(tmp_path / "seg")]
+    found = CliRunner().invoke(cli, [*segment, *model_args])
+    assert found.exit_code == 0, found.output
+    assert json.loads((tmp_path / "seg" / "results.json").read_text())["run"]["model"] == name
+    find = ["find", str(video), "--target", str(target), "--out", str(tmp_path / "find")]
+    searched = CliRunner().invoke(cli, [*find, *model_args])
+    assert searched.exit_code == 0, searched.output
+    assert (tmp_path / "find" / "found.json").is_file()
+    return target

@@ -342,15 +342,16 @@ class MemorySession(PromptedSession):
         than :attr:`window` behind ``index`` in the pass's direction)."""
         if session.processed_frames is not None:
             session.processed_frames.pop(index, None)
-        for outputs in session.output_dict_per_obj.values():
-            tracked = outputs["non_cond_frame_outputs"]
-            for old in [f for f in tracked if (f - index if reverse else index - f) >= self.window]:
-                del tracked[old]
-        for tracked_frames in session.frames_tracked_per_obj.values():
-            for old in [
-                f for f in tracked_frames if (f - index if reverse else index - f) >= self.window
-            ]:
-                del tracked_frames[old]
+
+        def behind(frame: int) -> bool:
+            return (frame - index if reverse else index - frame) >= self.window
+
+        tables = [
+            outputs["non_cond_frame_outputs"] for outputs in session.output_dict_per_obj.values()
+        ]
+        for table in [*tables, *session.frames_tracked_per_obj.values()]:
+            for old in [f for f in table if behind(f)]:
+                del table[old]
 
 
 def _object_result(

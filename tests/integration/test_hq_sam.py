@@ -27,7 +27,7 @@ from persam_video.persam.cascade import decode
 from persam_video.persam.encoder import FrameEncoder
 from persam_video.persam.geometry import upsample_logits
 from tests.e2e.test_track_cli import make_input
-from tests.helpers import random_image, tiny_hq_sam
+from tests.helpers import personalize_segment_find, random_image, tiny_hq_sam
 from tests.video_factory import synthetic_labels
 
 pytest.importorskip("segment_anything_hq", reason="segment-anything-hq (the hq extra)")
@@ -104,7 +104,6 @@ def test_downloads_are_pinned_by_published_digests(tmp_path):
 
 @pytest.mark.slow  # the encoder runs at 1024 px
 def test_track_personalize_segment_and_find_with_light_hq_sam(tmp_path, checkpoint):
-    from persam_video.io import write_label_png
 
     video, _, _ = make_input(tmp_path, n_frames=3)
     ys, xs = (synthetic_labels(0, (72, 96)) == 1).nonzero()
@@ -118,25 +117,7 @@ def test_track_personalize_segment_and_find_with_light_hq_sam(tmp_path, checkpoi
     document = json.loads((out / "results.json").read_text())
     assert document["run"]["model"] == TINY and len(document["frames"]) == 3
 
-    photo, mask = tmp_path / "ref.png", tmp_path / "ref_mask.png"
-    assert CliRunner().invoke(cli, ["frame", str(video), "1", "-o", str(photo)]).exit_code == 0
-    write_label_png(mask, (synthetic_labels(1, (72, 96)) == 1).astype(np.uint8))
-    target = tmp_path / "obj.target"
-    made = CliRunner().invoke(
-        cli, ["personalize", str(photo), "--mask", str(mask), "-o", str(target), *model]
-    )
-    assert made.exit_code == 0, made.output
-    found = CliRunner().invoke(
-        cli,
-        ["segment", str(photo), "--target", str(target), "--out", str(tmp_path / "seg"), *model],
-    )
-    assert found.exit_code == 0, found.output
-    assert json.loads((tmp_path / "seg" / "results.json").read_text())["run"]["model"] == TINY
-    searched = CliRunner().invoke(
-        cli, ["find", str(video), "--target", str(target), "--out", str(tmp_path / "find"), *model]
-    )
-    assert searched.exit_code == 0, searched.output
-    assert (tmp_path / "find" / "found.json").is_file()
+    target = personalize_segment_find(tmp_path, video, model, TINY)
 
     other = ["--model", "demo", "-q"]
     refused = CliRunner().invoke(

@@ -23,6 +23,7 @@ from persam_video.model.registry import describe_state_dict, load_sam
 from persam_video.model.spec import build_sam_from_spec, tiny_sam_spec
 from persam_video.persam.encoder import FrameEncoder
 from tests.e2e.test_track_cli import make_input
+from tests.helpers import personalize_segment_find
 from tests.video_factory import synthetic_labels
 
 pytest.importorskip("segment_anything_hq", reason="segment-anything-hq (the hq extra)")
@@ -172,27 +173,6 @@ class _Pickled:
 
 @pytest.mark.slow
 def test_personalize_segment_and_find_with_mobile_sam(tmp_path, checkpoint):
-    from persam_video.io import write_label_png
-
     video, _, _ = make_input(tmp_path, n_frames=3)
-    photo, mask = tmp_path / "ref.png", tmp_path / "ref_mask.png"
-    assert CliRunner().invoke(cli, ["frame", str(video), "1", "-o", str(photo)]).exit_code == 0
-    write_label_png(mask, (synthetic_labels(1, (72, 96)) == 1).astype(np.uint8))
     model = ["--model", "mobile_sam", "--checkpoint", str(checkpoint), "-q"]
-    target = tmp_path / "obj.target"
-    made = CliRunner().invoke(
-        cli, ["personalize", str(photo), "--mask", str(mask), "-o", str(target), *model]
-    )
-    assert made.exit_code == 0, made.output
-    found = CliRunner().invoke(
-        cli,
-        ["segment", str(photo), "--target", str(target), "--out", str(tmp_path / "seg"), *model],
-    )
-    assert found.exit_code == 0, found.output
-    seg = json.loads((tmp_path / "seg" / "results.json").read_text())
-    assert seg["run"]["model"] == "mobile_sam"
-    searched = CliRunner().invoke(
-        cli, ["find", str(video), "--target", str(target), "--out", str(tmp_path / "find"), *model]
-    )
-    assert searched.exit_code == 0, searched.output
-    assert (tmp_path / "find" / "found.json").is_file()
+    personalize_segment_find(tmp_path, video, model, "mobile_sam")
