@@ -12,7 +12,8 @@ model is trained, and the video pipeline tested and benchmarked, on procedural d
 
 - :mod:`persam_video.synthetic.families`: :func:`make_family_clip` / :func:`iter_family_clip`:
   clips built around one DAVIS-style attribute (occlusion, out of view, distractors, appearance
-  change, scale change, fast motion, camera motion), tagged with it (``ClipInfo.attributes``).
+  change, scale change, fast motion, camera motion, scene cut), tagged with it
+  (``ClipInfo.attributes``).
 
 Labels: 0 is background *and* every distractor (also where a foreground distractor covers an
 object); 1..K are the objects, drawn in label order, so a higher label occludes a lower one.

@@ -23,11 +23,16 @@ family / attribute            what happens (DAVIS's own code, where one matches)
 ``camera-motion``             the camera pans 0.25-0.45 short sides over the clip and zooms in or
                               out by 1.1-1.3x; the targets are followed, the background and the
                               clutter on it move (DAVIS's CS is camera *shake*; this is smooth)
+``scene-cut``                 at 35-55% of the clip the video cuts to another shot for 3-6 frames
+                              (another background and lighting, no target, perhaps an
+                              unannotated object, sometimes in a target's colours) and back; the
+                              targets have moved meanwhile, at least 0.3 short sides each
 ============================  ===================================================================
 
 The ground truth is exact: each label map is the visible part of every target (an occluded
-target is partly or wholly absent; out of view, its id has no pixel), drawn by the same
-compositing as the image (:func:`persam_video.synthetic.compose.compose`).
+target is partly or wholly absent; out of view, or while the video shows another shot, its id
+has no pixel), drawn by the same compositing as the image
+(:func:`persam_video.synthetic.compose.compose`).
 
 Seeds. A family clip is a function of ``(family, split, seed)``: its random streams come from
 ``SeedSequence([split_seed(split, seed), FAMILY_STREAMS[family]])``, which no other generator
@@ -75,6 +80,7 @@ from persam_video.synthetic.motion import (
     Orbit,
     Ramp,
     Sweep,
+    Walker,
     random_static,
     random_walker,
 )
@@ -96,6 +102,7 @@ APPEARANCE_CHANGE = "appearance-change"
 SCALE_CHANGE = "scale-change"
 FAST_MOTION = "fast-motion"
 CAMERA_MOTION = "camera-motion"
+SCENE_CUT = "scene-cut"
 #: Attribute tags, in report order.
 ATTRIBUTES: tuple[str, ...] = (
     OCCLUSION,
@@ -105,6 +112,7 @@ ATTRIBUTES: tuple[str, ...] = (
     SCALE_CHANGE,
     FAST_MOTION,
     CAMERA_MOTION,
+    SCENE_CUT,
 )
 #: Family name -> the attributes its clips carry.
 FAMILIES: dict[str, tuple[str, ...]] = {name: (name,) for name in ATTRIBUTES}
@@ -117,6 +125,7 @@ FAMILY_STREAMS: dict[str, int] = {
     SCALE_CHANGE: 5,
     FAST_MOTION: 6,
     CAMERA_MOTION: 7,
+    SCENE_CUT: 8,
 }
 
 FAMILY_FRAMES = 24  # default clip length
@@ -172,6 +181,19 @@ CAMERA_CLUTTER_RANGE = (3, 5)  # inclusive; static objects on the (larger) world
 CAMERA_TARGET_SPEED = 0.5  # the followed targets move slower in the frame than in other clips
 #: Backgrounds with texture everywhere (a plain gradient hides a pan).
 CAMERA_BACKGROUNDS: tuple[str, ...] = tuple(k for k in BACKGROUND_KINDS if k != "gradient")
+
+# Scene cut: another shot for a few frames, then the scene again with the targets moved.
+CUT_START_RANGE = (0.35, 0.55)  # the first frame of the other shot, fraction of the clip
+CUT_FRAMES_RANGE = (3, 6)  # inclusive; frames of the other shot
+CUT_OBJECTS_RANGE = (0, 2)  # inclusive; unannotated objects in the other shot
+CUT_LOOK_ALIKE_PROB = 0.5  # such an object is drawn like clutter (usually a target's colours)
+CUT_DARKEN_RANGE = (0.6, 0.8)  # the other shot's lighting: this gain on the clip's ...
+CUT_BRIGHTEN_RANGE = (1.2, 1.4)  # ... or this one
+CUT_TINT = 0.15  # per-channel difference of that gain, relative
+#: Back from the other shot, every target is at least this far (fraction of the short side) from
+#: where the cut left it, when its room in the frame allows (else as far as its candidates go).
+CUT_MIN_JUMP = 0.3
+CUT_JUMP_CANDIDATES = 16  # places drawn for a target's return; the first far enough is taken
 
 
 @dataclass(frozen=True)
@@ -239,6 +261,64 @@ class Camera:
 
 
 @dataclass(frozen=True)
+class CutAway:
+    """Another shot that the video cuts to for ``frames`` frames from frame ``start`` on.
+
+    Attributes:
+      start (int): the first frame of the other shot (the scene's own frames are the others).
+      frames (int): its length; the scene is back at frame ``start + frames``.
+      background (np.ndarray): (h, w, 3) float32 background of the other shot.
+      tracks (tuple[Track, ...]): its actors in z-order, all unannotated (label 0).
+      gain (np.ndarray): (3,) factor on the clip's lighting gain while it shows.
+    """
+
+    start: int
+    frames: int
+    background: np.ndarray
+    tracks: tuple[Track, ...]
+    gain: np.ndarray
+
+    def shows(self, t: int) -> bool:
+        """Whether frame ``t`` shows the other shot."""
+        return self.start <= t < self.start + self.frames
+
+
+@dataclass
+class CutWalker:
+    """A target's random walk (motion.Walker) that moves elsewhere while the video shows another
+    shot: from the cut's first frame on it heads in a straight line for a place at least
+    ``CUT_MIN_JUMP`` short sides away (where the frame has room), reached on the first frame
+    back, then walks on from there.
+    """
+
+    walker: Walker
+    start: int
+    frames: int
+
+    def pose(self) -> Pose:
+        return self.walker.pose()
+
+    def step(self, t: int, rng: np.random.Generator) -> None:
+        """Advance from frame ``t - 1`` to frame ``t``."""
+        if t == self.start:
+            self.walker.path = self._jump(rng)
+        self.walker.step(t, rng)
+
+    def _jump(self, rng: np.random.Generator) -> list[tuple[float, float]]:
+        """Positions for frames ``start .. start + frames``: a straight line to the new place."""
+        walker = self.walker
+        height, width = walker.size_hw
+        (low_x, high_x), (low_y, high_y) = walker.band(width), walker.band(height)
+        here = np.array([walker.x, walker.y])
+        places = rng.uniform((low_x, low_y), (high_x, high_y), (CUT_JUMP_CANDIDATES, 2))
+        distances = np.linalg.norm(places - here, axis=1)
+        far = np.flatnonzero(distances >= CUT_MIN_JUMP * walker.unit)
+        there = places[far[0] if far.size else int(np.argmax(distances))]
+        steps = np.arange(1, self.frames + 2) / (self.frames + 1)
+        return [tuple(point) for point in here + np.outer(steps, there - here)]
+
+
+@dataclass(frozen=True)
 class FamilyPlan:
     """Everything needed to render a family clip (rendering copies the motions).
 
@@ -250,6 +330,7 @@ class FamilyPlan:
       lighting (ClipLighting): smooth global lighting, noise and blur.
       light_drift (np.ndarray): (3,) factor the gain reaches by the last frame (ones: none).
       motion_seed, noise_seed (np.random.SeedSequence): streams of the random walks and noise.
+      cut (CutAway | None): another shot that replaces the scene for a few frames, or None.
     """
 
     info: ClipInfo
@@ -260,6 +341,7 @@ class FamilyPlan:
     light_drift: np.ndarray
     motion_seed: np.random.SeedSequence
     noise_seed: np.random.SeedSequence
+    cut: CutAway | None = None
 
 
 @dataclass
@@ -271,6 +353,7 @@ class _Parts:
     camera: Camera | None = None
     light_drift: np.ndarray = field(default_factory=lambda: np.ones(3, dtype=np.float32))
     leaving_ids: tuple[int, ...] = ()
+    cut: CutAway | None = None
 
 
 def _spin(rng: np.random.Generator) -> tuple[float, float]:
@@ -499,6 +582,33 @@ def _camera_motion(
     return _Parts(background, clutter + followed, camera=camera)
 
 
+def _scene_cut(
+    rng: np.random.Generator, size_hw: tuple[int, int], n_frames: int, shrink: float
+) -> _Parts:
+    scene_kind, shot_kind = (
+        BACKGROUND_KINDS[k] for k in rng.choice(len(BACKGROUND_KINDS), size=2, replace=False)
+    )
+    background = make_background(rng, size_hw, (scene_kind,))
+    targets = sample_target_appearances(rng, integer_in(rng, TARGETS_RANGE))
+    tracks = _clutter(rng, targets, size_hw, n_frames)
+    start = max(1, int(rng.uniform(*CUT_START_RANGE) * n_frames))
+    frames = integer_in(rng, CUT_FRAMES_RANGE)
+    for track in _walkers(rng, targets, size_hw, n_frames, shrink):
+        tracks.append(replace(track, motion=CutWalker(track.motion, start, frames)))
+    shot = []
+    for _ in range(integer_in(rng, CUT_OBJECTS_RANGE)):
+        look_alike = rng.random() < CUT_LOOK_ALIKE_PROB
+        appearance = sample_distractor_appearance(rng, targets if look_alike else [])
+        radius = rng.uniform(*CLIP_RADIUS_RANGE) * min(size_hw)
+        walker = random_walker(rng, radius, size_hw, n_frames)
+        shot.append(Track(Actor(build_sprite(appearance, radius)), walker))
+    gain = rng.uniform(*(CUT_DARKEN_RANGE if rng.integers(2) else CUT_BRIGHTEN_RANGE))
+    gain = gain * (1.0 + rng.uniform(-CUT_TINT, CUT_TINT, 3))
+    shot_background = make_background(rng, size_hw, (shot_kind,))
+    cut = CutAway(start, frames, shot_background, tuple(shot), gain.astype(np.float32))
+    return _Parts(background, tracks, cut=cut)
+
+
 _BUILDERS = {
     OCCLUSION: _occlusion,
     OUT_OF_VIEW: _out_of_view,
@@ -507,6 +617,7 @@ _BUILDERS = {
     SCALE_CHANGE: _scale_change,
     FAST_MOTION: _fast_motion,
     CAMERA_MOTION: _camera_motion,
+    SCENE_CUT: _scene_cut,
 }
 
 
@@ -610,39 +721,54 @@ def plan_family_clip(
         light_drift=np.asarray(parts.light_drift, dtype=np.float32),
         motion_seed=motion_seed,
         noise_seed=noise_seed,
+        cut=parts.cut,
     )
 
 
 def render_family_plan(plan: FamilyPlan) -> Iterator[tuple[np.ndarray, Layers]]:
     """Render a plan frame by frame: ``(frame (H, W, 3) uint8 RGB, layers)``, where the layers
-    hold the visible label map, the amodal masks of the targets and the foreground mask."""
+    hold the visible label map, the amodal masks of the targets and the foreground mask.
+
+    The scene's and the other shot's motions advance on every frame (the scene goes on while the
+    video shows the other shot); a frame draws the one that shows."""
     info = plan.info
     motions = [copy.deepcopy(track.motion) for track in plan.tracks]
+    shot_tracks = () if plan.cut is None else plan.cut.tracks
+    shot_motions = [copy.deepcopy(track.motion) for track in shot_tracks]
     motion_rng = np.random.default_rng(plan.motion_seed)
     noise_rng = np.random.default_rng(plan.noise_seed)
     height, width = info.size_hw
     lighting = plan.lighting
     for t in range(info.n_frames):
         if t:
-            for motion in motions:
+            for motion in motions + shot_motions:
                 motion.step(t, motion_rng)
-        actors, poses = _frame_actors_and_poses(
-            plan.tracks, motions, plan.camera, t, info.n_frames, info.size_hw
-        )
-        if plan.camera is None:
-            background = plan.background
-        else:
-            background = cv2.warpAffine(
-                plan.background,
-                plan.camera.matrix(t, info.size_hw),
-                (width, height),
-                flags=cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REFLECT,
+        cut = plan.cut if plan.cut is not None and plan.cut.shows(t) else None
+        if cut is not None:
+            actors, poses = _frame_actors_and_poses(
+                shot_tracks, shot_motions, None, t, info.n_frames, info.size_hw
             )
+            background = cut.background
+        else:
+            actors, poses = _frame_actors_and_poses(
+                plan.tracks, motions, plan.camera, t, info.n_frames, info.size_hw
+            )
+            if plan.camera is None:
+                background = plan.background
+            else:
+                background = cv2.warpAffine(
+                    plan.background,
+                    plan.camera.matrix(t, info.size_hw),
+                    (width, height),
+                    flags=cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REFLECT,
+                )
         layers = compose(info.size_hw, actors, poses, background, len(info.object_ids))
         gain, bias = lighting.at(t)
         fraction = t / max(info.n_frames - 1, 1)
         gain = gain * (1.0 + fraction * (plan.light_drift - 1.0))
+        if cut is not None:
+            gain = gain * cut.gain
         frame = finish_image(
             layers.image,
             noise_rng,

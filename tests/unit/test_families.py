@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from itertools import pairwise
 
@@ -9,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+import persam_video.synthetic.families as families_module
+from persam_video.eval.davis_dataset import read_label_png
 from persam_video.synthetic import (
     ATTRIBUTES,
     BENCHMARK_FIRST_SEED,
@@ -20,13 +23,21 @@ from persam_video.synthetic import (
     render_family_plan,
 )
 from persam_video.synthetic.compose import compose
+from persam_video.synthetic.export import read_sequence_attributes, write_clip_set
 from persam_video.synthetic.families import (
+    CUT_FRAMES_RANGE,
+    CUT_MIN_JUMP,
+    CUT_START_RANGE,
+    FAMILY_MIN_FRAMES,
+    FAMILY_STREAMS,
     FAST_MIN_STEP,
     FIRST_FRAME_MIN_AREA_FRACTION,
     SCALE_MIN_AREA_FACTOR,
+    SCENE_CUT,
     Camera,
 )
 from persam_video.synthetic.motion import MAX_SPEED
+from tests.helpers import REPO_ROOT
 
 SEEDS = range(BENCHMARK_FIRST_SEED, BENCHMARK_FIRST_SEED + 4)
 OCCLUDED_RATIO = 0.5  # an occluded target shows at most half of itself on some frame
@@ -35,6 +46,21 @@ LOOK_ALIKE_COLOR_TOLERANCE = 25.0  # mean RGB distance between a target and its 
 APPEARANCE_MIN_EXTRA_CHANGE = 20.0  # mean RGB change beyond what the clip shows without drift
 FAST_STEP_SLACK = 0.8  # centroid steps vs the centre's (rotation and rasterization move it)
 CAMERA_COMPENSATION_GAIN = 1.5  # background change: as is vs after the camera's motion is undone
+CUT_MIN_BACKGROUND_CHANGE = 10.0  # mean RGB change of the background at a cut (19 or more seen)
+CUT_CHANGE_GAIN = 3.0  # ... against the change between two frames of the scene (1-6 seen)
+CUT_JUMP_SLACK = 0.8  # the targets' centroid jumps vs their centres' (rotation and rasterization)
+#: sha256 of the frames and label maps of each family's clip BENCHMARK_FIRST_SEED, computed before
+#: the scene-cut family existed: a new family draws from a stream of its own and changes no clip.
+#: (They hold as long as numpy's generators and OpenCV's arithmetic do.)
+EXISTING_CLIP_SHA256 = {
+    "occlusion": "70a7eec54af8e3b40ba779a9b6eeb0ee5625de10da80623a93bfdaaefe32d66f",
+    "out-of-view": "c10f3bee4446c7690cb5e33f384712bfec20dd5f2d853edf63d848f2f034cf69",
+    "distractors": "5301683a9151df1f3a2be9ae63744c2af40c24d5ac48df847932336da2859e9b",
+    "appearance-change": "9b0cbb58506b96d9769958035df710e176190c1555751520142d636f0ade96d4",
+    "scale-change": "c7c4c749e347ff8bf8bbcd5b94df0a3c80707076af73b2e21a56547febfb91ce",
+    "fast-motion": "b3b07501617c3026b2f4e9a80b24b0ba7c17d229917bb97b877514dd9025ebb3",
+    "camera-motion": "d35e268309041a2d0a4c7fcce39dd519ebc72a0bf10b4a6f56bfa13862ef7a25",
+}
 
 
 def rendered(family: str, seed: int, **kwargs):
@@ -112,6 +138,36 @@ def test_families_draw_from_their_own_streams():
         assert np.abs(frame_a.astype(int) - frame_b).mean() > 5.0, (a, b)
     val = make_family_clip("occlusion", seed, split="val", size_hw=(120, 160)).frames[0]
     assert np.abs(val.astype(int) - firsts["occlusion"]).mean() > 5.0
+
+
+@pytest.mark.parametrize("family", list(EXISTING_CLIP_SHA256))
+def test_existing_family_clips_are_unchanged(family):
+    clip = make_family_clip(family, BENCHMARK_FIRST_SEED)
+    digest = hashlib.sha256()
+    for frame, labels in zip(clip.frames, clip.labels, strict=True):
+        digest.update(frame.tobytes())
+        digest.update(labels.tobytes())
+    assert digest.hexdigest() == EXISTING_CLIP_SHA256[family]
+
+
+def test_scene_cut_is_listed_wherever_the_families_are(tmp_path):
+    assert ATTRIBUTES[-2:] == ("camera-motion", SCENE_CUT) and FAMILIES[SCENE_CUT] == (SCENE_CUT,)
+    assert FAMILY_STREAMS[SCENE_CUT] == 8
+    assert sorted(FAMILY_STREAMS.values()) == list(range(1, len(FAMILIES) + 1))
+    quality = (REPO_ROOT / "docs" / "quality.md").read_text(encoding="utf-8")
+    for family in FAMILIES:
+        assert f"``{family}``" in families_module.__doc__, family
+        assert f"| `{family}` |" in quality, family
+    # the DAVIS-style export of tools/bench_quality.py --families
+    (info,) = write_clip_set(
+        tmp_path, [(SCENE_CUT, BENCHMARK_FIRST_SEED)], n_frames=FAMILY_MIN_FRAMES
+    )
+    assert read_sequence_attributes(tmp_path) == {info.name: (SCENE_CUT,)}
+    cut = plan_family_clip(SCENE_CUT, BENCHMARK_FIRST_SEED, n_frames=FAMILY_MIN_FRAMES).cut
+    annotations = sorted((tmp_path / "Annotations" / "480p" / info.name).glob("*.png"))
+    assert len(annotations) == FAMILY_MIN_FRAMES
+    for t, path in enumerate(annotations):
+        assert read_label_png(path).any() == (not cut.shows(t)), t  # no target on the shot
 
 
 def test_invalid_family_arguments_raise():
@@ -262,3 +318,34 @@ def test_camera_motion_moves_the_background_as_the_camera_does():
         still_frames, still_layers = zip(*render_family_plan(still), strict=True)
         fixed_change, _ = _background_change(still, still_frames, still_layers, later)
         assert moving > CAMERA_COMPENSATION_GAIN * fixed_change, (seed, moving, fixed_change)
+
+
+def _background_difference(frames, layers, a: int, b: int) -> float:
+    """Mean absolute RGB difference of frames ``a`` and ``b`` where both show background."""
+    background = (layers[a].labels == 0) & (layers[b].labels == 0)
+    return float(np.abs(frames[a].astype(np.float64) - frames[b])[background].mean())
+
+
+def test_scene_cut_shows_another_shot_then_the_targets_elsewhere():
+    """(Deterministic like every family: test_family_clips_are_deterministic_valid_and_exact.)"""
+    for seed in SEEDS:
+        plan, frames, layers = rendered("scene-cut", seed)
+        cut, n_frames = plan.cut, plan.info.n_frames
+        start, end = cut.start, cut.start + cut.frames
+        assert int(CUT_START_RANGE[0] * n_frames) <= start <= CUT_START_RANGE[1] * n_frames
+        assert CUT_FRAMES_RANGE[0] <= cut.frames <= CUT_FRAMES_RANGE[1] and end < n_frames
+        assert not any(track.actor.label for track in cut.tracks)
+        assert [t for t in range(n_frames) if cut.shows(t)] == list(range(start, end))
+        for t in range(start, end):  # another shot: no target pixel, another background
+            assert not layers[t].labels.any() and not layers[t].amodal.any(), (seed, t)
+            shot_change = _background_difference(frames, layers, start - 1, t)
+            scene_change = _background_difference(frames, layers, start - 2, start - 1)
+            assert shot_change > CUT_MIN_BACKGROUND_CHANGE, (seed, t, shot_change)
+            assert shot_change > CUT_CHANGE_GAIN * scene_change, (seed, t, scene_change)
+        short = min(plan.info.size_hw)
+        for object_id in plan.info.object_ids:
+            present = visible_areas(layers, object_id) > 0
+            assert present[:start].all() and present[end:].all(), (seed, object_id)
+            left, back = layers[start - 1].amodal[object_id - 1], layers[end].amodal[object_id - 1]
+            jump = np.linalg.norm(centroid(back) - centroid(left))
+            assert jump >= CUT_JUMP_SLACK * CUT_MIN_JUMP * short, (seed, object_id, jump / short)
