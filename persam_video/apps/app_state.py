@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from persam_video.apps.engines import EngineConfig
 from persam_video.apps.prompted import TRACK_STAGE, PromptSpec, track_prompts_to_folder
 from persam_video.apps.target_file import TARGET_SUFFIX, save_target
 from persam_video.apps.track import (
@@ -49,12 +50,18 @@ from persam_video.config import PerSAMConfig
 from persam_video.io.mask_formats import MASK_NAME_FORMAT
 from persam_video.io.seekable import SeekableFrames, open_seekable
 from persam_video.labels import MAX_OBJECTS, check_object_id
+from persam_video.memory.config import MemoryConfig
+from persam_video.memory.engine import MemoryEngine
+from persam_video.memory.targets import personalize as personalize_memory
 from persam_video.model.demo import DEMO_MODEL_NAME
 from persam_video.persam.prompts import NEGATIVE_CLICK, POSITIVE_CLICK, PromptError, prompt_mask
 from persam_video.video import VideoTracker
 from persam_video.video.session import DIRECTIONS
 
 #: Upload limit when none is given (``persam-video app --max-upload-mb``), in MiB.
+#: What tracks in the app: PerSAM's tracker or the memory engine.
+AppTracker = VideoTracker | MemoryEngine
+
 DEFAULT_MAX_UPLOAD_MB = 500.0
 BYTES_PER_MB = 1024 * 1024
 #: What a click on the frame does.
@@ -97,7 +104,8 @@ class AppSettings:
     model_name: str = "demo"
     checkpoint: str | None = None
     device: str = "auto"
-    config: PerSAMConfig = field(default_factory=PerSAMConfig.default)
+    #: PerSAM's config, or the memory engine's settings for a memory tracker.
+    config: EngineConfig = field(default_factory=PerSAMConfig.default)
     #: Largest upload accepted, in MiB.
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     #: torch threads (recorded in results.json, as ``track`` does), or None.
@@ -183,19 +191,28 @@ class RunOutputs:
             return np.asarray(image, dtype=np.uint8).copy()
 
 
-def _default_loader(settings: AppSettings) -> tuple[VideoTracker, dict[str, Any]]:
-    """The tracker of ``settings``' model and the model's metadata (as ``track`` builds them)."""
-    from persam_video.model.registry import load_sam, model_metadata
+def _default_loader(settings: AppSettings) -> tuple[VideoTracker | MemoryEngine, dict[str, Any]]:
+    """The tracker of ``settings``' model (PerSAM's :class:`VideoTracker`, or the memory
+    engine of a memory tracker) and the model's metadata (as ``track`` builds them)."""
+    from persam_video.apps.engines import load_engine_model
     from persam_video.persam.encoder import FrameEncoder
 
-    metadata = model_metadata(settings.model_name, settings.checkpoint)
-    sam = load_sam(
-        settings.model_name, checkpoint=settings.checkpoint, device=settings.device, progress=False
-    )
-    tracker = VideoTracker(sam, settings.config, FrameEncoder(sam), progress=False)
+    model = load_engine_model(settings.model_name, settings.checkpoint, settings.device)
+    metadata = dict(model.metadata)
+    tracker: VideoTracker | MemoryEngine
+    if model.memory is not None:
+        tracker = MemoryEngine(model.memory, _memory_config(settings.config))
+    else:
+        tracker = VideoTracker(model.sam, settings.config, FrameEncoder(model.sam), progress=False)
     if settings.threads is not None:
         metadata["threads"] = settings.threads
     return tracker, metadata
+
+
+def _memory_config(config: EngineConfig) -> MemoryConfig:
+    if not isinstance(config, MemoryConfig):
+        raise AppError("a memory tracker runs with the memory engine's settings (memory.*)")
+    return config
 
 
 class ModelHolder:
@@ -208,14 +225,14 @@ class ModelHolder:
     def __init__(
         self,
         settings: AppSettings,
-        loader: Callable[[AppSettings], tuple[VideoTracker, dict[str, Any]]] | None = None,
+        loader: Callable[[AppSettings], tuple[AppTracker, dict[str, Any]]] | None = None,
     ) -> None:
         self.settings = settings
         self._loader = loader or _default_loader
         self._lock = threading.Lock()
-        self._loaded: tuple[VideoTracker, dict[str, Any]] | None = None
+        self._loaded: tuple[AppTracker, dict[str, Any]] | None = None
 
-    def get(self) -> tuple[VideoTracker, dict[str, Any]]:
+    def get(self) -> tuple[AppTracker, dict[str, Any]]:
         """(tracker, model metadata)."""
         with self._lock:
             if self._loaded is None:
@@ -519,13 +536,18 @@ class AppSession:
         labels = np.array([_label_of(s) for s in clicks], np.int64)
         tracker, _ = self.models.get()
         try:
-            made = prompt_mask(
-                tracker.sam,
-                self._encoded(tracker, frame),
-                points,
-                labels,
-                boxes[0] if boxes else None,
-            )
+            if isinstance(tracker, MemoryEngine):  # the tracker's mask of the frame alone
+                made = tracker.open_session(self._require_video()).prompt_mask(
+                    frame, points, labels, boxes[0] if boxes else None
+                )
+            else:
+                made = prompt_mask(
+                    tracker.sam,
+                    self._encoded(tracker, frame),
+                    points,
+                    labels,
+                    boxes[0] if boxes else None,
+                )
         except PromptError as exc:
             if quiet:
                 return ""
@@ -685,13 +707,15 @@ class AppSession:
         tracker, metadata = self.models.get()
         metadata.pop("threads", None)
         shots = [(self.rgb(f), self._masks[(f, obj_id)]) for f in frames]
-        target = tracker.persam.personalize_shots(shots)
+        config: EngineConfig
+        if isinstance(tracker, MemoryEngine):
+            target, config = personalize_memory(tracker.model, shots), tracker.config
+        else:
+            target, config = tracker.persam.personalize_shots(shots), tracker.persam.config
         folder = self.folder / TARGETS_DIR
         folder.mkdir(exist_ok=True)
         path = folder / f"object-{obj_id}{TARGET_SUFFIX}"
-        return save_target(
-            path, target, model=metadata, config=tracker.persam.config, shots=len(shots)
-        )
+        return save_target(path, target, model=metadata, config=config, shots=len(shots))
 
     # ------------------------------------------------------------------ end
     def close(self) -> None:

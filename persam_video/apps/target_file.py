@@ -21,8 +21,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from persam_video._version import __version__
+from persam_video.apps.engines import EngineConfig, engine_config
 from persam_video.atomic import atomic_file
-from persam_video.config import ConfigError, PerSAMConfig, load_json
+from persam_video.config import ConfigError, load_json
 from persam_video.model.spec import NUM_MULTIMASK_OUTPUTS
 from persam_video.persam import Target
 
@@ -47,7 +48,8 @@ class TargetFile:
     target: Target
     #: ``model``, ``checkpoint`` and ``checkpoint_sha256`` of the model that made it.
     model: dict[str, Any]
-    config: PerSAMConfig
+    #: The config of the engine that made it (PerSAM's, or the memory engine's).
+    config: EngineConfig
     shots: int
     made_by: str
 
@@ -57,7 +59,7 @@ def save_target(
     target: Target,
     *,
     model: dict[str, Any],
-    config: PerSAMConfig,
+    config: EngineConfig,
     shots: int,
 ) -> Path:
     """Write ``target`` to ``path`` atomically; return the path."""
@@ -101,11 +103,11 @@ def load_target(path: str | os.PathLike[str]) -> TargetFile:
             f"format {version}; this version ({__version__}) reads format {TARGET_FORMAT_VERSION}"
         )
     try:
-        config = PerSAMConfig.from_dict(_metadata_json(metadata["config"]))
         model = _metadata_json(metadata["model"])
         shots = int(metadata["shots"])
         if not isinstance(model, dict):
             raise TypeError(f"the model record is a {type(model).__name__}, not a mapping")
+        config = engine_config(str(model.get("model")), _metadata_json(metadata["config"]))
         info = _metadata_json(metadata.get("finetune") or "null")
         similarity = _reference_similarity(metadata.get("reference_similarity"))
     except (KeyError, ValueError, TypeError, AttributeError, ConfigError) as exc:

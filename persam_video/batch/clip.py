@@ -11,10 +11,13 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from persam_video.atomic import atomic_folder, write_text
-from persam_video.config import PerSAMConfig, load_json
+from persam_video.config import load_json
+
+if TYPE_CHECKING:
+    from persam_video.apps.engines import EngineConfig
 
 DONE_RECORD = "done.json"
 #: The batch's record of failed clips, and of its settings, in the output folder.
@@ -75,7 +78,7 @@ class ClipTask(Protocol):
         ...
 
     def run(
-        self, runner: ClipRunner, job: ClipJob, config: PerSAMConfig, work: Path
+        self, runner: ClipRunner, job: ClipJob, config: EngineConfig, work: Path
     ) -> tuple[int, dict[str, Any]]:
         """Process ``job`` into the empty folder ``work``; return the frames processed and what
         to add to its done record. Raise for a clip that fails (``KeyboardInterrupt`` stops the
@@ -95,21 +98,20 @@ class TrackTask:
         return {}
 
     def run(
-        self, runner: ClipRunner, job: ClipJob, config: PerSAMConfig, work: Path
+        self, runner: ClipRunner, job: ClipJob, config: EngineConfig, work: Path
     ) -> tuple[int, dict[str, Any]]:
         """Track ``job`` into ``work`` with the settings' outputs."""
         from persam_video.apps.target_file import check_compatible, load_target, to_device
         from persam_video.apps.track import OutputOptions, track_to_folder
-        from persam_video.video import VideoTracker
 
         settings = runner.settings
         targets = None
         if job.target is not None:
             loaded = load_target(job.target)
             check_compatible(loaded, runner.metadata, job.target)
-            targets = [to_device(loaded.target, runner.sam.device)]
+            targets = [to_device(loaded.target, runner.model.device)]
         summary = track_to_folder(
-            VideoTracker(runner.sam, config),
+            runner.model.engine(config),
             job.input,
             job.mask,
             work,
@@ -154,19 +156,19 @@ class ClipRunner:
     """Loads the model once and processes clips (used in-process and inside Ray actors)."""
 
     def __init__(self, settings: BatchSettings) -> None:
-        from persam_video.model import load_sam, model_metadata
+        from persam_video.apps.engines import load_engine_model
 
         self.settings = settings
-        self.sam = load_sam(settings.model, settings.checkpoint, settings.device, progress=False)
-        self.metadata = model_metadata(settings.model, settings.checkpoint)
+        self.model = load_engine_model(settings.model, settings.checkpoint, settings.device)
+        self.metadata = self.model.metadata
 
     def run(self, job: ClipJob, out_root: str) -> ClipOutcome:
         """Process one clip into ``out_root/<name>``; never raises for a bad clip."""
+        from persam_video.apps.engines import engine_config
+
         start = time.perf_counter()
         try:
-            config = PerSAMConfig.from_dict(self.settings.config).with_overrides(
-                list(job.overrides)
-            )
+            config = engine_config(self.settings.model, self.settings.config, job.overrides)
             with atomic_folder(Path(out_root) / job.name) as work:
                 frames, extra = self.settings.task.run(self, job, config, work)
                 record = {

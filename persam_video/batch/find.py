@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from persam_video.atomic import check_component, check_not_overwriting, write_text
 from persam_video.batch.clip import (
@@ -42,9 +42,12 @@ from persam_video.batch.clip import (
 )
 from persam_video.batch.manifest import RESERVED_NAMES, ManifestError, read_manifest
 from persam_video.batch.runner import run_batch
-from persam_video.config import PerSAMConfig, SpanRules, load_json
+from persam_video.config import SpanRules, load_json
 from persam_video.io import list_images, natural_key
 from persam_video.io.reader import IMAGE_EXTENSIONS
+
+if TYPE_CHECKING:
+    from persam_video.apps.engines import EngineConfig
 
 #: Inputs read as a manifest (the batch manifest's formats, without mask or target columns).
 MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".ndjson", ".json"})
@@ -135,20 +138,19 @@ class FindTask:
         }
 
     def run(
-        self, runner: ClipRunner, job: ClipJob, config: PerSAMConfig, work: Path
+        self, runner: ClipRunner, job: ClipJob, config: EngineConfig, work: Path
     ) -> tuple[int, dict[str, Any]]:
         """Find the targets in ``job`` into ``work``; the done record gets its spans."""
         from persam_video.apps.find import find_in_clip
         from persam_video.apps.target_file import check_compatible, load_target, to_device
-        from persam_video.video import VideoTracker
 
         targets = {}
         for ref in self.targets:
             loaded = load_target(ref.path)
             check_compatible(loaded, runner.metadata, ref.path)
-            targets[ref.name] = to_device(loaded.target, runner.sam.device)
+            targets[ref.name] = to_device(loaded.target, runner.model.device)
         result = find_in_clip(
-            VideoTracker(runner.sam, config),
+            runner.model.engine(config),
             job.input,
             targets,
             work,
@@ -163,7 +165,7 @@ class FindTask:
 
 def clip_jobs(
     inputs: Iterable[str | os.PathLike[str]],
-    base_config: PerSAMConfig,
+    base_config: EngineConfig,
     out_dir: str | os.PathLike[str],
 ) -> list[ClipJob]:
     """The clips of ``inputs``: video files, folders, and manifests (CSV or JSON lines with

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from persam_video.apps.engines import EngineConfig
 from persam_video.apps.track import check_mask_or_targets, load_first_mask
 from persam_video.atomic import check_component, check_not_overwriting
 from persam_video.batch.clip import (
@@ -30,7 +31,7 @@ from persam_video.batch.clip import (
     RUN_RECORD,
     ClipJob,
 )
-from persam_video.config import ConfigError, PerSAMConfig, load_json
+from persam_video.config import ConfigError, load_json
 from persam_video.io import open_source, read_mask
 
 MANIFEST_FIELDS = ("input", "mask", "target", "name", "overrides")
@@ -47,7 +48,7 @@ class ManifestError(ValueError):
 
 def read_manifest(
     path: str | os.PathLike[str],
-    base_config: PerSAMConfig,
+    base_config: EngineConfig,
     *,
     resize_mask: bool = False,
     out_dir: str | os.PathLike[str] | None = None,

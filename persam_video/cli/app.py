@@ -93,8 +93,8 @@ def app_command(
 
     if not gradio_installed():
         raise InputError(INSTALL_HINT)
-    model = common.check_model_name(model_name or APP_DEFAULT_MODEL)
-    config = common.build_config(config_name, overrides, finetune)
+    model = common.check_model_name(model_name or APP_DEFAULT_MODEL, memory=True)
+    config = common.build_config(config_name, overrides, finetune, model)
     config_args = _config_args(config_name, overrides, finetune)
     limit = DEFAULT_MAX_UPLOAD_MB if max_upload_mb is None else max_upload_mb
     settings = AppSettings(

@@ -64,8 +64,8 @@ def batch(
     from persam_video.batch.ray_backend import import_ray
     from persam_video.batch.runner import run_batch
 
-    config = common.build_config(config_name, overrides, finetune)
-    model_name = common.model_for_targets(model_name)
+    model_name = common.model_for_targets(model_name, memory=True)
+    config = common.build_config(config_name, overrides, finetune, model_name)
     try:
         jobs = read_manifest(manifest, config, resize_mask=resize_mask, out_dir=out_dir)
     except ManifestError as exc:

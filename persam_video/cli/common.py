@@ -457,12 +457,31 @@ def output_options(func: F) -> F:
 
 
 # --------------------------------------------------------------------------- builders
-def build_config(config_name: str, overrides: tuple[str, ...], finetune: bool = False) -> Any:
-    """The config of --config with --set overrides (and --finetune) applied."""
+def build_config(
+    config_name: str,
+    overrides: tuple[str, ...],
+    finetune: bool = False,
+    model_name: str | None = None,
+) -> Any:
+    """The engine config of ``model_name``: PerSAM's --config preset with --set overrides
+    (and --finetune) applied, or for a memory tracker the memory engine's settings (its
+    ``memory.*`` --set overrides; --config and --finetune are PerSAM's and refused)."""
+    from persam_video.apps.engines import engine_config
     from persam_video.config import load_config
+    from persam_video.memory.models import is_memory_model
 
+    if model_name is not None and is_memory_model(model_name):
+        if config_name != "default" or finetune:
+            raise InputError(
+                f"--config and --finetune configure PerSAM's engine; {model_name} runs on the "
+                "memory engine (its settings: --set memory.redetect=..., memory.lost_after=..., "
+                "memory.accept=...)"
+            )
+        return engine_config(model_name, None, overrides)
     extra = ["finetune.enabled=true"] if finetune else []
-    return load_config(config_name).with_overrides([*overrides, *extra])
+    return engine_config(
+        model_name or DEFAULT_MODEL, load_config(config_name), [*overrides, *extra]
+    )
 
 
 def check_model_name(model_name: str, *, memory: bool = False) -> str:
@@ -480,10 +499,10 @@ def check_model_name(model_name: str, *, memory: bool = False) -> str:
     return model_name
 
 
-#: What commands other than ``track`` say of a memory tracker.
+#: What the commands that run PerSAM's engine only (``segment``) say of a memory tracker.
 MEMORY_ONLY_TRACK = (
-    "{model} is a memory tracker (SAM 2 family): only `persam-video track` and `personalize` "
-    "run it for now; this command needs a SAM v1-family --model (vit_b, mobile_sam, "
+    "{model} is a memory tracker (SAM 2 family): it runs on videos (track, personalize, find, "
+    "batch, davis, app); this command needs a SAM v1-family --model (vit_b, mobile_sam, "
     "sam_hq_vit_b, ...)"
 )
 
@@ -527,32 +546,66 @@ def memory_engine(
     device: str,
     quiet: bool,
     *,
-    persam_settings: bool,
+    config: Any,
     speed: tuple[Any, ...],
 ) -> tuple[Any, dict[str, Any]]:
-    """The memory engine of a memory tracker named on the command line, and the model's
-    metadata for results.json; ``persam_settings`` (--config, --set, --keyframes, --finetune
-    given) and encoder ``speed`` options other than the defaults are refused in one line,
+    """The memory engine of a memory tracker named on the command line, with ``config`` (a
+    :class:`~persam_video.memory.config.MemoryConfig`), and the model's metadata for
+    results.json; encoder ``speed`` options other than the defaults are refused in one line,
     before the model loads: they configure PerSAM's engine."""
-    from persam_video.memory.engine import MemoryEngine
-    from persam_video.memory.models import load_memory_model
-    from persam_video.model.registry import resolve_device
+    from persam_video.apps.engines import load_engine_model
 
+    check_memory_speed(model_name, speed)
+    model = load_engine_model(model_name, checkpoint, device)
+    if not quiet:  # the run's first line: which model runs, and where
+        click.echo(f"model: {model_name} on {model.device} (memory engine)", err=True)
+    return model.engine(config), model.metadata
+
+
+def load_engine(
+    model_name: str,
+    checkpoint: str | None,
+    device: str,
+    quiet: bool,
+    config: Any,
+    speed: tuple[Any, ...],
+    target_files: list[Any],
+    target_paths: tuple[str, ...],
+) -> tuple[Any, dict[str, Any], list[Any]]:
+    """The engine of ``model_name`` with ``config``, the model's metadata for results.json and
+    the saved targets (checked to be made with this model) on its device. For PerSAM's
+    models the targets are checked before the model loads (a mismatch is said at once)."""
+    from persam_video.memory.models import is_memory_model
+    from persam_video.model.registry import model_metadata
+    from persam_video.video import VideoTracker
+
+    if is_memory_model(model_name):
+        engine, metadata = memory_engine(
+            model_name, checkpoint, device, quiet, config=config, speed=speed
+        )
+        loaded = load_targets(target_files, target_paths, metadata)
+        return engine, metadata, targets_on(loaded, engine.model.device)
+    metadata = model_metadata(model_name, checkpoint)
+    loaded = load_targets(target_files, target_paths, metadata)
+    sam = load_model(model_name, checkpoint, device, quiet)
+    encoder = make_encoder(sam, *speed)
+    engine = VideoTracker(sam, config, encoder, progress=not quiet)
+    return engine, metadata, targets_on(loaded, sam.device)
+
+
+def check_memory_speed(model_name: str, speed: tuple[Any, ...]) -> None:
+    """Refuse (one line) PerSAM's frame-encoder options for a memory tracker."""
     precision, batch_frames, compile_encoder, stock_encoder = speed
-    if persam_settings or precision not in ("auto", "float32"):
+    if precision not in ("auto", "float32"):
         raise InputError(
-            f"--config, --set, --keyframes, --finetune and --precision configure PerSAM's "
-            f"engine; {model_name} runs on the memory engine, which has none of them"
+            f"--precision configures PerSAM's frame encoder; {model_name} runs on the memory "
+            "engine (float32)"
         )
     if batch_frames != 1 or compile_encoder or stock_encoder:
         raise InputError(
             f"--batch-frames, --compile and --stock-encoder configure PerSAM's frame encoder; "
             f"{model_name} runs on the memory engine"
         )
-    model = load_memory_model(model_name, checkpoint, resolve_device(device))
-    if not quiet:  # the run's first line: which model runs, and where
-        click.echo(f"model: {model_name} on {model.device} (memory engine)", err=True)
-    return MemoryEngine(model), model.metadata()
 
 
 def check_precision(precision: str, device: str) -> None:

@@ -161,27 +161,23 @@ def davis(
     """
     from persam_video.apps.davis import run_davis
     from persam_video.eval.davis_dataset import DavisDataset
-    from persam_video.model.registry import model_metadata
-    from persam_video.video import VideoTracker
+    from persam_video.memory.models import is_memory_model
 
     subset, overrides = split_old_subset(subset, overrides)
-    config = common.build_config(config_name, (*overrides, *old_overrides), finetune)
-    common.check_precision(precision, device)
-    model_name = common.model_for_targets(model_name, default=DAVIS_DEFAULT_MODEL)
+    model_name = common.model_for_targets(model_name, default=DAVIS_DEFAULT_MODEL, memory=True)
+    config = common.build_config(config_name, (*overrides, *old_overrides), finetune, model_name)
+    if not is_memory_model(model_name):
+        common.check_precision(precision, device)
     dataset = DavisDataset(davis_root, subset=subset, year=int(year))
     results = [Path(out_dir) / seq for seq in dataset.sequences]  # read back by the evaluation
     check_report_paths([*dataset.sequence_folders(), *results], json_path)  # before hours
     dataset.check_references()  # before the model loads (run_davis checks again)
-    sam = common.load_model(model_name, checkpoint, device, quiet)
-    encoder = common.make_encoder(sam, precision, batch_frames, compile_encoder, stock_encoder)
+    speed = (precision, batch_frames, compile_encoder, stock_encoder)
+    engine, metadata, _ = common.load_engine(
+        model_name, checkpoint, device, quiet, config, speed, [], ()
+    )
     with common.resumable(f"the finished sequences are kept in {out_dir}"):
-        run = run_davis(
-            VideoTracker(sam, config, encoder),
-            dataset,
-            out_dir,
-            record=model_metadata(model_name, checkpoint),
-            progress=not quiet,
-        )
+        run = run_davis(engine, dataset, out_dir, record=metadata, progress=not quiet)
     click.echo(
         f"{len(run.done)} sequences tracked ({run.frames} frames, {run.seconds:.1f} s), "
         f"{len(run.skipped)} already complete; results in {run.out_dir}"

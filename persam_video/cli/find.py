@@ -97,24 +97,24 @@ def find(
     Resumable: clips finished by an earlier run are skipped. A clip that fails is recorded in
     failures.jsonl and the others go on; the exit code is 1 when some failed.
     """
+    from persam_video.apps.engines import engine_metadata
     from persam_video.atomic import check_out_dir
     from persam_video.batch.clip import BatchSettings, ClipStatus
     from persam_video.batch.find import FindTask, clip_jobs, run_find, target_refs
     from persam_video.batch.manifest import ManifestError
     from persam_video.batch.ray_backend import import_ray
     from persam_video.io import parse_fps
-    from persam_video.model.registry import model_metadata
 
     if finetune:
         raise InputError(
             "find uses the targets as saved: --finetune applies when personalizing "
             "(persam-video personalize --finetune), and its PerSAM-F weights travel in the target"
         )
-    config = common.build_config(config_name, overrides)
     target_files = common.read_targets(target_paths)
     refs = target_refs(target_paths)
-    model_name = common.model_for_targets(model_name, target_files)
-    common.load_targets(target_files, target_paths, model_metadata(model_name, checkpoint))
+    model_name = common.model_for_targets(model_name, target_files, memory=True)
+    config = common.build_config(config_name, overrides, model_name=model_name)
+    common.load_targets(target_files, target_paths, engine_metadata(model_name, checkpoint))
     parse_fps(fps)
     try:
         jobs = clip_jobs(inputs, config, out_dir)

@@ -105,8 +105,8 @@ def personalize(
     check_writable_file(output)
     if len(masks) != len(paths):
         raise InputError(f"got {len(paths)} images but {len(masks)} masks: give one --mask each")
-    config = common.build_config(config_name, overrides, finetune)
     model_name = common.model_for_targets(model_name, memory=True)
+    config = common.build_config(config_name, overrides, finetune, model_name)
     shots = []
     for image_path, mask_path in zip(paths, masks, strict=True):
         rgb = read_image(image_path)
@@ -119,7 +119,7 @@ def personalize(
             checkpoint,
             device,
             quiet,
-            persam_settings=config_name != "default" or bool(overrides) or finetune,
+            config=config,
             speed=("auto", 1, False, False),
         )
         target = personalize_memory(engine.model, shots)

@@ -174,8 +174,6 @@ def track(
     from persam_video.cli.prompts import parse_prompts
     from persam_video.io import open_source
     from persam_video.memory.models import is_memory_model
-    from persam_video.model.registry import model_metadata
-    from persam_video.video import VideoTracker
     from persam_video.video.session import check_keyframes
 
     specs = parse_prompts(mask_specs, point_specs, neg_point_specs, box_specs)
@@ -188,9 +186,14 @@ def track(
         report=report,
         heatmap=heatmap,
     )
+    target_files = common.read_targets(target_paths)
+    model_name = common.model_for_targets(model_name, target_files, memory=True)
+    config = common.build_config(config_name, overrides, finetune, model_name)
+    memory = is_memory_model(model_name)
+    speed = (precision, batch_frames, compile_encoder, stock_encoder)
     if (target_paths and specs) or needs_prompt_path(specs, direction):
-        config = common.build_config(config_name, overrides, finetune)
-        check_keyframes(config, [s.frame for s in specs], direction, targets=bool(target_paths))
+        if not memory:
+            check_keyframes(config, [s.frame for s in specs], direction, targets=bool(target_paths))
         if start or max_frames is not None:
             raise InputError(
                 "--start and --max-frames work with a first-frame --mask only, not with "
@@ -201,6 +204,7 @@ def track(
             specs,
             target_paths,
             out_dir,
+            target_files=target_files,
             direction=direction,
             save_prompt_masks=save_prompt_masks,
             model_name=model_name,
@@ -209,61 +213,36 @@ def track(
             config=config,
             options=outputs,
             resize_mask=resize_mask,
-            speed=(precision, batch_frames, compile_encoder, stock_encoder),
+            speed=speed,
             fps=fps,
             quiet=quiet,
             threads=threads,
-            persam_configured=persam_settings(config_name, overrides, finetune),
         )
         return
     if save_prompt_masks:
         raise InputError("--save-prompt-masks needs --point, --box or --mask PATH@FRAME prompts")
     mask_path = specs[0].path if specs else None
     check_mask_or_targets(mask_path is not None, bool(target_paths))
-    config = common.build_config(config_name, overrides, finetune)
-    common.check_precision(precision, device)
-    target_files = common.read_targets(target_paths)
-    model_name = common.model_for_targets(model_name, target_files, memory=True)
-    memory = is_memory_model(model_name)
-    options = outputs
+    if not memory:
+        common.check_precision(precision, device)
     check_inputs_survive(out_dir, [input_path, mask_path, *target_paths])
     with open_source(input_path, fps=fps) as frames:
         annotation = None
         if mask_path is not None:
             annotation = load_first_mask(mask_path, frames.size, resize=resize_mask)
         check_out_dir(out_dir)
-        targets = None
-        engine: Any
-        if memory:
-            engine, metadata = common.memory_engine(
-                model_name,
-                checkpoint,
-                device,
-                quiet,
-                persam_settings=persam_settings(config_name, overrides, finetune),
-                speed=(precision, batch_frames, compile_encoder, stock_encoder),
-            )
-            loaded = common.load_targets(target_files, target_paths, metadata)
-            targets = common.targets_on(loaded, engine.model.device) or None
-        else:
-            metadata = model_metadata(model_name, checkpoint)
-            loaded = common.load_targets(target_files, target_paths, metadata)
-            sam = common.load_model(model_name, checkpoint, device, quiet)
-            targets = common.targets_on(loaded, sam.device) or None
-            encoder = common.make_encoder(
-                sam, precision, batch_frames, compile_encoder, stock_encoder
-            )
-            engine = VideoTracker(sam, config, encoder, progress=not quiet)
-        metadata["threads"] = threads
+        engine, metadata, targets = common.load_engine(
+            model_name, checkpoint, device, quiet, config, speed, target_files, target_paths
+        )
         summary = track_to_folder(
             engine,
             frames,
             annotation,
             out_dir,
-            targets=targets,
-            options=options,
+            targets=targets or None,
+            options=outputs,
             progress=not quiet,
-            metadata=metadata,
+            metadata={**metadata, "threads": threads},
             start=start,
             max_frames=max_frames,
         )
@@ -283,12 +262,6 @@ def track(
     raise InputError(summary.error or "tracking stopped early")
 
 
-def persam_settings(config_name: str, overrides: tuple[str, ...], finetune: bool) -> bool:
-    """Whether the command line configures PerSAM (a --config other than the default, --set,
-    --keyframes or --finetune), which the memory engine refuses."""
-    return config_name != "default" or bool(overrides) or finetune
-
-
 #: What the line of a run that did not complete says of its outputs.
 PARTIAL_NOTE = ".partial names, beside any earlier complete run, which is kept"
 
@@ -299,9 +272,10 @@ def track_prompted(
     target_paths: tuple[str, ...],
     out_dir: str,
     *,
+    target_files: list[Any],
     direction: str,
     save_prompt_masks: bool,
-    model_name: str | None,
+    model_name: str,
     checkpoint: str | None,
     device: str,
     config: Any,
@@ -311,41 +285,23 @@ def track_prompted(
     fps: str | None,
     quiet: bool,
     threads: int,
-    persam_configured: bool = False,
 ) -> None:
     """``track`` from prompts on any frames (see :mod:`persam_video.apps.prompted`)."""
     from persam_video.apps.prompted import check_geometry, check_specs, track_prompts_to_folder
     from persam_video.apps.track import RunStatus, check_inputs_survive
     from persam_video.atomic import check_out_dir
     from persam_video.io.seekable import open_seekable
-    from persam_video.memory.models import is_memory_model
-    from persam_video.model.registry import model_metadata
-    from persam_video.video import VideoTracker
 
     check_specs(specs)
-    target_files = common.read_targets(target_paths)
-    model_name = common.model_for_targets(model_name, target_files, memory=True)
     mask_files = [s.path for s in specs if s.path is not None]
     check_inputs_survive(out_dir, [input_path, *mask_files, *target_paths])
     target_ids = list(range(1, len(target_paths) + 1))
     with open_seekable(input_path, fps=fps) as frames:
         check_geometry(specs, frames.size, frames.num_frames, target_ids)
     check_out_dir(out_dir)
-    targets: list[Any] = []
-    engine: Any
-    if is_memory_model(model_name):
-        engine, metadata = common.memory_engine(
-            model_name, checkpoint, device, quiet, persam_settings=persam_configured, speed=speed
-        )
-        loaded = common.load_targets(target_files, target_paths, metadata)
-        targets = common.targets_on(loaded, engine.model.device)
-    else:
-        metadata = model_metadata(model_name, checkpoint)
-        loaded = common.load_targets(target_files, target_paths, metadata)
-        sam = common.load_model(model_name, checkpoint, device, quiet)
-        targets = common.targets_on(loaded, sam.device)
-        encoder = common.make_encoder(sam, *speed)
-        engine = VideoTracker(sam, config, encoder, progress=not quiet)
+    engine, metadata, targets = common.load_engine(
+        model_name, checkpoint, device, quiet, config, speed, target_files, target_paths
+    )
     metadata["threads"] = threads
     if direction == "backward" and all(s.frame == 0 for s in specs):
         click.echo("note: every annotation is on frame 0: nothing to track backward", err=True)

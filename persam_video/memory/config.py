@@ -1,9 +1,22 @@
-"""The memory engine's settings: how it finds a lost object again (:mod:`.redetect`)."""
+"""The memory engine's settings: how it finds a lost object again (:mod:`.redetect`).
+
+On the command line (and in batch manifests) they are ``--set memory.FIELD=VALUE`` overrides,
+e.g. ``--set memory.redetect=false`` or ``--set memory.lost_after=5``; PerSAM's config keys
+do not apply to the memory engine, nor these to PerSAM's.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+import yaml
+
+from persam_video.config import ConfigError, load_yaml
+
+#: The section of the ``--set`` keys that configure the memory engine.
+MEMORY_SECTION = "memory"
 
 
 @dataclass(frozen=True)
@@ -22,10 +35,62 @@ class MemoryConfig:
     accept: float = 0.5
 
     def __post_init__(self) -> None:
+        if not isinstance(self.redetect, bool):
+            raise ConfigError(f"memory.redetect must be true or false, got {self.redetect!r}")
+        if isinstance(self.lost_after, bool) or not isinstance(self.lost_after, int):
+            raise ConfigError(f"memory.lost_after must be an integer, got {self.lost_after!r}")
         if not 1 <= self.lost_after <= 100_000:
-            raise ValueError(f"lost_after must be in [1, 100000], got {self.lost_after}")
+            raise ConfigError(f"memory.lost_after must be in [1, 100000], got {self.lost_after}")
+        if isinstance(self.accept, bool) or not isinstance(self.accept, int | float):
+            raise ConfigError(f"memory.accept must be a number, got {self.accept!r}")
         if not 0.0 <= self.accept <= 1.0:
-            raise ValueError(f"accept must be in [0, 1], got {self.accept}")
+            raise ConfigError(f"memory.accept must be in [0, 1], got {self.accept}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryConfig:
+        """The config of ``to_dict``'s form (unknown keys refused)."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown memory engine settings: {', '.join(unknown)}")
+        return cls(**data)
+
+    def with_overrides(self, overrides: Sequence[str]) -> MemoryConfig:
+        """Apply ``memory.field=value`` strings (values parsed as YAML scalars).
+
+        Raises:
+            ConfigError: a key outside the ``memory`` section (PerSAM's settings do not apply
+                to the memory engine), an unknown field or a bad value.
+        """
+        data = self.to_dict()
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            section, _, name = key.strip().partition(".")
+            if not sep or not name:
+                raise ConfigError(f"override {item!r} is not of the form memory.field=value")
+            if section != MEMORY_SECTION:
+                raise ConfigError(
+                    f"{key.strip()!r} configures PerSAM's engine; the memory engine's settings "
+                    f"are {', '.join(memory_keys())}"
+                )
+            if name not in data:
+                raise ConfigError(
+                    f"unknown config key {key.strip()!r}; valid keys: {', '.join(memory_keys())}"
+                )
+            try:
+                data[name] = load_yaml(raw)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"cannot parse the value of {key.strip()!r}") from exc
+        return MemoryConfig.from_dict(data)
+
+
+def memory_keys() -> list[str]:
+    """The ``memory.field`` keys of :class:`MemoryConfig`."""
+    return [f"{MEMORY_SECTION}.{f.name}" for f in fields(MemoryConfig)]
+
+
+def is_memory_key(override: str) -> bool:
+    """Whether a ``key=value`` override configures the memory engine."""
+    return override.strip().startswith(f"{MEMORY_SECTION}.")

@@ -162,13 +162,36 @@ class MemoryModel:
 
     def metadata(self) -> dict[str, Any]:
         """What results.json and target files record of the model."""
-        weights = [digest for file, digest in sorted(self.files.items()) if "safetensors" in file]
-        return {
-            "model": self.name,
-            "checkpoint": self.source,
-            "checkpoint_sha256": weights[0] if len(weights) == 1 else None,
-            "files_sha256": dict(sorted(self.files.items())),
-        }
+        return folder_metadata(self.name, self.source, self.files)
+
+
+def folder_metadata(
+    name: str, source: str | Path | None, files: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """What results.json and target files record of the memory tracker ``name`` loaded from
+    ``source`` (a model folder, or None/the hub id for the hub), with its files' SHA-256
+    (``files``: already computed, else read from the folder; none for the hub)."""
+    if source is None:
+        source = MEMORY_MODELS[name].hub_id
+    if files is None:
+        folder = Path(source)
+        files = recorded_files(folder) if folder.is_dir() else {}
+    weights = [digest for file, digest in sorted(files.items()) if "safetensors" in file]
+    return {
+        "model": name,
+        "checkpoint": str(source),
+        "checkpoint_sha256": weights[0] if len(weights) == 1 else None,
+        "files_sha256": dict(sorted(files.items())),
+    }
+
+
+def recorded_files(folder: Path) -> dict[str, str]:
+    """The SHA-256 of each file of a model folder that the loader reads."""
+    return {
+        path.name: sha256_of(path)
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.suffix in RECORDED_SUFFIXES
+    }
 
 
 def load_memory_model(
@@ -196,11 +219,7 @@ def load_memory_model(
     else:
         source = Path(checkpoint)
         check_folder(source, info)
-        files = {
-            path.name: sha256_of(path)
-            for path in sorted(source.iterdir())
-            if path.is_file() and path.suffix in RECORDED_SUFFIXES
-        }
+        files = recorded_files(source)
     try:
         with _quiet_transformers():
             model = model_class.from_pretrained(str(source))
@@ -339,12 +358,12 @@ def tiny_config(family: str = SAM2_VIDEO, image_size: int = 256) -> Any:
     )
 
 
-def save_random_model(folder: str | Path, config: Any, *, seed: int = 0) -> Path:
-    """Write a randomly initialised video model of ``config`` and its processor to ``folder``
-    as a hub snapshot holds them (for tests and benchmarks; random weights are no tracker)."""
+def random_model(config: Any, name: str | None = None, *, seed: int = 0) -> MemoryModel:
+    """A randomly initialised video model of ``config`` and its processor, in memory (for
+    tests and speed measurements; random weights are no tracker). ``name``: the memory
+    tracker it stands for (default: the first of its family)."""
     model_class, processor_class = _classes(config.model_type)
     tf = transformers_module()
-    folder = Path(folder)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_class(config).eval()
@@ -354,7 +373,17 @@ def save_random_model(folder: str | Path, config: Any, *, seed: int = 0) -> Path
         video_processor=tf.Sam2VideoVideoProcessor(size=size),
         target_size=config.image_size,
     )
+    if name is None:
+        name = next(n for n, info in MEMORY_MODELS.items() if info.family == config.model_type)
+    return MemoryModel(name, model, processor, f"random weights (seed {seed})")
+
+
+def save_random_model(folder: str | Path, config: Any, *, seed: int = 0) -> Path:
+    """Write a randomly initialised video model of ``config`` and its processor to ``folder``
+    as a hub snapshot holds them (for tests and benchmarks; random weights are no tracker)."""
+    made = random_model(config, seed=seed)
+    folder = Path(folder)
     with _quiet_transformers():
-        model.save_pretrained(str(folder))
-        processor.save_pretrained(str(folder))
+        made.model.save_pretrained(str(folder))
+        made.processor.save_pretrained(str(folder))
     return folder

@@ -110,6 +110,19 @@ class MemorySession(PromptedSession):
             mask, score = self._alone(self.model.pixels(self.frames.read(frame).rgb), prompt, None)
         return PromptMask(mask.numpy(), score, "single")
 
+    def prompt_mask(
+        self,
+        frame: int,
+        points: np.ndarray,
+        labels: np.ndarray,
+        box: Sequence[float] | None = None,
+    ) -> PromptMask:
+        """The tracker's mask of (N, 2) clicks (labels 1 positive, 0 negative) and an optional
+        (x0, y0, x1, y1) box on ``frame`` alone, added to no prompt (what the app shows of a
+        click before tracking)."""
+        points = np.asarray(points, np.float64).reshape(-1, 2)
+        return self._mask_from_prompt(frame, points, np.asarray(labels, np.int64), box)
+
     def _alone(self, pixels: torch.Tensor, prompt: Prompt, vision: Any) -> tuple[Tensor, float]:
         """The (H, W) bool mask and presence score (sigmoid of the object score) the tracker
         makes of ``prompt`` on its frame alone; ``vision``: the frame's image features when

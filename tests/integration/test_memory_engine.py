@@ -193,10 +193,13 @@ def test_the_command_line_tracks_from_masks_on_any_frame(tmp_path, folder):
 @pytest.mark.parametrize(
     "extra, words",
     [
-        (["--set", "track.momentum=0.5"], "configure PerSAM's engine"),
-        (["--keyframes", "auto"], "configure PerSAM's engine"),
-        (["--precision", "int8"], "configure PerSAM's engine"),
+        (["--set", "track.momentum=0.5"], "'track.momentum' configures PerSAM's engine"),
+        (["--keyframes", "auto"], "'keyframes.mode' configures PerSAM's engine"),
+        (["--config", "fast"], "--config and --finetune configure PerSAM's engine"),
+        (["--precision", "int8"], "--precision configures PerSAM's frame encoder"),
         (["--batch-frames", "2"], "configure PerSAM's frame encoder"),
+        (["--set", "memory.lost_after=0"], "memory.lost_after must be in [1, 100000]"),
+        (["--set", "memory.patience=2"], "unknown config key 'memory.patience'"),
     ],
 )
 def test_persam_options_are_refused_in_one_line(tmp_path, folder, extra, words):
@@ -240,8 +243,8 @@ def test_broken_model_folders_are_one_line_and_write_nothing(tmp_path, folder, k
 
 def test_personalize_then_track_a_target_on_another_clip(tmp_path, folder):
     """A target made with the memory model (its own features) is searched from frame 0 of
-    another clip; a target of another model is refused in one line; commands other than track
-    and personalize say the memory engine does not run them yet."""
+    another clip; a target of another model is refused in one line; ``segment`` (photos) says
+    the memory engine runs on videos."""
     video, mask, _ = make_input(tmp_path, n_frames=3)
     photo = tmp_path / "photo.png"
     assert CliRunner().invoke(cli, ["frame", str(video), "0", "-o", str(photo)]).exit_code == 0
@@ -277,9 +280,7 @@ def test_personalize_then_track_a_target_on_another_clip(tmp_path, folder):
         cli,
         ["segment", str(photo), "--target", str(target), "--out", str(tmp_path / "s"), *args],
     )
-    assert segmented.exit_code == 2 and "only `persam-video track` and `personalize`" in (
-        segmented.output
-    )
+    assert segmented.exit_code == 2 and "it runs on videos" in segmented.output
 
 
 def test_a_target_is_found_from_frame_0_and_tracked(model):
