@@ -2,7 +2,8 @@
 
 For each model (random weights at the real size: timing does not depend on weight values), each
 object count, each keyframe setting and each encoder precision (int8 where the encoder is SAM's
-ViT), it runs ``track_to_folder`` (mask PNGs only) on the same 854x480 procedural clip and prints
+ViT; keyframes and int8 are PerSAM's, so memory trackers run with SAM on every frame in float32
+only), it runs ``track_to_folder`` (mask PNGs only) on the same 854x480 procedural clip and prints
 frames/s (median of the repeats, with their range), the ratio to the first model's frames/s in
 float32 in the same setting, and the encoder's share of the time (the image encoder timed alone
 on the same frames, over the time a frame takes with SAM on every frame: the rest is the decoder
@@ -13,6 +14,13 @@ Usage (from the repository root)::
 
     python tools/bench_models.py --models vit_b,mobile_sam,sam_hq_vit_b,sam_hq_vit_tiny \\
         --frames 4 --repeats 3 --json benchmarks/models-cpu.json
+    python tools/bench_models.py --models vit_b,mobile_sam,sam2.1_hiera_tiny,sam2.1_hiera_small,\\
+sam2.1_hiera_base_plus,sam2.1_hiera_large,edgetam,sam3_tracker --objects 1,3 --keyframes 1 \\
+        --precisions float32 --frames 4 --repeats 1 --json benchmarks/memory-models-cpu.json
+
+The memory trackers are built at the sizes of the official checkpoints (:func:`full_size_config`:
+SAM 2.1's Hiera-T/S/B+/L as in the official configs, EdgeTAM's RepViT-M1, the SAM 3 tracker's
+defaults in transformers); their parameter counts are printed and recorded.
 
 It writes the JSON after every measurement, so an interrupted run keeps what it measured.
 """
@@ -39,6 +47,16 @@ from segment_anything import sam_model_registry  # noqa: E402
 
 from persam_video.apps.track import OutputOptions, track_to_folder  # noqa: E402
 from persam_video.config import load_config  # noqa: E402
+from persam_video.memory.engine import MemoryEngine  # noqa: E402
+from persam_video.memory.models import (  # noqa: E402
+    EDGETAM_VIDEO,
+    MEMORY_MODELS,
+    SAM2_VIDEO,
+    MemoryModel,
+    is_memory_model,
+    transformers_module,
+)
+from persam_video.memory.models import random_model as random_memory_model  # noqa: E402
 from persam_video.model.hq import HQ_MODELS, build_hq_sam  # noqa: E402
 from persam_video.model.mobile import MOBILE_SAM_NAME, build_mobile_sam, is_vit_encoder  # noqa: E402
 from persam_video.persam.encoder import FrameEncoder  # noqa: E402
@@ -50,14 +68,63 @@ CLIP_SEED = 1000
 MASKS_ONLY = OutputOptions(overlay=False, report=False)
 
 
+#: SAM 2.1's Hiera image encoders (official configs): embed dim, heads, blocks per stage, global
+#: attention blocks, window sizes per stage, background size of the window position embedding.
+HIERA = {
+    "sam2.1_hiera_tiny": (96, 1, [1, 2, 7, 2], [5, 7, 9], [8, 4, 14, 7], [7, 7]),
+    "sam2.1_hiera_small": (96, 1, [1, 2, 11, 2], [7, 10, 13], [8, 4, 14, 7], [7, 7]),
+    "sam2.1_hiera_base_plus": (112, 2, [2, 3, 16, 3], [12, 16, 20], [8, 4, 14, 7], [14, 14]),
+    "sam2.1_hiera_large": (144, 2, [2, 6, 36, 4], [23, 33, 43], [8, 4, 16, 8], [7, 7]),
+}
+
+
+def full_size_config(name: str) -> Any:
+    """The transformers config of memory tracker ``name`` at its official size."""
+    tf = transformers_module()
+    family = MEMORY_MODELS[name].family
+    if family == SAM2_VIDEO:
+        dim, heads, blocks, global_blocks, windows, background = HIERA[name]
+        hiera = tf.Sam2HieraDetConfig(
+            hidden_size=dim,
+            num_attention_heads=heads,
+            blocks_per_stage=blocks,
+            embed_dim_per_stage=[dim * 2**i for i in range(4)],
+            num_attention_heads_per_stage=[heads * 2**i for i in range(4)],
+            window_size_per_stage=windows,
+            global_attention_blocks=global_blocks,
+            window_positional_embedding_background_size=background,
+        )
+        channels = [dim * 2**i for i in reversed(range(4))]
+        vision = tf.Sam2VisionConfig(backbone_config=hiera, backbone_channel_list=channels)
+        return tf.Sam2VideoConfig(vision_config=vision)
+    if family == EDGETAM_VIDEO:
+        backbone = tf.TimmWrapperConfig(
+            architecture="repvit_m1",
+            model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]},
+        )
+        vision = tf.EdgeTamVisionConfig(
+            backbone_config=backbone, backbone_channel_list=[384, 192, 96, 48]
+        )
+        return tf.EdgeTamVideoConfig(vision_config=vision)
+    return tf.Sam3TrackerVideoConfig()
+
+
 def random_model(name: str) -> Any:
     """The architecture ``name`` with random weights (seeded), eval mode, on the CPU."""
+    if is_memory_model(name):
+        return random_memory_model(full_size_config(name), name)
     if name == MOBILE_SAM_NAME:
         return build_mobile_sam(seed=0)
     if name in HQ_MODELS:
         return build_hq_sam(name, seed=0)
     torch.manual_seed(0)
     return sam_model_registry[name](checkpoint=None).eval()
+
+
+def parameters(model: Any) -> int:
+    """Parameters of a SAM model or of a memory tracker's video model."""
+    module = model.model if isinstance(model, MemoryModel) else model
+    return sum(p.numel() for p in module.parameters())
 
 
 def first_labels(labels: np.ndarray, objects: int) -> np.ndarray:
@@ -74,8 +141,12 @@ def timed_track(
     overrides = (
         ["keyframes.mode=auto"] if keyframes == "auto" else [f"keyframes.interval={keyframes}"]
     )
-    config = load_config("default").with_overrides(overrides)
-    tracker = VideoTracker(sam, config, FrameEncoder(sam, precision=precision))
+    tracker: Any
+    if isinstance(sam, MemoryModel):
+        tracker = MemoryEngine(sam)
+    else:
+        config = load_config("default").with_overrides(overrides)
+        tracker = VideoTracker(sam, config, FrameEncoder(sam, precision=precision))
     with tempfile.TemporaryDirectory() as out:
         began = time.perf_counter()
         track_to_folder(
@@ -86,6 +157,12 @@ def timed_track(
 
 def timed_encoder(sam: Any, frames: list[np.ndarray]) -> float:
     """Seconds per frame of the image encoder alone (as the tracker runs it)."""
+    if isinstance(sam, MemoryModel):
+        began = time.perf_counter()
+        with torch.inference_mode():
+            for frame in frames:
+                sam.features(sam.pixels(frame))
+        return (time.perf_counter() - began) / len(frames)
     encoder = FrameEncoder(sam)
     began = time.perf_counter()
     for frame in frames:
@@ -174,7 +251,10 @@ def main() -> None:
         "size_hw": [480, 854],
         "frames": args.frames,
         "torch": torch.__version__,
+        "parameters_m": {name: round(parameters(sams[name]) / 1e6, 2) for name in models},
     }
+    for name, count in facts["parameters_m"].items():
+        print(f"{name}: {count} M parameters", flush=True)
 
     def record(row: dict[str, Any]) -> None:
         rows.append(row)
@@ -199,6 +279,9 @@ def main() -> None:
             for keyframes in settings:
                 for precision in precisions:
                     for name in models:
+                        persam_only = precision != "float32" or keyframes != "1"
+                        if persam_only and is_memory_model(name):
+                            continue
                         if precision == "int8" and not is_vit_encoder(sams[name]):
                             continue
                         seconds = timed_track(sams[name], frames, labels, keyframes, precision)
