@@ -9,12 +9,16 @@ in training; one set per clip family, DAVIS layout), it runs:
   ``benchmarks/models/suite-sam2`` trained by ``tools/train_memory_model.py``) from the first
   annotation, re-detection off (``memory.redetect=false``);
 - ``memory + re-detection``: the same with the memory engine's default settings;
+- ``+ guided attention``, ``+ semantic prompting``: re-detection and PerSAM's decoder
+  mechanism inside the tracker's decoder (``memory.guided_attention``,
+  ``memory.semantic_prompt``; off by default);
 - ``PerSAM default``: PerSAM's engine, ``default`` preset, on each ``--persam`` model (its mean
   over those models is a row of its own).
 
 Each run is evaluated with the DAVIS measures (``persam_video.eval``) on all clips and per
-attribute; ``memory + re-detection`` gets the paired difference to ``memory alone`` with its
-clip-clustered standard error (as ``bench_quality.py``).
+attribute; ``memory + re-detection`` gets the paired difference to ``memory alone``, and the
+decoder mechanisms theirs to ``memory + re-detection``, with its clip-clustered standard error
+(as ``bench_quality.py``).
 
 ``find``: per clip, a target is made (``personalize``) from object 1's mask on frame 0, and the
 clip is searched for it from frame 0 with no annotation (what ``persam-video find`` runs); each
@@ -76,6 +80,17 @@ from persam_video.video.engine import Engine  # noqa: E402
 STATIC = "static"
 ALONE = "memory alone"
 REDETECT = "memory + re-detection"
+GUIDED = "+ guided attention"
+SEMANTIC = "+ semantic prompting"
+#: The memory engine's runs: label -> settings.
+MEMORY_RUNS = {
+    ALONE: MemoryConfig(redetect=False),
+    REDETECT: MemoryConfig(),
+    GUIDED: MemoryConfig(guided_attention=True),
+    SEMANTIC: MemoryConfig(semantic_prompt=True),
+}
+#: Each run's baseline for the paired differences.
+BASELINES = {REDETECT: ALONE, GUIDED: REDETECT, SEMANTIC: REDETECT}
 PERSAM = "PerSAM default"
 PERSAM_MEAN = "PerSAM default (mean over models)"
 MEMORY_MODEL = "sam2.1_hiera_tiny"  # the family of the trained folders
@@ -201,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     runs[STATIC] = cached(
         args.work, STATIC, {**base, "run": STATIC}, lambda f: tracked(None, dataset, f)
     )
-    for label, config in ((ALONE, MemoryConfig(redetect=False)), (REDETECT, MemoryConfig())):
+    for label, config in MEMORY_RUNS.items():
         fields = {**base, "model": memory_key, "config": config.to_dict()}
         runs[label] = cached(
             args.work, label, fields, lambda f, c=config: tracked(memory.engine(c), dataset, f)
@@ -255,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     table: dict[str, dict[str, Any]] = {}
     for label, scores in runs.items():
-        baseline = runs[ALONE]["objects"] if label != ALONE else None
+        baseline = runs[BASELINES[label]]["objects"] if label in BASELINES else None
         table[label] = {
             group: group_stats(scores["objects"], baseline, members)
             for group, members in sorted(groups.items())
@@ -265,10 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'run':44} " + " ".join(f"{g[:14]:>14}" for g in names))
     for label, stats in table.items():
         print(f"{label:44} " + " ".join(f"{stats[g]['J&F-Mean']:14.3f}" for g in names))
-    print(f"\n{REDETECT} minus {ALONE} (paired, clip-clustered s.e.)")
-    for g in names:
-        s = table[REDETECT][g]
-        print(f"  {g:20} {s['delta']:+.3f} ± {s['delta_se']:.3f}  ({s['clips']} clips)")
+    for label, base in BASELINES.items():
+        print(f"\n{label} minus {base} (paired, clip-clustered s.e.)")
+        for g in names:
+            s = table[label][g]
+            print(f"  {g:20} {s['delta']:+.3f} ± {s['delta_se']:.3f}  ({s['clips']} clips)")
     presence_table = {}
     if finds:
         print("\nfind: presence precision / recall over frames (target from frame 0 of object 1)")

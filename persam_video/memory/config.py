@@ -33,10 +33,18 @@ class MemoryConfig:
     #: similarity peak and for its mask (see :mod:`persam_video.memory.redetect`).
     #: Range: [0, 1]
     accept: float = 0.5
+    #: PerSAM's target-guided attention inside the tracker's mask decoder: the target's
+    #: similarity map biases the tokens' attention to the frame (see :mod:`.guidance`).
+    guided_attention: bool = False
+    #: PerSAM's target-semantic prompting there: the target embedding joins the decoder's
+    #: tokens before every block.
+    semantic_prompt: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.redetect, bool):
-            raise ConfigError(f"memory.redetect must be true or false, got {self.redetect!r}")
+        for name in ("redetect", "guided_attention", "semantic_prompt"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"memory.{name} must be true or false, got {value!r}")
         if isinstance(self.lost_after, bool) or not isinstance(self.lost_after, int):
             raise ConfigError(f"memory.lost_after must be an integer, got {self.lost_after!r}")
         if not 1 <= self.lost_after <= 100_000:

@@ -28,6 +28,7 @@ prompt frame: :mod:`persam_video.memory.redetect`) prompts the tracker with that
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -41,6 +42,7 @@ from persam_video.io.frame import Frame
 from persam_video.io.seekable import DEFAULT_CHUNK
 from persam_video.labels import BACKGROUND_ID
 from persam_video.memory.config import MemoryConfig
+from persam_video.memory.guidance import decoder_guidance, decoder_inputs
 from persam_video.memory.models import MemoryModel
 from persam_video.memory.redetect import Reference, candidate_clicks, contrast_of, reference
 from persam_video.persam.api import Target
@@ -221,7 +223,8 @@ class MemorySession(PromptedSession):
                     if nothing is not None:  # saved targets not found yet: no object here
                         yield nothing
                     continue
-                output = self._track(session, pixels, frame.index, reverse)
+                steering = {i: r for i, r in search.references.items() if i not in here}
+                output = self._track(session, pixels, frame.index, reverse, steering, features)
                 logits = self._frame_logits(output.pred_masks)
                 presence = output.object_score_logits.reshape(-1)
             self._forget(session, frame.index, reverse)
@@ -238,12 +241,43 @@ class MemorySession(PromptedSession):
                     obj.peak_similarity = found.get(obj.obj_id, math.nan)
                 yield result
 
-    def _track(self, session: Any, pixels: torch.Tensor, index: int, reverse: bool) -> Any:
-        """The tracker on one frame; a failure inside transformers is one line (ValueError)."""
+    def _track(
+        self,
+        session: Any,
+        pixels: torch.Tensor,
+        index: int,
+        reverse: bool,
+        references: dict[int, Reference],
+        features: Tensor,
+    ) -> Any:
+        """The tracker on one frame, its decoder guided with ``guided_attention`` /
+        ``semantic_prompt`` by the ``references`` of the objects not prompted here (a prompt
+        says what the object is); a failure inside transformers is one line (ValueError)."""
+        config = self.config
+        per_object: list[dict[str, Tensor] | None] = []
+        if config.guided_attention or config.semantic_prompt:
+            for idx in range(session.get_obj_num()):
+                ref = references.get(session.obj_idx_to_id(idx))
+                per_object.append(
+                    None
+                    if ref is None
+                    else decoder_inputs(
+                        features,
+                        ref.embedding,
+                        guided_attention=config.guided_attention,
+                        semantic_prompt=config.semantic_prompt,
+                    )
+                )
+        guided = (
+            decoder_guidance(self.model.model.mask_decoder, per_object)
+            if per_object
+            else contextlib.nullcontext()
+        )
         try:
-            return self.model.model(
-                inference_session=session, frame=pixels, frame_idx=index, reverse=reverse
-            )
+            with guided:
+                return self.model.model(
+                    inference_session=session, frame=pixels, frame_idx=index, reverse=reverse
+                )
         except (RuntimeError, IndexError, KeyError) as exc:
             reason = " ".join(str(exc).split())[:200]
             raise ValueError(

@@ -46,13 +46,16 @@ def test_runs_per_attribute_find_presence_and_the_cache(tool, tmp_path, capsys):
         "static",
         "memory alone",
         "memory + re-detection",
+        "+ guided attention",
+        "+ semantic prompting",
         "PerSAM default: tiny0",
         "PerSAM default (mean over models)",
     }
     for stats in first["jf"].values():
         assert set(stats) == {"all", "occlusion", "scene-cut"}
         assert 0 <= stats["all"]["J&F-Mean"] <= 1 and stats["all"]["clips"] == 2
-    assert "delta" in first["jf"]["memory + re-detection"]["all"]
+    for run in ("memory + re-detection", "+ guided attention", "+ semantic prompting"):
+        assert "delta" in first["jf"][run]["all"]
     for engine in ("memory", "tiny0"):
         presence = first["find_presence"][engine]["all"]
         assert presence["frames"] == 32 and 0 <= presence["precision"] <= 1

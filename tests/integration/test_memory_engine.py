@@ -448,3 +448,51 @@ def test_edgetam_and_the_sam3_tracker_track_both_ways(tmp_path, clip, name, fami
         session.add_mask(5, 1, np.asarray(clip.labels[5]) == 1)
         with pytest.raises(ValueError, match="edgetam tracker failed on frame 5 inside"):
             list(session.propagate("forward"))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"guided_attention": True},
+        {"semantic_prompt": True},
+        {"guided_attention": True} | {"semantic_prompt": True},
+    ],
+)
+def test_persam_guidance_reaches_the_trackers_decoder_and_leaves_no_hook(model, clip, settings):
+    """With guided attention / semantic prompting, every decoder call of a tracked frame gets
+    its object's PerSAM inputs (one call per object, in object order), the masks change, and
+    the decoder has no hook left afterwards."""
+    from persam_video.memory.config import MemoryConfig
+
+    decoder = model.model.mask_decoder
+    seen: list[dict] = []
+
+    def spy(module, args, kwargs, output):  # after the pre-hooks: what forward got
+        seen.append({k: kwargs.get(k) for k in ("attention_similarity", "target_embedding")})
+
+    def track(config):
+        session = MemorySession(model, frames_of(clip), config=config)
+        session.add_labels(0, np.asarray(clip.labels[0]))
+        return {r.index: r.labels for r in session.propagate("forward")}
+
+    handle = decoder.register_forward_hook(spy, with_kwargs=True)
+    try:
+        plain = track(MemoryConfig())
+        assert all(v is None for call in seen for v in call.values())
+        seen.clear()
+        guided = track(MemoryConfig(**settings))
+    finally:
+        handle.remove()
+    assert not decoder._forward_pre_hooks
+    tracked = [call for call in seen if any(v is not None for v in call.values())]
+    assert len(tracked) == 2 * (len(clip.frames) - 1)  # two objects, every frame after 0
+    side = model.features(model.pixels(frames_of(clip)[0]))[1].shape[-1]
+    for call in tracked:
+        sim, embedding = call["attention_similarity"], call["target_embedding"]
+        assert (sim is not None) == settings.get("guided_attention", False)
+        assert (embedding is not None) == settings.get("semantic_prompt", False)
+        if sim is not None:
+            assert sim.shape == (1, 1, 1, side * side) and 0 < sim.min() <= sim.max() < 1
+        if embedding is not None:
+            assert embedding.shape == (1, 1, 1, model.model.config.mask_decoder_config.hidden_size)
+    assert any((guided[i] != plain[i]).any() for i in plain)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from persam_video.memory.redetect import (
     candidate_clicks,
@@ -69,3 +70,20 @@ def test_the_identity_check_tells_the_object_from_the_background():
     assert on_background is not None and on_background < 0
     assert contrast_of(moved, ref, torch.zeros(SIZE, dtype=torch.bool)) is None
     assert reference(here, torch.ones(SIZE, dtype=torch.bool)) is None  # nothing outside
+
+
+def test_decoder_inputs_point_the_attention_at_the_target_and_scale_its_embedding():
+    from persam_video.memory.guidance import decoder_inputs
+
+    features = torch.randn(8, 6, 6)
+    features[:, 2:4, 3:5] += 4 * torch.eye(8)[0][:, None, None]  # the target's cells
+    embedding = F.normalize(features[:, 2:4, 3:5].mean(dim=(1, 2)), dim=0)
+    both = decoder_inputs(features, embedding, guided_attention=True, semantic_prompt=True)
+    sim = both["attention_similarity"]
+    assert sim.shape == (1, 1, 1, 36) and 0 < sim.min() and sim.max() < 1
+    top = set(sim.flatten().topk(4).indices.tolist())
+    assert top == {2 * 6 + 3, 2 * 6 + 4, 3 * 6 + 3, 3 * 6 + 4}
+    target = both["target_embedding"]
+    assert target.shape == (1, 1, 1, 8)
+    assert torch.allclose(target.norm(), features.flatten(1).norm(dim=0).mean())
+    assert decoder_inputs(features, embedding, guided_attention=False, semantic_prompt=False) == {}
