@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from persam_video.cli import cli
+from persam_video.memory.config import MemoryConfig
 from persam_video.memory.models import save_random_model, tiny_config
 from tests.davis_layout import write_davis
 from tests.e2e.test_track_cli import make_input
@@ -80,7 +81,7 @@ def test_davis_runs_the_memory_engine_and_records_its_settings(tmp_path, folder)
         assert sorted(p.name for p in (out / seq).iterdir()) == [f"{t:05d}.png" for t in range(4)]
     record = json.loads((out / "run.json").read_text())
     assert record["model"] == MODEL and record["files_sha256"]
-    assert record["config"] == {"redetect": True, "lost_after": 2, "accept": 0.5}
+    assert record["config"] == {**MemoryConfig().to_dict(), "lost_after": 2}
     assert {o["sequence"] for o in json.loads(report.read_text())["per_object"]} == {"two", "one"}
     # A rerun with other settings into the same folder is refused, not mixed.
     again = CliRunner().invoke(
