@@ -248,7 +248,8 @@ def config_options(func: F | None = None, *, finetune: bool = True) -> Any:
                 "overrides",
                 multiple=True,
                 metavar="KEY=VALUE",
-                help="Override a config field, e.g. --set track.momentum=0.8 (repeatable).",
+                help="Override a config field, e.g. --set track.momentum=0.8 (repeatable); "
+                "with a memory tracker its settings, e.g. --set memory.lost_after=5.",
             ),
             click.option(
                 "--finetune",
@@ -278,7 +279,10 @@ def model_options(
                 help="vit_h, vit_l, vit_b (official SAM), mobile_sam (MobileSAM: about 5x faster "
                 "than vit_b on CPUs), sam_hq_vit_h, sam_hq_vit_l, sam_hq_vit_b, sam_hq_vit_tiny "
                 '(HQ-SAM: finer masks; the last four and mobile_sam need pip install ".[hq]"), '
-                "downloaded on first use, or demo (bundled small demo model, not SAM). "
+                "downloaded on first use, or demo (bundled small demo model, not SAM); on videos "
+                "also the memory trackers sam2.1_hiera_tiny, sam2.1_hiera_small, "
+                "sam2.1_hiera_base_plus, sam2.1_hiera_large, edgetam, sam3_tracker (SAM 2 family, "
+                'pip install ".[sam2]"; settings --set memory.KEY=VALUE). '
                 f"[default: {shown}]",
             ),
             click.option(
