@@ -155,7 +155,7 @@ def test_unknown_families_and_variants_are_refused(tool):
     with pytest.raises(SystemExit):
         tool.parse_args(["--families", "occlusion", "--frames", "8"])
     args = tool.parse_args(["--families", "all", "--models", "demo,demo2", "x"])
-    assert args.families[0] == "occlusion" and len(args.families) == 7
+    assert args.families[0] == "occlusion" and len(args.families) == 8  # scene-cut the last
     assert args.models == ["demo", "demo2", "x"]
 
 
