@@ -2,7 +2,7 @@
 nothing a run did not make is ever replaced or deleted.
 
 Temporaries. Every temporary lives in a fresh *staging folder* inside the folder of its final
-path: ``out/.persam-video-tmp-XXXXXXXX/overlay.mp4`` for ``out/overlay.mp4``. The staging
+path: ``out/.persam-video-tmp-PID-XXXXXXXX/overlay.mp4`` for ``out/overlay.mp4``. The staging
 folder is made by :func:`tempfile.mkdtemp` (a new name, created exclusively, mode 0700), so a
 link planted under any name cannot redirect a write, and it holds a *marker* file (created with
 ``O_EXCL | O_NOFOLLOW``) naming this tool and the process. ``os.replace`` then moves the
@@ -50,7 +50,7 @@ FILE_MODE = 0o666
 DEFAULT_UMASK = 0o022
 #: The name this tool writes into its markers and records.
 TOOL = "persam-video"
-#: Prefix of a staging folder (``out/.persam-video-tmp-XXXXXXXX``).
+#: Prefix of a staging folder (``out/.persam-video-tmp-PID-XXXXXXXX``).
 STAGING_PREFIX = ".persam-video-tmp-"
 #: The marker file inside every folder this tool makes to remove later.
 MARKER_NAME = ".persam-video-marker"
@@ -160,18 +160,42 @@ def prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
 
 
 def make_marked_folder(parent: str | os.PathLike[str], prefix: str) -> Path:
-    """A fresh folder in ``parent`` (``prefix`` + random, mode 0700) holding this tool's
-    marker with this process's id, so that :func:`remove_stale_marked` may remove it once the
-    process is gone."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    """A fresh folder in ``parent`` (``prefix`` + this process's id + random, mode 0700)
+    holding this tool's marker with this process's id, so that :func:`remove_stale_marked` may
+    remove it once the process is gone. The marker is written with one unbuffered write; a
+    process killed between creating the marker and writing it leaves an empty marker, which
+    the id in the folder's name then stands for."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+    payload = json.dumps({"tool": TOOL, "pid": os.getpid()}).encode("utf-8")
     try:
         fd = os.open(folder / MARKER_NAME, _CREATE_FLAGS, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as marker:
-            json.dump({"tool": TOOL, "pid": os.getpid()}, marker)
+        try:
+            os.write(fd, payload)
+        finally:
+            os.close(fd)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return folder
+
+
+def _unwritten_marker_pid(folder: Path, prefix: str) -> int | None:
+    """The process id in the name of a folder :func:`make_marked_folder` made whose process died
+    before writing its marker: a real folder of mode 0700 holding nothing but an empty marker
+    (a plain file) and named ``prefix`` + id + ``-`` + random; None for anything else."""
+    try:
+        info = os.lstat(folder)
+        if not stat.S_ISDIR(info.st_mode) or stat.S_IMODE(info.st_mode) != 0o700:
+            return None
+        if os.listdir(folder) != [MARKER_NAME]:
+            return None
+        marker = os.lstat(folder / MARKER_NAME)
+    except OSError:
+        return None
+    if not stat.S_ISREG(marker.st_mode) or marker.st_size != 0:
+        return None
+    digits, dash, _ = folder.name[len(prefix) :].partition("-")
+    return int(digits) if dash and digits.isdigit() else None
 
 
 def marker_pid(folder: str | os.PathLike[str]) -> int | None:
@@ -191,8 +215,9 @@ def marker_pid(folder: str | os.PathLike[str]) -> int | None:
 
 
 def remove_stale_marked(parent: str | os.PathLike[str], prefix: str) -> list[Path]:
-    """Remove the folders of ``parent`` named ``prefix...`` that carry this tool's marker and
-    whose process is gone; return them. Nothing else is touched."""
+    """Remove the folders of ``parent`` named ``prefix...`` that carry this tool's marker (or,
+    from a process killed while making it, its empty marker: see :func:`make_marked_folder`)
+    and whose process is gone; return them. Nothing else is touched."""
     removed = []
     try:
         entries = sorted(Path(parent).iterdir())
@@ -202,6 +227,8 @@ def remove_stale_marked(parent: str | os.PathLike[str], prefix: str) -> list[Pat
         if not entry.name.startswith(prefix):
             continue
         pid = marker_pid(entry)
+        if pid is None:
+            pid = _unwritten_marker_pid(entry, prefix)
         if pid is not None and pid != os.getpid() and not pid_alive(pid):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
@@ -235,7 +262,7 @@ def temp_path(final: str | os.PathLike[str], *, folder: bool = False) -> Path:
     """A temporary path for ``final``, in a fresh staging folder beside it (nothing is created
     at the path itself: write the file, or make the folder, there).
 
-    ``out/overlay.mp4`` -> ``out/.persam-video-tmp-XXXXXXXX/overlay.mp4`` (the name is kept, so
+    ``out/overlay.mp4`` -> ``out/.persam-video-tmp-PID-XXXXXXXX/overlay.mp4`` (the name is kept, so
     FFmpeg and Pillow pick the format from it). Move it into place with :func:`place` or
     :func:`commit`; drop it with :func:`discard`. ``folder`` is accepted for readability: a
     folder's temporary is named the same way.

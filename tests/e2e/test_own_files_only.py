@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -471,3 +472,33 @@ def test_a_busy_port_is_one_line(fake_model):
         port = busy.getsockname()[1]
         result = invoke("app", "--port", str(port), "--host", "127.0.0.1", "-q")
     refused_in_one_line(result, f"cannot listen on 127.0.0.1:{port}", "--port")
+
+
+def test_a_marker_left_empty_by_a_killed_process_is_swept_only_when_its_process_is_gone(
+    tmp_path,
+):
+    """A process killed between creating its staging folder's marker and writing it leaves an
+    empty marker: the id in the folder's name stands for it. Such a folder is removed once that
+    process is gone, and only when it holds nothing else and is the 0700 folder we made."""
+    from persam_video.atomic import STAGING_PREFIX, remove_stale_temporaries
+
+    pid = dead_pid()
+
+    def unwritten(owner: int, name: str) -> Path:
+        folder = make_marked_folder(tmp_path, STAGING_PREFIX)
+        (folder / MARKER_NAME).write_bytes(b"")
+        return folder.rename(tmp_path / f"{STAGING_PREFIX}{owner}-{name}")
+
+    killed = unwritten(pid, "a")
+    running = unwritten(os.getppid(), "b")
+    with_more = unwritten(pid, "c")
+    (with_more / "notes.txt").write_text("mine")
+    opened_up = unwritten(pid, "d")
+    opened_up.chmod(0o755)
+    no_id = unwritten(pid, "e").rename(tmp_path / f"{STAGING_PREFIX}e")
+    assert make_marked_folder(tmp_path, STAGING_PREFIX).name.startswith(
+        f"{STAGING_PREFIX}{os.getpid()}-"
+    )
+    removed = remove_stale_temporaries(tmp_path)
+    assert removed == [killed]
+    assert all(p.exists() for p in (running, with_more, opened_up, no_id))
