@@ -57,6 +57,7 @@ from bench_quality import (  # noqa: E402
     group_stats,
     key_of,
     load_weights_file,
+    object_scores,
     prepare_clips,
     source_digest,
     write_static,
@@ -130,20 +131,7 @@ def tracked(engine: Engine | None, dataset: DavisDataset, folder: Path) -> dict[
         write_static(dataset, results)
     else:
         run_davis(engine, dataset, results, progress=False)
-    report = evaluate_davis(dataset, results, progress=False)
-    return {
-        "objects": [
-            {
-                "sequence": o.sequence,
-                "object_id": o.object_id,
-                "j": o.j.mean,
-                "f": o.f.mean,
-                "j_recall": o.j.recall,
-                "j_decay": o.j.decay,
-            }
-            for o in report.objects
-        ]
-    }
+    return {"objects": object_scores(evaluate_davis(dataset, results, progress=False))}
 
 
 def found(model: EngineModel, dataset: DavisDataset, folder: Path) -> dict[str, Any]:

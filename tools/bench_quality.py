@@ -324,8 +324,16 @@ def run_variant(
             on_sequence=counter.save,
         )
     seconds = time.perf_counter() - start
-    report = evaluate_davis(dataset, results, progress=False)
-    objects = [
+    objects = object_scores(evaluate_davis(dataset, results, progress=False))
+    scores: dict[str, Any] = {"seconds": seconds, "objects": objects}
+    if variant not in (STATIC, ORACLE):
+        scores["sam_frames"] = SamFrames(folder / SAM_FRAMES_FILE).share()
+    return scores
+
+
+def object_scores(report: Any) -> list[dict[str, Any]]:
+    """Per object of an evaluation report: its clip, id, mean J and F, J recall and decay."""
+    return [
         {
             "sequence": o.sequence,
             "object_id": o.object_id,
@@ -336,10 +344,6 @@ def run_variant(
         }
         for o in report.objects
     ]
-    scores: dict[str, Any] = {"seconds": seconds, "objects": objects}
-    if variant not in (STATIC, ORACLE):
-        scores["sam_frames"] = SamFrames(folder / SAM_FRAMES_FILE).share()
-    return scores
 
 
 class SamFrames:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -35,6 +35,7 @@ from persam_video.video.engine import Engine, as_engine
 
 #: Either engine's configuration.
 EngineConfig = PerSAMConfig | MemoryConfig
+_Config = TypeVar("_Config", PerSAMConfig, MemoryConfig)
 
 
 @dataclass
@@ -114,29 +115,24 @@ def engine_config(
             PerSAM's keys on a memory tracker), or an invalid one.
     """
     if is_memory_model(model_name):
-        memory = (
-            base
-            if isinstance(base, MemoryConfig)
-            else MemoryConfig.from_dict(base)
-            if isinstance(base, dict)
-            else MemoryConfig()
-        )
-        if not isinstance(memory, MemoryConfig):
-            raise ConfigError(f"{model_name} runs the memory engine, not PerSAM's config")
-        return memory.with_overrides(overrides)
+        return _config_as(MemoryConfig, base, model_name).with_overrides(overrides)
     stray = [item for item in overrides if is_memory_key(item)]
     if stray:
         raise ConfigError(
             f"{stray[0].partition('=')[0].strip()!r} configures the memory engine "
             f"({', '.join(memory_keys())}); {model_name} runs PerSAM's engine"
         )
-    persam = (
-        base
-        if isinstance(base, PerSAMConfig)
-        else PerSAMConfig.from_dict(base)
-        if isinstance(base, dict)
-        else PerSAMConfig()
-    )
-    if not isinstance(persam, PerSAMConfig):
-        raise ConfigError(f"{model_name} runs PerSAM's engine, not the memory engine's config")
-    return persam.with_overrides(list(overrides))
+    return _config_as(PerSAMConfig, base, model_name).with_overrides(list(overrides))
+
+
+def _config_as(
+    kind: type[_Config], base: EngineConfig | dict[str, Any] | None, model_name: str
+) -> _Config:
+    """``base`` as a ``kind`` config: itself, read from its dict, or the defaults for None."""
+    if isinstance(base, kind):
+        return base
+    if isinstance(base, dict):
+        return kind.from_dict(base)
+    if base is None:
+        return kind()
+    raise ConfigError(f"{model_name} takes a {kind.__name__}, not a {type(base).__name__}")
