@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from segment_anything.modeling import Sam
@@ -251,3 +253,23 @@ def personalize_segment_find(tmp_path: Path, video: Path, model_args: list[str],
     assert searched.exit_code == 0, searched.output
     assert (tmp_path / "find" / "found.json").is_file()
     return target
+
+
+def loaded_tool(name: str) -> Iterator[Any]:
+    """``tools/<name>.py`` imported as module ``name`` (with ``tools/`` on ``sys.path``, as when
+    it runs), for a module-scoped fixture: ``yield from loaded_tool("bench_memory")``."""
+    import importlib.util
+    import sys
+
+    folder = str(REPO_ROOT / "tools")
+    sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[name]
+        sys.path.remove(folder)

@@ -4,31 +4,20 @@ that it reuses its cache, never its scores (random weights)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
 from persam_video.memory.models import save_random_model, tiny_config
 from tests.e2e.test_bench_quality_tool import tiny_model_file
-from tests.helpers import REPO_ROOT
+from tests.helpers import loaded_tool
 
 pytest.importorskip("transformers", reason="transformers (the sam2 extra)")
-
-TOOL = REPO_ROOT / "tools" / "bench_memory.py"
 
 
 @pytest.fixture(scope="module")
 def tool():
-    sys.path.insert(0, str(TOOL.parent))
-    spec = importlib.util.spec_from_file_location("bench_memory", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
-    sys.path.remove(str(TOOL.parent))
+    yield from loaded_tool("bench_memory")
 
 
 @pytest.mark.slow

@@ -4,29 +4,18 @@ never its scores."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import numpy as np
 import pytest
 
 from tests.e2e.test_bench_quality_tool import tiny_model_file
-from tests.helpers import REPO_ROOT
-
-TOOL = REPO_ROOT / "tools" / "bench_prompts.py"
+from tests.helpers import loaded_tool
 
 
 @pytest.fixture(scope="module")
 def tool():
-    sys.path.insert(0, str(TOOL.parent))
-    spec = importlib.util.spec_from_file_location("bench_prompts", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
-    sys.path.remove(str(TOOL.parent))
+    yield from loaded_tool("bench_prompts")
 
 
 @pytest.mark.slow

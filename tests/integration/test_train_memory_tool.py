@@ -3,28 +3,19 @@ session code, write a model folder the memory engine loads, and log the curves."
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 import torch
 
-from tests.helpers import REPO_ROOT
+from tests.helpers import loaded_tool
 
 pytest.importorskip("transformers", reason="transformers (the sam2 extra)")
-
-TOOL = REPO_ROOT / "tools" / "train_memory_model.py"
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("train_memory_model", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    yield from loaded_tool("train_memory_model")
 
 
 @pytest.mark.slow
