@@ -36,7 +36,8 @@ Recipe (SAM 2's video training, scaled down):
   random init draws them independently, and a decoder trained from there ignores where a click
   is), and ``--mask-memory-gain`` scales the memory encoder's mask embedding once (with
   transformers' std-0.02 init the mask is ~1 % of what the memory attention reads, and a
-  tracker trained from there gives every object the same mask).
+  tracker trained from there gives every object the same mask); ``--reinit-memory`` instead
+  draws the whole memory path again with PyTorch's default init.
 - Losses on every supervised frame and object, from the mask decoder's raw outputs (taken with
   a forward hook, before the "object absent" gating): focal + dice (20 : 1) against the ground
   truth at ``--loss-size`` px, the best of the multimask outputs (SAM's rule) when the object is
@@ -604,6 +605,7 @@ def recipe(args: argparse.Namespace) -> dict[str, Any]:
             "init": str(args.init) if args.init else f"random (seed {args.seed})",
             "prompt_positions": "tied to the image's (see tie_prompt_positions)",
             "mask_memory_gain": args.mask_memory_gain,
+            "memory_path_init": "PyTorch default" if args.reinit_memory else "as loaded",
         },
         "validation": {
             "split": "val",
@@ -625,6 +627,18 @@ def tie_prompt_positions(model: Any) -> None:
         model.prompt_encoder.shared_embedding.positional_embedding.copy_(
             model.shared_image_embedding.positional_embedding
         )
+
+
+def reinit_memory_path(model: Any) -> None:
+    """Draw the memory encoder, the memory attention and the object-pointer projection again with
+    PyTorch's default init (each module's own ``reset_parameters``: Kaiming-uniform weights)
+    instead of transformers' std-0.02 normal: the mask then weighs in the memory as much as the
+    image features do. The image encoder, prompt encoder and mask decoder keep their weights."""
+    for part in (model.memory_encoder, model.memory_attention, model.object_pointer_proj):
+        for module in part.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
 
 
 def read_json(path: Path) -> Any:
@@ -663,6 +677,8 @@ def train(args: argparse.Namespace) -> None:
     model, processor = loaded.model, loaded.processor
     shutil.rmtree(template)
     tie_prompt_positions(model)
+    if args.reinit_memory:
+        reinit_memory_path(model)
     if args.mask_memory_gain != 1.0:
         with torch.no_grad():  # a stronger mask signal in the memory (see --mask-memory-gain)
             final = model.memory_encoder.mask_downsampler.final_conv
@@ -901,6 +917,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="multiply the memory encoder's mask embedding (the mask downsampler's last conv) by "
         "this once at the start: with transformers' init (std 0.02) the mask is a tiny part of "
         "the memory, which a tracker trained from it learns to ignore",
+    )
+    parser.add_argument(
+        "--reinit-memory",
+        action="store_true",
+        help="draw the memory path again with PyTorch's default init at the start (see "
+        "reinit_memory_path); with --init, the image encoder and decoder keep their training",
     )
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     parser.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
