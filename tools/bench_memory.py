@@ -12,12 +12,14 @@ in training; one set per clip family, DAVIS layout), it runs:
 - ``+ guided attention``, ``+ semantic prompting``: re-detection and PerSAM's decoder
   mechanism inside the tracker's decoder (``memory.guided_attention``,
   ``memory.semantic_prompt``; off by default);
+- ``+ cascaded refinement``: re-detection and PerSAM's cascaded refinement through the
+  tracker's image path (``memory.refine``; off by default);
 - ``PerSAM default``: PerSAM's engine, ``default`` preset, on each ``--persam`` model (its mean
   over those models is a row of its own).
 
 Each run is evaluated with the DAVIS measures (``persam_video.eval``) on all clips and per
 attribute; ``memory + re-detection`` gets the paired difference to ``memory alone``, and the
-decoder mechanisms theirs to ``memory + re-detection``, with its clip-clustered standard error
+PerSAM mechanisms theirs to ``memory + re-detection``, with its clip-clustered standard error
 (as ``bench_quality.py``).
 
 ``find``: per clip, a target is made (``personalize``) from object 1's mask on frame 0, and the
@@ -83,15 +85,17 @@ ALONE = "memory alone"
 REDETECT = "memory + re-detection"
 GUIDED = "+ guided attention"
 SEMANTIC = "+ semantic prompting"
+REFINE = "+ cascaded refinement"
 #: The memory engine's runs: label -> settings.
 MEMORY_RUNS = {
     ALONE: MemoryConfig(redetect=False),
     REDETECT: MemoryConfig(),
     GUIDED: MemoryConfig(guided_attention=True),
     SEMANTIC: MemoryConfig(semantic_prompt=True),
+    REFINE: MemoryConfig(refine=True),
 }
 #: Each run's baseline for the paired differences.
-BASELINES = {REDETECT: ALONE, GUIDED: REDETECT, SEMANTIC: REDETECT}
+BASELINES = {REDETECT: ALONE, GUIDED: REDETECT, SEMANTIC: REDETECT, REFINE: REDETECT}
 PERSAM = "PerSAM default"
 PERSAM_MEAN = "PerSAM default (mean over models)"
 MEMORY_MODEL = "sam2.1_hiera_tiny"  # the family of the trained folders

@@ -159,7 +159,8 @@ def track(
     FRAME is the 0-based frame index in decoding order (an index, not a time). Each object is
     tracked back to frame 0 and on to the end from its first annotated frame; a later
     annotation corrects it from there. With --target, saved targets are searched for in every
-    frame (target i is object i; prompts then use other ids).
+    frame (target i is object i; prompts then use other ids); a memory tracker also tracks a
+    target back from the frame where it is first found (--direction both).
     """
     from persam_video.apps.prompted import needs_prompt_path
     from persam_video.apps.track import (
@@ -191,9 +192,16 @@ def track(
     config = common.build_config(config_name, overrides, finetune, model_name)
     memory = is_memory_model(model_name)
     speed = (precision, batch_frames, compile_encoder, stock_encoder)
-    if (target_paths and specs) or needs_prompt_path(specs, direction):
+    # a memory tracker tracks a target both ways from the frame where it is found
+    targets_both_ways = memory and bool(target_paths) and direction == "both"
+    if (target_paths and specs) or targets_both_ways or needs_prompt_path(specs, direction):
         if not memory:
             check_keyframes(config, [s.frame for s in specs], direction, targets=bool(target_paths))
+        if (start or max_frames is not None) and targets_both_ways and not specs:
+            raise InputError(
+                "--start and --max-frames track forward only: with a memory tracker, --target "
+                "is tracked both ways from where it is found; add --direction forward"
+            )
         if start or max_frames is not None:
             raise InputError(
                 "--start and --max-frames work with a first-frame --mask only, not with "

@@ -39,9 +39,13 @@ class MemoryConfig:
     #: PerSAM's target-semantic prompting there: the target embedding joins the decoder's
     #: tokens before every block.
     semantic_prompt: bool = False
+    #: PerSAM's cascaded refinement through the tracker's image path: each tracked mask decoded
+    #: again on its frame alone from its box and a click (see :mod:`.refine`); the outputs
+    #: show the refined mask, the tracker's memory keeps its own.
+    refine: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("redetect", "guided_attention", "semantic_prompt"):
+        for name in ("redetect", "guided_attention", "semantic_prompt", "refine"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigError(f"memory.{name} must be true or false, got {value!r}")

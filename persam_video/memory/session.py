@@ -7,7 +7,9 @@ The same prompts and directions as PerSAM's :class:`~persam_video.video.session.
   as a conditioning frame when the pass reaches its frame (a correction on a later frame
   re-conditions the object from there on, as SAM 2's own clicks on a tracked frame do).
 * ``backward``: the mirror image, from the last prompted frame back to frame 0.
-* ``both``: the forward pass, then a backward pass from each object's first prompt.
+* ``both``: the forward pass, then a backward pass from each object's first prompt, and from
+  the frame where each saved target was first found (its mask there seeds the tracker), so a
+  target is tracked both ways from where it is found.
 
 Frames are streamed into a fresh transformers inference session per pass
 (``model(inference_session=..., frame=..., frame_idx=...)``), and after each frame the session
@@ -40,11 +42,13 @@ from torch import Tensor
 
 from persam_video.io.frame import Frame
 from persam_video.io.seekable import DEFAULT_CHUNK
+from persam_video.io.streamed import StreamedFrames
 from persam_video.labels import BACKGROUND_ID
 from persam_video.memory.config import MemoryConfig
 from persam_video.memory.guidance import decoder_guidance, decoder_inputs
 from persam_video.memory.models import MemoryModel
 from persam_video.memory.redetect import Reference, candidate_clicks, contrast_of, reference
+from persam_video.memory.refine import refine_prompt
 from persam_video.persam.api import Target
 from persam_video.persam.prompts import PromptMask
 from persam_video.video.session import (
@@ -129,6 +133,13 @@ class MemorySession(PromptedSession):
         """The (H, W) bool mask and presence score (sigmoid of the object score) the tracker
         makes of ``prompt`` on its frame alone; ``vision``: the frame's image features when
         already computed."""
+        logits, score = self._alone_logits(pixels, prompt, vision)
+        return logits > 0, score
+
+    def _alone_logits(
+        self, pixels: torch.Tensor, prompt: Prompt, vision: Any
+    ) -> tuple[Tensor, float]:
+        """:meth:`_alone`'s (H, W) frame-size logits and presence score."""
         session = self._new_inference_session()
         if vision is not None:
             _cache_features(session, prompt.frame, vision)
@@ -139,14 +150,14 @@ class MemorySession(PromptedSession):
         )
         logits = self._frame_logits(output.pred_masks)[0]
         score = float(torch.sigmoid(output.object_score_logits.reshape(-1)[0]))
-        return logits > 0, score
+        return logits, score
 
     def add_target(self, obj_id: int, target: Target) -> None:
         """Search a saved target (made with this model: it carries its reference similarity)
         in every frame of the forward pass, as object ``obj_id``: from frame 0 it counts as
         lost, so each frame is searched until a confident match prompts the tracker (then it
-        is tracked, and searched again whenever lost). The target takes no part in the
-        backward pass."""
+        is tracked, and searched again whenever lost). With direction ``both`` it is also
+        tracked backward from the frame where it was first found."""
         if target.reference_similarity is None:
             raise ValueError(
                 f"the target of object {obj_id} was not made for the memory engine (it has no "
@@ -166,21 +177,48 @@ class MemorySession(PromptedSession):
             frame: {p.obj_id: p for p in self.prompts if p.frame == frame}
             for frame in self.annotated_frames
         }
+        found: dict[int, dict[int, np.ndarray]] = {}  # frame -> target -> its mask, first found
         if direction in (FORWARD, "both") or not every:
             frames = self.frames.forward(0 if self._targets else min(every))
-            yield from self._pass(frames, every, reverse=False, keep_seeds=True, targets=True)
-        if not every:
-            return
-        if direction == BACKWARD:
+            yield from self._pass(
+                frames, every, reverse=False, keep_seeds=True, targets=True, found_at=found
+            )
+        if direction == BACKWARD and every:
             frames = self.frames.backward(max(every), 0, chunk=self.chunk)
             yield from self._pass(frames, every, reverse=True, keep_seeds=True)
         elif direction == "both":
             seeds: dict[int, dict[int, Prompt]] = {}
             for obj_id, frame in self.first_frames().items():
                 seeds.setdefault(frame, {})[obj_id] = every[frame][obj_id]
-            if max(seeds) > 0:
+            masks = {frame: dict(self._masks[frame]) for frame in seeds}
+            for frame, targets in found.items():
+                for obj_id, mask in targets.items():
+                    seeds.setdefault(frame, {})[obj_id] = Prompt(frame, obj_id, "mask")
+                    masks.setdefault(frame, {})[obj_id] = mask
+            if seeds and max(seeds) > 0:
                 frames = self.frames.backward(max(seeds), 0, chunk=self.chunk)
-                yield from self._pass(frames, seeds, reverse=True, keep_seeds=False)
+                yield from self._pass(frames, seeds, reverse=True, keep_seeds=False, masks=masks)
+
+    def in_frame_order(self, direction: Direction) -> bool:
+        """As :meth:`PromptedSession.in_frame_order`; with saved targets, direction ``both``
+        may also go back from where a target is found, so only ``forward`` is in order."""
+        both_ways = bool(self._targets) and direction == "both"
+        return super().in_frame_order(direction) and not both_ways
+
+    def expected_results(self, direction: Direction) -> int | None:
+        """As :meth:`PromptedSession.expected_results`; None (not known before the run) with
+        saved targets and direction ``both``: how far back they go depends on where they are
+        found."""
+        if self._targets and direction == "both":
+            return None
+        return super().expected_results(direction)
+
+    def _check_engine(self, direction: Direction) -> None:
+        if self._targets and direction == "both" and isinstance(self.frames, StreamedFrames):
+            raise ValueError(
+                "a streamed input cannot be tracked back from where a target is found: track "
+                "it forward, or give a video file, a folder or a list of frames"
+            )
 
     def _pass(
         self,
@@ -190,11 +228,20 @@ class MemorySession(PromptedSession):
         reverse: bool,
         keep_seeds: bool,
         targets: bool = False,
+        found_at: dict[int, dict[int, np.ndarray]] | None = None,
+        masks: dict[int, dict[int, np.ndarray]] | None = None,
     ) -> Iterator[SessionResult]:
         """Stream ``frames`` through a fresh inference session, prompting each object on its
         frames of ``prompts`` (and searching the saved targets, with ``targets``). Without
         ``keep_seeds`` the objects prompted on a frame are left out of its result (the other
-        pass yields them), and a frame with no other object yields nothing."""
+        pass yields them), and a frame with no other object yields nothing.
+
+        Args:
+            found_at: filled with each saved target's (H, W) bool mask on the frame where it
+                is first found (frame -> object id -> mask).
+            masks: the prompts' masks (frame -> object id -> mask); the session's by default.
+        """
+        masks = self._masks if masks is None else masks
         direction = BACKWARD if reverse else FORWARD
         session = self._new_inference_session()
         search = _Search(self.config)
@@ -208,9 +255,10 @@ class MemorySession(PromptedSession):
                 vision, features = self.model.features(pixels)
                 _cache_features(session, frame.index, vision)  # the tracker reuses them
                 for obj_id, prompt in sorted(here.items()):
-                    mask = self._masks[frame.index][obj_id]
+                    mask = masks[frame.index][obj_id]
                     self._add_prompt(session, prompt, mask)
                     search.prompted(obj_id, features, torch.from_numpy(mask))
+                waiting_before = set(search.waiting(list(session.obj_ids)))
                 found = self._redetect(session, search, frame, pixels, vision, features, here)
                 if here or found:  # every object prompted here is new input
                     session.obj_with_new_inputs = sorted({*here, *found})
@@ -227,6 +275,9 @@ class MemorySession(PromptedSession):
                 output = self._track(session, pixels, frame.index, reverse, steering, features)
                 logits = self._frame_logits(output.pred_masks)
                 presence = output.object_score_logits.reshape(-1)
+                if self.config.refine:
+                    inputs = (frame.index, pixels, vision, features)
+                    self._refine(logits, presence, output.object_ids, here, search, inputs)
             self._forget(session, frame.index, reverse)
             ids = [int(i) for i in output.object_ids]
             waiting = search.waiting(ids)
@@ -234,6 +285,12 @@ class MemorySession(PromptedSession):
                 frame, ids, logits, presence, direction, here, keep_seeds, waiting=waiting
             )
             lost = search.update(ids, (presence > 0).tolist(), here)
+            if found_at is not None:
+                for obj_id in waiting_before.intersection(found):
+                    k = ids.index(obj_id)
+                    mask = (logits[k] > 0).numpy()
+                    if presence[k] > 0 and mask.any():
+                        found_at.setdefault(frame.index, {})[obj_id] = mask
             if result is not None:
                 for obj in result.objects:
                     obj.reacquired = obj.obj_id in found
@@ -284,6 +341,30 @@ class MemorySession(PromptedSession):
                 f"the {self.model.name} tracker failed on frame {index} inside transformers "
                 f"({reason}); see docs/memory-engine.md for the prompts each model takes"
             ) from exc
+
+    def _refine(
+        self,
+        logits: Tensor,
+        presence: Tensor,
+        object_ids: Sequence[int],
+        here: dict[int, Prompt],
+        search: _Search,
+        inputs: tuple[int, Tensor, Any, Tensor],
+    ) -> None:
+        """PerSAM's cascaded refinement (:mod:`.refine`): each present object not prompted on
+        this frame gets, in place in ``logits`` (N, H, W), the logits of its mask's box and
+        click decoded on the frame alone. ``inputs``: the frame's index, pixels, image features
+        (as the tracker caches them) and (C, h, w) features."""
+        index, pixels, vision, features = inputs
+        for k, obj_id in enumerate(int(i) for i in object_ids):
+            if obj_id in here or presence[k] <= 0:
+                continue
+            prompt = refine_prompt(logits[k] > 0, features, search.references.get(obj_id))
+            if prompt is None:
+                continue
+            click, box = prompt
+            step = Prompt(index, obj_id, "points", points=(click,), point_labels=(1,), box=box)
+            logits[k] = self._alone_logits(pixels, step, vision)[0]
 
     def _redetect(
         self,

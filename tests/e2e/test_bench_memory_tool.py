@@ -37,13 +37,15 @@ def test_runs_per_attribute_find_presence_and_the_cache(tool, tmp_path, capsys):
         "memory + re-detection",
         "+ guided attention",
         "+ semantic prompting",
+        "+ cascaded refinement",
         "PerSAM default: tiny0",
         "PerSAM default (mean over models)",
     }
     for stats in first["jf"].values():
         assert set(stats) == {"all", "occlusion", "scene-cut"}
         assert 0 <= stats["all"]["J&F-Mean"] <= 1 and stats["all"]["clips"] == 2
-    for run in ("memory + re-detection", "+ guided attention", "+ semantic prompting"):
+    mechanisms = ("+ guided attention", "+ semantic prompting", "+ cascaded refinement")
+    for run in ("memory + re-detection", *mechanisms):
         assert "delta" in first["jf"][run]["all"]
     for engine in ("memory", "tiny0"):
         presence = first["find_presence"][engine]["all"]

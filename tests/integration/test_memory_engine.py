@@ -267,6 +267,17 @@ def test_personalize_then_track_a_target_on_another_clip(tmp_path, folder):
     document = json.loads((out / "results.json").read_text())
     assert document["run"]["engine"] == "memory" and document["object_ids"] == [1]
     assert [f["index"] for f in document["frames"]] == [0, 1, 2]
+    assert document["direction"] == "both"  # both ways from where it is found: the passes mode
+    limited = ["track", str(video), "--target", str(target), "--max-frames", "2", *args]
+    refused = CliRunner().invoke(cli, [*limited, "--out", str(tmp_path / "m")])
+    assert refused.exit_code == 2 and "add --direction forward" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+    forward = CliRunner().invoke(
+        cli, [*limited, "--direction", "forward", "--out", str(tmp_path / "f")]
+    )
+    assert forward.exit_code == 0, forward.output
+    document = json.loads((tmp_path / "f" / "results.json").read_text())
+    assert [f["index"] for f in document["frames"]] == [0, 1]
     demo_target = tmp_path / "demo.target"
     made = CliRunner().invoke(cli, [*personalize, str(demo_target), "--model", "demo", "-q"])
     assert made.exit_code == 0, made.output
@@ -295,13 +306,61 @@ def test_a_target_is_found_from_frame_0_and_tracked(model):
     forgetful = dataclasses.replace(model, model=Forgetful(model.model))
     session = MemorySession(forgetful, frames, config=MemoryConfig(lost_after=2, accept=0.2))
     session.add_target(1, target)
-    assert session.in_frame_order("both")
-    results = list(session.propagate("both"))
+    assert session.in_frame_order("forward") and session.expected_results("forward") == 9
+    results = list(session.propagate("both"))  # found on frame 0: nothing to track back
     assert [r.index for r in results] == list(range(9))
     found = [r.index for r in results if r.objects[0].reacquired]
     assert found[:2] == [0, 5], found
     assert all(len(r.objects) == 1 and r.objects[0].obj_id == 1 for r in results)
     assert not (results[3].labels == 1).any()
+
+
+def test_a_target_found_later_is_tracked_back_from_there(model):
+    """The disk is away on frames 0-3 and appears on frame 4. A target made on another clip is
+    searched from frame 0 and found on frame 4; with ``both`` a backward pass seeded with its
+    mask there covers frames 3..0 (frame 4 comes once), with ``forward`` nothing goes back;
+    a streamed input refuses ``both`` in one line before anything is tracked."""
+    from persam_video.io import open_source
+    from persam_video.io.streamed import StreamedFrames
+    from persam_video.memory.config import MemoryConfig
+    from persam_video.memory.targets import personalize
+
+    other, disk = leaving_clip()
+    target = personalize(model, [(other[0], disk)])
+    frames = leaving_clip(gone=range(0, 4))[0]
+    config = MemoryConfig(accept=0.2)
+
+    def run(direction):
+        session = MemorySession(model, frames, config=config)
+        session.add_target(1, target)
+        seeded = []
+        add_prompt = session._add_prompt
+
+        def spy(inference_session, prompt, mask):
+            seeded.append((prompt.frame, prompt.kind, None if mask is None else mask.sum()))
+            add_prompt(inference_session, prompt, mask)
+
+        session._add_prompt = spy
+        ordered = session.in_frame_order(direction), session.expected_results(direction)
+        return list(session.propagate(direction)), seeded, ordered
+
+    results, seeded, ordered = run("both")
+    assert ordered == (False, None)
+    assert [r.index for r in results] == [*range(9), 3, 2, 1, 0]
+    assert [r.index for r in results if r.objects[0].reacquired] == [4]
+    assert not any(r.objects[0].present for r in results[:4])  # not found yet
+    back = results[9:]
+    assert all(r.direction == "backward" and [o.obj_id for o in r.objects] == [1] for r in back)
+    found_mask = results[4].labels == 1
+    assert found_mask.any() and (4, "mask", found_mask.sum()) in seeded
+    forward, seeded, ordered = run("forward")
+    assert ordered == (True, 9) and [r.index for r in forward] == list(range(9))
+    assert all(kind != "mask" for _, kind, _ in seeded)
+    with open_source(frames) as source:
+        streamed = MemorySession(model, StreamedFrames(source, 0, None), config=config)
+        streamed.add_target(1, target)
+        with pytest.raises(ValueError, match="cannot be tracked back from where a target"):
+            next(streamed.propagate("both"))
 
 
 PEAK_RSS_SCRIPT = """
@@ -496,3 +555,44 @@ def test_persam_guidance_reaches_the_trackers_decoder_and_leaves_no_hook(model, 
         if embedding is not None:
             assert embedding.shape == (1, 1, 1, model.model.config.mask_decoder_config.hidden_size)
     assert any((guided[i] != plain[i]).any() for i in plain)
+
+
+def test_refinement_decodes_each_tracked_mask_again_from_its_box(model, clip):
+    """``memory.refine``: on every tracked frame each present object's mask is decoded again on
+    the frame alone from its tight box and one positive click inside it; the outputs show that
+    mask, while the tracker (its memory) runs as without refinement."""
+    from persam_video.memory.config import MemoryConfig
+
+    def track(config):
+        session = MemorySession(model, frames_of(clip), config=config)
+        session.add_labels(0, np.asarray(clip.labels[0]))
+        steps, tracked = [], []
+        alone, track_step = session._alone_logits, session._track
+
+        def spy_alone(pixels, prompt, vision):
+            logits, score = alone(pixels, prompt, vision)
+            steps.append((prompt, (logits > 0).numpy()))
+            return logits, score
+
+        def spy_track(*args):
+            output = track_step(*args)
+            tracked.append(output.pred_masks.clone())
+            return output
+
+        session._alone_logits, session._track = spy_alone, spy_track
+        return {r.index: r for r in session.propagate("forward")}, steps, tracked
+
+    plain, none, tracked_plain = track(MemoryConfig())
+    refined, steps, tracked = track(MemoryConfig(refine=True))
+    assert none == [] and len(tracked) == len(clip.frames)
+    for before, after in zip(tracked_plain, tracked, strict=True):
+        assert torch.allclose(before, after)  # the tracker's own masks are unchanged
+    present = [(i, o.obj_id) for i, r in refined.items() if i > 0 for o in r.objects if o.present]
+    assert present and [(p.frame, p.obj_id) for p, _ in steps] == present
+    for prompt, mask in steps:
+        x0, y0, x1, y1 = prompt.box
+        ((x, y),) = prompt.points
+        assert prompt.point_labels == (1,) and x0 <= x <= x1 and y0 <= y <= y1
+        shown = refined[prompt.frame].labels == prompt.obj_id
+        assert not (shown & ~mask).any()  # the output is the refined mask (less any overlap)
+    assert any((refined[i].labels != plain[i].labels).any() for i in plain)

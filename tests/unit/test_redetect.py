@@ -75,8 +75,8 @@ def test_the_identity_check_tells_the_object_from_the_background():
 def test_decoder_inputs_point_the_attention_at_the_target_and_scale_its_embedding():
     from persam_video.memory.guidance import decoder_inputs
 
-    features = torch.randn(8, 6, 6)
-    features[:, 2:4, 3:5] += 4 * torch.eye(8)[0][:, None, None]  # the target's cells
+    features = torch.randn(8, 6, 6, generator=torch.Generator().manual_seed(0))
+    features[:, 2:4, 3:5] += 8 * torch.eye(8)[0][:, None, None]  # the target's cells
     embedding = F.normalize(features[:, 2:4, 3:5].mean(dim=(1, 2)), dim=0)
     both = decoder_inputs(features, embedding, guided_attention=True, semantic_prompt=True)
     sim = both["attention_similarity"]
@@ -87,3 +87,33 @@ def test_decoder_inputs_point_the_attention_at_the_target_and_scale_its_embeddin
     assert target.shape == (1, 1, 1, 8)
     assert torch.allclose(target.norm(), features.flatten(1).norm(dim=0).mean())
     assert decoder_inputs(features, embedding, guided_attention=False, semantic_prompt=False) == {}
+
+
+def test_refinement_prompts_the_masks_box_and_the_targets_peak_inside_it():
+    """``memory.refine``: the tracked mask's tight box, and a click at the cell most like the
+    target among the cells the mask covers (not the frame's peak outside it); without a
+    reference, or when the peak's centre falls off the mask, the mask's most interior pixel."""
+    from persam_video.memory.refine import interior_point, refine_prompt
+
+    features = features_with_object(slice(2, 4), slice(2, 4))
+    object_mask = torch.zeros(SIZE, dtype=torch.bool)
+    object_mask[16:32, 24:48] = True  # cells (2..3, 2..3)
+    ref = reference(features, object_mask)
+    assert ref is not None
+    mask = torch.zeros(SIZE, dtype=torch.bool)
+    mask[8:40, 12:60] = True  # covers the object's cells and more
+    click, box = refine_prompt(mask, features, ref)
+    assert box == (12.0, 8.0, 59.0, 39.0)
+    col, row = int(click[0] // 12), int(click[1] // 8)
+    assert (row, col) in {(2, 2), (2, 3), (3, 2), (3, 3)}
+    away = torch.zeros(SIZE, dtype=torch.bool)
+    away[40:64, 60:96] = True  # the target is not in it: the best cell inside is still inside
+    click, _ = refine_prompt(away, features, ref)
+    assert away[int(click[1]), int(click[0])]
+    assert refine_prompt(mask, features, None) == (interior_point(mask.numpy()), box)
+    x, y = interior_point(mask.numpy())  # 16 px from the border: the rectangle's middle rows
+    assert y in (23.0, 24.0) and 12 + 15 <= x <= 59 - 15
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(96), indexing="ij")
+    disk = (yy - 40) ** 2 + (xx - 30) ** 2 <= 10**2
+    assert interior_point(disk.numpy()) == (30.0, 40.0)
+    assert refine_prompt(torch.zeros(SIZE, dtype=torch.bool), features, ref) is None
