@@ -2,15 +2,14 @@
 
 A tiny random SAM 2 model folder (transformers format, no download): every prompt kind, both
 directions, a correction, the command line end to end, broken folders and refused options in
-one line, and memory flat in the video's length. Random weights track nothing: these tests
-check the mechanics (which frames and objects come out, where the prompts are), not quality."""
+one line (memory flat in the video's length: test_prompted_memory.py). Random weights track
+nothing: these tests check the mechanics (which frames and objects come out, where the prompts
+are), not quality."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -31,7 +30,6 @@ from persam_video.model.checkpoints import WeightsError
 from persam_video.synthetic.clips import make_clip
 from persam_video.video.engine import Engine, TrackingSession
 from tests.e2e.test_track_cli import make_input
-from tests.helpers import REPO_ROOT
 from tests.video_factory import synthetic_labels
 
 pytest.importorskip("transformers", reason="transformers (the sam2 extra)")
@@ -361,51 +359,6 @@ def test_a_target_found_later_is_tracked_back_from_there(model):
         streamed.add_target(1, target)
         with pytest.raises(ValueError, match="cannot be tracked back from where a target"):
             next(streamed.propagate("both"))
-
-
-PEAK_RSS_SCRIPT = """
-import resource, sys
-import numpy as np
-from pathlib import Path
-from persam_video.apps.track import OutputOptions, track_to_folder
-from persam_video.memory.engine import MemoryEngine
-from persam_video.memory.models import load_memory_model
-from tests.video_factory import make_video, synthetic_labels
-from persam_video.io import open_source
-
-n, folder, work = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-work.mkdir()
-size = (48, 64)
-make_video(work / "in.mp4", n_frames=n, size_hw=size)
-engine = MemoryEngine(load_memory_model("sam2.1_hiera_tiny", folder))
-with open_source(work / "in.mp4") as frames:
-    summary = track_to_folder(
-        engine, frames, synthetic_labels(0, size), work / "out", progress=False,
-        options=OutputOptions(overlay=False, report=False),
-    )
-assert summary.frames == n, summary
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
-
-
-@pytest.mark.slow
-def test_memory_is_flat_in_the_videos_length(tmp_path):
-    """Peak RSS tracking 500 frames is within 10% of tracking 50 (a 128-px model: the window of
-    memory is 16 frames)."""
-    folder = save_random_model(tmp_path / "model", tiny_config(image_size=128), seed=2)
-
-    def peak(n: int) -> int:
-        out = subprocess.run(
-            [sys.executable, "-c", PEAK_RSS_SCRIPT, str(n), str(folder), str(tmp_path / f"r{n}")],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=REPO_ROOT,
-        )
-        return int(out.stdout.strip().splitlines()[-1])
-
-    short, long = peak(50), peak(500)
-    assert long < 1.10 * short, (short, long)
 
 
 def leaving_clip(n_frames: int = 9, gone: range = range(1, 5)) -> tuple[list, np.ndarray]:
