@@ -100,27 +100,43 @@ class TrackTask:
     def run(
         self, runner: ClipRunner, job: ClipJob, config: EngineConfig, work: Path
     ) -> tuple[int, dict[str, Any]]:
-        """Track ``job`` into ``work`` with the settings' outputs."""
+        """Track ``job`` into ``work`` with the settings' outputs (a target on a memory
+        tracker both ways from where it is found, as ``track --target``)."""
+        from persam_video.apps.prompted import track_prompts_to_folder
         from persam_video.apps.target_file import check_compatible, load_target, to_device
         from persam_video.apps.track import OutputOptions, track_to_folder
 
         settings = runner.settings
+        options = OutputOptions(**settings.outputs)
+        engine = runner.model.engine(config)
         targets = None
         if job.target is not None:
             loaded = load_target(job.target)
             check_compatible(loaded, runner.metadata, job.target)
             targets = [to_device(loaded.target, runner.model.device)]
-        summary = track_to_folder(
-            runner.model.engine(config),
-            job.input,
-            job.mask,
-            work,
-            targets=targets,
-            options=OutputOptions(**settings.outputs),
-            progress=False,
-            resize_mask=settings.resize_mask,
-            metadata=runner.metadata,
-        )
+        if targets is not None and runner.model.is_memory:
+            summary = track_prompts_to_folder(
+                engine,
+                job.input,
+                [],
+                work,
+                targets=list(enumerate(targets, start=1)),
+                options=options,
+                progress=False,
+                metadata=runner.metadata,
+            )
+        else:
+            summary = track_to_folder(
+                engine,
+                job.input,
+                job.mask,
+                work,
+                targets=targets,
+                options=options,
+                progress=False,
+                resize_mask=settings.resize_mask,
+                metadata=runner.metadata,
+            )
         check_complete(summary)
         return summary.frames, {"outputs": summary.outputs}
 

@@ -112,6 +112,10 @@ def test_batch_tracks_masks_and_targets_with_the_memory_engine(tmp_path, folder,
         assert document["run"]["model"] == MODEL and len(document["frames"]) == 3
     patient = json.loads((out / "patient" / "results.json").read_text())
     assert patient["run"]["config"]["redetect"] is False
+    searched = json.loads((out / "searched" / "results.json").read_text())
+    assert searched["direction"] == "both"  # a target both ways from where it is found
+    masked = json.loads((out / "masked" / "results.json").read_text())
+    assert "direction" not in masked  # a first-frame mask streams forward
 
 
 def test_a_persam_override_in_a_memory_batch_is_refused_before_anything_runs(tmp_path, folder):
