@@ -89,13 +89,15 @@ def candidate_clicks(
     """The similarity peak and the clicks it gives: the peak cell's centre (positive) and the
     lowest cell's centre (negative), in (x, y) frame pixels of a frame of (H, W) ``size``."""
     sim = similarity(features, reference.embedding)
-    h, w = sim.shape
-    height, width = size
-
-    def centre(flat: int) -> tuple[float, float]:
-        row, col = divmod(flat, w)
-        return ((col + 0.5) * width / w, (row + 0.5) * height / h)
-
     peak = int(sim.argmax())
     low = int(sim.argmin())
-    return float(sim.flatten()[peak]), [centre(peak), centre(low)]
+    grid = (sim.shape[0], sim.shape[1])
+    return float(sim.flatten()[peak]), [cell_centre(peak, grid, size), cell_centre(low, grid, size)]
+
+
+def cell_centre(flat: int, grid: tuple[int, int], size: tuple[int, int]) -> tuple[float, float]:
+    """(x, y) frame pixels of the centre of cell ``flat`` (row-major) of an (h, w) ``grid``
+    laid over a frame of (H, W) ``size``."""
+    (h, w), (height, width) = grid, size
+    row, col = divmod(flat, w)
+    return ((col + 0.5) * width / w, (row + 0.5) * height / h)

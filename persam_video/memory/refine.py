@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from torch import Tensor
 
-from persam_video.memory.redetect import Reference, grid_mask, similarity
+from persam_video.memory.redetect import Reference, cell_centre, grid_mask, similarity
 from persam_video.persam.geometry import mask_box
 
 
@@ -30,12 +30,11 @@ def refine_prompt(
     if box is None:
         return None
     height, width = mask.shape
-    cells = grid_mask(mask, (features.shape[-2], features.shape[-1]))
+    grid = (features.shape[-2], features.shape[-1])
+    cells = grid_mask(mask, grid)
     if reference is not None and cells.any():
         sim = similarity(features, reference.embedding).masked_fill(~cells, -2.0)
-        h, w = sim.shape
-        row, col = divmod(int(sim.argmax()), w)
-        click = ((col + 0.5) * width / w, (row + 0.5) * height / h)
+        click = cell_centre(int(sim.argmax()), grid, (height, width))
         x, y = min(int(click[0]), width - 1), min(int(click[1]), height - 1)
         if bool(mask[y, x]):
             return click, _box(box)

@@ -199,22 +199,25 @@ class MemorySession(PromptedSession):
                 frames = self.frames.backward(max(seeds), 0, chunk=self.chunk)
                 yield from self._pass(frames, seeds, reverse=True, keep_seeds=False, masks=masks)
 
+    def _targets_both_ways(self, direction: Direction) -> bool:
+        """Whether saved targets are also tracked back from where they are found."""
+        return bool(self._targets) and direction == "both"
+
     def in_frame_order(self, direction: Direction) -> bool:
         """As :meth:`PromptedSession.in_frame_order`; with saved targets, direction ``both``
         may also go back from where a target is found, so only ``forward`` is in order."""
-        both_ways = bool(self._targets) and direction == "both"
-        return super().in_frame_order(direction) and not both_ways
+        return super().in_frame_order(direction) and not self._targets_both_ways(direction)
 
     def expected_results(self, direction: Direction) -> int | None:
         """As :meth:`PromptedSession.expected_results`; None (not known before the run) with
         saved targets and direction ``both``: how far back they go depends on where they are
         found."""
-        if self._targets and direction == "both":
+        if self._targets_both_ways(direction):
             return None
         return super().expected_results(direction)
 
     def _check_engine(self, direction: Direction) -> None:
-        if self._targets and direction == "both" and isinstance(self.frames, StreamedFrames):
+        if self._targets_both_ways(direction) and isinstance(self.frames, StreamedFrames):
             raise ValueError(
                 "a streamed input cannot be tracked back from where a target is found: track "
                 "it forward, or give a video file, a folder or a list of frames"
